@@ -1,0 +1,188 @@
+"""genrec: generative recommendation with semantic IDs, native to Hugging Face ``transformers``.
+
+Items become short sequences of discrete codes (semantic IDs); models read a user's history as codes and
+generate the codes of the next item, decoding only codes that exist. See README.md for the pipeline.
+
+``import genrec`` is deliberately cheap (no torch / transformers import): the public names below are
+resolved on first attribute access, and genrec's configs, models and tokenizers are registered with the
+``transformers`` ``Auto*`` classes the moment ``transformers`` loads its auto modules (or at once, if it
+already has), so ``AutoModel.from_pretrained(run_dir)`` works after ``import genrec`` without
+``trust_remote_code``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import sys
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (resolved lazily by __getattr__)
+_EXPORTS: dict[str, str] = {
+    # tokenization: semantic IDs
+    "CodeTable": "genrec.tokenization.code_table",
+    "SemanticIDTokenizer": "genrec.tokenization.tokenization_semantic_id",
+    "Quantizer": "genrec.tokenization.quantizers",
+    "ResidualKMeansQuantizer": "genrec.tokenization.quantizers",
+    "RQVAEQuantizer": "genrec.tokenization.quantizers",
+    "RandomQuantizer": "genrec.tokenization.quantizers",
+    "load_quantizer": "genrec.tokenization.quantizers",
+    # modeling
+    "SemanticIDLogitsProcessor": "genrec.modeling.constrained_decoding",
+    # metrics
+    "compute_metrics": "genrec.trainers.metrics",
+    "metrics_from_ranks": "genrec.trainers.metrics",
+    "target_ranks": "genrec.trainers.metrics",
+    "format_metrics": "genrec.trainers.metrics",
+    # data
+    "prepare_dataset": "genrec.data_scripts.prepare",
+    "load_genrec_dataset": "genrec.data_scripts.prepare",
+    "embed_items": "genrec.data_scripts.embeddings",
+    "ItemEmbeddings": "genrec.data_scripts.embeddings",
+}
+
+__all__ = [
+    "CodeTable",
+    "ItemEmbeddings",
+    "Quantizer",
+    "RQVAEQuantizer",
+    "RandomQuantizer",
+    "ResidualKMeansQuantizer",
+    "SemanticIDLogitsProcessor",
+    "SemanticIDTokenizer",
+    "compute_metrics",
+    "embed_items",
+    "format_metrics",
+    "load_genrec_dataset",
+    "load_quantizer",
+    "metrics_from_ranks",
+    "prepare_dataset",
+    "target_ranks",
+    "__version__",
+]
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from genrec.data_scripts.embeddings import ItemEmbeddings, embed_items
+    from genrec.data_scripts.prepare import load_genrec_dataset, prepare_dataset
+    from genrec.modeling.constrained_decoding import SemanticIDLogitsProcessor
+    from genrec.tokenization.code_table import CodeTable
+    from genrec.tokenization.quantizers import (
+        Quantizer,
+        RandomQuantizer,
+        ResidualKMeansQuantizer,
+        RQVAEQuantizer,
+        load_quantizer,
+    )
+    from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
+    from genrec.trainers.metrics import compute_metrics, format_metrics, metrics_from_ranks, target_ranks
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'genrec' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value  # cache: later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Auto-class registration
+# --------------------------------------------------------------------------------------------------------
+# Each entry: (auto kind, model_type or None, "module:ConfigClass", "module:TargetClass" or None).
+# kind "config" -> AutoConfig.register(model_type, ConfigClass)
+# kind "model:<AutoName>" -> <AutoName>.register(ConfigClass, TargetClass)
+# kind "tokenizer" -> AutoTokenizer.register(ConfigClass, tokenizer_class=TargetClass)
+_AUTO_REGISTRY: list[tuple[str, str | None, str, str | None]] = []
+
+_AUTO_MODULES = {
+    "transformers.models.auto.configuration_auto": "config",
+    "transformers.models.auto.modeling_auto": "model",
+    "transformers.models.auto.tokenization_auto": "tokenizer",
+}
+_registered: set[str] = set()
+
+
+def _load(path: str) -> Any:
+    module_name, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def _register(group: str) -> None:
+    """Register every entry of ``group`` ("config", "model" or "tokenizer") with transformers."""
+    if group in _registered:
+        return
+    _registered.add(group)
+    if group != "config":
+        _register("config")  # models and tokenizers are keyed by config classes
+    for kind, model_type, config_path, target_path in _AUTO_REGISTRY:
+        if not kind.startswith(group):
+            continue
+        config_class = _load(config_path)
+        if kind == "config":
+            from transformers import AutoConfig
+
+            AutoConfig.register(model_type, config_class, exist_ok=True)
+        elif kind.startswith("model:"):
+            auto_class = getattr(importlib.import_module("transformers"), kind.split(":", 1)[1])
+            auto_class.register(config_class, _load(target_path), exist_ok=True)
+        elif kind == "tokenizer":
+            from transformers import AutoTokenizer
+
+            AutoTokenizer.register(config_class, tokenizer_class=_load(target_path), exist_ok=True)
+
+
+class _LoaderWithCallback(importlib.abc.Loader):
+    """Delegates to the real loader and runs a callback once the module has executed."""
+
+    def __init__(self, loader: importlib.abc.Loader, callback: Any) -> None:
+        self._loader = loader
+        self._callback = callback
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> Any:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        self._loader.exec_module(module)
+        self._callback()
+
+    def __getattr__(self, name: str) -> Any:  # get_source, get_code, ... for tracebacks and inspect
+        return getattr(self._loader, name)
+
+
+class _AutoRegistrationFinder(importlib.abc.MetaPathFinder):
+    """Registers genrec with transformers' Auto classes right after transformers loads them."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        group = _AUTO_MODULES.get(fullname)
+        if group is None:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None and spec.loader is not None:
+                spec.loader = _LoaderWithCallback(spec.loader, lambda: _register(group))
+                return spec
+        return None
+
+
+def _install_auto_registration() -> None:
+    loaded = [group for module, group in _AUTO_MODULES.items() if module in sys.modules]
+    for group in loaded:
+        _register(group)
+    if len(loaded) < len(_AUTO_MODULES) and not any(
+        isinstance(finder, _AutoRegistrationFinder) for finder in sys.meta_path
+    ):
+        sys.meta_path.insert(0, _AutoRegistrationFinder())
+
+
+_install_auto_registration()

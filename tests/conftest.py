@@ -1,0 +1,31 @@
+"""Test-wide settings: no network, quiet progress bars, deterministic threads, shared-data lookup."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# No test may reach a hub: everything runs on embedded data and packaged / randomly initialised models.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """The benchmark data beside the project (``../shared/data``), overridable by GENREC_SHARED_DATA."""
+    return Path(os.environ.get("GENREC_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def beauty_dir() -> Path:
+    """The UNGER paper's Amazon Beauty benchmark folder; skips the test when it is not on this machine."""
+    path = shared_data_dir() / "amazon-beauty-2014"
+    if not (path / "sequences.txt").is_file():
+        pytest.skip(f"Amazon Beauty benchmark data not found at {path}")
+    return path

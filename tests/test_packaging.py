@@ -1,0 +1,75 @@
+"""The distribution: one `genrec` namespace from the design card's top-level folders, cheap to import."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO_ROOT
+
+SUBPACKAGES = ["modeling", "tokenization", "trainers", "data_scripts", "model_cards"]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(REPO_ROOT)],
+        check=True, capture_output=True, text=True,
+    )
+    (wheel,) = out.glob("genrec-*.whl")
+    return wheel
+
+
+def test_wheel_maps_top_level_folders_into_one_namespace(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "genrec/__init__.py" in names and "genrec/cli.py" in names
+    for sub in SUBPACKAGES:
+        assert f"genrec/{sub}/__init__.py" in names, f"{sub}/ missing from the wheel"
+    assert not any(name.startswith(("tests/", "benchmarks/", "modeling/")) for name in names)
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "genrec = genrec.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_installed_wheel_imports_subpackages(wheel: Path, tmp_path: Path) -> None:
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", "--target", str(target),
+         str(wheel)],
+        check=True, capture_output=True, text=True,
+    )
+    code = (
+        "import genrec, importlib\n"
+        f"mods = [importlib.import_module('genrec.' + s) for s in {SUBPACKAGES!r}]\n"
+        "print(genrec.__file__); print('\\n'.join(m.__file__ for m in mods))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env={"PYTHONPATH": str(target), "PATH": ""},
+        check=True, capture_output=True, text=True, cwd=tmp_path,
+    )
+    files = result.stdout.split()
+    assert len(files) == 1 + len(SUBPACKAGES)
+    assert all(f.startswith(str(target)) for f in files), files
+
+
+def test_import_genrec_is_lazy() -> None:
+    """`import genrec` must not pull torch / transformers (it is what keeps it well under 2 s)."""
+    code = (
+        "import sys, genrec\n"
+        "heavy = [m for m in ('torch', 'transformers', 'datasets') if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert result.stdout.strip() == ""
+
+
+def test_public_names_resolve() -> None:
+    import genrec
+
+    assert genrec.compute_metrics.__module__ == "genrec.trainers.metrics"
+    with pytest.raises(AttributeError, match="no attribute"):
+        genrec.does_not_exist  # noqa: B018

@@ -1,0 +1,113 @@
+"""Ranking metrics for leave-one-out generative recommendation: the one implementation genrec uses.
+
+Every trainer, the CLI, the benchmarks and the ``evaluate`` metric (``genrec_ranking``) call these
+functions, so a number reported anywhere in genrec means the same thing everywhere.
+
+Protocol (the papers'): each user has exactly one held-out target item; the model returns a ranked list of
+recommended item ids over the full corpus (``None`` marks a generated code that is not an item). With the
+1-based rank ``r`` of the target in the list (``r = 0`` when it is absent from the top K):
+
+- ``recall@K`` = ``hr@K`` = 1 if 1 <= r <= K (identical with one target; both names are reported because
+  the papers use both),
+- ``ndcg@K`` = 1 / log2(r + 1) if 1 <= r <= K (the ideal DCG of a single relevant item is 1),
+- ``mrr@K`` = 1 / r if 1 <= r <= K,
+
+each averaged over users. ``invalid_rate`` is the fraction of returned entries that are not items (it must
+read 0 under constrained decoding). A list longer than K is cut at K; a shorter list is never padded.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+DEFAULT_KS: tuple[int, ...] = (1, 5, 10, 20)
+
+__all__ = ["DEFAULT_KS", "target_ranks", "metrics_from_ranks", "compute_metrics", "format_metrics"]
+
+
+def target_ranks(recommended: Sequence[Sequence[str | None]], targets: Sequence[str]) -> np.ndarray:
+    """1-based rank of each user's target in its recommended list, 0 where it is absent."""
+    if len(recommended) != len(targets):
+        raise ValueError(
+            f"got {len(recommended)} recommendation lists for {len(targets)} targets; they must pair up"
+        )
+    ranks = np.zeros(len(targets), dtype=np.int64)
+    for row, (items, target) in enumerate(zip(recommended, targets, strict=True)):
+        if target is None:
+            raise ValueError(f"target of user #{row} is None: every evaluated user needs a target item")
+        for position, item in enumerate(items, start=1):
+            if item == target:
+                ranks[row] = position
+                break
+    return ranks
+
+
+def metrics_from_ranks(ranks: np.ndarray | Sequence[int], ks: Iterable[int] = DEFAULT_KS) -> dict[str, float]:
+    """Recall/HR, NDCG and MRR at each K from 1-based target ranks (0 = not retrieved)."""
+    ranks = np.asarray(ranks, dtype=np.int64)
+    if ranks.ndim != 1:
+        raise ValueError(f"ranks must be one-dimensional, got shape {ranks.shape}")
+    if (ranks < 0).any():
+        raise ValueError("ranks must be >= 0 (0 means the target was not retrieved)")
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1:
+        raise ValueError(f"cut-offs must be positive integers, got {ks}")
+    out: dict[str, float] = {}
+    n = len(ranks)
+    found = ranks > 0
+    safe = np.where(found, ranks, 1)
+    for k in ks:
+        hit = found & (ranks <= k)
+        hit_rate = float(hit.sum() / n) if n else 0.0
+        out[f"recall@{k}"] = hit_rate
+        out[f"hr@{k}"] = hit_rate
+        out[f"ndcg@{k}"] = float((hit / np.log2(safe + 1)).sum() / n) if n else 0.0
+        out[f"mrr@{k}"] = float((hit / safe).sum() / n) if n else 0.0
+    return out
+
+
+def compute_metrics(
+    recommended: Sequence[Sequence[str | None]],
+    targets: Sequence[str],
+    ks: Iterable[int] = DEFAULT_KS,
+) -> dict[str, float]:
+    """All ranking metrics plus ``invalid_rate`` and ``num_users`` for ranked recommendation lists.
+
+    ``recommended[i]`` is user i's ranked list (best first); entries that are ``None`` are generated codes
+    that do not map to an item and count towards ``invalid_rate``.
+    """
+    ks = list(ks)
+    max_k = max(ks) if ks else 0
+    cut = [list(items)[:max_k] for items in recommended]
+    ranks = target_ranks(cut, targets)
+    out = metrics_from_ranks(ranks, ks)
+    total = sum(len(items) for items in cut)
+    invalid = sum(1 for items in cut for item in items if item is None)
+    out["invalid_rate"] = invalid / total if total else 0.0
+    out["num_users"] = float(len(targets))
+    return out
+
+
+def format_metrics(metrics: dict[str, float], *, title: str | None = None) -> str:
+    """A small fixed-width table (metric rows x cut-off columns) for terminals and logs."""
+    names = ["recall", "ndcg", "mrr", "hr"]
+    ks = sorted({int(key.split("@")[1]) for key in metrics if "@" in key})
+    lines = [title] if title else []
+    header = "metric".ljust(8) + "".join(f"@{k}".rjust(10) for k in ks)
+    lines.append(header)
+    for name in names:
+        if not any(f"{name}@{k}" in metrics for k in ks):
+            continue
+        values = "".join(
+            (f"{metrics[f'{name}@{k}']:.4f}" if f"{name}@{k}" in metrics else "-").rjust(10) for k in ks
+        )
+        lines.append(name.ljust(8) + values)
+    for extra in ("invalid_rate", "num_users"):
+        if extra in metrics:
+            value = metrics[extra]
+            text = f"{int(value)}" if extra == "num_users" and math.isfinite(value) else f"{value:.4f}"
+            lines.append(f"{extra}: {text}")
+    return "\n".join(lines)
