@@ -1,1 +1,1 @@
-"""placeholder"""
+"""Model- and dataset-card templates and the code that fills them from a run."""
