@@ -37,10 +37,11 @@ Sources:
               (install the files with: pip install --no-deps recbole==1.2.1), or --path DIR with
               ml-100k.inter / ml-100k.item.
   s3rec       --path DIR with sequences.txt ("user item item ...") + items.jsonl (S3-Rec layout).
-  amazon2014  --reviews reviews_<Category>_5.json.gz --meta meta_<Category>.json.gz, from the
-              Amazon review data (2014) pages of Julian McAuley's lab (UCSD).
-  amazon2023  --reviews <Category>.jsonl(.gz) --meta meta_<Category>.jsonl(.gz), from the
-              Amazon Reviews 2023 pages of McAuley's lab.
+  amazon2014  --reviews reviews_<Category>_5.json.gz --meta meta_<Category>.json.gz
+              ("5-core" reviews + metadata), downloaded by you from the Amazon review data (2014)
+              of Julian McAuley's lab: https://cseweb.ucsd.edu/~jmcauley/datasets/amazon/links.html
+  amazon2023  --reviews <Category>.jsonl(.gz) --meta meta_<Category>.jsonl(.gz), downloaded by you
+              from Amazon Reviews 2023: https://amazon-reviews-2023.github.io/
   hub         --path REPO_ID_OR_FOLDER: any dataset already in genrec's layout.
 
 Split protocol (the papers'): per user the last item is the test target, the one before the
