@@ -42,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     "prepare_dataset": "genrec.data_scripts.prepare",
     "load_genrec_dataset": "genrec.data_scripts.prepare",
     "embed_items": "genrec.data_scripts.embeddings",
+    "embed_dataset": "genrec.data_scripts.embeddings",
     "ItemEmbeddings": "genrec.data_scripts.embeddings",
 }
 
@@ -55,6 +56,7 @@ __all__ = [
     "SemanticIDLogitsProcessor",
     "SemanticIDTokenizer",
     "compute_metrics",
+    "embed_dataset",
     "embed_items",
     "format_metrics",
     "load_genrec_dataset",
@@ -66,7 +68,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from genrec.data_scripts.embeddings import ItemEmbeddings, embed_items
+    from genrec.data_scripts.embeddings import ItemEmbeddings, embed_dataset, embed_items
     from genrec.data_scripts.prepare import load_genrec_dataset, prepare_dataset
     from genrec.modeling.constrained_decoding import SemanticIDLogitsProcessor
     from genrec.tokenization.code_table import CodeTable

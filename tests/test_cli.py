@@ -9,7 +9,7 @@ import pytest
 
 from genrec.cli import build_parser, main
 
-VERBS = ["run", "prepare", "embed"]
+VERBS = ["run", "prepare", "embed", "quantize"]
 
 
 @pytest.mark.parametrize("verb", VERBS)

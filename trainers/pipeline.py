@@ -1,6 +1,6 @@
 """The main job: one dataset through every genrec stage into one run folder.
 
-This module only sequences library calls (prepare -> embed -> ...); each stage's logic lives in its own
+This module only sequences library calls (prepare -> embed -> quantize -> ...); each stage's logic lives in its own
 module. Stages already present in the run folder are reused, so an interrupted run continues where it
 stopped instead of starting over.
 """
@@ -39,11 +39,15 @@ def run_pipeline(
     source: str | None = None,
     encoder: str | None = None,
     max_history: int = 20,
+    num_levels: int = 3,
+    codebook_size: int = 256,
+    seed: int = 2024,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run the main job on ``dataset`` into ``out_dir`` and return (and write) its summary."""
     from genrec.data_scripts.embeddings import embed_dataset
     from genrec.data_scripts.prepare import prepare_dataset
+    from genrec.trainers.quantize import quantize_embeddings
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -67,6 +71,23 @@ def run_pipeline(
         "path": str(emb_path),
         "items": int(emb.embeddings.shape[0]),
         "dim": int(emb.embeddings.shape[1]),
+    }
+
+    start = time.perf_counter()
+    sid_dir = out_dir / "semantic_ids"
+    if overwrite or not (sid_dir / "quantize.json").is_file():
+        result = quantize_embeddings(
+            emb_path, sid_dir, num_levels=num_levels, codebook_size=codebook_size, seed=seed, overwrite=True
+        )
+        quantized = result.summary()
+    else:
+        logger.info("reusing the semantic IDs in %s", sid_dir)
+        quantized = json.loads((sid_dir / "quantize.json").read_text())
+    summary["stages"]["quantize"] = {
+        "seconds": round(time.perf_counter() - start, 2),
+        "path": str(sid_dir / "tokenizer"),
+        "codebook_sizes": quantized["codebook_sizes"],
+        "collision_rate": quantized["collision_rate"],
     }
 
     (out_dir / "run.json").write_text(json.dumps(summary, indent=2) + "\n")
