@@ -1,0 +1,128 @@
+"""The quantization stage: item embeddings -> quantizer -> CodeTable -> SemanticIDTokenizer, on disk.
+
+Only sequencing of library calls lives here (the maths is in :mod:`genrec.tokenization.quantizers`, the
+uniqueness rule in :class:`genrec.tokenization.code_table.CodeTable`). The output folder is what Stage II
+and the LLM path read:
+
+    OUT/quantizer/          quantizer_config.json + quantizer.safetensors (encodes cold-start items later)
+    OUT/tokenizer/          SemanticIDTokenizer files + code_table.parquet/json (content-hashed)
+    OUT/quantize.json       diagnostics: per-level utilisation, entropy, collision rate, MSE; timings
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+QUANTIZERS = ("residual_kmeans", "rqvae", "random")
+
+
+@dataclass
+class QuantizeResult:
+    """What the quantization stage produced (paths are inside the output folder)."""
+
+    output_dir: Path
+    tokenizer_dir: Path
+    quantizer_dir: Path
+    num_items: int
+    num_levels: int
+    codebook_sizes: list[int]
+    collision_rate: float
+    max_collision_group: int
+    fit_seconds: float
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready summary (paths as strings)."""
+        out = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+        return out
+
+
+def build_quantizer(method: str, *, num_levels: int, codebook_size: int, seed: int, **kwargs: Any):
+    """A fresh quantizer of kind ``method`` ("residual_kmeans" default, "rqvae", "random")."""
+    from genrec.tokenization.quantizers import RandomQuantizer, ResidualKMeansQuantizer, RQVAEQuantizer
+
+    classes = {"residual_kmeans": ResidualKMeansQuantizer, "rqvae": RQVAEQuantizer, "random": RandomQuantizer}
+    if method not in classes:
+        raise ValueError(f"unknown quantizer {method!r}; choose one of {', '.join(QUANTIZERS)}")
+    return classes[method](num_levels=num_levels, codebook_size=codebook_size, seed=seed, **kwargs)
+
+
+def quantize_embeddings(
+    embeddings: str | Path,
+    output_dir: str | Path,
+    *,
+    method: str = "residual_kmeans",
+    num_levels: int = 3,
+    codebook_size: int = 256,
+    seed: int = 2024,
+    resolve_collisions: str = "none",
+    always_append_collision_level: bool = False,
+    overwrite: bool = False,
+    show_progress: bool = True,
+) -> QuantizeResult:
+    """Fit a quantizer on an ``ItemEmbeddings`` file and write quantizer, tokenizer and code table.
+
+    ``resolve_collisions="reassign"`` (residual k-means only) moves colliding items to free leaves before
+    the CodeTable adds its collision level for whatever still collides.
+    """
+    from genrec.data_scripts.embeddings import ItemEmbeddings
+    from genrec.tokenization.code_table import CodeTable
+    from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
+
+    output_dir = Path(output_dir)
+    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"{output_dir} is not empty; pass overwrite=True (--overwrite) to replace it")
+    emb = ItemEmbeddings.load(embeddings)
+    extra: dict[str, Any] = {}
+    if resolve_collisions != "none":
+        if method != "residual_kmeans":
+            raise ValueError("resolve_collisions='reassign' is only available for residual_kmeans")
+        extra["resolve_collisions"] = resolve_collisions
+    quantizer = build_quantizer(method, num_levels=num_levels, codebook_size=codebook_size, seed=seed, **extra)
+
+    start = time.perf_counter()
+    codes = quantizer.fit_encode(emb.embeddings, show_progress=show_progress)
+    fit_seconds = time.perf_counter() - start
+    diagnostics = quantizer.diagnostics(emb.embeddings, codes)
+    logger.info("quantizer diagnostics:\n%s", diagnostics)
+
+    table = CodeTable.from_codes(
+        emb.item_ids, codes.cpu().numpy(), codebook_sizes=quantizer.codebook_sizes,
+        always_append=always_append_collision_level,
+    )
+    tokenizer = SemanticIDTokenizer.from_code_table(table)
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    quantizer_dir = output_dir / "quantizer"
+    tokenizer_dir = output_dir / "tokenizer"
+    quantizer.save_pretrained(quantizer_dir)
+    tokenizer.save_pretrained(tokenizer_dir)
+    result = QuantizeResult(
+        output_dir=output_dir,
+        tokenizer_dir=tokenizer_dir,
+        quantizer_dir=quantizer_dir,
+        num_items=len(table),
+        num_levels=table.num_levels,
+        codebook_sizes=list(table.codebook_sizes),
+        collision_rate=float(table.collision_rate),
+        max_collision_group=int(table.max_collision_group),
+        fit_seconds=round(fit_seconds, 3),
+        diagnostics=diagnostics.to_dict(),
+    )
+    report = {
+        **result.summary(),
+        "embeddings": str(embeddings),
+        "embeddings_metadata": dict(emb.metadata),
+        "method": method,
+        "seed": seed,
+        "code_table_hash": table.content_hash,
+    }
+    (output_dir / "quantize.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return result
