@@ -1,0 +1,537 @@
+"""UNGER Stage I trainer: learn integrated item embeddings and export them for the quantizer.
+
+``train_stage1(data, embeddings, output_dir)`` reads a prepared genrec dataset (``sequences`` config:
+one example per row, the last item of ``item_ids`` is the target, the ones before it the history; the
+item vocabulary is the ``items`` config's order, index 0 = padding) and frozen semantic item embeddings
+(an ``ItemEmbeddings`` file), trains :class:`~genrec.modeling.modeling_unger_fusion.UngerFusionModel` with
+Accelerate, keeps the model with the best *validation* Recall@10 (full-corpus ranking of the validation
+split), and writes:
+
+* ``output_dir/best/``: the best model (``save_pretrained``: config + safetensors, self-contained) and
+  ``vocabulary.json`` (item id of each item index 1..N);
+* ``output_dir/integrated_embeddings.safetensors``: the best model's integrated item embeddings as an
+  ``ItemEmbeddings`` file (item ids in vocabulary order), the quantizer's input;
+* ``output_dir/stage1_result.json``: the numbers of :class:`Stage1Result`;
+* ``output_dir/checkpoints/step-*``: resumable checkpoints (the last ``keep_checkpoints``);
+* ``output_dir/logs/``: TensorBoard logs when tensorboard is installed.
+
+Rows without any history item cannot train a sequential model; they are skipped, counted and logged.
+Histories longer than the config's ``max_history`` keep their most recent items (counted, logged).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
+
+from genrec.data_scripts.embeddings import ItemEmbeddings
+from genrec.modeling.configuration_unger_fusion import UngerFusionConfig
+from genrec.modeling.modeling_unger_fusion import UngerFusionModel
+from genrec.trainers.accelerate_utils import (
+    CheckpointManager,
+    EarlyStopping,
+    TrainingState,
+    build_accelerator,
+    build_optimizer_and_scheduler,
+    epoch_batches,
+    log_metrics,
+    make_train_dataloader,
+    tracker_config,
+)
+from genrec.trainers.metrics import metrics_from_ranks
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "EMBEDDINGS_FILE",
+    "Stage1Data",
+    "Stage1Result",
+    "evaluate_ranking",
+    "export_integrated_embeddings",
+    "load_semantic_embeddings",
+    "load_stage1_data",
+    "train_stage1",
+]
+
+EMBEDDINGS_FILE = "integrated_embeddings.safetensors"
+RESULT_FILE = "stage1_result.json"
+VOCABULARY_FILE = "vocabulary.json"
+EVAL_KS = (1, 5, 10, 20)
+
+
+# --------------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Stage1Data:
+    """Encoded examples: item index ``i + 1`` is ``item_ids[i]``; each split is a ``TensorDataset`` of
+    (left-padded history ``(n, L)`` int64, attention mask ``(n, L)`` int64, target index ``(n,)`` int64)."""
+
+    item_ids: list[str]
+    splits: dict[str, TensorDataset]
+    skipped_no_history: dict[str, int] = field(default_factory=dict)
+    truncated: dict[str, int] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """sha256 over the vocabulary and every encoded example (identifies the training data)."""
+        digest = hashlib.sha256(json.dumps(self.item_ids).encode("utf-8"))
+        for name in sorted(self.splits):
+            digest.update(name.encode("utf-8"))
+            for tensor in self.splits[name].tensors:
+                digest.update(tensor.numpy().tobytes())
+        return digest.hexdigest()
+
+
+def _encode_split(
+    name: str, rows: Any, index: dict[str, int], max_history: int, source: str
+) -> tuple[TensorDataset, int, int]:
+    sequences = list(rows["item_ids"])
+    users = list(rows["user_id"]) if "user_id" in rows.column_names else [None] * len(sequences)
+    history = np.zeros((len(sequences), max_history), dtype=np.int64)
+    labels = np.zeros(len(sequences), dtype=np.int64)
+    keep = np.ones(len(sequences), dtype=bool)
+    skipped = truncated = 0
+    for row, sequence in enumerate(sequences):
+        if sequence is None or len(sequence) < 2:
+            keep[row] = False
+            skipped += 1
+            continue
+        try:
+            encoded = [index[item] for item in sequence]
+        except KeyError as error:
+            raise ValueError(
+                f"{source}: split {name!r}, row {row} (user {users[row]!r}) has item id {error.args[0]!r}, "
+                "which is not in the dataset's items config; the sequences and items configs must come from "
+                "the same prepare run (re-run genrec prepare)."
+            ) from None
+        past = encoded[:-1]
+        if len(past) > max_history:
+            past = past[-max_history:]
+            truncated += 1
+        history[row, max_history - len(past) :] = past
+        labels[row] = encoded[-1]
+    history, labels = history[keep], labels[keep]
+    mask = (history != 0).astype(np.int64)
+    dataset = TensorDataset(torch.from_numpy(history), torch.from_numpy(mask), torch.from_numpy(labels))
+    return dataset, skipped, truncated
+
+
+def load_stage1_data(
+    data: str | Path, *, max_history: int = 20, splits: Sequence[str] = ("train", "validation")
+) -> Stage1Data:
+    """Load and encode a prepared genrec dataset (local folder or Hub id) for Stage I.
+
+    Loaded and validated with ``genrec.data_scripts.prepare.load_genrec_dataset``. The vocabulary is the
+    ``items`` config in row order; sequences with an item missing from it are an error (which split, row,
+    user and item). Rows with no history are skipped and counted; histories longer than ``max_history``
+    keep their most recent items.
+    """
+    from genrec.data_scripts.prepare import load_genrec_dataset
+
+    source = str(data)
+    sequences, items = load_genrec_dataset(data)  # validates configs, splits, columns, unique item ids
+    item_ids = [str(i) for i in items["item_id"]]
+    index = {item: i + 1 for i, item in enumerate(item_ids)}
+    out = Stage1Data(item_ids=item_ids, splits={})
+    for name in splits:
+        if name not in sequences:
+            raise ValueError(f"{source}: the sequences config has no {name!r} split (has {list(sequences)}).")
+        encoded, skipped, truncated = _encode_split(name, sequences[name], index, max_history, source)
+        if len(encoded) == 0:
+            raise ValueError(f"{source}: split {name!r} has no example with a history; nothing to train on.")
+        out.splits[name] = encoded
+        out.skipped_no_history[name] = skipped
+        out.truncated[name] = truncated
+        if skipped:
+            logger.warning("%s: skipped %d %s rows that have no history item", source, skipped, name)
+        if truncated:
+            logger.info("%s: kept the last %d items of %d longer %s histories", source, max_history, truncated, name)
+    return out
+
+
+def load_semantic_embeddings(embeddings: str | Path | ItemEmbeddings, item_ids: Sequence[str]) -> ItemEmbeddings:
+    """The semantic embeddings re-ordered to the item vocabulary (an error names missing item ids)."""
+    source = embeddings if isinstance(embeddings, ItemEmbeddings) else ItemEmbeddings.load(embeddings)
+    missing = set(item_ids) - set(source.item_ids)
+    if missing:
+        raise ValueError(
+            f"the semantic embeddings ({embeddings if not isinstance(embeddings, ItemEmbeddings) else 'given'}) "
+            f"lack {len(missing)} of the dataset's {len(item_ids)} items, e.g. {sorted(missing)[:5]}; embed this "
+            "dataset's items config (genrec embed <data>)."
+        )
+    return source.reorder(item_ids)
+
+
+# --------------------------------------------------------------------------------------------------
+# Evaluation and export
+# --------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def evaluate_ranking(
+    model: UngerFusionModel,
+    dataloader: DataLoader,
+    accelerator: Any = None,
+    *,
+    ks: Sequence[int] = EVAL_KS,
+) -> dict[str, float]:
+    """Full-corpus ranking metrics of the target items (``genrec.trainers.metrics.metrics_from_ranks``).
+
+    Each batch's scores against all N items are one dot product with the item table (computed once per
+    call). Rank = number of items scoring at least as high as the target (ties count against the target,
+    so a model that scores everything equally ranks the target last, not first).
+    """
+    was_training = model.training
+    model.eval()
+    table = model.item_table()
+    ranks = []
+    for history_ids, mask, labels in dataloader:
+        scores = model.score_items(history_ids, mask, table)
+        target = scores.gather(1, (labels - 1).unsqueeze(1))
+        rank = (scores >= target).sum(dim=1)
+        ranks.append(accelerator.gather_for_metrics(rank) if accelerator is not None else rank)
+    model.train(was_training)
+    return metrics_from_ranks(torch.cat(ranks).cpu().numpy(), ks)
+
+
+@torch.no_grad()
+def export_integrated_embeddings(
+    model: UngerFusionModel,
+    item_ids: Sequence[str],
+    path: str | Path,
+    *,
+    metadata: dict[str, str] | None = None,
+) -> ItemEmbeddings:
+    """Write the model's integrated item embeddings (vocabulary order) as an ``ItemEmbeddings`` file."""
+    config = model.config
+    was_training = model.training
+    model.eval()
+    vectors = model.integrated_item_embeddings().detach().float().cpu().contiguous()
+    model.train(was_training)
+    meta = {
+        "source": "genrec.trainers.stage1",
+        "stage": "unger_stage1",
+        "mode": config.mode,
+        "fusion": config.fusion if config.mode == "unger" else "none",
+        "collaborative_encoder": config.collaborative_encoder,
+        "stage1_config_hash": config.config_hash(),
+        "dim": str(vectors.shape[1]),
+        "num_items": str(vectors.shape[0]),
+        **(metadata or {}),
+    }
+    result = ItemEmbeddings(list(item_ids), vectors, meta)
+    result.save(path)
+    return result
+
+
+# --------------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Stage1Result:
+    """What a Stage I run produced. Metrics are on the *validation* split (the test split is untouched)."""
+
+    output_dir: str
+    best_model_dir: str
+    embeddings_path: str
+    validation_recall_at_10: float
+    validation_ndcg_at_10: float
+    validation_metrics: dict[str, float]
+    best_step: int
+    global_step: int
+    epochs: float
+    wall_time_s: float
+    stopped_early: bool
+    stop_reason: str = ""
+    resumed_from: str | None = None
+    num_train_examples: int = 0
+    num_validation_examples: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+def _resolve_config(config: UngerFusionConfig | None, num_items: int, semantic_dim: int) -> UngerFusionConfig:
+    """The run's config: hyper-parameters from ``config``, ``num_items`` and ``semantic_dim`` from the data."""
+    if config is None:
+        return UngerFusionConfig(num_items=num_items, semantic_dim=semantic_dim)
+    values = config.to_dict()
+    for key in ("num_items", "semantic_dim"):
+        given = values.get(key)
+        wanted = num_items if key == "num_items" else semantic_dim
+        if given not in (None, wanted, UngerFusionConfig().to_dict()[key]):
+            logger.warning("config.%s=%s does not match the data; using %s", key, given, wanted)
+    values.update(num_items=num_items, semantic_dim=semantic_dim)
+    for key in ("model_type", "transformers_version", "architectures"):
+        values.pop(key, None)
+    return UngerFusionConfig(**values)
+
+
+def _fingerprint(config: UngerFusionConfig, data: Stage1Data, semantic: ItemEmbeddings, hparams: dict[str, Any]) -> str:
+    digest = hashlib.sha256()
+    digest.update(config.config_hash().encode())
+    digest.update(data.fingerprint().encode())
+    digest.update(hashlib.sha256(semantic.embeddings.numpy().tobytes()).hexdigest().encode())
+    digest.update(json.dumps(hparams, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def train_stage1(
+    data: str | Path,
+    embeddings: str | Path | ItemEmbeddings,
+    output_dir: str | Path,
+    *,
+    config: UngerFusionConfig | None = None,
+    epochs: int | None = None,
+    max_steps: int | None = None,
+    batch_size: int = 256,
+    eval_batch_size: int = 512,
+    lr: float = 1e-3,
+    warmup_steps: int = 200,
+    weight_decay: float = 1e-7,
+    lr_scheduler: str = "constant_with_warmup",
+    max_grad_norm: float | None = None,
+    gradient_accumulation_steps: int = 1,
+    mixed_precision: str = "no",
+    seed: int = 2024,
+    eval_every: int | None = None,
+    patience: int | None = 5,
+    checkpoint_every: int | None = None,
+    keep_checkpoints: int = 2,
+    resume: bool = True,
+    log_with: str | None = "auto",
+    logging_steps: int = 50,
+    max_eval_examples: int | None = None,
+    time_budget_s: float | None = None,
+    callbacks: Sequence[Callable[[TrainingState], None]] = (),
+    show_progress: bool = True,
+) -> Stage1Result:
+    """Train UNGER Stage I on a prepared dataset and export the integrated item embeddings.
+
+    Args:
+        data: prepared genrec dataset (local folder or Hub id) with ``sequences`` (train / validation)
+            and ``items`` configs.
+        embeddings: frozen semantic item embeddings (an ``ItemEmbeddings`` file or object) covering
+            every item of the dataset; re-ordered to the vocabulary.
+        output_dir: run folder (best model, embeddings, checkpoints, logs, result JSON).
+        config: model hyper-parameters (``num_items`` / ``semantic_dim`` are taken from the data);
+            default :class:`UngerFusionConfig` (UNGER mode, DIN, hidden 128).
+        epochs: passes over the training split (default 20 when ``max_steps`` is not given).
+        max_steps: optimiser steps to train for (overrides ``epochs``).
+        batch_size: examples per optimiser step and process (micro-batch x ``gradient_accumulation_steps``
+            gives the effective batch).
+        eval_batch_size: validation rows scored at once (each against all items).
+        lr, warmup_steps, weight_decay, lr_scheduler: Adam with ``weight_decay`` as L2 and a
+            ``transformers.get_scheduler`` schedule (default: linear warm-up, then constant).
+        max_grad_norm: gradient clipping (None: off).
+        gradient_accumulation_steps, mixed_precision: passed to ``accelerate.Accelerator`` (mixed
+            precision falls back to full precision where the hardware lacks it).
+        seed: seeds model initialisation, data order, dropout and sampling.
+        eval_every: optimiser steps between validation evaluations (default: once per epoch).
+        patience: stop after this many evaluations without a better validation Recall@10 (None: never).
+        checkpoint_every: optimiser steps between checkpoints (default: ``eval_every``).
+        keep_checkpoints: how many checkpoints to keep.
+        resume: continue from the newest checkpoint in ``output_dir/checkpoints`` (refused if it belongs to
+            another config/data); False deletes existing checkpoints and starts over.
+        log_with: Accelerate tracker; ``"auto"`` = TensorBoard when installed, else none.
+        logging_steps: optimiser steps between training-loss log lines.
+        max_eval_examples: evaluate on the first N validation rows only (quick runs); None = all.
+        time_budget_s: stop after the first optimiser step that ends past this many seconds of this
+            call (the model is evaluated then, so the best model is still chosen on validation). A
+            time-limited run is not reproducible step for step; use ``max_steps`` for that. Resuming a
+            run stopped by its budget continues training (under the new call's budget).
+        callbacks: called with the :class:`TrainingState` after every optimiser step (after any
+            evaluation and checkpoint of that step); may raise to stop the run.
+        show_progress: tqdm progress bar (silent when not on a TTY).
+
+    Returns:
+        :class:`Stage1Result` with the best validation Recall@10 / NDCG@10 and the exported file.
+    """
+    start = time.perf_counter()
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if batch_size < 1 or eval_batch_size < 1:
+        raise ValueError("batch_size and eval_batch_size must be positive.")
+    accelerator = build_accelerator(
+        output_dir, seed=seed, mixed_precision=mixed_precision,
+        gradient_accumulation_steps=gradient_accumulation_steps, log_with=log_with,
+    )
+    max_history = config.max_history if config is not None else UngerFusionConfig().max_history
+    dataset = load_stage1_data(data, max_history=max_history)
+    semantic = load_semantic_embeddings(embeddings, dataset.item_ids)
+    config = _resolve_config(config, len(dataset.item_ids), semantic.dim)
+    model = UngerFusionModel(config, semantic_embeddings=semantic.embeddings if config.uses_semantic else None)
+
+    train_set = dataset.splits["train"]
+    validation_set = dataset.splits["validation"]
+    if max_eval_examples is not None:
+        validation_set = TensorDataset(*(t[:max_eval_examples] for t in validation_set.tensors))
+    train_loader = make_train_dataloader(train_set, batch_size=batch_size, seed=seed)
+    eval_loader = DataLoader(validation_set, batch_size=eval_batch_size, shuffle=False)
+    steps_per_epoch = math.ceil(len(train_loader) / gradient_accumulation_steps)
+    if max_steps is None:
+        max_steps = (epochs if epochs is not None else 20) * steps_per_epoch
+    if max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}.")
+    eval_every = eval_every or steps_per_epoch
+    checkpoint_every = checkpoint_every or eval_every
+
+    optimizer, scheduler = build_optimizer_and_scheduler(
+        model, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps, total_steps=max_steps,
+        scheduler=lr_scheduler,
+    )
+    model, optimizer, train_loader, eval_loader, scheduler = accelerator.prepare(
+        model, optimizer, train_loader, eval_loader, scheduler
+    )
+    hparams = {
+        "batch_size": batch_size, "lr": lr, "warmup_steps": warmup_steps, "weight_decay": weight_decay,
+        "lr_scheduler": lr_scheduler, "max_grad_norm": max_grad_norm, "max_steps": max_steps,
+        "gradient_accumulation_steps": gradient_accumulation_steps, "seed": seed, "eval_every": eval_every,
+        "patience": patience, "max_eval_examples": max_eval_examples, "time_budget_s": time_budget_s,
+        "mixed_precision": accelerator.mixed_precision,
+    }
+    # the time budget is not part of the job's identity: a run stopped by it can be resumed with more time
+    fingerprint = _fingerprint(config, dataset, semantic, {k: v for k, v in hparams.items() if k != "time_budget_s"})
+    checkpoints = CheckpointManager(accelerator, output_dir / "checkpoints", keep_last=keep_checkpoints)
+    state = TrainingState(fingerprint=fingerprint)
+    resumed_from = None
+    latest = checkpoints.latest() if resume else None
+    if latest is not None:
+        on_disk = TrainingState.load(latest / "trainer_state.json")
+        if on_disk.fingerprint != fingerprint:
+            raise ValueError(
+                f"{latest} belongs to a run with another config, data or hyper-parameters; resume it with "
+                "the same arguments, pass resume=False to start over (deletes its checkpoints), or use "
+                "another output_dir."
+            )
+        state = checkpoints.load(latest)
+        resumed_from = str(latest)
+        if state.stop_reason == "time_budget":  # continue where the budget ran out
+            state.stopped_early, state.stop_reason = False, ""
+    elif not resume:
+        checkpoints.clear()
+    stopper = EarlyStopping(state, patience=patience)
+    unwrapped: UngerFusionModel = accelerator.unwrap_model(model)
+    best_dir = output_dir / "best"
+
+    if accelerator.log_with:
+        accelerator.init_trackers("stage1", config=tracker_config({**config.to_dict(), **hparams}))
+    progress = tqdm(
+        total=max_steps, initial=state.global_step, desc="stage1", unit="step",
+        disable=(not accelerator.is_main_process) or (None if show_progress else True),
+    )
+    running: dict[str, list[float]] = {"loss": [], "loss_next": [], "loss_align": []}
+    done = state.global_step >= max_steps or state.stopped_early
+    model.train()
+    while not done:
+        for history_ids, mask, labels in epoch_batches(accelerator, train_loader, state):
+            with accelerator.accumulate(model):
+                out = model(history_ids=history_ids, attention_mask=mask, labels=labels)
+                accelerator.backward(out.loss)
+                if accelerator.sync_gradients and max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            state.batches_in_epoch += 1
+            for key in running:
+                value = getattr(out, key)
+                if value is not None:
+                    running[key].append(float(value.detach()))
+            if not accelerator.sync_gradients:
+                continue
+            state.global_step += 1
+            progress.update(1)
+            step = state.global_step
+            if step % logging_steps == 0 and running["loss"]:
+                train_log = {k: sum(v) / len(v) for k, v in running.items() if v}
+                train_log["lr"] = scheduler.get_last_lr()[0]
+                log_metrics(accelerator, state, train_log, step=step, prefix="train/")
+                progress.set_postfix(loss=f"{train_log['loss']:.4f}")
+                running = {k: [] for k in running}
+            out_of_time = time_budget_s is not None and time.perf_counter() - start > time_budget_s
+            if step % eval_every == 0 or step == max_steps or out_of_time:
+                metrics = evaluate_ranking(unwrapped, eval_loader, accelerator)
+                improved = stopper.update(metrics["recall@10"], step, metrics)
+                log_metrics(accelerator, state, {k: v for k, v in metrics.items() if not k.startswith("hr@")},
+                            step=step, prefix="validation/")
+                if improved and accelerator.is_main_process:
+                    unwrapped.save_pretrained(best_dir)
+                    (best_dir / VOCABULARY_FILE).write_text(json.dumps(dataset.item_ids) + "\n")
+                accelerator.wait_for_everyone()
+                if stopper.should_stop:
+                    state.stopped_early = True
+                    state.stop_reason = "early_stopping"
+            if out_of_time and not state.stopped_early:
+                state.stopped_early = True
+                state.stop_reason = "time_budget"
+                logger.warning("stage1: time budget of %.0f s spent after step %d", time_budget_s, step)
+            if step >= max_steps and not state.stop_reason:
+                state.stop_reason = "max_steps"
+            if step % checkpoint_every == 0 or state.stopped_early or step >= max_steps:
+                checkpoints.save(state)
+            for callback in callbacks:
+                callback(state)
+            if step >= max_steps or state.stopped_early:
+                done = True
+                break
+        else:
+            state.epoch += 1
+            state.batches_in_epoch = 0
+    progress.close()
+    accelerator.end_training()
+
+    if not (best_dir / "model.safetensors").is_file():
+        raise RuntimeError(f"no best model in {best_dir}: training ended before any validation evaluation.")
+    best = UngerFusionModel.from_pretrained(best_dir)
+    embeddings_path = output_dir / EMBEDDINGS_FILE
+    best_metrics = state.best_metrics
+    if accelerator.is_main_process:
+        export_integrated_embeddings(
+            best, dataset.item_ids, embeddings_path,
+            metadata={
+                "best_step": str(state.best_step),
+                "validation_recall@10": f"{best_metrics.get('recall@10', float('nan')):.6f}",
+                "semantic_encoder": semantic.metadata.get("encoder", "unknown"),
+                "semantic_cache_key": semantic.metadata.get("cache_key", "unknown"),
+                "data": str(data),
+            },
+        )
+    accelerator.wait_for_everyone()
+    result = Stage1Result(
+        output_dir=str(output_dir),
+        best_model_dir=str(best_dir),
+        embeddings_path=str(embeddings_path),
+        validation_recall_at_10=float(best_metrics.get("recall@10", float("nan"))),
+        validation_ndcg_at_10=float(best_metrics.get("ndcg@10", float("nan"))),
+        validation_metrics=dict(best_metrics),
+        best_step=int(state.best_step or 0),
+        global_step=state.global_step,
+        epochs=round(state.global_step / steps_per_epoch, 3),
+        wall_time_s=round(time.perf_counter() - start, 2),
+        stopped_early=state.stopped_early,
+        stop_reason=state.stop_reason,
+        resumed_from=resumed_from,
+        num_train_examples=len(train_set),
+        num_validation_examples=len(validation_set),
+    )
+    if accelerator.is_main_process:
+        (output_dir / RESULT_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    return result
