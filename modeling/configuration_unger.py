@@ -1,0 +1,282 @@
+"""Configuration of UNGER's Stage II generative recommender (encoder-decoder over semantic-ID code tokens).
+
+The config describes the model completely, including what binds it to one code table: the vocabulary size,
+the number of code positions per item (D), each position's codebook size and token offset, and the code
+table's content hash. ``UngerForGenerativeRecommendation`` refuses a tokenizer whose code table differs (see
+:func:`~.modeling_unger.check_tokenizer_compatibility`). Every interpretation of the paper is named on
+:class:`UngerConfig` and in ``docs/stage2.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from transformers import PretrainedConfig
+
+__all__ = ["HISTORY_MODES", "UngerConfig"]
+
+HISTORY_MODES = ("flattened", "per_item")
+
+#: Ids of the special tokens of genrec's semantic-ID vocabulary (``SemanticIDTokenizer``).
+PAD_ID, EOS_ID, BOS_ID, UNK_ID = 0, 1, 2, 3
+_NUM_SPECIALS = 4
+
+# Fields that do not change what the model computes (bookkeeping written by transformers or by us).
+_HASH_EXCLUDED = frozenset(
+    {"transformers_version", "architectures", "_name_or_path", "auto_map", "torch_dtype", "dtype", "genrec_version"}
+)
+
+
+def _positive(name: str, value: Any) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"UngerConfig.{name} must be a positive integer, got {value!r}.")
+    return number
+
+
+class UngerConfig(PretrainedConfig):
+    """Everything that defines an UNGER Stage II model (paper §3.4-3.5, Table 4), interpretations named.
+
+    Code binding (filled by :meth:`from_tokenizer`; the model checks a tokenizer against them):
+
+    Args:
+        vocab_size: tokens of the semantic-ID vocabulary: ``<pad>``=0, ``</s>``=1, ``<s>``=2 (the decoder
+            start token, the paper's <BOS>), ``<unk>``=3, then the code tokens level by level.
+        num_code_levels: D, code tokens per item (semantic levels + the collision level when present).
+        codebook_sizes: K_d, code tokens at each of the D positions.
+        code_token_offsets: token id of code 0 at each position (code c at depth d = offset_d + c).
+        code_table_hash: content hash of the code table the model is trained with (None: not bound yet).
+        num_items: items in that code table (rows of the integrated-embedding buffer).
+
+    Architecture (paper Table 4 defaults):
+
+    Args:
+        d_model: embedding / model width (96).
+        encoder_layers: encoder layers (1). decoder_layers: decoder layers (4).
+        num_attention_heads: heads in every attention block (6).
+        ffn_dim: feed-forward width, the paper's "hidden size" (256).
+        activation_function: FFN activation, any ``transformers`` ACT2FN name ("relu").
+        dropout: dropout on embeddings, attention outputs and FFNs (0). attention_dropout: on attention
+            weights (0).
+        norm_first: pre-LayerNorm blocks with a final LayerNorm (default True; the paper does not say; pre-LN
+            trains stably at lr 1e-3 with a short warm-up). False: post-LN (original Transformer).
+        layer_norm_eps, initializer_range: numerics and initialisation (normal(0, 0.02), zero biases).
+        max_history_items: most history items the encoder reads (20, the paper's history cap); one learned
+            item-position embedding per recency (0 = the most recent item).
+        history_mode: how the history enters the encoder. ``"flattened"`` (default): D positions per item,
+            each the sum of its code-token embedding, its item-position (recency) embedding and its
+            code-level embedding (TIGER-style); ``"per_item"``: one position per item, the sum of its D
+            code-token embeddings plus its item-position embedding (D times shorter sequences, ~4x cheaper
+            steps; an interpretation, not the paper's).
+        tie_word_embeddings: share the token embedding with the output projection (default False, as
+            MSCGRec's "unbound output embedding table"; True ties them, TIGER/T5-style).
+
+    Intra-modality knowledge distillation (paper §3.4.3, Eq. 11-12):
+
+    Args:
+        distillation_weight: lambda in L = L_rec + lambda * L_ikd (paper: 1). 0, or a model without
+            integrated embeddings, trains plain TIGER-style with L_rec only.
+        distillation_temperature: InfoNCE temperature tau over cosine similarities (default 0.07; the paper's
+            Eq. 11 is lost in our copy).
+        distillation_negatives: None (default): every other item of the corpus is a negative (full softmax
+            over the N integrated embeddings); an int n: n items drawn uniformly per batch (shared by the
+            batch, with torch's global RNG), the target masked out where drawn. The paper's prose names "a
+            randomly selected" negative, i.e. n=1.
+        integrated_dim: width of the Stage-I integrated item embeddings (0: none; the model then has no
+            distillation head and no embedding buffer).
+        integrated_embeddings_hash: sha256 of the installed integrated-embedding matrix (provenance).
+
+    Constrained training (MSCGRec §3.3, Eq. 6):
+
+    Args:
+        constrained_training: normalise each step's softmax only over the valid children of the
+            teacher-forced prefix in the code tree (default False). Beam search of such a model should score
+            beams the same way (``recommend`` re-normalises the constrained scores by default).
+    """
+
+    model_type = "unger"
+    keys_to_ignore_at_inference = ["past_key_values"]
+    attribute_map = {"hidden_size": "d_model", "num_hidden_layers": "decoder_layers"}
+
+    def __init__(
+        self,
+        vocab_size: int = _NUM_SPECIALS + 4 * 256,
+        num_code_levels: int = 4,
+        codebook_sizes: Sequence[int] | None = None,
+        code_token_offsets: Sequence[int] | None = None,
+        code_table_hash: str | None = None,
+        num_items: int = 0,
+        d_model: int = 96,
+        encoder_layers: int = 1,
+        decoder_layers: int = 4,
+        num_attention_heads: int = 6,
+        ffn_dim: int = 256,
+        activation_function: str = "relu",
+        dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        norm_first: bool = True,
+        layer_norm_eps: float = 1e-5,
+        initializer_range: float = 0.02,
+        max_history_items: int = 20,
+        history_mode: str = "flattened",
+        tie_word_embeddings: bool = False,
+        distillation_weight: float = 1.0,
+        distillation_temperature: float = 0.07,
+        distillation_negatives: int | None = None,
+        integrated_dim: int = 0,
+        integrated_embeddings_hash: str | None = None,
+        constrained_training: bool = False,
+        use_cache: bool = True,
+        pad_token_id: int = PAD_ID,
+        eos_token_id: int = EOS_ID,
+        bos_token_id: int = BOS_ID,
+        decoder_start_token_id: int = BOS_ID,
+        is_encoder_decoder: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        depth = _positive("num_code_levels", num_code_levels)
+        sizes = [256] * depth if codebook_sizes is None else [int(k) for k in codebook_sizes]
+        if len(sizes) != depth or any(k < 1 for k in sizes):
+            raise ValueError(
+                f"UngerConfig.codebook_sizes must hold {depth} positive sizes (one per code level), got {sizes}."
+            )
+        if code_token_offsets is None:
+            offsets, start = [], _NUM_SPECIALS
+            for k in sizes:
+                offsets.append(start)
+                start += k
+        else:
+            offsets = [int(o) for o in code_token_offsets]
+        if len(offsets) != depth:
+            raise ValueError(f"UngerConfig.code_token_offsets must hold {depth} ints, got {offsets}.")
+        for d in range(depth):
+            if offsets[d] < _NUM_SPECIALS or (d and offsets[d] < offsets[d - 1] + sizes[d - 1]):
+                raise ValueError(
+                    f"UngerConfig.code_token_offsets {offsets} overlap the special tokens or each other for "
+                    f"codebook_sizes {sizes}."
+                )
+        vocab_size = _positive("vocab_size", vocab_size)
+        if vocab_size < offsets[-1] + sizes[-1]:
+            raise ValueError(
+                f"UngerConfig.vocab_size={vocab_size} does not cover the code tokens (last id "
+                f"{offsets[-1] + sizes[-1] - 1})."
+            )
+        if history_mode not in HISTORY_MODES:
+            raise ValueError(f"UngerConfig.history_mode must be one of {list(HISTORY_MODES)}, got {history_mode!r}.")
+        d_model = _positive("d_model", d_model)
+        heads = _positive("num_attention_heads", num_attention_heads)
+        if d_model % heads:
+            raise ValueError(f"UngerConfig.d_model ({d_model}) must be divisible by num_attention_heads ({heads}).")
+        if float(distillation_temperature) <= 0:
+            raise ValueError(
+                f"UngerConfig.distillation_temperature must be > 0, got {distillation_temperature}."
+            )
+        if float(distillation_weight) < 0:
+            raise ValueError(f"UngerConfig.distillation_weight must be >= 0, got {distillation_weight}.")
+        if distillation_negatives is not None and int(distillation_negatives) < 1:
+            raise ValueError(
+                "UngerConfig.distillation_negatives must be None (the full corpus) or >= 1, got "
+                f"{distillation_negatives}."
+            )
+        if int(integrated_dim) < 0 or int(num_items) < 0:
+            raise ValueError("UngerConfig.integrated_dim and num_items must be >= 0.")
+
+        self.vocab_size = vocab_size
+        self.num_code_levels = depth
+        self.codebook_sizes = sizes
+        self.code_token_offsets = offsets
+        self.code_table_hash = None if code_table_hash is None else str(code_table_hash)
+        self.num_items = int(num_items)
+        self.d_model = d_model
+        self.encoder_layers = _positive("encoder_layers", encoder_layers)
+        self.decoder_layers = _positive("decoder_layers", decoder_layers)
+        self.num_attention_heads = heads
+        self.ffn_dim = _positive("ffn_dim", ffn_dim)
+        self.activation_function = str(activation_function)
+        self.dropout = float(dropout)
+        self.attention_dropout = float(attention_dropout)
+        self.norm_first = bool(norm_first)
+        self.layer_norm_eps = float(layer_norm_eps)
+        self.initializer_range = float(initializer_range)
+        self.max_history_items = _positive("max_history_items", max_history_items)
+        self.history_mode = history_mode
+        self.distillation_weight = float(distillation_weight)
+        self.distillation_temperature = float(distillation_temperature)
+        self.distillation_negatives = None if distillation_negatives is None else int(distillation_negatives)
+        self.integrated_dim = int(integrated_dim)
+        self.integrated_embeddings_hash = integrated_embeddings_hash
+        self.constrained_training = bool(constrained_training)
+        self.use_cache = bool(use_cache)
+        super().__init__(
+            pad_token_id=pad_token_id,
+            eos_token_id=eos_token_id,
+            bos_token_id=bos_token_id,
+            decoder_start_token_id=decoder_start_token_id,
+            is_encoder_decoder=is_encoder_decoder,
+            tie_word_embeddings=tie_word_embeddings,
+            **kwargs,
+        )
+
+    # ------------------------------------------------------------------------------------------ helpers
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer: Any, **kwargs: Any) -> UngerConfig:
+        """A config bound to ``tokenizer``'s code table (duck-typed: ``modeling`` never imports tokenization).
+
+        Reads ``len(tokenizer)``, ``code_token_offsets``, ``code_table`` (``codebook_sizes``, ``num_levels``,
+        ``content_hash``, ``len``) and the special token ids; ``kwargs`` set the other hyper-parameters.
+        """
+        return cls(**{**kwargs, **code_binding(tokenizer)})
+
+    def bind_to_tokenizer(self, tokenizer: Any) -> UngerConfig:
+        """A copy of this config with the code-binding fields taken from ``tokenizer`` (others kept)."""
+        values = self.to_dict()
+        for key in ("model_type", "transformers_version", "architectures"):
+            values.pop(key, None)
+        values.update(code_binding(tokenizer))
+        return type(self)(**values)
+
+    @property
+    def decoder_positions(self) -> int:
+        """Decoder positions: the start token, D codes and the distillation token (D + 2)."""
+        return self.num_code_levels + 2
+
+    @property
+    def uses_distillation(self) -> bool:
+        """Whether training adds L_ikd (a positive weight and integrated embeddings in the model)."""
+        return self.distillation_weight > 0 and self.integrated_dim > 0
+
+    def config_hash(self) -> str:
+        """sha256 of the fields that define the model (bookkeeping fields excluded), for provenance."""
+        fields = {k: v for k, v in self.to_dict().items() if k not in _HASH_EXCLUDED}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+def code_binding(tokenizer: Any) -> dict[str, Any]:
+    """The config fields that bind a model to ``tokenizer``'s code table (vocabulary, codes, hash, items)."""
+    missing = [a for a in ("code_table", "code_token_offsets") if not hasattr(tokenizer, a)]
+    if missing:
+        raise TypeError(
+            f"{type(tokenizer).__name__} has no {', '.join(missing)}: UNGER needs a semantic-ID tokenizer "
+            "(genrec SemanticIDTokenizer)"
+        )
+    table = tokenizer.code_table
+    specials = {
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+    }
+    expected = {"pad_token_id": PAD_ID, "eos_token_id": EOS_ID, "bos_token_id": BOS_ID}
+    if specials != expected:
+        raise ValueError(f"the tokenizer's special token ids {specials} are not the semantic-ID layout {expected}")
+    return {
+        "vocab_size": len(tokenizer),
+        "num_code_levels": int(table.num_levels),
+        "codebook_sizes": [int(k) for k in table.codebook_sizes],
+        "code_token_offsets": [int(o) for o in tokenizer.code_token_offsets],
+        "code_table_hash": str(table.content_hash),
+        "num_items": len(table),
+    }

@@ -1,0 +1,215 @@
+"""UNGER Stage II trainer: trains, keeps the best model, evaluates test, resumes exactly, refuses bad input."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+from safetensors.torch import load_file
+
+from genrec.data_scripts.embeddings import ItemEmbeddings
+from genrec.modeling.configuration_unger import UngerConfig
+from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
+from genrec.tokenization.code_table import CodeTable
+from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
+from genrec.trainers.accelerate_utils import TrainingState
+from genrec.trainers.stage2 import RESULT_FILE, build_stage2_optimizer, collate_trimmed, train_stage2
+
+N_ITEMS, N_USERS = 30, 40
+
+CARD = """---
+configs:
+- config_name: sequences
+  data_files:
+  - split: train
+    path: sequences/train-*.parquet
+  - split: validation
+    path: sequences/validation-*.parquet
+  - split: test
+    path: sequences/test-*.parquet
+- config_name: items
+  data_files:
+  - split: train
+    path: items/train-*.parquet
+---
+Synthetic Stage II test data: users walk the item ring in steps of 1 or 2.
+"""
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Tiny models run fastest single-threaded, above all on a shared machine (restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_dataset(root: Path, splits: dict[str, list[tuple[str, list[str]]]], item_ids: list[str]) -> Path:
+    """A genrec dataset folder (parquet shards + YAML card); unique name (datasets caches by name + card)."""
+    root = root.with_name(f"{root.name}-{uuid.uuid4().hex}")
+    (root / "sequences").mkdir(parents=True)
+    (root / "items").mkdir()
+    for name, rows in splits.items():
+        Dataset.from_dict(
+            {
+                "user_id": [user for user, _ in rows],
+                "item_ids": [items for _, items in rows],
+                "timestamps": [list(range(len(items))) for _, items in rows],
+            }
+        ).to_parquet(root / "sequences" / f"{name}-00000-of-00001.parquet")
+    Dataset.from_dict({"item_id": item_ids, "title": item_ids}).to_parquet(root / "items" / "train-00000-of-00001.parquet")
+    (root / "README.md").write_text(CARD)
+    return root
+
+
+def ring_splits(seed: int = 0) -> tuple[dict[str, list[tuple[str, list[str]]]], list[str]]:
+    """Leave-one-out splits of users walking a ring of items (learnable: next = last + step)."""
+    rng = random.Random(seed)
+    ids = [f"i{k}" for k in range(N_ITEMS)]
+    splits: dict[str, list[tuple[str, list[str]]]] = {"train": [], "validation": [], "test": []}
+    for u in range(N_USERS):
+        start, step = rng.randrange(N_ITEMS), rng.choice([1, 2])
+        seq = [ids[(start + step * k) % N_ITEMS] for k in range(rng.randint(5, 8))]
+        for t in range(1, len(seq) - 2):
+            splits["train"].append((f"u{u}", seq[max(0, t - 20) : t + 1]))
+        splits["validation"].append((f"u{u}", seq[:-1][-21:]))
+        splits["test"].append((f"u{u}", seq[-21:]))
+    return splits, ids
+
+
+def ring_tokenizer(ids: list[str]) -> SemanticIDTokenizer:
+    codes = np.random.default_rng(0).integers(0, 4, size=(len(ids), 2))
+    return SemanticIDTokenizer.from_code_table(CodeTable.from_codes(ids, codes, codebook_sizes=[4, 4]))
+
+
+@pytest.fixture(scope="module")
+def ring(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    root = tmp_path_factory.mktemp("ring")
+    splits, ids = ring_splits()
+    data = write_dataset(root / "data", splits, ids)
+    tokenizer_dir = root / "tokenizer"
+    ring_tokenizer(ids).save_pretrained(str(tokenizer_dir))
+    g = torch.Generator().manual_seed(0)
+    embeddings = ItemEmbeddings(ids[::-1], torch.randn(len(ids), 6, generator=g), {"stage": "test"})
+    return data, tokenizer_dir, embeddings.save(root / "integrated.safetensors")
+
+
+def tiny_config(**overrides: object) -> UngerConfig:
+    values: dict[str, object] = dict(d_model=16, num_attention_heads=2, ffn_dim=32, decoder_layers=2)
+    values.update(overrides)
+    return UngerConfig(**values)
+
+
+FAST = dict(batch_size=32, lr=1e-2, warmup_steps=2, log_with=None, show_progress=False, logging_steps=2)
+
+
+def test_trains_keeps_best_and_reports_test(ring: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    data, tokenizer_dir, embeddings = ring
+    result = train_stage2(
+        data, tokenizer_dir, tmp_path, config=tiny_config(), integrated_embeddings=embeddings,
+        max_steps=12, eval_every=4, **FAST,
+    )
+    assert result.distillation and result.global_step == 12 and result.best_step in (4, 8, 12)
+    assert result.validation_metrics["invalid_rate"] == 0.0 and result.test_metrics["invalid_rate"] == 0.0
+    assert result.num_test_users == N_USERS and result.validation_metrics["num_users"] == N_USERS
+    saved = json.loads((tmp_path / RESULT_FILE).read_text())
+    assert saved["test_metrics"] == result.test_metrics
+    state = json.loads((max((tmp_path / "checkpoints").glob("step-*")) / "trainer_state.json").read_text())
+    losses = [e["train/loss_rec"] for e in state["log_history"] if "train/loss_rec" in e]
+    assert losses[-1] < losses[0]
+    assert [e["step"] for e in state["log_history"] if "validation/recall@10" in e] == [4, 8, 12]
+    best_logged = max(e["validation/recall@10"] for e in state["log_history"] if "validation/recall@10" in e)
+    assert result.validation_metrics["recall@10"] == best_logged
+    # the best folder is self-contained: model (with the integrated embeddings) + matching tokenizer
+    best = UngerForGenerativeRecommendation.from_pretrained(tmp_path / "best")
+    tokenizer = SemanticIDTokenizer.from_pretrained(str(tmp_path / "best"))
+    best.check_tokenizer(tokenizer)
+    table = ItemEmbeddings.load(embeddings).reorder(tokenizer.code_table.item_ids).embeddings
+    assert torch.equal(best.integrated_embeddings, table)
+    # a finished run resumes to the same result without training again
+    again = train_stage2(
+        data, tokenizer_dir, tmp_path, config=tiny_config(), integrated_embeddings=embeddings,
+        max_steps=12, eval_every=4, **FAST,
+    )
+    assert again.resumed_from is not None and again.test_metrics == result.test_metrics
+
+
+def test_resumed_run_equals_uninterrupted_run(ring: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    data, tokenizer_dir, embeddings = ring
+    kwargs = dict(
+        config=tiny_config(distillation_negatives=5, dropout=0.1, constrained_training=True, history_mode="per_item"),
+        integrated_embeddings=embeddings, max_steps=7, eval_every=3, checkpoint_every=2, evaluate_test=False, **FAST,
+    )
+    full = train_stage2(data, tokenizer_dir, tmp_path / "full", **kwargs)
+
+    def interrupt(state: TrainingState) -> None:
+        if state.global_step == 5:  # the newest checkpoint is step 4, in the middle of epoch 2
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_stage2(data, tokenizer_dir, tmp_path / "resumed", callbacks=[interrupt], **kwargs)
+    resumed = train_stage2(data, tokenizer_dir, tmp_path / "resumed", **kwargs)
+    assert resumed.resumed_from is not None and resumed.resumed_from.endswith("step-00000004")
+    final = Path("checkpoints") / "step-00000007" / "model.safetensors"
+    a, b = load_file(tmp_path / "full" / final), load_file(tmp_path / "resumed" / final)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.validation_metrics == full.validation_metrics
+
+
+def test_plain_training_without_embeddings(ring: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    data, tokenizer_dir, _ = ring
+    result = train_stage2(
+        data, tokenizer_dir, tmp_path, config=tiny_config(integrated_dim=6), max_steps=2, eval_every=2,
+        evaluate_test=False, max_eval_users=10, **FAST,
+    )
+    assert not result.distillation and result.validation_metrics["num_users"] == 10
+    best = UngerForGenerativeRecommendation.from_pretrained(tmp_path / "best")
+    assert best.config.integrated_dim == 0 and not hasattr(best, "integrated_embeddings")
+
+
+def test_bad_inputs_get_clear_errors(ring: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    data, tokenizer_dir, embeddings = ring
+    splits, ids = ring_splits()
+    splits["train"].append(("stranger", ["i1", "ghost", "i2"]))
+    bad = write_dataset(tmp_path / "bad", splits, ids + ["ghost"])
+    with pytest.raises(ValueError, match=r"'ghost'.*not in the tokenizer's code table"):
+        train_stage2(bad, tokenizer_dir, tmp_path / "out1", config=tiny_config(), max_steps=1, **FAST)
+    partial = ItemEmbeddings(ids[:5], torch.zeros(5, 3), {})
+    with pytest.raises(ValueError, match="lack 25"):
+        train_stage2(data, tokenizer_dir, tmp_path / "out2", integrated_embeddings=partial, max_steps=1, **FAST)
+    with pytest.raises(FileNotFoundError, match="no tokenizer folder"):
+        train_stage2(data, tmp_path / "missing", tmp_path / "out3", max_steps=1, **FAST)
+    with pytest.raises(ValueError, match="eval_beams"):
+        train_stage2(data, tokenizer_dir, tmp_path / "out4", eval_beams=5, max_steps=1, **FAST)
+    # a resume into a folder of another run is refused
+    train_stage2(data, tokenizer_dir, tmp_path / "out5", config=tiny_config(), max_steps=1, evaluate_test=False,
+                 max_eval_users=4, **FAST)
+    with pytest.raises(ValueError, match="another config"):
+        train_stage2(data, tokenizer_dir, tmp_path / "out5", config=tiny_config(ffn_dim=8), max_steps=1,
+                     evaluate_test=False, max_eval_users=4, **FAST)
+
+
+def test_warmup_schedule_and_batch_trimming() -> None:
+    model = torch.nn.Linear(2, 2)
+    optimizer, scheduler = build_stage2_optimizer(model, lr=1e-3, weight_decay=1e-7, warmup_steps=4, warmup_init_lr=1e-7)
+    lrs = []
+    for _ in range(6):
+        lrs.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[0] == pytest.approx(1e-7) and lrs[2] == pytest.approx(1e-7 + (1e-3 - 1e-7) / 2)
+    assert lrs[4:] == [pytest.approx(1e-3)] * 2
+    rows = [
+        (torch.tensor([0, 0, 0, 0, 5, 6]), torch.tensor([0, 0, 0, 0, 1, 1]), torch.tensor([1]), torch.tensor(0)),
+        (torch.tensor([0, 0, 7, 8, 5, 6]), torch.tensor([0, 0, 1, 1, 1, 1]), torch.tensor([2]), torch.tensor(1)),
+    ]
+    ids, mask, _, _ = collate_trimmed(rows)
+    assert ids.tolist() == [[0, 0, 5, 6], [7, 8, 5, 6]] and mask.tolist() == [[0, 0, 1, 1], [1, 1, 1, 1]]

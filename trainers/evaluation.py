@@ -1,0 +1,158 @@
+"""Full-corpus evaluation of a generative recommender: constrained beam search, then the shared metrics.
+
+``evaluate_model(model, tokenizer, data, split="test")`` takes every user (row) of a split of a prepared genrec
+dataset (``sequences`` config: the LAST element of ``item_ids`` is the target, the elements before it the
+history), recommends the top-K items of the whole corpus with constrained beam search (only codes of existing
+items can be generated, so ``invalid_rate`` reads 0), and scores the ranked lists with
+:func:`genrec.trainers.metrics.compute_metrics`, the one metric implementation of genrec. The output names
+its split: test numbers are the ones to report; trainers evaluate the ``validation`` split for model
+selection and label those numbers as validation numbers.
+
+Rows without any history item are skipped and counted (``num_skipped_no_history``); a history item or
+target missing from the tokenizer's code table is an error naming the split, row and item.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from genrec.trainers.metrics import DEFAULT_KS, compute_metrics
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["EvaluationExamples", "evaluate_model", "load_examples"]
+
+
+@dataclass
+class EvaluationExamples:
+    """The evaluated rows of one split: histories (oldest first, capped), targets and the skip count."""
+
+    split: str
+    user_ids: list[str]
+    histories: list[list[str]]
+    targets: list[str]
+    num_skipped_no_history: int = 0
+
+
+def _split_rows(data: Any, split: str) -> Any:
+    """The rows of ``split`` from a dataset folder / Hub id, a ``DatasetDict`` or a ``Dataset``."""
+    from datasets import Dataset, DatasetDict
+
+    if isinstance(data, (str, Path)):
+        from genrec.data_scripts.prepare import load_genrec_dataset
+
+        sequences, _ = load_genrec_dataset(data)
+        data = sequences
+    if isinstance(data, DatasetDict):
+        if split not in data:
+            raise ValueError(f"the sequences data has no {split!r} split (splits: {list(data)})")
+        return data[split]
+    if isinstance(data, Dataset):
+        return data
+    raise TypeError(
+        f"data must be a prepared dataset folder / Hub id, a DatasetDict or a Dataset, got {type(data).__name__}"
+    )
+
+
+def load_examples(
+    data: Any, split: str = "test", *, max_history: int = 20, max_users: int | None = None
+) -> EvaluationExamples:
+    """Histories (the ``max_history`` most recent items) and targets of ``split`` (first ``max_users`` rows)."""
+    rows = _split_rows(data, split)
+    if "item_ids" not in rows.column_names:
+        raise ValueError(f"split {split!r} has no 'item_ids' column (columns: {rows.column_names})")
+    if max_users is not None:
+        if max_users < 1:
+            raise ValueError(f"max_users must be >= 1 or None, got {max_users}")
+        rows = rows.select(range(min(max_users, len(rows))))
+    sequences = rows["item_ids"]
+    users = rows["user_id"] if "user_id" in rows.column_names else [str(i) for i in range(len(sequences))]
+    out = EvaluationExamples(split=split, user_ids=[], histories=[], targets=[])
+    for row, sequence in enumerate(sequences):
+        if sequence is None or len(sequence) < 2:
+            out.num_skipped_no_history += 1
+            continue
+        out.user_ids.append(str(users[row]))
+        out.histories.append([str(i) for i in sequence[:-1][-max_history:]])
+        out.targets.append(str(sequence[-1]))
+    if out.num_skipped_no_history:
+        logger.warning("%s: skipped %d rows without a history item", split, out.num_skipped_no_history)
+    return out
+
+
+def _check_known(examples: EvaluationExamples, tokenizer: Any) -> None:
+    table = tokenizer.code_table
+    for row, (history, target) in enumerate(zip(examples.histories, examples.targets, strict=True)):
+        for item in (*history, target):
+            if item not in table:
+                raise ValueError(
+                    f"split {examples.split!r}, user {examples.user_ids[row]!r}: item {item!r} is not in the "
+                    "tokenizer's code table; the model, its code table and the dataset must come from the same run"
+                )
+
+
+def evaluate_model(
+    model: Any,
+    tokenizer: Any,
+    data: Any,
+    split: str = "test",
+    *,
+    k_values: Sequence[int] = DEFAULT_KS,
+    num_beams: int = 20,
+    batch_size: int = 256,
+    max_users: int | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Recall/HR/NDCG/MRR@K and invalid-item rate of ``model`` on ``split``, ranking the full corpus.
+
+    Args:
+        model: an ``UngerForGenerativeRecommendation`` (anything with its ``recommend`` and ``config``).
+        tokenizer: the model's ``SemanticIDTokenizer`` (its code table is checked against the model).
+        data: a prepared dataset (folder / Hub id), its ``sequences`` ``DatasetDict``, or one split's ``Dataset``.
+        split: which split to evaluate ("test" gives the reported numbers; "validation" is for selection).
+        k_values: cut-offs; the beam search returns ``max(k_values)`` items per user.
+        num_beams: beam width (>= max(k_values); the UNGER paper uses 100 for its tables, we default to 20).
+        batch_size: users per beam search.
+        max_users: evaluate the first N rows only (quick checks); None = every user.
+        show_progress: tqdm bar over batches (silent when not on a TTY).
+
+    Returns:
+        ``{"split": split, "metrics": {metric: value}, "num_users", "num_skipped_no_history", "num_beams",
+        "k_values"}``; ``metrics`` holds ``recall@K``, ``hr@K``, ``ndcg@K``, ``mrr@K``, ``invalid_rate`` and
+        ``num_users`` exactly as :func:`~genrec.trainers.metrics.compute_metrics` computes them.
+    """
+    ks = sorted({int(k) for k in k_values})
+    if not ks or ks[0] < 1:
+        raise ValueError(f"k_values must be positive integers, got {list(k_values)}")
+    top = min(ks[-1], len(tokenizer.code_table))
+    if num_beams < top:
+        raise ValueError(f"num_beams ({num_beams}) must be >= max(k_values) ({top})")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    model.check_tokenizer(tokenizer)
+    examples = load_examples(data, split, max_history=model.config.max_history_items, max_users=max_users)
+    _check_known(examples, tokenizer)
+    recommended: list[list[str | None]] = []
+    starts = range(0, len(examples.histories), batch_size)
+    for start in tqdm(starts, desc=f"evaluate {split}", unit="batch", disable=None if show_progress else True):
+        ranked = model.recommend(
+            examples.histories[start : start + batch_size], tokenizer, k=top, num_beams=num_beams, batch_size=batch_size
+        )
+        recommended.extend([item for item, _ in row] for row in ranked)
+    metrics = compute_metrics(recommended, examples.targets, ks) if examples.targets else {}
+    if metrics and metrics["invalid_rate"] > 0:
+        logger.warning("%s: %.4f of the recommended entries are not items", split, metrics["invalid_rate"])
+    return {
+        "split": split,
+        "metrics": metrics,
+        "num_users": len(examples.targets),
+        "num_skipped_no_history": examples.num_skipped_no_history,
+        "num_beams": int(num_beams),
+        "k_values": ks,
+    }

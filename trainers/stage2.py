@@ -1,0 +1,511 @@
+"""UNGER Stage II trainer: train the generative recommender on semantic-ID codes with Accelerate.
+
+``train_stage2(data, tokenizer, output_dir)`` reads a prepared genrec dataset (``sequences`` config: one
+example per row, the LAST element of ``item_ids`` is the target, the ones before it the history) and the
+``SemanticIDTokenizer`` of the run's code table, trains
+:class:`~genrec.modeling.modeling_unger.UngerForGenerativeRecommendation` (paper §3.4-3.5, Table 4 defaults:
+Adam lr 1e-3, weight decay 1e-7 as L2, batch 256, 20k steps, linear warm-up over 2,000 steps from 1e-7 then
+constant), evaluates the *validation* split every ``eval_every`` steps with constrained beam search over the
+full corpus (metrics logged as ``validation/...``), keeps the best model by validation Recall@10 and, at the
+end, evaluates that model on the *test* split (the reported numbers). It writes:
+
+* ``output_dir/best/``: the best model (``save_pretrained``: config + safetensors) and its tokenizer
+  (``tokenizer.json`` + code table), loadable with ``AutoModel`` / ``AutoTokenizer`` after ``import genrec``;
+* ``output_dir/stage2_result.json``: the numbers of :class:`Stage2Result` (validation and test metrics);
+* ``output_dir/checkpoints/step-*``: resumable checkpoints (the last ``keep_checkpoints``), which make a
+  resumed run bit-identical to an uninterrupted one (see ``genrec.trainers.accelerate_utils``);
+* ``output_dir/logs/``: TensorBoard logs when tensorboard is installed.
+
+With ``integrated_embeddings`` (Stage I's ``integrated_embeddings.safetensors``) the model is trained with the
+intra-modality distillation loss; without them (or with ``config.distillation_weight=0``) it is plain
+TIGER-style training. Rows without a history item are skipped and counted; items missing from the code table
+are an error naming the split, row, user and item.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+from tqdm.auto import tqdm
+
+from genrec.data_scripts.embeddings import ItemEmbeddings
+from genrec.modeling.configuration_unger import UngerConfig
+from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
+from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
+from genrec.trainers.accelerate_utils import (
+    CheckpointManager,
+    EarlyStopping,
+    TrainingState,
+    build_accelerator,
+    epoch_batches,
+    log_metrics,
+    make_train_dataloader,
+    tracker_config,
+)
+from genrec.trainers.evaluation import evaluate_model
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "RESULT_FILE",
+    "Stage2Data",
+    "Stage2Result",
+    "build_stage2_optimizer",
+    "collate_trimmed",
+    "encode_split",
+    "load_stage2_tokenizer",
+    "resolve_stage2_config",
+    "train_stage2",
+]
+
+RESULT_FILE = "stage2_result.json"
+EVAL_KS = (1, 5, 10, 20)
+
+
+# --------------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Stage2Data:
+    """One encoded split: a ``TensorDataset`` of (input_ids (n, W), attention_mask (n, W), labels (n, D + 1),
+    target rows (n,)), left-padded histories of at most ``max_history`` items, plus what was skipped."""
+
+    split: str
+    dataset: TensorDataset
+    num_skipped_no_history: int = 0
+    num_truncated: int = 0
+
+    def fingerprint(self) -> str:
+        """sha256 over every encoded tensor (identifies the training data)."""
+        digest = hashlib.sha256(self.split.encode("utf-8"))
+        for tensor in self.dataset.tensors:
+            digest.update(str(tuple(tensor.shape)).encode("utf-8"))
+            digest.update(tensor.numpy().tobytes())
+        return digest.hexdigest()
+
+
+def load_stage2_tokenizer(tokenizer: str | Path | SemanticIDTokenizer) -> SemanticIDTokenizer:
+    """The run's tokenizer: a ``SemanticIDTokenizer`` object or a folder written by its ``save_pretrained``."""
+    if isinstance(tokenizer, SemanticIDTokenizer):
+        return tokenizer
+    if isinstance(tokenizer, (str, Path)):
+        path = Path(tokenizer)
+        if not path.is_dir():
+            raise FileNotFoundError(
+                f"no tokenizer folder at {path}: pass the folder written by SemanticIDTokenizer.save_pretrained "
+                "(genrec quantize writes it) or the tokenizer object"
+            )
+        return SemanticIDTokenizer.from_pretrained(str(path))
+    raise TypeError(f"tokenizer must be a SemanticIDTokenizer or a folder, got {type(tokenizer).__name__}")
+
+
+def encode_split(rows: Any, split: str, tokenizer: SemanticIDTokenizer, *, max_history: int, source: str) -> Stage2Data:
+    """Encode one split's rows (history -> input_ids/attention_mask, target -> labels + code-table row)."""
+    sequences = list(rows["item_ids"])
+    users = list(rows["user_id"]) if "user_id" in rows.column_names else [str(i) for i in range(len(sequences))]
+    keep = [r for r, seq in enumerate(sequences) if seq is not None and len(seq) >= 2]
+    skipped = len(sequences) - len(keep)
+    if skipped:
+        logger.warning("%s: skipped %d %s rows that have no history item", source, skipped, split)
+    if not keep:
+        raise ValueError(f"{source}: split {split!r} has no example with a history; nothing to train on")
+    table = tokenizer.code_table
+    flat = [item for r in keep for item in sequences[r]]
+    known = table.lookup_indices(flat)
+    if bool((known < 0).any()):
+        position = int(np.flatnonzero(known < 0)[0])
+        lengths = np.cumsum([len(sequences[r]) for r in keep])
+        row = keep[int(np.searchsorted(lengths, position, side="right"))]
+        raise ValueError(
+            f"{source}: split {split!r}, row {row} (user {users[row]!r}) has item id {flat[position]!r}, which is "
+            f"not in the tokenizer's code table ({int((known < 0).sum())} unknown occurrences); the code table must "
+            "be built from this dataset's items (re-run genrec quantize)"
+        )
+    histories = [sequences[r][:-1] for r in keep]
+    targets = [sequences[r][-1] for r in keep]
+    truncated = sum(len(h) > max_history for h in histories)
+    encoded = tokenizer.encode_history(histories, max_items=max_history, padding_side="left", return_tensors="pt")
+    labels = tokenizer.encode_targets(targets, add_eos=True)
+    target_rows = torch.from_numpy(table.lookup_indices(targets).astype(np.int64))
+    dataset = TensorDataset(encoded["input_ids"], encoded["attention_mask"], labels, target_rows)
+    return Stage2Data(split=split, dataset=dataset, num_skipped_no_history=skipped, num_truncated=truncated)
+
+
+def collate_trimmed(batch: Sequence[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+    """Stack examples and drop the history columns that are padding in every row of the batch.
+
+    Histories are left-padded whole items, so the dropped columns are whole items too (both history modes
+    stay aligned); a batch of short histories then costs what its longest history costs.
+    """
+    input_ids, mask, labels, rows = (torch.stack(column) for column in zip(*batch, strict=True))
+    used = mask.any(dim=0)
+    first = int(used.float().argmax()) if bool(used.any()) else mask.shape[1]
+    return input_ids[:, first:], mask[:, first:], labels, rows
+
+
+# --------------------------------------------------------------------------------------------------
+# Config, optimiser
+# --------------------------------------------------------------------------------------------------
+
+
+def resolve_stage2_config(
+    config: UngerConfig | None, tokenizer: SemanticIDTokenizer, embeddings: ItemEmbeddings | None
+) -> UngerConfig:
+    """The run's config: hyper-parameters from ``config``, the code binding from ``tokenizer``, the
+    distillation width from ``embeddings`` (0 without them: plain TIGER-style training)."""
+    base = config if config is not None else UngerConfig()
+    values = base.bind_to_tokenizer(tokenizer).to_dict()
+    for key in ("model_type", "transformers_version", "architectures"):
+        values.pop(key, None)
+    if embeddings is None:
+        if base.integrated_dim:
+            logger.warning("config.integrated_dim=%d but no integrated embeddings given: no distillation", base.integrated_dim)
+        values["integrated_dim"] = 0
+        values["integrated_embeddings_hash"] = None
+    elif base.distillation_weight <= 0:
+        logger.info("distillation_weight=0: the integrated embeddings are not used")
+        values["integrated_dim"] = 0
+        values["integrated_embeddings_hash"] = None
+    else:
+        values["integrated_dim"] = embeddings.dim
+    return UngerConfig(**values)
+
+
+def build_stage2_optimizer(
+    model: torch.nn.Module, *, lr: float, weight_decay: float, warmup_steps: int, warmup_init_lr: float
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """Adam (``weight_decay`` as L2, as the paper's Adam) and a linear warm-up from ``warmup_init_lr`` to ``lr``
+    over ``warmup_steps`` optimiser steps, constant afterwards (paper Table 4: 2,000 steps from 1e-7).
+
+    ``accelerate_utils.build_optimizer_and_scheduler`` warms up from 0 (``transformers.get_scheduler``); the
+    paper's non-zero start needs this schedule. The factor is a plain function of the step, so a resumed run
+    (scheduler step restored from the checkpoint) follows the same curve.
+    """
+    if lr <= 0 or warmup_init_lr < 0 or warmup_steps < 0:
+        raise ValueError("lr must be > 0, warmup_init_lr >= 0 and warmup_steps >= 0")
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    start = min(warmup_init_lr / lr, 1.0)
+
+    def factor(step: int) -> float:
+        if step >= warmup_steps:
+            return 1.0
+        return start + (1.0 - start) * step / warmup_steps
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# --------------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Stage2Result:
+    """What a Stage II run produced. ``validation_metrics``: the best model on the validation split (model
+    selection); ``test_metrics``: that model on the test split (the numbers to report; empty if not run)."""
+
+    output_dir: str
+    best_model_dir: str
+    best_step: int
+    global_step: int
+    epochs: float
+    wall_time_s: float
+    stopped_early: bool
+    validation_metrics: dict[str, float]
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    distillation: bool = False
+    constrained_training: bool = False
+    history_mode: str = "flattened"
+    resumed_from: str | None = None
+    num_train_examples: int = 0
+    num_validation_users: int = 0
+    num_test_users: int = 0
+    num_skipped_no_history: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+def _fingerprint(config: UngerConfig, train: Stage2Data, hparams: dict[str, Any]) -> str:
+    digest = hashlib.sha256()
+    digest.update(config.config_hash().encode())
+    digest.update(train.fingerprint().encode())
+    digest.update(json.dumps(hparams, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def train_stage2(
+    data: str | Path,
+    tokenizer_dir_or_obj: str | Path | SemanticIDTokenizer,
+    output_dir: str | Path,
+    *,
+    config: UngerConfig | None = None,
+    integrated_embeddings: str | Path | ItemEmbeddings | None = None,
+    max_steps: int = 20000,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    warmup_steps: int = 2000,
+    warmup_init_lr: float = 1e-7,
+    weight_decay: float = 1e-7,
+    max_grad_norm: float | None = None,
+    seed: int = 2024,
+    eval_every: int | None = None,
+    eval_beams: int = 20,
+    eval_batch_size: int = 256,
+    metric_for_best: str = "recall@10",
+    patience: int | None = None,
+    mixed_precision: str = "no",
+    gradient_accumulation_steps: int = 1,
+    checkpoint_every: int | None = None,
+    keep_checkpoints: int = 2,
+    resume: bool = True,
+    max_eval_users: int | None = None,
+    evaluate_test: bool = True,
+    log_with: str | None = "auto",
+    logging_steps: int = 50,
+    callbacks: Sequence[Callable[[TrainingState], None]] = (),
+    show_progress: bool = True,
+) -> Stage2Result:
+    """Train UNGER Stage II on a prepared dataset; keep the best validation model; report its test metrics.
+
+    Args:
+        data: prepared genrec dataset (local folder or Hub id) with ``sequences`` train/validation/test.
+        tokenizer_dir_or_obj: the run's ``SemanticIDTokenizer`` (or its ``save_pretrained`` folder); its code
+            table must cover every item of the dataset.
+        output_dir: run folder (best model + tokenizer, checkpoints, logs, result JSON).
+        config: model hyper-parameters (default :class:`UngerConfig`: the paper's Table 4); the code binding
+            (vocabulary, levels, offsets, hash) always comes from the tokenizer.
+        integrated_embeddings: Stage I's integrated item embeddings (``ItemEmbeddings`` file or object)
+            covering every code-table item; enables the distillation loss. None: plain TIGER-style training.
+        max_steps: optimiser steps (paper: 20,000).
+        batch_size: examples per micro-batch (x ``gradient_accumulation_steps`` per optimiser step).
+        lr, warmup_steps, warmup_init_lr, weight_decay: Adam with L2 weight decay, linear warm-up from
+            ``warmup_init_lr`` (see :func:`build_stage2_optimizer`).
+        max_grad_norm: gradient clipping (None: off, as the paper names none).
+        seed: seeds initialisation, data order and any sampling (distillation negatives, dropout).
+        eval_every: optimiser steps between validation evaluations (default: once per epoch); the last step
+            is always evaluated.
+        eval_beams: beam width of validation (and test) beam search (>= 20, the largest cut-off).
+        eval_batch_size: users per evaluation beam search.
+        metric_for_best: validation metric that selects the best model (higher is better).
+        patience: stop after this many evaluations without improvement (None: never).
+        mixed_precision: "no" / "fp16" / "bf16" (falls back to full precision where unsupported).
+        gradient_accumulation_steps: micro-batches per optimiser step.
+        checkpoint_every: optimiser steps between checkpoints (default: ``eval_every``).
+        keep_checkpoints: checkpoints kept.
+        resume: continue from the newest checkpoint in ``output_dir/checkpoints`` (refused if it belongs to
+            another config / data / hyper-parameters); False deletes existing checkpoints and starts over.
+        max_eval_users: validate on the first N validation users only (None: all); test always uses all.
+        evaluate_test: evaluate the best model on the test split at the end.
+        log_with: Accelerate tracker; ``"auto"`` = TensorBoard when installed, else none.
+        logging_steps: optimiser steps between training-loss log lines.
+        callbacks: called with the :class:`TrainingState` after every optimiser step (after its evaluation and
+            checkpoint); may raise to stop the run.
+        show_progress: tqdm progress bars (silent when not on a TTY).
+    """
+    from genrec.data_scripts.prepare import load_genrec_dataset
+
+    start_time = time.perf_counter()
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if batch_size < 1 or max_steps < 1:
+        raise ValueError("batch_size and max_steps must be >= 1")
+    top_k = max(EVAL_KS)
+    if eval_beams < top_k:
+        raise ValueError(f"eval_beams must be >= {top_k} (the largest reported cut-off), got {eval_beams}")
+    accelerator = build_accelerator(
+        output_dir, seed=seed, mixed_precision=mixed_precision,
+        gradient_accumulation_steps=gradient_accumulation_steps, log_with=log_with,
+    )
+    tokenizer = load_stage2_tokenizer(tokenizer_dir_or_obj)
+    embeddings = None
+    if integrated_embeddings is not None:
+        source = (
+            integrated_embeddings
+            if isinstance(integrated_embeddings, ItemEmbeddings)
+            else ItemEmbeddings.load(integrated_embeddings)
+        )
+        missing = set(tokenizer.code_table.item_ids) - set(source.item_ids)
+        if missing:
+            raise ValueError(
+                f"the integrated embeddings lack {len(missing)} of the code table's {len(tokenizer.code_table)} "
+                f"items, e.g. {sorted(missing)[:5]}; pass Stage I's export for this dataset"
+            )
+        embeddings = source.reorder(tokenizer.code_table.item_ids)
+    config = resolve_stage2_config(config, tokenizer, embeddings)
+    if metric_for_best.split("@")[0] not in ("recall", "hr", "ndcg", "mrr"):
+        raise ValueError(f"metric_for_best must be one of recall/hr/ndcg/mrr@K, got {metric_for_best!r}")
+
+    source_name = str(data)
+    sequences, _ = load_genrec_dataset(data)
+    for name in ("train", "validation", "test"):
+        if name not in sequences:
+            raise ValueError(f"{source_name}: the sequences config has no {name!r} split (has {list(sequences)})")
+    train = encode_split(sequences["train"], "train", tokenizer, max_history=config.max_history_items, source=source_name)
+
+    model = UngerForGenerativeRecommendation(config)
+    if embeddings is not None and config.uses_distillation:
+        model.set_integrated_embeddings(embeddings.embeddings)
+    if config.constrained_training:
+        model.set_prefix_index(tokenizer.code_table.prefix_index(), tokenizer.code_token_offsets)
+    distill = config.uses_distillation
+
+    train_loader = make_train_dataloader(train.dataset, batch_size=batch_size, seed=seed, collate_fn=collate_trimmed)
+    steps_per_epoch = math.ceil(len(train_loader) / gradient_accumulation_steps)
+    eval_every = eval_every or steps_per_epoch
+    checkpoint_every = checkpoint_every or eval_every
+    optimizer, scheduler = build_stage2_optimizer(
+        model, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps, warmup_init_lr=warmup_init_lr
+    )
+    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+    hparams = {
+        "batch_size": batch_size, "lr": lr, "warmup_steps": warmup_steps, "warmup_init_lr": warmup_init_lr,
+        "weight_decay": weight_decay, "max_grad_norm": max_grad_norm, "max_steps": max_steps, "seed": seed,
+        "gradient_accumulation_steps": gradient_accumulation_steps, "eval_every": eval_every,
+        "eval_beams": eval_beams, "metric_for_best": metric_for_best, "patience": patience,
+        "max_eval_users": max_eval_users, "mixed_precision": accelerator.mixed_precision,
+    }
+    fingerprint = _fingerprint(config, train, hparams)
+    checkpoints = CheckpointManager(accelerator, output_dir / "checkpoints", keep_last=keep_checkpoints)
+    state = TrainingState(fingerprint=fingerprint)
+    resumed_from = None
+    latest = checkpoints.latest() if resume else None
+    if latest is not None:
+        on_disk = TrainingState.load(latest / "trainer_state.json")
+        if on_disk.fingerprint != fingerprint:
+            raise ValueError(
+                f"{latest} belongs to a run with another config, data, tokenizer or hyper-parameters; resume it "
+                "with the same arguments, pass resume=False to start over (deletes its checkpoints), or use "
+                "another output_dir."
+            )
+        state = checkpoints.load(latest)
+        resumed_from = str(latest)
+    elif not resume:
+        checkpoints.clear()
+    stopper = EarlyStopping(state, patience=patience)
+    unwrapped: UngerForGenerativeRecommendation = accelerator.unwrap_model(model)
+    best_dir = output_dir / "best"
+
+    if accelerator.log_with:
+        accelerator.init_trackers("stage2", config=tracker_config({**config.to_dict(), **hparams}))
+    progress = tqdm(
+        total=max_steps, initial=state.global_step, desc="stage2", unit="step",
+        disable=(not accelerator.is_main_process) or (None if show_progress else True),
+    )
+    running: dict[str, list[float]] = {"loss": [], "loss_rec": [], "loss_ikd": []}
+    done = state.global_step >= max_steps or state.stopped_early
+    model.train()
+    while not done:
+        for input_ids, attention_mask, labels, target_rows in epoch_batches(accelerator, train_loader, state):
+            with accelerator.accumulate(model):
+                out = model(
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    labels=labels,
+                    target_item_indices=target_rows if distill else None,
+                )
+                accelerator.backward(out.loss)
+                if accelerator.sync_gradients and max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            state.batches_in_epoch += 1
+            for key in running:
+                value = getattr(out, key)
+                if value is not None:
+                    running[key].append(float(value.detach()))
+            if not accelerator.sync_gradients:
+                continue
+            state.global_step += 1
+            progress.update(1)
+            step = state.global_step
+            if step % logging_steps == 0 and running["loss"]:
+                train_log = {k: sum(v) / len(v) for k, v in running.items() if v}
+                train_log["lr"] = scheduler.get_last_lr()[0]
+                log_metrics(accelerator, state, train_log, step=step, prefix="train/")
+                progress.set_postfix(loss=f"{train_log['loss']:.4f}")
+                running = {k: [] for k in running}
+            if step % eval_every == 0 or step == max_steps:
+                result = evaluate_model(
+                    unwrapped, tokenizer, sequences, "validation", k_values=EVAL_KS, num_beams=eval_beams,
+                    batch_size=eval_batch_size, max_users=max_eval_users, show_progress=show_progress,
+                )
+                metrics = result["metrics"]
+                if metric_for_best not in metrics:
+                    raise ValueError(f"metric_for_best={metric_for_best!r} is not among {sorted(metrics)}")
+                improved = stopper.update(metrics[metric_for_best], step, metrics)
+                log_metrics(
+                    accelerator, state, {k: v for k, v in metrics.items() if not k.startswith("hr@")},
+                    step=step, prefix="validation/",
+                )
+                if improved and accelerator.is_main_process:
+                    unwrapped.save_pretrained(best_dir)
+                    tokenizer.save_pretrained(str(best_dir))
+                accelerator.wait_for_everyone()
+                if stopper.should_stop:
+                    state.stopped_early = True
+                model.train()
+            if step % checkpoint_every == 0 or state.stopped_early or step >= max_steps:
+                checkpoints.save(state)
+            for callback in callbacks:
+                callback(state)
+            if step >= max_steps or state.stopped_early:
+                done = True
+                break
+        else:
+            state.epoch += 1
+            state.batches_in_epoch = 0
+    progress.close()
+    accelerator.end_training()
+
+    if not (best_dir / "model.safetensors").is_file():
+        raise RuntimeError(f"no best model in {best_dir}: training ended before any validation evaluation.")
+    test_metrics: dict[str, float] = {}
+    num_test_users = 0
+    skipped = {"train": train.num_skipped_no_history}
+    if evaluate_test:
+        best = UngerForGenerativeRecommendation.from_pretrained(best_dir).to(accelerator.device)
+        test = evaluate_model(
+            best, tokenizer, sequences, "test", k_values=EVAL_KS, num_beams=eval_beams,
+            batch_size=eval_batch_size, show_progress=show_progress,
+        )
+        test_metrics, num_test_users = test["metrics"], test["num_users"]
+        skipped["test"] = test["num_skipped_no_history"]
+    result = Stage2Result(
+        output_dir=str(output_dir),
+        best_model_dir=str(best_dir),
+        best_step=int(state.best_step or 0),
+        global_step=state.global_step,
+        epochs=round(state.global_step / steps_per_epoch, 3),
+        wall_time_s=round(time.perf_counter() - start_time, 2),
+        stopped_early=state.stopped_early,
+        validation_metrics=dict(state.best_metrics),
+        test_metrics=dict(test_metrics),
+        distillation=distill,
+        constrained_training=config.constrained_training,
+        history_mode=config.history_mode,
+        resumed_from=resumed_from,
+        num_train_examples=len(train.dataset),
+        num_validation_users=int(state.best_metrics.get("num_users", 0)),
+        num_test_users=int(num_test_users),
+        num_skipped_no_history=skipped,
+    )
+    if accelerator.is_main_process:
+        (output_dir / RESULT_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    return result
