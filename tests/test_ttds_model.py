@@ -1,0 +1,326 @@
+"""TTDS model: config, tokenizer extension, twin-tower generators, DM-VAE losses, LoRA, constrained
+recommendation and save/load, on a tiny random LLaMA with a BPE tokenizer trained on the fly."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from genrec.modeling.configuration_ttds import TTDSConfig
+from genrec.modeling.modeling_ttds import (
+    SemanticTokenGenerator,
+    TTDSForCausalLM,
+    extend_tokenizer,
+)
+from genrec.tokenization.code_table import CodeTable
+from genrec.trainers.ttds import create_tiny_base, template_corpus
+
+CORPUS = template_corpus() + [f"Movie {i} about {g} and friends" for i in range(40) for g in ("space", "love", "war")]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: much faster for these tiny models on a shared CPU, and deterministic."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory):
+    return create_tiny_base(tmp_path_factory.mktemp("ttds_base") / "base", CORPUS, vocab_size=400)
+
+
+def _tokenizer(base_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(base_dir))
+
+
+def _config(base_dir, **kwargs) -> TTDSConfig:
+    values = {"num_levels": 2, "codebook_size": 8, "num_collision_tokens": 4, "lora_r": 4, "lora_alpha": 8,
+              "lora_dropout": 0.0}
+    values.update(kwargs)
+    return TTDSConfig(base_model_name_or_path=str(base_dir), **values)
+
+
+@pytest.fixture(scope="module")
+def built(base_dir):
+    tokenizer = _tokenizer(base_dir)
+    model = TTDSForCausalLM.from_base(_config(base_dir), tokenizer, seed=0)
+    return model, tokenizer
+
+
+def _texts(tokenizer, texts):
+    enc = tokenizer(texts, padding=True, return_tensors="pt")
+    return enc["input_ids"], enc["attention_mask"]
+
+
+def _item_table(model, n=20, seed=0):
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, model.config.codebook_size, size=(n, model.config.num_levels))  # some collide
+    return CodeTable.from_codes([f"i{k}" for k in range(n)], codes,
+                                codebook_sizes=[model.config.codebook_size] * model.config.num_levels,
+                                always_append=True)
+
+
+# ------------------------------------------------------------------------------------------------ config
+
+
+def test_config_defaults_roundtrip_and_validation(tmp_path):
+    config = TTDSConfig(base_model_name_or_path="meta-llama/Llama-2-7b-hf", llm_config={"hidden_size": 4096})
+    # Paper (Sec. 5.1.4): M=4 codebooks of N=256 entries of dim 256, MLP 4096 -> 2048 -> 1024 -> 512 -> 256.
+    assert (config.num_levels, config.codebook_size) == (4, 256)
+    assert config.resolved_codebook_dim == 256
+    assert config.resolved_generator_hidden_sizes == [2048, 1024, 512]
+    assert config.tokens_per_tower == 4 * 256 + 256
+    config.save_pretrained(tmp_path)
+    again = TTDSConfig.from_pretrained(tmp_path)
+    assert again.to_dict() == config.to_dict()
+    names = TTDSConfig(num_levels=2, codebook_size=3, num_collision_tokens=2).semantic_token_names("user")
+    assert names == ["<user_a_0>", "<user_a_1>", "<user_a_2>", "<user_b_0>", "<user_b_1>", "<user_b_2>",
+                     "<user_p_0>", "<user_p_1>"]
+    with pytest.raises(ValueError, match="pooling"):
+        TTDSConfig(pooling="max")
+    with pytest.raises(ValueError, match="num_levels"):
+        TTDSConfig(num_levels=0)
+    with pytest.raises(ValueError, match="llm_config"):
+        _ = TTDSConfig().llm_hidden_size
+
+
+def test_extend_tokenizer_layout_pad_and_idempotence(base_dir):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<unk>", "<s>", "</s>", "x", "movie", "answer"]  # a vocabulary without any pad token
+    backend = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    no_pad = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    config = TTDSConfig(num_levels=2, codebook_size=4, num_collision_tokens=2)
+    base_len = len(no_pad)
+    extend_tokenizer(no_pad, config)
+    assert no_pad.pad_token == "<pad>" and no_pad.pad_token_id == base_len  # added before the codes
+    assert config.base_vocab_size == base_len and config.item_token_offset == base_len + 1
+    assert config.user_token_offset == config.item_token_offset + config.tokens_per_tower
+    assert config.vocab_size == len(no_pad) == base_len + 1 + 2 * config.tokens_per_tower
+    # token id of code c at level m = offset + m*N + c; collision k at offset + M*N + k
+    assert no_pad.convert_tokens_to_ids("<item_b_3>") == config.item_token_offset + 4 + 3
+    assert no_pad.convert_tokens_to_ids("<user_p_1>") == config.user_token_offset + 8 + 1
+    assert config.token_offsets("item", 3) == [config.item_token_offset + d * 4 for d in range(3)]
+    # the tokenizer reads the new tokens as single tokens
+    text_ids = no_pad("x <item_a_2><item_b_0>", add_special_tokens=False)["input_ids"]
+    assert text_ids[-2:] == [config.item_token_offset + 2, config.item_token_offset + 4]
+    # a second call only verifies
+    assert extend_tokenizer(no_pad, config) is no_pad and len(no_pad) == config.vocab_size
+    other = TTDSConfig(num_levels=2, codebook_size=4, num_collision_tokens=2, item_token_offset=5)
+    with pytest.raises(ValueError, match="does not belong"):
+        extend_tokenizer(no_pad, other)
+    with pytest.raises(ValueError, match="some but not all"):
+        extend_tokenizer(no_pad, TTDSConfig(num_levels=3, codebook_size=4, num_collision_tokens=2))
+
+
+# ------------------------------------------------------------------------------------------------ towers
+
+
+def test_generator_residual_quantisation_and_straight_through():
+    torch.manual_seed(0)
+    gen = SemanticTokenGenerator(16, [12, 8], 6, num_levels=3, codebook_size=5, reduction="sum")
+    x = torch.randn(7, 16)
+    gen.init_codebooks(x, seed=1)
+    out = gen(x)
+    assert torch.equal(out.codes, gen.quantize(x))
+    # forward value of the straight-through assignment is exactly the one-hot of the chosen code
+    assert torch.equal(out.assignments, torch.nn.functional.one_hot(out.codes, 5).float())
+    # Formula 10/11/13 by hand
+    residual, expected = gen.encode(x), 0.0
+    for m in range(3):
+        centroid = gen.codebooks[m][out.codes[:, m]]
+        assert torch.equal(out.codes[:, m], torch.cdist(residual, gen.codebooks[m]).argmin(1))
+        expected = expected + (residual - centroid).pow(2).sum(-1).mean()
+        residual = residual - centroid
+    torch.testing.assert_close(out.token_loss, expected)
+    # gradients cross the argmin through the soft assignment (encoder and codebooks get them)
+    weights = torch.randn(3, 5)
+    (out.assignments * weights).sum().backward()
+    assert gen.encoder[0].weight.grad.abs().sum() > 0 and gen.codebooks.grad.abs().sum() > 0
+
+
+def test_codebook_init_is_seeded_and_spreads_codes():
+    x = torch.randn(64, 16, generator=torch.Generator().manual_seed(0)) * 5 + 100  # large common offset
+    a = SemanticTokenGenerator(16, [8], 4, num_levels=2, codebook_size=8)
+    b = copy.deepcopy(a)
+    a.init_codebooks(x, seed=3)
+    b.init_codebooks(x, seed=3)
+    assert torch.equal(a.codebooks, b.codebooks)
+    assert len({tuple(c) for c in a.quantize(x).tolist()}) > 16  # not collapsed onto a few codes
+    torch.testing.assert_close(a.input_mean, x.mean(0))
+
+
+# ------------------------------------------------------------------------------------------------ model
+
+
+def test_from_base_builds_lora_with_new_rows_trainable(built):
+    model, tokenizer = built
+    cfg = model.config
+    assert cfg.llm_config["hidden_size"] == 64 and cfg.vocab_size == len(tokenizer)
+    assert model.llm.get_input_embeddings().weight.shape[0] == cfg.vocab_size
+    assert model.base_llm.get_output_embeddings().weight.shape[0] == cfg.vocab_size
+    counts = model.num_trainable_parameters()
+    new_rows = cfg.vocab_size - cfg.base_vocab_size
+    assert counts["token_rows"] == 2 * new_rows * 64  # input embedding + untied LM head rows
+    assert counts["lora"] > 0 and counts["towers"] > 0 and counts["other"] == 0
+    peft_config = model.llm.peft_config["default"]
+    assert sorted(peft_config.trainable_token_indices) == ["embed_tokens", "lm_head"]
+    assert peft_config.trainable_token_indices["embed_tokens"] == list(range(cfg.base_vocab_size, cfg.vocab_size))
+    # the config alone rebuilds the same architecture (random weights), e.g. for from_config-style use
+    fresh = TTDSForCausalLM(TTDSConfig.from_dict(cfg.to_dict()))
+    assert {n: p.shape for n, p in fresh.named_parameters()} == {n: p.shape for n, p in model.named_parameters()}
+
+
+def test_forward_combines_losses_and_phases_control_gradients(built):
+    model, tokenizer = built
+    model = copy.deepcopy(model)
+    model.train()
+    ids, mask = _texts(tokenizer, ["Movie 3 about love", "Movie 7 about war and friends"])
+    labels = ids.masked_fill(mask == 0, -100)
+    out = model(input_ids=ids, attention_mask=mask, labels=labels, item_text_input_ids=ids,
+                item_text_attention_mask=mask, user_text_input_ids=ids[:1], user_text_attention_mask=mask[:1])
+    cfg = model.config
+    torch.testing.assert_close(out.loss, out.lm_loss + cfg.dm_vae_alpha * (out.id_loss + cfg.dm_vae_beta * out.token_loss))
+    assert out.logits.shape == (*ids.shape, cfg.vocab_size)
+
+    model.set_phase("joint")
+    model.zero_grad()
+    out.loss.backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if "lora_B" in n)
+    assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if "trainable_tokens_delta" in n)
+    assert model.item_generator.encoder[0].weight.grad.abs().sum() > 0  # L_ID through the straight-through path
+    assert model.user_generator.codebooks.grad.abs().sum() > 0
+
+    model.set_phase("warmup")  # LLM (and LoRA) frozen, towers + new rows train
+    model.zero_grad(set_to_none=True)
+    model(item_text_input_ids=ids, item_text_attention_mask=mask).loss.backward()
+    assert all(p.grad is None for n, p in model.named_parameters() if "lora_" in n)
+    assert all(not p.requires_grad for n, p in model.named_parameters() if "base_layer" in n)
+    assert model.item_generator.encoder[0].weight.grad is not None
+    with pytest.raises(ValueError, match="phase"):
+        model.set_phase("stage2")
+
+
+def test_activation_checkpointing_gives_the_same_loss_and_gradients(built):
+    model, tokenizer = built
+    plain = copy.deepcopy(model)
+    checkpointed = copy.deepcopy(model)
+    checkpointed.activation_checkpointing_enable()
+    ids, mask = _texts(tokenizer, ["Movie 3 about love", "Movie 7 about war"])
+    grads = []
+    for m in (plain, checkpointed):
+        m.train()
+        m.set_phase("joint")
+        out = m(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100),
+                item_text_input_ids=ids, item_text_attention_mask=mask)
+        out.loss.backward()
+        grads.append((out.loss.detach(), {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}))
+    assert any(getattr(m, "gradient_checkpointing", False) for m in checkpointed.modules())
+    assert not any(getattr(m, "gradient_checkpointing", False) for m in plain.modules())
+    torch.testing.assert_close(grads[0][0], grads[1][0])
+    assert grads[0][1].keys() == grads[1][1].keys()
+    for name, grad in grads[0][1].items():
+        torch.testing.assert_close(grad, grads[1][1][name], msg=name)
+
+
+def test_a_few_steps_lower_the_loss(built):
+    model, tokenizer = built
+    model = copy.deepcopy(model)
+    model.train()
+    model.set_phase("joint")
+    table = _item_table(model)
+    prompts = _texts(tokenizer, ["Movie 1 about love, Movie 2 about war. Answer:"] * 4)
+    targets = model.codes_to_token_ids("item", torch.tensor(np.array(table.codes[:4])))
+    eos = torch.full((4, 1), tokenizer.eos_token_id)
+    ids = torch.cat([prompts[0], targets, eos], 1)
+    mask = torch.cat([prompts[1], torch.ones_like(targets), torch.ones_like(eos)], 1)
+    labels = torch.cat([torch.full_like(prompts[0], -100), targets, eos], 1)
+    item_ids, item_mask = _texts(tokenizer, ["Movie 1 about love", "Movie 2 about war"])
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-3)
+    losses = []
+    for _ in range(8):
+        out = model(input_ids=ids, attention_mask=mask, labels=labels, item_text_input_ids=item_ids,
+                    item_text_attention_mask=item_mask)
+        losses.append(float(out.loss.detach()))
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+    assert losses[-1] < losses[0] - 0.5, losses
+
+
+def test_recommend_returns_only_valid_distinct_items(built):
+    model, tokenizer = built
+    model.eval()
+    table = _item_table(model, n=20)
+    prompt_texts = ["Movie 1 about love. Answer:", "Answer:", "Movie 30 about space and war, friends. Answer:"]
+    enc = tokenizer(prompt_texts, padding=True, padding_side="left", return_tensors="pt")
+    codes, scores = model.recommend(enc["input_ids"], enc["attention_mask"], table.prefix_index(), num_beams=6,
+                                    num_return_sequences=5, eos_token_id=tokenizer.eos_token_id,
+                                    pad_token_id=tokenizer.pad_token_id)
+    assert codes.shape == (3, 5, table.num_levels) and scores.shape == (3, 5)
+    rows = table.items_for_codes(codes)
+    assert bool((rows >= 0).all())  # every beam is an existing item
+    assert all(len(set(r)) == 5 for r in rows.tolist())  # beams are distinct items
+    assert bool((scores[:, :-1] >= scores[:, 1:]).all())  # best first
+    right = tokenizer(prompt_texts, padding=True, padding_side="right", return_tensors="pt")
+    with pytest.raises(ValueError, match="left-padded"):
+        model.recommend(right["input_ids"], right["attention_mask"], table.prefix_index(), num_beams=2,
+                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+
+
+def test_save_load_roundtrip_is_exact(built, base_dir, tmp_path):
+    model, tokenizer = built
+    model = copy.deepcopy(model)
+    with torch.no_grad():  # move every trained part away from its initial value
+        for name, param in model.named_parameters():
+            if param.requires_grad:
+                param.add_(torch.randn(param.shape, generator=torch.Generator().manual_seed(len(name))) * 0.05)
+    model.eval()
+    model.save_pretrained(tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["model_type"] == "ttds" and saved["base_model_name_or_path"] == str(base_dir)
+    assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").is_file()
+    assert not (tmp_path / "run" / "model.safetensors").exists()  # the base is never copied
+
+    again = TTDSForCausalLM.from_pretrained(tmp_path / "run")
+    assert not again.training
+    ids, mask = _texts(tokenizer, ["Movie 5 about space", "x"])
+    extra = torch.tensor([[model.config.item_token_offset + 3, model.config.user_token_offset + 1]] * 2)
+    ids, mask = torch.cat([ids, extra], 1), torch.cat([mask, torch.ones_like(extra)], 1)
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids, attention_mask=mask).logits,
+                           again(input_ids=ids, attention_mask=mask).logits)
+        assert torch.equal(model.compute_codes("item", ids, mask), again.compute_codes("item", ids, mask))
+    for a, b in zip(model.item_generator.state_dict().values(), again.item_generator.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    table = _item_table(model)
+    left = tokenizer(["Movie 5 about space. Answer:"], return_tensors="pt")
+    kwargs = {"num_beams": 4, "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
+    first = model.recommend(left["input_ids"], left["attention_mask"], table.prefix_index(), **kwargs)
+    second = again.recommend(left["input_ids"], left["attention_mask"], table.prefix_index(), **kwargs)
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+
+
+def test_reload_refuses_other_base_and_incomplete_folder(built, tmp_path):
+    model, _ = built
+    model.save_pretrained(tmp_path / "run")
+    other = create_tiny_base(tmp_path / "other", CORPUS, vocab_size=400, hidden_size=32)
+    with pytest.raises(ValueError, match="hidden_size"):
+        TTDSForCausalLM.from_pretrained(tmp_path / "run", base_model_name_or_path=str(other))
+    (tmp_path / "run" / "generators.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="generators.safetensors"):
+        TTDSForCausalLM.from_pretrained(tmp_path / "run")
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        TTDSForCausalLM.from_pretrained(tmp_path / "nowhere")

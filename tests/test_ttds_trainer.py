@@ -1,0 +1,324 @@
+"""TTDS trainer: instruction data, prompt rendering, warm-up + joint training with dynamic codes, constrained
+evaluation, exact resume, and a fresh process reproducing the saved recommender's generations."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+
+import genrec.trainers.ttds as ttds
+from genrec.data_scripts.splits import build_splits
+from genrec.modeling.configuration_ttds import TTDSConfig
+from genrec.modeling.modeling_ttds import TTDSForCausalLM
+from genrec.tokenization.code_table import CodeTable
+from genrec.trainers.ttds import (
+    CodeState,
+    CollisionOverflowError,
+    PromptRenderer,
+    TTDSData,
+    TTDSRecommender,
+    TTDSTrainer,
+    TTDSTrainingArguments,
+    build_code_table,
+    create_tiny_base,
+    template_corpus,
+)
+
+GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance", "Western"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: much faster for these tiny models on a shared CPU, and deterministic."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _items() -> Dataset:
+    ids = [str(i) for i in range(1, 31)]
+    return Dataset.from_dict({
+        "item_id": ids,
+        "title": [f"Movie {i} {GENRES[i % 6]} story" for i in range(1, 31)],
+        "genres": [[GENRES[i % 6]] for i in range(1, 31)],
+    })
+
+
+def _sequences(with_review: bool = False):
+    rng = random.Random(0)
+    rows = []
+    for user in range(1, 15):
+        n = rng.randint(5, 9)
+        genre = user % 6
+        items = [str((genre + 6 * rng.randint(0, 4)) % 30 + 1) for _ in range(n)]
+        rows.append((str(user), items, list(range(1000 * user, 1000 * user + n))))
+    splits, _ = build_splits(rows, max_history=20)
+    if with_review:
+        train = splits["train"]
+        reviews = [[f"I liked movie {i}" for i in seq] for seq in train["item_ids"]]
+        reviews[0][-1] = ""  # an empty review gives no example (counted)
+        splits["train"] = train.add_column("review", reviews)
+    return splits
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory):
+    corpus = template_corpus() + list(_items()["title"]) + ["Title: Year: Genres: Recently interacted with:"]
+    return create_tiny_base(tmp_path_factory.mktemp("ttds_trainer") / "base", corpus, vocab_size=400)
+
+
+def _model(base_dir, **overrides):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
+    values = {"num_levels": 2, "codebook_size": 8, "num_collision_tokens": 32, "lora_r": 4, "lora_alpha": 8}
+    values.update(overrides)
+    config = TTDSConfig(base_model_name_or_path=str(base_dir), **values)
+    return TTDSForCausalLM.from_base(config, tokenizer, seed=0), tokenizer
+
+
+def _args(tmp_path, **overrides) -> TTDSTrainingArguments:
+    values = {"output_dir": str(tmp_path), "seed": 3, "warmup_steps": 3, "max_steps": 16, "code_update_steps": 5,
+              "train_batch_size": 8, "alignment_batch_size": 6, "logging_steps": 4, "num_beams": 10,
+              "encode_batch_size": 16}
+    values.update(overrides)
+    return TTDSTrainingArguments(**values)
+
+
+@pytest.fixture(scope="module")
+def trained(base_dir, tmp_path_factory):
+    model, tokenizer = _model(base_dir)
+    sequences = _sequences()
+    data = TTDSData.from_datasets(sequences, _items(), seed=0)
+    trainer = TTDSTrainer(model, tokenizer, data, _args(tmp_path_factory.mktemp("run")))
+    summary = trainer.train()
+    return trainer, summary, sequences
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+def test_data_builds_every_task_and_skips_missing_text_cleanly():
+    sequences = _sequences()
+    data = TTDSData.from_datasets(sequences, _items())
+    counts = data.task_counts()
+    assert counts["seqrec"] == sequences["train"].num_rows
+    assert counts["item2tokens"] == counts["tokens2item"] == 30
+    assert counts["next_user"] > 0 and "user_text" not in counts
+    assert data.skipped == {"user_text:no_text_column": 1}
+    assert len(data.user_ids) == 14 and data.user_texts[0].startswith("Recently interacted with: Movie")
+    # the next user of an item really interacted with it, after the prompt's users
+    interactions, _ = ttds._user_sequences(sequences)
+    for example in (e for e in data.examples if e["task"] == "next_user"):
+        times = {u: min(t for i, t in interactions[u] if i == example["item"]) for u in [*example["users"], example["target_user"]]}
+        assert all(times[u] <= times[example["target_user"]] for u in example["users"])
+
+    with_text = TTDSData.from_datasets(_sequences(with_review=True), _items(), tasks=("user_text",))
+    assert with_text.task_counts() == {"user_text": sequences["train"].num_rows - 1}
+    assert with_text.skipped == {"user_text:review:empty": 1}
+    first = with_text.examples[0]
+    assert first["kind"] == "review" and first["target_text"].startswith("I liked movie")
+
+    capped = TTDSData.from_datasets(sequences, _items(), tasks=("seqrec",), max_examples_per_task=10, seed=1)
+    assert len(capped.examples) == 10 and capped.skipped == {"seqrec:over_cap": sequences["train"].num_rows - 10}
+    single = TTDSData.from_datasets(sequences, _items(), user_tower=False)
+    assert "next_user" not in single.task_counts()
+
+    bad = _items().filter(lambda row: row["item_id"] != "7")
+    with pytest.raises(ValueError, match="item '7'"):
+        TTDSData.from_datasets(sequences, bad)
+
+
+def test_prompts_splice_code_ids_and_answers_end_with_eos(base_dir):
+    model, tokenizer = _model(base_dir)
+    data = TTDSData.from_datasets(_sequences(), _items())
+    config = model.config
+    rng = np.random.default_rng(0)
+    codes = CodeState(
+        build_code_table(data.item_ids, torch.tensor(rng.integers(0, 8, (30, 2))), config, "item"),
+        build_code_table(data.user_ids, torch.tensor(rng.integers(0, 8, (14, 2))), config, "user"),
+    )
+    renderer = PromptRenderer(tokenizer, config, data, codes, max_length=512)
+
+    def code_ids(tower, entity):
+        table = codes.table(tower)
+        return [o + int(c) for o, c in zip(config.token_offsets(tower, 3), table.code_of(entity), strict=True)]
+
+    example = {"task": "seqrec", "user": "2", "history": ["3", "9", "15"], "target_item": "21"}
+    prompt = renderer.prompt_ids(example, 0)
+    sep = tokenizer(", ", add_special_tokens=False)["input_ids"]
+    history = code_ids("item", "3") + sep + code_ids("item", "9") + sep + code_ids("item", "15")
+    assert prompt[0] == tokenizer.bos_token_id
+    assert _contains(prompt, history) and _contains(prompt, code_ids("user", "2"))
+    assert renderer.answer_ids(example) == [*code_ids("item", "21"), tokenizer.eos_token_id]
+    assert tokenizer.decode(prompt[1:]).startswith("You are an expert in sequential recommendation.")
+    assert renderer.prompt_ids(example, 1) != prompt  # another template
+
+    text_answer = renderer.answer_ids({"task": "tokens2item", "item": "4"})
+    assert text_answer[-1] == tokenizer.eos_token_id
+    assert tokenizer.decode(text_answer[:-1]).strip() == data.item_texts[3]
+    next_user = renderer.prompt_ids({"task": "next_user", "item": "4", "users": ["1", "5"], "target_user": "6"}, 0)
+    assert _contains(next_user, code_ids("item", "4")) and _contains(next_user, code_ids("user", "5"))
+
+    short = PromptRenderer(tokenizer, config, data, codes, max_length=len(prompt) - 2)
+    trimmed = short.prompt_ids(example, 0)
+    assert short.truncated >= 1 and len(trimmed) + config.num_levels + 2 <= short.max_length  # room for the answer
+    assert not _contains(trimmed, code_ids("item", "3")) and _contains(trimmed, code_ids("item", "15"))
+
+
+def _contains(sequence, part):
+    return any(sequence[i : i + len(part)] == part for i in range(len(sequence) - len(part) + 1))
+
+
+def test_code_table_overflow_is_an_error_first_and_a_rejected_update_later(base_dir, monkeypatch):
+    model, tokenizer = _model(base_dir, num_collision_tokens=4, user_tower=False)
+    ids = [str(i) for i in range(6)]
+    with pytest.raises(CollisionOverflowError, match="6 items share one semantic code"):
+        build_code_table(ids, torch.zeros(6, 2, dtype=torch.long), model.config, "item")
+    table = build_code_table(ids, torch.tensor([[i % 4, i // 4] for i in range(6)]), model.config, "item")
+    assert table.num_levels == 3 and table.codebook_sizes == [8, 8, 1]  # collision level always present
+
+    data = TTDSData.from_datasets(_sequences(), _items(), tasks=("item2tokens",))
+    previous = build_code_table(data.item_ids, torch.tensor([[i % 8, i // 8] for i in range(30)]), model.config, "item")
+    codes = CodeState(previous, None)
+    renderer = PromptRenderer(tokenizer, model.config, data, codes)
+    monkeypatch.setattr(ttds, "compute_tower_codes", lambda model, renderer, tower, **kw: torch.zeros(
+        len(renderer.data.item_ids if tower == "item" else renderer.data.user_ids), 2, dtype=torch.long))
+    stats = ttds.update_code_tables(model, renderer, codes, batch_size=8, pad_token_id=tokenizer.pad_token_id)
+    assert codes.item_table is previous and codes.rejected == 1 and stats["item_update_rejected"] == 1.0
+    with pytest.raises(CollisionOverflowError):  # a first table that overflows is an error, not a silent skip
+        ttds.update_code_tables(model, renderer, CodeState(), batch_size=8, pad_token_id=tokenizer.pad_token_id)
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+
+def test_training_lowers_the_loss_and_updates_codes(trained):
+    trainer, summary, _ = trained
+    assert summary["global_step"] == 3 + 16
+    # 1 initial + 1 after warm-up + joint updates at joint steps 5, 10, 15
+    assert summary["code_updates"] == 5 and summary["rejected_code_updates"] == 0
+    joint = [h for h in summary["loss_history"] if "lm_loss" in h]
+    assert joint[-1]["lm_loss"] < joint[0]["lm_loss"], joint
+    warm = summary["loss_history"][0]
+    assert "lm_loss" not in warm and warm["id_loss"] > 0  # the warm-up trains the DM-VAE only
+    assert summary["task_counts"]["seqrec"] > 0 and summary["skipped"] == {"user_text:no_text_column": 1}
+    assert trainer.codes.item_table.num_levels == 3 and len(trainer.codes.user_table) == 14
+
+
+def test_evaluation_recommends_only_valid_items(trained):
+    trainer, _, sequences = trained
+    recommender = trainer.recommender()
+    metrics = recommender.evaluate(sequences["test"], ks=(1, 5, 10), batch_size=7)
+    assert metrics["invalid_rate"] == 0.0 and metrics["num_users"] == 14
+    for key in ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10"):
+        assert 0.0 <= metrics[key] <= 1.0
+    lists = recommender.recommend([["1", "2"], ["30"]], ["1", None], k=10)
+    assert all(len(row) == 10 == len(set(row)) for row in lists)
+    assert all(item in recommender.item_table for row in lists for item in row)
+    with pytest.raises(KeyError, match="'999'"):
+        recommender.recommend([["999"]], k=3)
+
+
+def test_resume_equals_an_uninterrupted_run(base_dir, tmp_path):
+    sequences = _sequences()
+
+    def run(folder, max_steps):
+        model, tokenizer = _model(base_dir)
+        data = TTDSData.from_datasets(sequences, _items(), tasks=("seqrec", "next_user", "item2tokens"), seed=0)
+        args = _args(folder, warmup_steps=2, max_steps=max_steps, code_update_steps=2, save_steps=4,
+                     train_batch_size=6, alignment_batch_size=4)
+        trainer = TTDSTrainer(model, tokenizer, data, args)
+        trainer.train()
+        return trainer
+
+    straight = run(tmp_path / "straight", 6)
+    # "Interrupted" after step 4 (2 warm-up + 2 joint). Step 4 is a code-update step, which a run skips at its
+    # own last step; the resumed run must make that update before going on, as the straight run did.
+    run(tmp_path / "resumed", 2)
+    stopped = tmp_path / "resumed" / "checkpoints" / "step-00000004"
+    assert json.loads((stopped / "ttds_codes.json").read_text())["last_update_step"] == 2
+    resumed = run(tmp_path / "resumed", 6)
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    trained_keys = [k for k in a if ttds._is_trained_key(k)]
+    assert trained_keys and all(torch.equal(a[k], b[k]) for k in trained_keys)
+    assert straight.codes.item_table == resumed.codes.item_table
+    assert straight.codes.user_table == resumed.codes.user_table
+    # checkpoints hold only what trains (not the frozen base) + the code tables
+    from safetensors.torch import load_file
+
+    latest = tmp_path / "resumed" / "checkpoints" / "step-00000008"
+    assert all(ttds._is_trained_key(k) for k in load_file(str(latest / "model.safetensors")))
+    assert (latest / "item_code_table" / "code_table.json").is_file()
+
+
+# ------------------------------------------------------------------------------------------------ save / load
+
+
+def test_a_fresh_process_reproduces_the_saved_recommender(trained, tmp_path):
+    trainer, _, sequences = trained
+    recommender = trainer.recommender()
+    folder = recommender.save_pretrained(tmp_path / "final")
+    histories = [list(s[:-1]) for s in sequences["test"]["item_ids"]][:6]
+    users = list(sequences["test"]["user_id"])[:6]
+    expected = recommender.recommend(histories, users, k=10)
+    script = textwrap.dedent(f"""
+        import json, sys, torch
+        torch.set_num_threads(1)
+        from genrec.trainers.ttds import TTDSRecommender
+        rec = TTDSRecommender.from_pretrained({str(folder)!r})
+        print(json.dumps(rec.recommend({histories!r}, {users!r}, k=10)))
+    """)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == expected
+
+    loaded = TTDSRecommender.from_pretrained(folder)
+    assert loaded.item_table == recommender.item_table and loaded.user_table == recommender.user_table
+
+
+def test_reload_refuses_a_code_table_of_another_model(trained, tmp_path):
+    trainer, _, _ = trained
+    recommender = trainer.recommender()
+    folder = recommender.save_pretrained(tmp_path / "final")
+    table = recommender.item_table
+    codes = np.array(table.codes)
+    codes[[0, 1]] = codes[[1, 0]]  # swap two items' codes
+    CodeTable(table.item_ids, codes, table.codebook_sizes, table.num_semantic_levels).save(folder / "item_code_table")
+    with pytest.raises(ValueError, match="does not belong to this model"):
+        TTDSRecommender.from_pretrained(folder)
+
+
+@pytest.mark.slow
+def test_ml100k_end_to_end_benchmark_runs(tmp_path):
+    """The ML-100K benchmark script, shortened: prepares the data, trains, evaluates, reports metrics."""
+    from genrec.data_scripts.movielens import find_ml100k_dir
+
+    try:
+        find_ml100k_dir()
+    except FileNotFoundError as error:
+        pytest.skip(str(error))
+    from conftest import REPO_ROOT
+
+    out = tmp_path / "summary.json"
+    cmd = [sys.executable, str(REPO_ROOT / "benchmarks" / "ttds_ml100k.py"), "--work-dir", str(tmp_path / "w"),
+           "--warmup-steps", "5", "--max-steps", "20", "--code-update-steps", "10", "--max-eval-users", "50",
+           "--json-out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(out.read_text())
+    test = summary["metrics"]["test"]
+    assert test["num_users"] == 50 and test["invalid_rate"] == 0.0
+    assert summary["global_step"] == 25 and summary["code_updates"] == 3
+    assert (tmp_path / "w" / "run" / "final" / "item_code_table" / "code_table.json").is_file()
