@@ -33,6 +33,21 @@ _EXPORTS: dict[str, str] = {
     "load_quantizer": "genrec.tokenization.quantizers",
     # modeling
     "SemanticIDLogitsProcessor": "genrec.modeling.constrained_decoding",
+    "UngerFusionConfig": "genrec.modeling.configuration_unger_fusion",
+    "UngerFusionModel": "genrec.modeling.modeling_unger_fusion",
+    "UngerConfig": "genrec.modeling.configuration_unger",
+    "UngerForGenerativeRecommendation": "genrec.modeling.modeling_unger",
+    "TTDSConfig": "genrec.modeling.configuration_ttds",
+    "TTDSForCausalLM": "genrec.modeling.modeling_ttds",
+    # training and evaluation
+    "quantize_embeddings": "genrec.trainers.quantize",
+    "train_stage1": "genrec.trainers.stage1",
+    "train_stage2": "genrec.trainers.stage2",
+    "evaluate_model": "genrec.trainers.evaluation",
+    "modality_balance": "genrec.trainers.modality_balance",
+    "run_pipeline": "genrec.trainers.pipeline",
+    "run_ttds": "genrec.trainers.ttds",
+    "TTDSRecommender": "genrec.trainers.ttds",
     # metrics
     "compute_metrics": "genrec.trainers.metrics",
     "metrics_from_ranks": "genrec.trainers.metrics",
@@ -55,7 +70,21 @@ __all__ = [
     "ResidualKMeansQuantizer",
     "SemanticIDLogitsProcessor",
     "SemanticIDTokenizer",
+    "TTDSConfig",
+    "TTDSForCausalLM",
+    "TTDSRecommender",
+    "UngerConfig",
+    "UngerForGenerativeRecommendation",
+    "UngerFusionConfig",
+    "UngerFusionModel",
     "compute_metrics",
+    "evaluate_model",
+    "modality_balance",
+    "quantize_embeddings",
+    "run_pipeline",
+    "run_ttds",
+    "train_stage1",
+    "train_stage2",
     "embed_dataset",
     "embed_items",
     "format_metrics",
@@ -70,7 +99,13 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from genrec.data_scripts.embeddings import ItemEmbeddings, embed_dataset, embed_items
     from genrec.data_scripts.prepare import load_genrec_dataset, prepare_dataset
+    from genrec.modeling.configuration_ttds import TTDSConfig
+    from genrec.modeling.configuration_unger import UngerConfig
+    from genrec.modeling.configuration_unger_fusion import UngerFusionConfig
     from genrec.modeling.constrained_decoding import SemanticIDLogitsProcessor
+    from genrec.modeling.modeling_ttds import TTDSForCausalLM
+    from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
+    from genrec.modeling.modeling_unger_fusion import UngerFusionModel
     from genrec.tokenization.code_table import CodeTable
     from genrec.tokenization.quantizers import (
         Quantizer,
@@ -80,7 +115,14 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         load_quantizer,
     )
     from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
+    from genrec.trainers.evaluation import evaluate_model
     from genrec.trainers.metrics import compute_metrics, format_metrics, metrics_from_ranks, target_ranks
+    from genrec.trainers.modality_balance import modality_balance
+    from genrec.trainers.pipeline import run_pipeline
+    from genrec.trainers.quantize import quantize_embeddings
+    from genrec.trainers.stage1 import train_stage1
+    from genrec.trainers.stage2 import train_stage2
+    from genrec.trainers.ttds import TTDSRecommender, run_ttds
 
 
 def __getattr__(name: str) -> Any:
@@ -103,7 +145,24 @@ def __dir__() -> list[str]:
 # kind "config" -> AutoConfig.register(model_type, ConfigClass)
 # kind "model:<AutoName>" -> <AutoName>.register(ConfigClass, TargetClass)
 # kind "tokenizer" -> AutoTokenizer.register(ConfigClass, tokenizer_class=TargetClass)
-_AUTO_REGISTRY: list[tuple[str, str | None, str, str | None]] = []
+_UNGER_CONFIG = "genrec.modeling.configuration_unger:UngerConfig"
+_FUSION_CONFIG = "genrec.modeling.configuration_unger_fusion:UngerFusionConfig"
+_TTDS_CONFIG = "genrec.modeling.configuration_ttds:TTDSConfig"
+_AUTO_REGISTRY: list[tuple[str, str | None, str, str | None]] = [
+    ("config", "unger", _UNGER_CONFIG, None),
+    ("config", "unger_fusion", _FUSION_CONFIG, None),
+    ("config", "ttds", _TTDS_CONFIG, None),
+    ("model:AutoModel", None, _UNGER_CONFIG, "genrec.modeling.modeling_unger:UngerForGenerativeRecommendation"),
+    (
+        "model:AutoModelForSeq2SeqLM",
+        None,
+        _UNGER_CONFIG,
+        "genrec.modeling.modeling_unger:UngerForGenerativeRecommendation",
+    ),
+    ("model:AutoModel", None, _FUSION_CONFIG, "genrec.modeling.modeling_unger_fusion:UngerFusionModel"),
+    ("model:AutoModelForCausalLM", None, _TTDS_CONFIG, "genrec.modeling.modeling_ttds:TTDSForCausalLM"),
+    ("tokenizer", None, _UNGER_CONFIG, "genrec.tokenization.tokenization_semantic_id:SemanticIDTokenizer"),
+]
 
 _AUTO_MODULES = {
     "transformers.models.auto.configuration_auto": "config",

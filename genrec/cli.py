@@ -7,12 +7,13 @@ here; heavy imports happen inside the handlers so that ``genrec --help`` answers
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from genrec.cli_models import VERBS
 
 DATA_SOURCES = ("ml-100k", "s3rec", "amazon2014", "amazon2023", "hub")
 
@@ -164,23 +165,30 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run",
         formatter_class=_Formatter,
-        help="the main job: prepare -> embed -> quantize (later stages follow as they land)",
+        help="the main job: prepare -> embed -> stage I -> quantize -> stage II -> test metrics",
         description="""The main job on one dataset, end to end, into one run folder.
 
-Currently: prepare the dataset, embed its items, quantize the embeddings into semantic IDs.
-Stage I, Stage II and test evaluation are added to this verb as they land (see README).
+prepare the dataset -> embed its items (text encoder) -> UNGER Stage I (integrated semantic +
+collaborative embeddings) -> residual k-means semantic IDs -> UNGER Stage II (generative recommender
+with distillation) -> test evaluation (constrained beam search over the full corpus) -> export.
+Run the same command again to resume an interrupted run (finished stages are reused).
 
 Reads:  --dataset (default: MovieLens-100K shipped in the recbole wheel, no network).
-Writes: OUT/data (dataset folder), OUT/data/embeddings/*.safetensors, OUT/semantic_ids/
-        (quantizer, tokenizer + code table), OUT/run.json (summary).
-Time:   one to two minutes on ML-100K on 2 CPU cores.""",
+Writes: OUT/ = save_pretrained folder of the final model (config, model.safetensors, tokenizer, code
+        table, README.md model card with the metrics), loadable with AutoModel/AutoTokenizer after
+        `import genrec`; OUT/data, OUT/stage1, OUT/semantic_ids, OUT/stage2 (stages), OUT/run.json.
+Time:   ML-100K on 2 CPU cores: --profile default ~20-30 min, --profile quick ~1-2 min (a smoke run:
+        its metrics mean nothing); --profile paper (20k Stage II steps) is for a GPU.""",
     )
-    p.add_argument("--dataset", default="ml-100k",
-                   help="ml-100k, or a folder in the S3-Rec layout (s3rec), or a dataset in genrec's "
-                        "layout (folder / Hub id)")
-    p.add_argument("--source", choices=DATA_SOURCES, default=None,
-                   help="how to read --dataset (default: inferred)")
+    p.add_argument(
+        "--dataset",
+        default="ml-100k",
+        help="ml-100k, or a folder in the S3-Rec layout (s3rec), or a dataset in genrec's layout (folder / Hub id)",
+    )
+    p.add_argument("--source", choices=DATA_SOURCES, default=None, help="how to read --dataset (default: inferred)")
     p.add_argument("--out", type=Path, default=Path("runs/ml-100k"), help="run folder")
+    p.add_argument("--profile", choices=("default", "quick", "paper"), default="default", help="training budget")
+    p.add_argument("--quick", action="store_const", const="quick", dest="profile", help="same as --profile quick")
     p.add_argument("--encoder", default=None, help="semantic encoder (default: packaged all-MiniLM-L6-v2)")
     p.add_argument("--max-history", type=int, default=20)
     p.add_argument("--levels", type=int, default=3, help="semantic-ID levels (before the collision level)")
@@ -191,14 +199,25 @@ Time:   one to two minutes on ML-100K on 2 CPU cores.""",
 
 
 def _run_run(args: argparse.Namespace) -> int:
+    from genrec.trainers.metrics import format_metrics
     from genrec.trainers.pipeline import run_pipeline
 
     summary = run_pipeline(
-        args.dataset, args.out, source=args.source, encoder=args.encoder,
-        max_history=args.max_history, num_levels=args.levels, codebook_size=args.codebook_size,
-        seed=args.seed, overwrite=args.overwrite,
+        args.dataset,
+        args.out,
+        source=args.source,
+        encoder=args.encoder,
+        max_history=args.max_history,
+        num_levels=args.levels,
+        codebook_size=args.codebook_size,
+        seed=args.seed,
+        profile=args.profile,
+        overwrite=args.overwrite,
     )
-    print(json.dumps(summary, indent=2))
+    for name, stage in summary["stages"].items():
+        print(f"{name:9s} {stage['seconds']:8.1f} s  {stage['path']}")
+    print(format_metrics(summary["test_metrics"], title=f"test metrics ({args.dataset}, profile {args.profile})"))
+    print(f"model: {summary['model_dir']} (AutoModel / AutoTokenizer after `import genrec`)")
     return 0
 
 
@@ -214,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"genrec {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
-    for add in (_add_run, _add_prepare, _add_embed, _add_quantize):
+    for add in (_add_run, _add_prepare, _add_embed, _add_quantize, *VERBS):
         add(sub)
     return parser
 

@@ -57,8 +57,6 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import (
-    AutoConfig,
-    AutoModelForCausalLM,
     GenerationConfig,
     LogitsProcessorList,
     PreTrainedModel,
@@ -449,6 +447,9 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
     @staticmethod
     def _random_llm(config: TTDSConfig) -> nn.Module:
         """A randomly initialised base LLM of ``config.llm_config`` with the extended vocabulary and LoRA."""
+        # imported here: at module level it would re-enter genrec's Auto registration mid-import
+        from transformers import AutoConfig, AutoModelForCausalLM
+
         llm_config = AutoConfig.for_model(**config.llm_config)
         base = AutoModelForCausalLM.from_config(llm_config)
         if config.vocab_size is None:
@@ -520,6 +521,9 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
         if base_model is None:
             if not config.base_model_name_or_path:
                 raise ValueError("TTDSConfig.base_model_name_or_path is not set and no base_model was given")
+            # imported here: at module level it would re-enter genrec's Auto registration mid-import
+            from transformers import AutoModelForCausalLM
+
             base_model = AutoModelForCausalLM.from_pretrained(
                 config.base_model_name_or_path,
                 revision=config.base_model_revision,
@@ -888,6 +892,9 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
             name = base_model_name_or_path or config.base_model_name_or_path
             if not name:
                 raise ValueError(f"{directory}/config.json records no base_model_name_or_path; pass one")
+            # imported here: at module level it would re-enter genrec's Auto registration mid-import
+            from transformers import AutoModelForCausalLM
+
             base_model = AutoModelForCausalLM.from_pretrained(
                 name, revision=config.base_model_revision, dtype=dtype, device_map=device_map
             )

@@ -9,7 +9,7 @@ import pytest
 
 from genrec.cli import build_parser, main
 
-VERBS = ["run", "prepare", "embed", "quantize"]
+VERBS = ["run", "prepare", "embed", "quantize", "stage1", "balance", "train", "evaluate", "recommend", "finetune", "push"]
 
 
 @pytest.mark.parametrize("verb", VERBS)

@@ -1,19 +1,76 @@
 """The main job: one dataset through every genrec stage into one run folder.
 
-This module only sequences library calls (prepare -> embed -> quantize -> ...); each stage's logic lives in its own
-module. Stages already present in the run folder are reused, so an interrupted run continues where it
-stopped instead of starting over.
+prepare -> embed -> Stage I (integrated embeddings) -> quantize (semantic IDs of the integrated embeddings)
+-> Stage II (generative recommender with distillation) -> test evaluation -> export.
+
+This module only sequences library calls; each stage's logic lives in its own module. Stages already
+present in the run folder are reused (and interrupted trainings resume from their checkpoints), so running
+the same command again continues where it stopped instead of starting over.
+
+The run folder's root is a ``save_pretrained`` folder of the final model (``config.json``,
+``model.safetensors``, tokenizer files, ``code_table.parquet``/``.json``, ``README.md`` model card), so
+``AutoModel.from_pretrained(run_dir)`` and ``AutoTokenizer.from_pretrained(run_dir)`` load it after
+``import genrec``. The stages' own outputs sit in sub-folders: ``data/``, ``stage1/``, ``semantic_ids/``,
+``stage2/``; ``run.json`` sums the run up.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
+
+RUN_SUMMARY_FILE = "run.json"
+
+
+@dataclass(frozen=True)
+class PipelineProfile:
+    """How long and how big each trained stage of the main job is.
+
+    ``default`` is the full job sized for a 2-core CPU (< 30 min on ML-100K); ``quick`` is a smoke run for
+    CI (a minute or two) whose numbers mean nothing beyond "every stage ran"; ``paper`` uses the UNGER
+    paper's Stage II schedule (20k steps, warm-up 2k) for GPU machines.
+    """
+
+    name: str
+    stage1_epochs: int | None = 20
+    stage1_max_steps: int | None = None
+    stage1_patience: int | None = 3
+    stage1_max_eval_examples: int | None = None
+    stage1_config: dict[str, Any] = field(default_factory=dict)
+    stage2_max_steps: int = 3000
+    stage2_warmup_steps: int = 300
+    stage2_eval_every: int | None = 500
+    stage2_patience: int | None = None
+    stage2_config: dict[str, Any] = field(default_factory=dict)
+    max_eval_users: int | None = None
+    eval_beams: int = 20
+
+
+PROFILES: dict[str, PipelineProfile] = {
+    "default": PipelineProfile(name="default"),
+    "quick": PipelineProfile(
+        name="quick",
+        stage1_epochs=None,
+        stage1_max_steps=30,
+        stage1_patience=None,
+        stage1_max_eval_examples=200,
+        stage2_max_steps=30,
+        stage2_warmup_steps=10,
+        stage2_eval_every=30,
+        stage2_config={"d_model": 48, "ffn_dim": 96, "num_attention_heads": 4, "decoder_layers": 2},
+        max_eval_users=128,
+    ),
+    "paper": PipelineProfile(
+        name="paper", stage2_max_steps=20000, stage2_warmup_steps=2000, stage2_eval_every=1000, stage2_patience=5
+    ),
+}
 
 
 def infer_source(dataset: str) -> str:
@@ -32,6 +89,14 @@ def infer_source(dataset: str) -> str:
     return "hub"  # a Hub dataset id in genrec's layout
 
 
+def _profile(profile: str | PipelineProfile) -> PipelineProfile:
+    if isinstance(profile, PipelineProfile):
+        return profile
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    return PROFILES[profile]
+
+
 def run_pipeline(
     dataset: str,
     out_dir: str | Path,
@@ -42,30 +107,63 @@ def run_pipeline(
     num_levels: int = 3,
     codebook_size: int = 256,
     seed: int = 2024,
+    profile: str | PipelineProfile = "default",
     overwrite: bool = False,
+    show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Run the main job on ``dataset`` into ``out_dir`` and return (and write) its summary."""
+    """Run the main job on ``dataset`` into ``out_dir``; return (and write to ``run.json``) its summary.
+
+    Args:
+        dataset: "ml-100k" (embedded, no network), a folder in the S3-Rec layout, a raw MovieLens folder, or
+            a dataset in genrec's layout (folder or Hub id).
+        out_dir: the run folder (created; stages found there are reused).
+        source: how to read ``dataset`` (default: inferred, see :func:`infer_source`).
+        encoder: semantic text encoder (default: the packaged all-MiniLM-L6-v2).
+        max_history: history items kept per example.
+        num_levels, codebook_size: residual k-means semantic IDs (plus a collision level where needed).
+        seed: one seed for every stage.
+        profile: "default", "quick" (CI smoke run), "paper", or a :class:`PipelineProfile`.
+        overwrite: recompute every stage (deletes the stages' folders first).
+        show_progress: tqdm progress bars.
+
+    Returns:
+        The summary: per-stage seconds and outputs, Stage I validation metrics, Stage II validation and test
+        metrics (``summary["test_metrics"]``) and the exported model folder (``summary["model_dir"]``).
+    """
     from genrec.data_scripts.embeddings import embed_dataset
     from genrec.data_scripts.prepare import prepare_dataset
+    from genrec.modeling.configuration_unger import UngerConfig
+    from genrec.modeling.configuration_unger_fusion import UngerFusionConfig
     from genrec.trainers.quantize import quantize_embeddings
+    from genrec.trainers.stage1 import train_stage1
+    from genrec.trainers.stage2 import train_stage2
 
+    run_profile = _profile(profile)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     source = source or infer_source(dataset)
-    data_dir = out_dir / "data"
-    summary: dict[str, Any] = {"dataset": dataset, "source": source, "stages": {}}
+    data_dir, stage1_dir, sid_dir, stage2_dir = (out_dir / name for name in ("data", "stage1", "semantic_ids", "stage2"))
+    if overwrite:
+        for folder in (data_dir, stage1_dir, sid_dir, stage2_dir):
+            shutil.rmtree(folder, ignore_errors=True)
+    summary: dict[str, Any] = {
+        "dataset": dataset, "source": source, "profile": asdict(run_profile), "seed": seed, "stages": {}
+    }
+    total_start = time.perf_counter()
 
+    # 1. prepare
     start = time.perf_counter()
-    if overwrite or not (data_dir / "README.md").is_file():
+    if not (data_dir / "README.md").is_file():
         path = None if source == "ml-100k" and dataset.lower().startswith(("ml", "movielens")) else dataset
-        report = prepare_dataset(source, data_dir, path=path, max_history=max_history, overwrite=overwrite)
+        report = prepare_dataset(source, data_dir, path=path, max_history=max_history, overwrite=True)
         logger.info("prepared %s", report)
     else:
         logger.info("reusing the prepared dataset in %s", data_dir)
     summary["stages"]["prepare"] = {"seconds": round(time.perf_counter() - start, 2), "path": str(data_dir)}
 
+    # 2. semantic embeddings (cached by content key inside the dataset folder)
     start = time.perf_counter()
-    emb_path, emb = embed_dataset(data_dir, encoder=encoder)
+    emb_path, emb = embed_dataset(data_dir, encoder=encoder, show_progress=show_progress)
     summary["stages"]["embed"] = {
         "seconds": round(time.perf_counter() - start, 2),
         "path": str(emb_path),
@@ -73,13 +171,36 @@ def run_pipeline(
         "dim": int(emb.embeddings.shape[1]),
     }
 
+    # 3. Stage I: integrated embeddings (resumes from its checkpoints; a finished run is reused)
     start = time.perf_counter()
-    sid_dir = out_dir / "semantic_ids"
-    if overwrite or not (sid_dir / "quantize.json").is_file():
-        result = quantize_embeddings(
-            emb_path, sid_dir, num_levels=num_levels, codebook_size=codebook_size, seed=seed, overwrite=True
-        )
-        quantized = result.summary()
+    stage1_result_file = stage1_dir / "stage1_result.json"
+    if stage1_result_file.is_file() and (stage1_dir / "integrated_embeddings.safetensors").is_file():
+        logger.info("reusing Stage I in %s", stage1_dir)
+        stage1 = json.loads(stage1_result_file.read_text())
+    else:
+        stage1 = train_stage1(
+            data_dir, emb_path, stage1_dir, config=UngerFusionConfig(**run_profile.stage1_config),
+            epochs=run_profile.stage1_epochs, max_steps=run_profile.stage1_max_steps,
+            patience=run_profile.stage1_patience, max_eval_examples=run_profile.stage1_max_eval_examples,
+            seed=seed, show_progress=show_progress,
+        ).to_dict()
+    summary["stages"]["stage1"] = {
+        "seconds": round(time.perf_counter() - start, 2),
+        "path": str(stage1_dir),
+        "steps": stage1["global_step"],
+        "best_step": stage1["best_step"],
+        "validation_recall@10": stage1["validation_recall_at_10"],
+        "validation_ndcg@10": stage1["validation_ndcg_at_10"],
+    }
+    integrated = stage1_dir / "integrated_embeddings.safetensors"
+
+    # 4. semantic IDs of the integrated embeddings
+    start = time.perf_counter()
+    if not (sid_dir / "quantize.json").is_file():
+        quantized = quantize_embeddings(
+            integrated, sid_dir, num_levels=num_levels, codebook_size=codebook_size, seed=seed, overwrite=True,
+            show_progress=show_progress,
+        ).summary()
     else:
         logger.info("reusing the semantic IDs in %s", sid_dir)
         quantized = json.loads((sid_dir / "quantize.json").read_text())
@@ -90,5 +211,91 @@ def run_pipeline(
         "collision_rate": quantized["collision_rate"],
     }
 
-    (out_dir / "run.json").write_text(json.dumps(summary, indent=2) + "\n")
+    # 5. Stage II + test evaluation (resumes from its checkpoints; a finished run is reused)
+    start = time.perf_counter()
+    stage2_result_file = stage2_dir / "stage2_result.json"
+    if stage2_result_file.is_file():
+        logger.info("reusing Stage II in %s", stage2_dir)
+        stage2 = json.loads(stage2_result_file.read_text())
+    else:
+        stage2 = train_stage2(
+            data_dir, sid_dir / "tokenizer", stage2_dir, config=UngerConfig(**run_profile.stage2_config),
+            integrated_embeddings=integrated, max_steps=run_profile.stage2_max_steps,
+            warmup_steps=run_profile.stage2_warmup_steps, eval_every=run_profile.stage2_eval_every,
+            patience=run_profile.stage2_patience, eval_beams=run_profile.eval_beams,
+            max_eval_users=run_profile.max_eval_users, seed=seed, show_progress=show_progress,
+        ).to_dict()
+    summary["stages"]["stage2"] = {
+        "seconds": round(time.perf_counter() - start, 2),
+        "path": str(stage2_dir),
+        "steps": stage2["global_step"],
+        "best_step": stage2["best_step"],
+    }
+    summary["validation_metrics"] = stage2["validation_metrics"]
+    summary["test_metrics"] = stage2["test_metrics"]
+
+    # 6. export: the run folder's root is the model's save_pretrained folder, with its model card
+    start = time.perf_counter()
+    export_run_model(Path(stage2["best_model_dir"]), out_dir, dataset=dataset, summary=summary)
+    summary["stages"]["export"] = {"seconds": round(time.perf_counter() - start, 2), "path": str(out_dir)}
+    summary["model_dir"] = str(out_dir)
+    summary["total_seconds"] = round(time.perf_counter() - total_start, 2)
+    (out_dir / RUN_SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def export_run_model(best_dir: Path, out_dir: Path, *, dataset: str, summary: dict[str, Any]) -> None:
+    """Save Stage II's best model + tokenizer (+ code table) into ``out_dir`` with a model card."""
+    from genrec.model_cards.card import build_model_card, save_model_card
+    from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
+    from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
+
+    model = UngerForGenerativeRecommendation.from_pretrained(best_dir)
+    tokenizer = SemanticIDTokenizer.from_pretrained(str(best_dir))
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(str(out_dir))
+    config = model.config
+    hyperparameters = {
+        "profile": summary["profile"]["name"],
+        "seed": summary["seed"],
+        "stage2_steps": summary["stages"]["stage2"]["steps"],
+        "stage2_best_step": summary["stages"]["stage2"]["best_step"],
+        "history_mode": config.history_mode,
+        "d_model": config.d_model,
+        "encoder_layers": config.encoder_layers,
+        "decoder_layers": config.decoder_layers,
+        "num_attention_heads": config.num_attention_heads,
+        "ffn_dim": config.ffn_dim,
+        "codebook_sizes": list(config.codebook_sizes),
+        "distillation_weight": config.distillation_weight,
+        "constrained_training": config.constrained_training,
+        "stage1_validation_recall@10": summary["stages"]["stage1"]["validation_recall@10"],
+        "semantic_id_collision_rate": summary["stages"]["quantize"]["collision_rate"],
+        "eval_beams": summary["profile"]["eval_beams"],
+    }
+    usage = f"""
+```python
+import genrec  # registers UNGER with the transformers Auto classes
+from transformers import AutoModel, AutoTokenizer
+
+model = AutoModel.from_pretrained("{out_dir}")
+tokenizer = AutoTokenizer.from_pretrained("{out_dir}")
+print(model.recommend([["<item id>", "<item id>"]], tokenizer, k=10, num_beams=20))
+```
+"""
+    card = build_model_card(
+        title=f"UNGER generative recommender on {dataset}",
+        summary=(
+            "An UNGER model trained by `genrec run`: unified semantic-collaborative item codes (Stage I + "
+            "residual hierarchical k-means) and an encoder-decoder that generates the next item's codes under "
+            "a prefix constraint (Stage II with intra-modality distillation). Metrics rank the full item corpus "
+            "(leave-one-out test split)."
+        ),
+        usage=usage,
+        datasets={dataset: "leave-one-out splits prepared by `genrec prepare`"},
+        metrics={"test": summary["test_metrics"], "validation": summary["validation_metrics"]},
+        hyperparameters=hyperparameters,
+        papers=("unger",),
+        tags=("unger",),
+    )
+    save_model_card(out_dir, card)

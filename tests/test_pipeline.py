@@ -1,0 +1,102 @@
+"""The main job end to end (quick profile): every stage runs, the run folder is a loadable model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from genrec.cli import main
+from genrec.trainers.pipeline import PROFILES, run_pipeline
+
+HISTORIES = [["1", "2", "3"], ["50"], ["100", "181", "258", "7", "9"]]
+
+FRESH_PROCESS = """
+import json, sys
+import genrec  # registers UNGER with the Auto classes
+from transformers import AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer
+run_dir, histories = sys.argv[1], json.loads(sys.argv[2])
+model = AutoModel.from_pretrained(run_dir)
+tokenizer = AutoTokenizer.from_pretrained(run_dir)
+assert type(model).__name__ == "UngerForGenerativeRecommendation", type(model)
+assert type(AutoModelForSeq2SeqLM.from_pretrained(run_dir)) is type(model)
+assert type(tokenizer).__name__ == "SemanticIDTokenizer", type(tokenizer)
+print(json.dumps(model.recommend(histories, tokenizer, k=10, num_beams=20)))
+"""
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("run") / "ml-100k"
+    summary = run_pipeline("ml-100k", out, profile="quick", show_progress=False)
+    return out, summary
+
+
+def test_every_stage_runs_and_reports_test_metrics(quick_run: tuple[Path, dict]) -> None:
+    out, summary = quick_run
+    assert list(summary["stages"]) == ["prepare", "embed", "stage1", "quantize", "stage2", "export"]
+    metrics = summary["test_metrics"]
+    assert metrics["num_users"] == 943  # every ML-100K user has a test example
+    assert metrics["invalid_rate"] == 0.0  # constrained decoding: only real items
+    for k in (1, 5, 10, 20):
+        assert 0.0 <= metrics[f"ndcg@{k}"] <= metrics[f"recall@{k}"] <= 1.0
+    assert json.loads((out / "run.json").read_text())["test_metrics"] == metrics
+    assert summary["stages"]["stage1"]["steps"] == PROFILES["quick"].stage1_max_steps
+    assert summary["stages"]["stage2"]["steps"] == PROFILES["quick"].stage2_max_steps
+
+
+def test_run_folder_is_a_save_pretrained_folder_with_a_model_card(quick_run: tuple[Path, dict]) -> None:
+    out, summary = quick_run
+    for name in ("config.json", "model.safetensors", "tokenizer_config.json", "code_table.parquet", "README.md"):
+        assert (out / name).is_file(), name
+    card = (out / "README.md").read_text()
+    assert "library_name: genrec" in card
+    assert f"{summary['test_metrics']['recall@10']:.4f}" in card
+
+
+def test_a_fresh_process_reproduces_the_recommendations(quick_run: tuple[Path, dict]) -> None:
+    from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
+    from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
+
+    out, summary = quick_run
+    best = Path(summary["stages"]["stage2"]["path"]) / "best"
+    model = UngerForGenerativeRecommendation.from_pretrained(best)
+    tokenizer = SemanticIDTokenizer.from_pretrained(str(best))
+    expected = model.recommend(HISTORIES, tokenizer, k=10, num_beams=20)
+    result = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, str(out), json.dumps(HISTORIES)],
+        capture_output=True, text=True, check=True,
+    )
+    fresh = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [[item for item, _ in row] for row in fresh] == [[item for item, _ in row] for row in expected]
+    for row_fresh, row_expected in zip(fresh, expected, strict=True):
+        assert [score for _, score in row_fresh] == pytest.approx([score for _, score in row_expected], abs=1e-5)
+    assert all(len(set(item for item, _ in row)) == 10 for row in fresh)
+
+
+def test_rerun_reuses_every_stage(quick_run: tuple[Path, dict]) -> None:
+    out, summary = quick_run
+    again = run_pipeline("ml-100k", out, profile="quick", show_progress=False)
+    assert again["test_metrics"] == summary["test_metrics"]
+    assert again["stages"]["stage2"]["seconds"] < 1.0  # reused, not retrained
+
+
+def test_cli_recommend_and_evaluate_read_the_run_folder(quick_run: tuple[Path, dict], capsys) -> None:
+    out, summary = quick_run
+    assert main(["recommend", "--model", str(out), "--history", "1", "2", "3", "-k", "5", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert len(rows) == 5 and all(isinstance(row["item_id"], str) for row in rows)
+    assert main(["recommend", "--model", str(out), "--history", "no-such-item"]) == 2
+    assert "no-such-item" in capsys.readouterr().err
+    report = out / "eval.json"
+    code = main(["evaluate", "--model", str(out), "--data", str(out / "data"), "--split", "test", "--out", str(report)])
+    assert code == 0
+    assert json.loads(report.read_text())["metrics"] == pytest.approx(summary["test_metrics"])
+
+
+def test_unknown_profile_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown profile"):
+        run_pipeline("ml-100k", tmp_path, profile="fast")
