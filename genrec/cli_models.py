@@ -21,9 +21,9 @@ def _json_object(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ValueError(f"expected a JSON object, got {text!r}: {error}") from None
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}: {error}") from None
     if not isinstance(value, dict):
-        raise ValueError(f"expected a JSON object, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
     return value
 
 

@@ -79,6 +79,10 @@ class UngerSeq2SeqLMOutput(Seq2SeqLMOutput):
     distillation_embeddings: torch.Tensor | None = None
 
 
+# transformers >= 5.24 names the output's cache field ``cache`` (``past_key_values`` before).
+_CACHE_FIELD = "cache" if "cache" in Seq2SeqLMOutput.__dataclass_fields__ else "past_key_values"
+
+
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
     """Decoder inputs for teacher forcing: ``[<s>, labels[:-1]]`` (``-100`` replaced by ``<pad>``)."""
     shifted = labels.new_zeros(labels.shape)
@@ -707,9 +711,9 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin):
             loss_rec=loss_rec,
             loss_ikd=loss_ikd,
             logits=logits,
-            past_key_values=past_key_values,
             encoder_last_hidden_state=encoder_states,
             distillation_embeddings=distilled,
+            **{_CACHE_FIELD: past_key_values},
         )
 
     # ------------------------------------------------------------------ recommendation

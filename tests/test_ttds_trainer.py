@@ -322,3 +322,31 @@ def test_ml100k_end_to_end_benchmark_runs(tmp_path):
     assert test["num_users"] == 50 and test["invalid_rate"] == 0.0
     assert summary["global_step"] == 25 and summary["code_updates"] == 3
     assert (tmp_path / "w" / "run" / "final" / "item_code_table" / "code_table.json").is_file()
+
+
+def test_finetune_cli_is_the_one_command_for_a_base_model(base_dir, tmp_path, capsys):
+    """`genrec finetune --dataset D --base-model B --out O`: the documented 7B command with a tiny base."""
+    from datasets import DatasetDict
+
+    from genrec.cli import main
+    from genrec.data_scripts.hub_layout import write_config
+
+    data = tmp_path / "data"
+    write_config(data, "sequences", DatasetDict(_sequences()), default=True)
+    write_config(data, "items", _items())
+    config = {"num_levels": 2, "codebook_size": 8, "num_collision_tokens": 32, "lora_r": 4, "lora_alpha": 8}
+    training = {"warmup_steps": 2, "max_steps": 6, "code_update_steps": 3, "train_batch_size": 8,
+                "alignment_batch_size": 6, "num_beams": 10, "encode_batch_size": 16, "cpu": True}
+    code = main(["finetune", "--dataset", str(data), "--base-model", str(base_dir), "--out", str(tmp_path / "o"),
+                 "--dtype", "float32", "--config", json.dumps(config), "--training", json.dumps(training)])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert set(printed) == {"validation", "test"}
+    summary = json.loads((tmp_path / "o" / ttds.TRAINING_SUMMARY).read_text())
+    assert summary["metrics"]["test"]["invalid_rate"] == 0.0
+    assert TTDSRecommender.from_pretrained(tmp_path / "o" / "final") is not None
+    with pytest.raises(SystemExit) as exit_info:
+        main(["finetune", "--dataset", str(data), "--base-model", str(base_dir), "--out", str(tmp_path / "p"),
+              "--config", "[1, 2]"])
+    assert exit_info.value.code == 2
+    assert "expected a JSON object" in capsys.readouterr().err
