@@ -100,3 +100,27 @@ def test_cli_recommend_and_evaluate_read_the_run_folder(quick_run: tuple[Path, d
 def test_unknown_profile_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown profile"):
         run_pipeline("ml-100k", tmp_path, profile="fast")
+
+
+def test_stage_verbs_run_one_after_another(quick_run: tuple[Path, dict], tmp_path: Path, capsys) -> None:
+    """The verbs the README lists per stage, chained by hand on the quick run's data (tiny budgets)."""
+    out, summary = quick_run
+    data, semantic = out / "data", summary["stages"]["embed"]["path"]
+    s1 = tmp_path / "s1"
+    assert main(["stage1", "--data", str(data), "--embeddings", semantic, "--out", str(s1), "--max-steps", "4",
+                 "--config", '{"hidden_size": 16}']) == 0
+    assert "validation Recall@10" in capsys.readouterr().out
+    integrated = s1 / "integrated_embeddings.safetensors"
+    assert main(["quantize", "--embeddings", str(integrated), "--out", str(tmp_path / "sid"), "--levels", "2",
+                 "--codebook-size", "16"]) == 0
+    s2 = tmp_path / "s2"
+    assert main(["train", "--data", str(data), "--tokenizer", str(tmp_path / "sid" / "tokenizer"), "--out", str(s2),
+                 "--integrated-embeddings", str(integrated), "--history-mode", "per_item", "--max-steps", "3",
+                 "--warmup-steps", "1", "--eval-every", "3", "--max-eval-users", "20",
+                 "--config", '{"d_model": 16, "ffn_dim": 32, "num_attention_heads": 2, "decoder_layers": 1}']) == 0
+    assert "recall" in capsys.readouterr().out
+    assert (s2 / "best" / "model.safetensors").is_file()
+    assert main(["balance", "--fused", str(integrated), "--semantic", semantic, "--collaborative", str(integrated),
+                 "--sample", "200"]) == 0
+    balance = json.loads(capsys.readouterr().out)
+    assert balance["collaborative"] > 0.99  # F == C: all of F's neighbourhood structure is C's
