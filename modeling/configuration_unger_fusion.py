@@ -67,7 +67,7 @@ class UngerFusionConfig(PretrainedConfig):
             embedding in ``"unger"`` mode: ``"sum"`` (c + s), ``"gate"`` (g * c + (1 - g) * s with a learned
             per-dimension sigmoid gate g = sigmoid(W [c; s] + b)) or ``"mlp"`` (Linear-act-Linear over
             [c; s]). The paper does not say how the two are combined (its equations are lost in our copy).
-            Default ``"gate"``: best validation Recall@10 on Beauty (docs/stage1.md).
+            Default ``"gate"``: best validation Recall@10 of the three on ML-100K (docs/stage1.md).
         collaborative_norm: ``"none"`` (default) or ``"layernorm"``: a LayerNorm without affine on the ID
             embedding before fusion. The adapted semantic embedding leaves AdaLN with norm ~sqrt(d) while
             ID embeddings start at std ``initializer_range``; on Beauty the trained ID embeddings end ~14x
