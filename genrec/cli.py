@@ -13,13 +13,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from genrec.cli_models import VERBS
+from genrec.cli_models import VERBS, _Formatter
 
 DATA_SOURCES = ("ml-100k", "s3rec", "amazon2014", "amazon2023", "hub")
-
-
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keeps hand-made line breaks in descriptions and shows defaults."""
 
 
 def _add_prepare(sub: argparse._SubParsersAction) -> None:
