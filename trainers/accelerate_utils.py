@@ -31,7 +31,7 @@ import logging
 import math
 import os
 import shutil
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -291,6 +291,43 @@ def log_metrics(
 # --------------------------------------------------------------------------------------------------
 # Checkpoints
 # --------------------------------------------------------------------------------------------------
+
+
+def optimizer_step(
+    accelerator: Accelerator, model: Any, loss: Any, optimizer: Any, scheduler: Any, max_grad_norm: float | None
+) -> None:
+    """Backward, optional clipping (on the micro-batch that syncs gradients), optimiser and schedule step."""
+    accelerator.backward(loss)
+    if accelerator.sync_gradients and max_grad_norm:
+        accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad()
+
+
+class RunningLosses:
+    """Means of a model output's loss terms between two training-log lines (one per ``logging_steps``)."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        self.keys = tuple(keys)
+        self.values: dict[str, list[float]] = {key: [] for key in self.keys}
+
+    def add(self, output: Any) -> None:
+        """Record this micro-batch's terms (``None`` terms, e.g. a loss that is switched off, are skipped)."""
+        for key in self.keys:
+            value = getattr(output, key)
+            if value is not None:
+                self.values[key].append(float(value.detach()))
+
+    def log(self, accelerator: Accelerator, state: TrainingState, scheduler: Any, progress: Any, step: int) -> None:
+        """Log the means (+ learning rate) under ``train/``, show the loss on the bar, and start over."""
+        if not self.values[self.keys[0]]:
+            return
+        train_log = {k: sum(v) / len(v) for k, v in self.values.items() if v}
+        train_log["lr"] = scheduler.get_last_lr()[0]
+        log_metrics(accelerator, state, train_log, step=step, prefix="train/")
+        progress.set_postfix(loss=f"{train_log[self.keys[0]]:.4f}")
+        self.values = {key: [] for key in self.keys}
 
 
 class CheckpointManager:

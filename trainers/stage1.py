@@ -42,12 +42,14 @@ from genrec.modeling.modeling_unger_fusion import UngerFusionModel
 from genrec.trainers.accelerate_utils import (
     CheckpointManager,
     EarlyStopping,
+    RunningLosses,
     TrainingState,
     build_accelerator,
     build_optimizer_and_scheduler,
     epoch_batches,
     log_metrics,
     make_train_dataloader,
+    optimizer_step,
     tracker_config,
 )
 from genrec.trainers.metrics import metrics_from_ranks
@@ -437,35 +439,23 @@ def train_stage1(
         total=max_steps, initial=state.global_step, desc="stage1", unit="step",
         disable=(not accelerator.is_main_process) or (None if show_progress else True),
     )
-    running: dict[str, list[float]] = {"loss": [], "loss_next": [], "loss_align": []}
+    running = RunningLosses(("loss", "loss_next", "loss_align"))
     done = state.global_step >= max_steps or state.stopped_early
     model.train()
     while not done:
         for history_ids, mask, labels in epoch_batches(accelerator, train_loader, state):
             with accelerator.accumulate(model):
                 out = model(history_ids=history_ids, attention_mask=mask, labels=labels)
-                accelerator.backward(out.loss)
-                if accelerator.sync_gradients and max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
+                optimizer_step(accelerator, model, out.loss, optimizer, scheduler, max_grad_norm)
             state.batches_in_epoch += 1
-            for key in running:
-                value = getattr(out, key)
-                if value is not None:
-                    running[key].append(float(value.detach()))
+            running.add(out)
             if not accelerator.sync_gradients:
                 continue
             state.global_step += 1
             progress.update(1)
             step = state.global_step
-            if step % logging_steps == 0 and running["loss"]:
-                train_log = {k: sum(v) / len(v) for k, v in running.items() if v}
-                train_log["lr"] = scheduler.get_last_lr()[0]
-                log_metrics(accelerator, state, train_log, step=step, prefix="train/")
-                progress.set_postfix(loss=f"{train_log['loss']:.4f}")
-                running = {k: [] for k in running}
+            if step % logging_steps == 0:
+                running.log(accelerator, state, scheduler, progress, step)
             out_of_time = time_budget_s is not None and time.perf_counter() - start > time_budget_s
             if step % eval_every == 0 or step == max_steps or out_of_time:
                 metrics = evaluate_ranking(unwrapped, eval_loader, accelerator)

@@ -46,11 +46,13 @@ from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
 from genrec.trainers.accelerate_utils import (
     CheckpointManager,
     EarlyStopping,
+    RunningLosses,
     TrainingState,
     build_accelerator,
     epoch_batches,
     log_metrics,
     make_train_dataloader,
+    optimizer_step,
     tracker_config,
 )
 from genrec.trainers.evaluation import evaluate_model
@@ -407,7 +409,7 @@ def train_stage2(
         total=max_steps, initial=state.global_step, desc="stage2", unit="step",
         disable=(not accelerator.is_main_process) or (None if show_progress else True),
     )
-    running: dict[str, list[float]] = {"loss": [], "loss_rec": [], "loss_ikd": []}
+    running = RunningLosses(("loss", "loss_rec", "loss_ikd"))
     done = state.global_step >= max_steps or state.stopped_early
     model.train()
     while not done:
@@ -419,28 +421,16 @@ def train_stage2(
                     labels=labels,
                     target_item_indices=target_rows if distill else None,
                 )
-                accelerator.backward(out.loss)
-                if accelerator.sync_gradients and max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
+                optimizer_step(accelerator, model, out.loss, optimizer, scheduler, max_grad_norm)
             state.batches_in_epoch += 1
-            for key in running:
-                value = getattr(out, key)
-                if value is not None:
-                    running[key].append(float(value.detach()))
+            running.add(out)
             if not accelerator.sync_gradients:
                 continue
             state.global_step += 1
             progress.update(1)
             step = state.global_step
-            if step % logging_steps == 0 and running["loss"]:
-                train_log = {k: sum(v) / len(v) for k, v in running.items() if v}
-                train_log["lr"] = scheduler.get_last_lr()[0]
-                log_metrics(accelerator, state, train_log, step=step, prefix="train/")
-                progress.set_postfix(loss=f"{train_log['loss']:.4f}")
-                running = {k: [] for k in running}
+            if step % logging_steps == 0:
+                running.log(accelerator, state, scheduler, progress, step)
             if step % eval_every == 0 or step == max_steps:
                 result = evaluate_model(
                     unwrapped, tokenizer, sequences, "validation", k_values=EVAL_KS, num_beams=eval_beams,
