@@ -55,6 +55,7 @@ def test_run_folder_is_a_save_pretrained_folder_with_a_model_card(quick_run: tup
     card = (out / "README.md").read_text()
     assert "library_name: genrec" in card
     assert f"{summary['test_metrics']['recall@10']:.4f}" in card
+    assert card.count("```") == 2  # the usage snippet is one code block
 
 
 def test_a_fresh_process_reproduces_the_recommendations(quick_run: tuple[Path, dict]) -> None:

@@ -282,14 +282,12 @@ def export_run_model(best_dir: Path, out_dir: Path, *, dataset: str, summary: di
         "eval_beams": summary["profile"]["eval_beams"],
     }
     usage = f"""
-```python
 import genrec  # registers UNGER with the transformers Auto classes
 from transformers import AutoModel, AutoTokenizer
 
 model = AutoModel.from_pretrained("{out_dir}")
 tokenizer = AutoTokenizer.from_pretrained("{out_dir}")
 print(model.recommend([["<item id>", "<item id>"]], tokenizer, k=10, num_beams=20))
-```
 """
     card = build_model_card(
         title=f"UNGER generative recommender on {dataset}",
