@@ -173,7 +173,7 @@ Reads:  --dataset (default: MovieLens-100K shipped in the recbole wheel, no netw
 Writes: OUT/ = save_pretrained folder of the final model (config, model.safetensors, tokenizer, code
         table, README.md model card with the metrics), loadable with AutoModel/AutoTokenizer after
         `import genrec`; OUT/data, OUT/stage1, OUT/semantic_ids, OUT/stage2 (stages), OUT/run.json.
-Time:   ML-100K on 2 CPU cores: --profile default ~20-30 min, --profile quick ~1-2 min (a smoke run:
+Time:   ML-100K on 2 CPU cores: --profile default ~10 min, --profile quick ~1-2 min (a smoke run:
         its metrics mean nothing); --profile paper (20k Stage II steps) is for a GPU.""",
     )
     p.add_argument(

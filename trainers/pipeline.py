@@ -33,7 +33,7 @@ RUN_SUMMARY_FILE = "run.json"
 class PipelineProfile:
     """How long and how big each trained stage of the main job is.
 
-    ``default`` is the full job sized for a 2-core CPU (< 30 min on ML-100K); ``quick`` is a smoke run for
+    ``default`` is the full job sized for a 2-core CPU (~10 min on ML-100K); ``quick`` is a smoke run for
     CI (a minute or two) whose numbers mean nothing beyond "every stage ran"; ``paper`` uses the UNGER
     paper's Stage II schedule (20k steps, warm-up 2k) for GPU machines.
     """
