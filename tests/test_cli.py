@@ -46,3 +46,10 @@ def test_bad_input_is_one_clear_line(tmp_path, capsys: pytest.CaptureFixture[str
     err = capsys.readouterr().err
     assert err.startswith("genrec prepare: error:") and "missing" in err
     assert "Traceback" not in err
+
+
+def test_push_refuses_what_is_not_a_model_folder_before_any_network(tmp_path, capsys) -> None:
+    assert main(["push", str(tmp_path / "missing"), "org/repo"]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert main(["push", str(tmp_path), "org/repo"]) == 2
+    assert "no config.json" in capsys.readouterr().err
