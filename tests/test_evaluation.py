@@ -74,3 +74,13 @@ def test_max_users_and_bad_inputs(setup) -> None:
     stranger = Dataset.from_dict({"user_id": ["x"], "item_ids": [["p1", "zzz"]]})
     with pytest.raises(ValueError, match="'zzz' is not in the tokenizer's code table"):
         evaluate_model(model, tok, stranger, show_progress=False)
+
+
+def test_max_users_is_a_fixed_random_sample_not_a_prefix() -> None:
+    rows = Dataset.from_dict({"user_id": [f"u{i}" for i in range(200)], "item_ids": [["a", f"t{i}"] for i in range(200)]})
+    first = load_examples(rows, max_users=20)
+    assert len(first.user_ids) == 20 and first.user_ids == load_examples(rows, max_users=20).user_ids
+    assert first.user_ids != [f"u{i}" for i in range(20)]  # not the first rows
+    order = [int(u[1:]) for u in first.user_ids]
+    assert order == sorted(order)  # original order kept
+    assert len(load_examples(rows, max_users=500).user_ids) == 200

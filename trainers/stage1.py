@@ -354,7 +354,7 @@ def train_stage1(
             another config/data); False deletes existing checkpoints and starts over.
         log_with: Accelerate tracker; ``"auto"`` = TensorBoard when installed, else none.
         logging_steps: optimiser steps between training-loss log lines.
-        max_eval_examples: evaluate on the first N validation rows only (quick runs); None = all.
+        max_eval_examples: evaluate on a seeded random sample of N validation rows (quick runs); None = all.
         time_budget_s: stop after the first optimiser step that ends past this many seconds of this
             call (the model is evaluated then, so the best model is still chosen on validation). A
             time-limited run is not reproducible step for step; use ``max_steps`` for that. Resuming a
@@ -384,7 +384,9 @@ def train_stage1(
     train_set = dataset.splits["train"]
     validation_set = dataset.splits["validation"]
     if max_eval_examples is not None:
-        validation_set = TensorDataset(*(t[:max_eval_examples] for t in validation_set.tensors))
+        keep = torch.randperm(len(validation_set), generator=torch.Generator().manual_seed(0))[:max_eval_examples]
+        keep = keep.sort().values
+        validation_set = TensorDataset(*(t[keep] for t in validation_set.tensors))
     train_loader = make_train_dataloader(train_set, batch_size=batch_size, seed=seed)
     eval_loader = DataLoader(validation_set, batch_size=eval_batch_size, shuffle=False)
     steps_per_epoch = math.ceil(len(train_loader) / gradient_accumulation_steps)
