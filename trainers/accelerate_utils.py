@@ -388,6 +388,24 @@ class CheckpointManager:
         logger.info("resumed from %s (step %d, epoch %d)", path, state.global_step, state.epoch)
         return state
 
+    def start_or_resume(self, fingerprint: str, *, resume: bool, identity: str) -> tuple[TrainingState, str | None]:
+        """The loop state to start from, and the checkpoint it came from (None for a fresh start).
+
+        ``resume=True`` continues from the newest checkpoint, refusing one whose fingerprint differs (another
+        ``identity``, e.g. "config, data or hyper-parameters"); ``resume=False`` deletes every checkpoint.
+        """
+        latest = self.latest() if resume else None
+        if latest is None:
+            if not resume:
+                self.clear()
+            return TrainingState(fingerprint=fingerprint), None
+        if TrainingState.load(latest / STATE_FILE).fingerprint != fingerprint:
+            raise ValueError(
+                f"{latest} belongs to a run with another {identity}; resume it with the same arguments, pass "
+                "resume=False to start over (deletes its checkpoints), or use another output_dir."
+            )
+        return self.load(latest), str(latest)
+
     def clear(self) -> None:
         """Delete every checkpoint (a fresh run into a folder that holds an older run's checkpoints)."""
         if self.accelerator.is_main_process and self.root.exists():

@@ -414,23 +414,11 @@ def train_stage1(
     # the time budget is not part of the job's identity: a run stopped by it can be resumed with more time
     fingerprint = _fingerprint(config, dataset, semantic, {k: v for k, v in hparams.items() if k != "time_budget_s"})
     checkpoints = CheckpointManager(accelerator, output_dir / "checkpoints", keep_last=keep_checkpoints)
-    state = TrainingState(fingerprint=fingerprint)
-    resumed_from = None
-    latest = checkpoints.latest() if resume else None
-    if latest is not None:
-        on_disk = TrainingState.load(latest / "trainer_state.json")
-        if on_disk.fingerprint != fingerprint:
-            raise ValueError(
-                f"{latest} belongs to a run with another config, data or hyper-parameters; resume it with "
-                "the same arguments, pass resume=False to start over (deletes its checkpoints), or use "
-                "another output_dir."
-            )
-        state = checkpoints.load(latest)
-        resumed_from = str(latest)
-        if state.stop_reason == "time_budget":  # continue where the budget ran out
-            state.stopped_early, state.stop_reason = False, ""
-    elif not resume:
-        checkpoints.clear()
+    state, resumed_from = checkpoints.start_or_resume(
+        fingerprint, resume=resume, identity="config, data or hyper-parameters"
+    )
+    if state.stop_reason == "time_budget":  # continue where the budget ran out
+        state.stopped_early, state.stop_reason = False, ""
     stopper = EarlyStopping(state, patience=patience)
     unwrapped: UngerFusionModel = accelerator.unwrap_model(model)
     best_dir = output_dir / "best"

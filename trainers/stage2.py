@@ -384,21 +384,9 @@ def train_stage2(
     }
     fingerprint = _fingerprint(config, train, hparams)
     checkpoints = CheckpointManager(accelerator, output_dir / "checkpoints", keep_last=keep_checkpoints)
-    state = TrainingState(fingerprint=fingerprint)
-    resumed_from = None
-    latest = checkpoints.latest() if resume else None
-    if latest is not None:
-        on_disk = TrainingState.load(latest / "trainer_state.json")
-        if on_disk.fingerprint != fingerprint:
-            raise ValueError(
-                f"{latest} belongs to a run with another config, data, tokenizer or hyper-parameters; resume it "
-                "with the same arguments, pass resume=False to start over (deletes its checkpoints), or use "
-                "another output_dir."
-            )
-        state = checkpoints.load(latest)
-        resumed_from = str(latest)
-    elif not resume:
-        checkpoints.clear()
+    state, resumed_from = checkpoints.start_or_resume(
+        fingerprint, resume=resume, identity="config, data, tokenizer or hyper-parameters"
+    )
     stopper = EarlyStopping(state, patience=patience)
     unwrapped: UngerForGenerativeRecommendation = accelerator.unwrap_model(model)
     best_dir = output_dir / "best"
