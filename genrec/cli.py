@@ -187,7 +187,10 @@ Time:   ML-100K on 2 CPU cores: --profile default ~10 min, --profile quick ~1-2 
     p.add_argument("--quick", action="store_const", const="quick", dest="profile", help="same as --profile quick")
     p.add_argument("--encoder", default=None, help="semantic encoder (default: packaged all-MiniLM-L6-v2)")
     p.add_argument("--max-history", type=int, default=20)
-    p.add_argument("--levels", type=int, default=3, help="semantic-ID levels (before the collision level)")
+    p.add_argument(
+        "--levels", type=int, default=None,
+        help="semantic-ID levels before the collision level (default: the profile's, 3; paper 4)",
+    )
     p.add_argument("--codebook-size", type=int, default=256, help="codes per level")
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("--overwrite", action="store_true", help="recompute every stage even if OUT has it")

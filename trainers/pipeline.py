@@ -49,8 +49,11 @@ class PipelineProfile:
     stage2_eval_every: int | None = 500
     stage2_patience: int | None = None
     stage2_config: dict[str, Any] = field(default_factory=dict)
+    stage2_lr_schedule: str = "constant"
     max_eval_users: int | None = None
     eval_beams: int = 20
+    test_beams: int | None = None
+    num_levels: int = 3
 
 
 PROFILES: dict[str, PipelineProfile] = {
@@ -75,8 +78,24 @@ PROFILES: dict[str, PipelineProfile] = {
         stage2_config={"d_model": 48, "ffn_dim": 96, "num_attention_heads": 4, "decoder_layers": 2},
         max_eval_users=128,
     ),
+    # The UNGER paper (§4.1.3, Table 4): Stage I to convergence (early stopping on validation Recall@10, no
+    # epoch cap that binds), cluster depth 4, Stage II 20k steps with a 2k-step warm-up from 1e-7 to 1e-3,
+    # the flattened code-sequence history feed, plain (unconstrained) training, no early stop (the best
+    # validation checkpoint is kept), 100 beams at test. Validation (model selection only, which the paper
+    # does not describe) uses 20 beams on a seeded 5,000-user sample so that it stays affordable on a CPU.
     "paper": PipelineProfile(
-        name="paper", stage2_max_steps=20000, stage2_warmup_steps=2000, stage2_eval_every=1000, stage2_patience=5
+        name="paper",
+        stage1_epochs=200,
+        stage1_patience=5,
+        stage2_max_steps=20000,
+        stage2_warmup_steps=2000,
+        stage2_eval_every=1000,
+        stage2_patience=None,
+        stage2_config={"history_mode": "flattened"},
+        max_eval_users=5000,
+        eval_beams=20,
+        test_beams=100,
+        num_levels=4,
     ),
 }
 
@@ -112,7 +131,7 @@ def run_pipeline(
     source: str | None = None,
     encoder: str | None = None,
     max_history: int = 20,
-    num_levels: int = 3,
+    num_levels: int | None = None,
     codebook_size: int = 256,
     seed: int = 2024,
     profile: str | PipelineProfile = "default",
@@ -128,7 +147,8 @@ def run_pipeline(
         source: how to read ``dataset`` (default: inferred, see :func:`infer_source`).
         encoder: semantic text encoder (default: the packaged all-MiniLM-L6-v2).
         max_history: history items kept per example.
-        num_levels, codebook_size: residual k-means semantic IDs (plus a collision level where needed).
+        num_levels, codebook_size: residual k-means semantic IDs (plus a collision level where needed);
+            ``num_levels`` defaults to the profile's (3; the paper profile's cluster depth is 4).
         seed: one seed for every stage.
         profile: "default", "quick" (CI smoke run), "paper", or a :class:`PipelineProfile`.
         overwrite: recompute every stage (deletes the stages' folders first).
@@ -147,6 +167,7 @@ def run_pipeline(
     from genrec.trainers.stage2 import train_stage2
 
     run_profile = _profile(profile)
+    num_levels = run_profile.num_levels if num_levels is None else num_levels
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     source = source or infer_source(dataset)
@@ -155,7 +176,8 @@ def run_pipeline(
         for folder in (data_dir, stage1_dir, sid_dir, stage2_dir):
             shutil.rmtree(folder, ignore_errors=True)
     summary: dict[str, Any] = {
-        "dataset": dataset, "source": source, "profile": asdict(run_profile), "seed": seed, "stages": {}
+        "dataset": dataset, "source": source, "profile": asdict(run_profile), "seed": seed,
+        "num_levels": num_levels, "codebook_size": codebook_size, "stages": {},
     }
     total_start = time.perf_counter()
 
@@ -231,6 +253,7 @@ def run_pipeline(
             integrated_embeddings=integrated, max_steps=run_profile.stage2_max_steps,
             warmup_steps=run_profile.stage2_warmup_steps, eval_every=run_profile.stage2_eval_every,
             patience=run_profile.stage2_patience, eval_beams=run_profile.eval_beams,
+            test_beams=run_profile.test_beams, lr_schedule=run_profile.stage2_lr_schedule,
             max_eval_users=run_profile.max_eval_users, seed=seed, show_progress=show_progress,
         ).to_dict()
     summary["stages"]["stage2"] = {
@@ -280,6 +303,8 @@ def export_run_model(best_dir: Path, out_dir: Path, *, dataset: str, summary: di
         "stage1_validation_recall@10": summary["stages"]["stage1"]["validation_recall@10"],
         "semantic_id_collision_rate": summary["stages"]["quantize"]["collision_rate"],
         "eval_beams": summary["profile"]["eval_beams"],
+        "test_beams": summary["profile"]["test_beams"] or summary["profile"]["eval_beams"],
+        "lr_schedule": summary["profile"]["stage2_lr_schedule"],
     }
     usage = f"""
 import genrec  # registers UNGER with the transformers Auto classes

@@ -186,11 +186,27 @@ def resolve_stage2_config(
     return UngerConfig(**values)
 
 
+LR_SCHEDULES = ("constant", "cosine", "linear")
+
+
 def build_stage2_optimizer(
-    model: torch.nn.Module, *, lr: float, weight_decay: float, warmup_steps: int, warmup_init_lr: float
+    model: torch.nn.Module,
+    *,
+    lr: float,
+    weight_decay: float,
+    warmup_steps: int,
+    warmup_init_lr: float,
+    schedule: str = "constant",
+    total_steps: int | None = None,
+    min_lr_ratio: float = 0.0,
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """Adam (``weight_decay`` as L2, as the paper's Adam) and a linear warm-up from ``warmup_init_lr`` to ``lr``
-    over ``warmup_steps`` optimiser steps, constant afterwards (paper Table 4: 2,000 steps from 1e-7).
+    over ``warmup_steps`` optimiser steps (paper Table 4: 2,000 steps from 1e-7), then ``schedule``:
+
+    * ``"constant"``: ``lr`` until the end (the paper names no decay);
+    * ``"cosine"`` / ``"linear"``: decay from ``lr`` to ``min_lr_ratio * lr`` at ``total_steps`` (our option:
+      annealing lets the last steps settle instead of ending at the full learning rate; measured in
+      docs/stage2.md).
 
     ``accelerate_utils.build_optimizer_and_scheduler`` warms up from 0 (``transformers.get_scheduler``); the
     paper's non-zero start needs this schedule. The factor is a plain function of the step, so a resumed run
@@ -198,14 +214,24 @@ def build_stage2_optimizer(
     """
     if lr <= 0 or warmup_init_lr < 0 or warmup_steps < 0:
         raise ValueError("lr must be > 0, warmup_init_lr >= 0 and warmup_steps >= 0")
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr schedule must be one of {list(LR_SCHEDULES)}, got {schedule!r}")
+    if schedule != "constant" and (total_steps is None or total_steps <= warmup_steps):
+        raise ValueError(f"a {schedule!r} schedule needs total_steps > warmup_steps ({warmup_steps}), got {total_steps}")
+    if not 0.0 <= min_lr_ratio <= 1.0:
+        raise ValueError(f"min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     start = min(warmup_init_lr / lr, 1.0)
 
     def factor(step: int) -> float:
-        if step >= warmup_steps:
+        if step < warmup_steps:
+            return start + (1.0 - start) * step / warmup_steps
+        if schedule == "constant":
             return 1.0
-        return start + (1.0 - start) * step / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))  # type: ignore[operator]
+        shape = 0.5 * (1.0 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
+        return min_lr_ratio + (1.0 - min_lr_ratio) * shape
 
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
@@ -237,6 +263,9 @@ class Stage2Result:
     num_validation_users: int = 0
     num_test_users: int = 0
     num_skipped_no_history: dict[str, int] = field(default_factory=dict)
+    eval_beams: int = 20
+    test_beams: int = 20
+    lr_schedule: str = "constant"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -263,11 +292,14 @@ def train_stage2(
     lr: float = 1e-3,
     warmup_steps: int = 2000,
     warmup_init_lr: float = 1e-7,
+    lr_schedule: str = "constant",
+    min_lr_ratio: float = 0.0,
     weight_decay: float = 1e-7,
     max_grad_norm: float | None = None,
     seed: int = 2024,
     eval_every: int | None = None,
     eval_beams: int = 20,
+    test_beams: int | None = None,
     eval_batch_size: int = 256,
     metric_for_best: str = "recall@10",
     patience: int | None = None,
@@ -298,11 +330,15 @@ def train_stage2(
         batch_size: examples per micro-batch (x ``gradient_accumulation_steps`` per optimiser step).
         lr, warmup_steps, warmup_init_lr, weight_decay: Adam with L2 weight decay, linear warm-up from
             ``warmup_init_lr`` (see :func:`build_stage2_optimizer`).
+        lr_schedule, min_lr_ratio: after the warm-up, ``"constant"`` (the paper) or a ``"cosine"`` /
+            ``"linear"`` decay to ``min_lr_ratio * lr`` at ``max_steps``.
         max_grad_norm: gradient clipping (None: off, as the paper names none).
         seed: seeds initialisation, data order and any sampling (distillation negatives, dropout).
         eval_every: optimiser steps between validation evaluations (default: once per epoch); the last step
             is always evaluated.
-        eval_beams: beam width of validation (and test) beam search (>= 20, the largest cut-off).
+        eval_beams: beam width of the validation beam search (>= 20, the largest cut-off).
+        test_beams: beam width of the final test evaluation (default: ``eval_beams``; the paper's tables use
+            100, which costs ~5x a 20-beam search).
         eval_batch_size: users per evaluation beam search.
         metric_for_best: validation metric that selects the best model (higher is better).
         patience: stop after this many evaluations without improvement (None: never).
@@ -328,8 +364,10 @@ def train_stage2(
     if batch_size < 1 or max_steps < 1:
         raise ValueError("batch_size and max_steps must be >= 1")
     top_k = max(EVAL_KS)
-    if eval_beams < top_k:
-        raise ValueError(f"eval_beams must be >= {top_k} (the largest reported cut-off), got {eval_beams}")
+    test_beams = eval_beams if test_beams is None else test_beams
+    for name, beams in (("eval_beams", eval_beams), ("test_beams", test_beams)):
+        if beams < top_k:
+            raise ValueError(f"{name} must be >= {top_k} (the largest reported cut-off), got {beams}")
     accelerator = build_accelerator(
         output_dir, seed=seed, mixed_precision=mixed_precision,
         gradient_accumulation_steps=gradient_accumulation_steps, log_with=log_with,
@@ -372,7 +410,8 @@ def train_stage2(
     eval_every = eval_every or steps_per_epoch
     checkpoint_every = checkpoint_every or eval_every
     optimizer, scheduler = build_stage2_optimizer(
-        model, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps, warmup_init_lr=warmup_init_lr
+        model, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps, warmup_init_lr=warmup_init_lr,
+        schedule=lr_schedule, total_steps=max_steps, min_lr_ratio=min_lr_ratio,
     )
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     hparams = {
@@ -382,6 +421,8 @@ def train_stage2(
         "eval_beams": eval_beams, "metric_for_best": metric_for_best, "patience": patience,
         "max_eval_users": max_eval_users, "mixed_precision": accelerator.mixed_precision,
     }
+    if lr_schedule != "constant":  # the paper's constant schedule keeps the fingerprints of earlier runs
+        hparams.update(lr_schedule=lr_schedule, min_lr_ratio=min_lr_ratio)
     fingerprint = _fingerprint(config, train, hparams)
     checkpoints = CheckpointManager(accelerator, output_dir / "checkpoints", keep_last=keep_checkpoints)
     state, resumed_from = checkpoints.start_or_resume(
@@ -460,7 +501,7 @@ def train_stage2(
     if evaluate_test:
         best = UngerForGenerativeRecommendation.from_pretrained(best_dir).to(accelerator.device)
         test = evaluate_model(
-            best, tokenizer, sequences, "test", k_values=EVAL_KS, num_beams=eval_beams,
+            best, tokenizer, sequences, "test", k_values=EVAL_KS, num_beams=test_beams,
             batch_size=eval_batch_size, show_progress=show_progress,
         )
         test_metrics, num_test_users = test["metrics"], test["num_users"]
@@ -483,6 +524,9 @@ def train_stage2(
         num_validation_users=int(state.best_metrics.get("num_users", 0)),
         num_test_users=int(num_test_users),
         num_skipped_no_history=skipped,
+        eval_beams=eval_beams,
+        test_beams=test_beams,
+        lr_schedule=lr_schedule,
     )
     if accelerator.is_main_process:
         (output_dir / RESULT_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
