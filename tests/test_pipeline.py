@@ -98,6 +98,30 @@ def test_cli_recommend_and_evaluate_read_the_run_folder(quick_run: tuple[Path, d
     assert json.loads(report.read_text())["metrics"] == pytest.approx(summary["test_metrics"])
 
 
+def test_paper_profile_is_the_papers_table_4() -> None:
+    """UNGER §4.1.3 / Table 4: cluster depth 4, 20k steps, warm-up 2k from 1e-7 (the trainer's default start),
+    the flattened code-sequence history, plain training, no early stop, 100 beams at test."""
+    paper = PROFILES["paper"]
+    assert paper.num_levels == 4 and paper.stage2_max_steps == 20000 and paper.stage2_epochs is None
+    assert paper.stage2_warmup_steps == 2000 and paper.stage2_lr_schedule == "constant"
+    assert paper.stage2_patience is None and paper.test_beams == 100
+    assert paper.stage2_config == {"history_mode": "flattened"}  # constrained_training off, as in the paper
+    assert paper.stage1_patience is not None and paper.stage1_epochs >= 100  # to convergence, not a budget
+
+
+def test_stage2_steps_follow_the_profiles_epochs(quick_run: tuple[Path, dict]) -> None:
+    from dataclasses import replace
+
+    from genrec.data_scripts.prepare import load_genrec_dataset
+    from genrec.trainers.pipeline import stage2_steps
+
+    out, _ = quick_run
+    rows = sum(len(seq) >= 2 for seq in load_genrec_dataset(out / "data")[0]["train"]["item_ids"])
+    assert stage2_steps(PROFILES["quick"], out / "data") == PROFILES["quick"].stage2_max_steps
+    two = replace(PROFILES["quick"], stage2_epochs=2)
+    assert stage2_steps(two, out / "data") == 2 * -(-rows // 256)
+
+
 def test_unknown_profile_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown profile"):
         run_pipeline("ml-100k", tmp_path, profile="fast")
