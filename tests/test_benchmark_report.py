@@ -1,0 +1,212 @@
+"""benchmarks/report.py: input fingerprints, reruns only of stale rows, and the rendered RESULTS.md.
+
+The report module is loaded by path (benchmarks/ is not a package). The rows here are tiny fakes whose
+"command" is a Python function, so nothing trains and nothing needs RecBole or the network.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPORT_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "report.py"
+
+
+@pytest.fixture(scope="module")
+def report() -> Any:
+    spec = importlib.util.spec_from_file_location("genrec_benchmark_report", REPORT_PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fake_row(report: Any, input_file: Path, calls: list[int | None], *, row_id: str = "toy-row",
+              seeds: tuple[int, ...] = ()) -> Any:
+    """A row whose computation is a cheap Python function that records its calls."""
+
+    def compute(row: Any, ctx: Any, seed: int | None) -> dict[str, Any]:
+        calls.append(seed)
+        base = len(input_file.read_text()) / 100
+        return {"metrics": {"recall@10": base + (seed or 0) / 1000, "recall@20": 0.2, "ndcg@10": 0.05,
+                            "ndcg@20": 0.06}}
+
+    return report.Row(
+        id=row_id, title="Toy model", dataset="toy", kind="measured", command="python -c 'toy' --seed {seed}",
+        compute=compute, inputs=lambda row, ctx: {"toy/input.txt": input_file} if input_file.is_file() else None,
+        missing=lambda row, ctx: f"{input_file.name} is missing", seeds=seeds,
+    )
+
+
+def _ctx(report: Any, tmp_path: Path, **kwargs: Any) -> Any:
+    return report.Context(repo=tmp_path, results_dir=tmp_path / "results", **kwargs)
+
+
+def test_fingerprint_changes_with_input_content_only(report: Any, tmp_path: Path) -> None:
+    data = tmp_path / "input.txt"
+    data.write_text("first version")
+    row = _fake_row(report, data, [])
+    ctx = _ctx(report, tmp_path)
+
+    first = report.fingerprint(row, ctx)
+    assert first is not None and first == report.fingerprint(row, ctx)
+    data.write_text("first version")  # rewritten, same bytes: same fingerprint
+    assert report.fingerprint(row, ctx) == first
+    data.write_text("second version")
+    assert report.fingerprint(row, ctx) != first
+    data.unlink()
+    assert report.fingerprint(row, ctx) is None  # inputs missing: cannot run here
+
+
+def test_fingerprint_includes_the_command(report: Any, tmp_path: Path) -> None:
+    data = tmp_path / "input.txt"
+    data.write_text("x")
+    row = _fake_row(report, data, [])
+    other = report.Row(**{**row.__dict__, "command": row.command + " --extra"})
+    ctx = _ctx(report, tmp_path)
+    assert report.fingerprint(row, ctx) != report.fingerprint(other, ctx)
+
+
+def test_up_to_date_row_is_not_recomputed(report: Any, tmp_path: Path) -> None:
+    data = tmp_path / "input.txt"
+    data.write_text("abc")
+    calls: list[int | None] = []
+    rows = [_fake_row(report, data, calls)]
+    ctx = _ctx(report, tmp_path)
+    md = tmp_path / "RESULTS.md"
+
+    first = report.run_report(rows, ctx, markdown_path=md, plot=False)
+    assert calls == [None] and first["computed"] == {"toy-row": [None]}
+    stored = json.loads((ctx.results_dir / "toy-row.json").read_text())
+    for key in ("row", "command", "metrics", "versions", "seed", "machine", "wall_time_s", "date", "fingerprint"):
+        assert key in stored, key
+    assert stored["machine"]["cpu_count"] and "sysname" in stored["machine"]["uname"]
+    assert stored["metrics"]["recall@10"] == pytest.approx(0.03)
+
+    second = report.run_report(rows, ctx, markdown_path=md, plot=False)
+    assert calls == [None] and second["computed"] == {}  # fingerprint unchanged: nothing ran
+
+    data.write_text("abcd")  # input changed: the row reruns
+    report.run_report(rows, ctx, markdown_path=md, plot=False)
+    assert calls == [None, None]
+    assert json.loads((ctx.results_dir / "toy-row.json").read_text())["metrics"]["recall@10"] == pytest.approx(0.04)
+
+    report.run_report(rows, ctx, markdown_path=md, plot=False, force=["toy-row"])  # on demand
+    assert len(calls) == 3
+
+
+def test_only_restricts_computation(report: Any, tmp_path: Path) -> None:
+    data = tmp_path / "input.txt"
+    data.write_text("abc")
+    calls_a: list[int | None] = []
+    calls_b: list[int | None] = []
+    rows = [_fake_row(report, data, calls_a, row_id="row-a"), _fake_row(report, data, calls_b, row_id="row-b")]
+    report.run_report(rows, _ctx(report, tmp_path), only=["row-b"], markdown_path=None)
+    assert calls_a == [] and calls_b == [None]
+    with pytest.raises(SystemExit):
+        report.run_report(rows, _ctx(report, tmp_path), only=["nope"], markdown_path=None)
+    report.run_report(rows, _ctx(report, tmp_path), skip=["row-*"], markdown_path=None)
+    assert calls_a == [] and calls_b == [None]
+    report.run_report(rows, _ctx(report, tmp_path), only=["row-*"], markdown_path=None)
+    assert calls_a == [None] and calls_b == [None]  # row-b is up to date
+    data.write_text("changed")  # both stale now, but --force alone recomputes only the forced row
+    report.run_report(rows, _ctx(report, tmp_path), force=["row-a"], markdown_path=None)
+    assert calls_a == [None, None] and calls_b == [None]
+
+
+def test_seeds_are_resumable_and_averaged(report: Any, tmp_path: Path) -> None:
+    data = tmp_path / "input.txt"
+    data.write_text("abc")
+    calls: list[int | None] = []
+    rows = [_fake_row(report, data, calls, seeds=(1, 2, 3))]
+    md = tmp_path / "RESULTS.md"
+
+    report.run_report(rows, _ctx(report, tmp_path, max_seeds=1), markdown_path=md, plot=False)
+    assert calls == [1]
+    text = md.read_text()
+    assert "`toy-row` seeds 2, 3" in text  # the missing seeds are listed as not run yet
+
+    report.run_report(rows, _ctx(report, tmp_path), markdown_path=md, plot=False)
+    assert calls == [1, 2, 3]  # only the missing seeds ran
+    stored = json.loads((tmp_path / "results" / "toy-row.json").read_text())
+    assert stored["seeds_done"] == [1, 2, 3]
+    assert stored["metrics"]["recall@10"] == pytest.approx(0.032)
+    assert stored["metrics_std"]["recall@10"] == pytest.approx(0.001)
+    assert "0.0320 ± 0.0010" in md.read_text()
+
+
+def test_results_md_lists_missing_rows_and_marks_published(report: Any, tmp_path: Path) -> None:
+    present, absent = tmp_path / "present.txt", tmp_path / "absent.txt"
+    present.write_text("abc")
+    rows = [
+        _fake_row(report, present, [], row_id="toy-measured"),
+        _fake_row(report, absent, [], row_id="toy-missing"),
+        report.Row(id="toy-paper", title="PaperNet", dataset="toy", kind="published",
+                   published={"recall@10": 0.5, "recall@20": 0.6, "ndcg@10": 0.3, "ndcg@20": 0.35},
+                   source="published: Some et al., Table 9"),
+    ]
+    ctx = _ctx(report, tmp_path)
+    md = tmp_path / "RESULTS.md"
+    outcome = report.run_report(rows, ctx, markdown_path=md, plot=False)
+    assert outcome["skipped"] == {"toy-missing": "absent.txt is missing"}
+    text = md.read_text()
+
+    not_run = text.split("## Not run yet", 1)[1]
+    assert "`toy-missing`" in not_run and "absent.txt is missing" in not_run
+    assert "python benchmarks/report.py --only toy-missing" in not_run
+    assert "`toy-measured`" not in not_run
+
+    table = [line for line in text.splitlines() if line.startswith("| ")]
+    paper = next(line for line in table if "PaperNet" in line)
+    assert "*published*" in paper and "[1]" in paper and "0.5000" in paper
+    assert "[1] published: Some et al., Table 9" in text  # the source, once per table
+    measured = next(line for line in table if "toy-measured" in line)
+    assert "published" not in measured
+    # sorted by Recall@10: the published 0.5 comes before the measured 0.03
+    assert table.index(paper) < table.index(measured)
+    assert "**Machine**" in text
+
+
+def test_plot_is_written(report: Any, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    data = tmp_path / "input.txt"
+    data.write_text("abc")
+    rows = [_fake_row(report, data, [])]
+    md = tmp_path / "RESULTS.md"
+    report.run_report(rows, _ctx(report, tmp_path), markdown_path=md, plot=True)
+    assert (tmp_path / report.PLOT_NAME).read_bytes().startswith(b"\x89PNG")
+    assert f"]({report.PLOT_NAME})" in md.read_text()
+
+
+def test_registry_is_consistent(report: Any) -> None:
+    ids = [row.id for row in report.ROWS]
+    assert len(ids) == len(set(ids))
+    for row in report.ROWS:
+        assert row.dataset in report.DATASETS
+        if row.kind == "published":
+            assert row.published and set(row.published) == set(report.QUALITY_METRICS) and row.source
+        else:
+            assert row.command and row.compute is not None and row.inputs is not None
+
+
+def test_published_numbers_match_the_paper(report: Any) -> None:
+    """The UNGER table rows in the registry are the Beauty numbers printed in the paper's reading copy."""
+    paper = Path(__file__).resolve().parents[2] / "shared" / "papers" / "unger.txt"
+    if not paper.is_file():
+        pytest.skip("../shared/papers/unger.txt is not here")
+    lines = paper.read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| GRU4REC |"))
+    names = [c.strip() for c in header.strip("|").split("|") if c.strip()] + ["UNGER (Ours)"]
+    start = next(i for i, line in enumerate(lines) if line.startswith("| Beauty | Recall@10"))
+    values: list[list[float]] = []
+    for line in lines[start:start + 4]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        numbers = [c for c in cells if c and c[0].isdigit()]
+        values.append([float(c.split()[0].rstrip("*")) for c in numbers])
+    for j, name in enumerate(names):
+        assert report.UNGER_TABLE_BEAUTY[name] == tuple(v[j] for v in values), name
