@@ -109,19 +109,6 @@ def test_paper_profile_is_the_papers_table_4() -> None:
     assert paper.stage1_patience is not None and paper.stage1_epochs >= 100  # to convergence, not a budget
 
 
-def test_stage2_steps_follow_the_profiles_epochs(quick_run: tuple[Path, dict]) -> None:
-    from dataclasses import replace
-
-    from genrec.data_scripts.prepare import load_genrec_dataset
-    from genrec.trainers.pipeline import stage2_steps
-
-    out, _ = quick_run
-    rows = sum(len(seq) >= 2 for seq in load_genrec_dataset(out / "data")[0]["train"]["item_ids"])
-    assert stage2_steps(PROFILES["quick"], out / "data") == PROFILES["quick"].stage2_max_steps
-    two = replace(PROFILES["quick"], stage2_epochs=2)
-    assert stage2_steps(two, out / "data") == 2 * -(-rows // 256)
-
-
 def test_unknown_profile_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown profile"):
         run_pipeline("ml-100k", tmp_path, profile="fast")

@@ -164,6 +164,19 @@ def test_resumed_run_equals_uninterrupted_run(ring: tuple[Path, Path, Path], tmp
     assert resumed.validation_metrics == full.validation_metrics
 
 
+def test_epochs_set_the_steps(ring: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """``epochs`` (the main job's profiles use it) trains that many passes over the training rows."""
+    data, tokenizer_dir, _ = ring
+    rows = len(ring_splits()[0]["train"])
+    result = train_stage2(
+        data, tokenizer_dir, tmp_path, config=tiny_config(), max_steps=1, epochs=2, evaluate_test=False,
+        max_eval_users=4, **FAST,
+    )
+    assert result.global_step == 2 * -(-rows // FAST["batch_size"]) and result.epochs == 2.0
+    with pytest.raises(ValueError, match="epochs > 0"):
+        train_stage2(data, tokenizer_dir, tmp_path / "bad", epochs=0, **FAST)
+
+
 def test_plain_training_without_embeddings(ring: tuple[Path, Path, Path], tmp_path: Path) -> None:
     data, tokenizer_dir, _ = ring
     result = train_stage2(

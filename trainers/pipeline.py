@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -108,18 +107,6 @@ PROFILES: dict[str, PipelineProfile] = {
         num_levels=4,
     ),
 }
-
-
-def stage2_steps(profile: PipelineProfile, data_dir: str | Path, batch_size: int = 256) -> int:
-    """Stage II optimiser steps of ``profile`` on the prepared dataset ``data_dir``: ``stage2_epochs`` passes
-    over its training rows that have a history (at least one step), else ``stage2_max_steps``."""
-    if profile.stage2_epochs is None:
-        return profile.stage2_max_steps
-    from genrec.data_scripts.prepare import load_genrec_dataset
-
-    sequences, _ = load_genrec_dataset(data_dir)
-    rows = sum(1 for seq in sequences["train"]["item_ids"] if seq is not None and len(seq) >= 2)
-    return max(1, math.ceil(profile.stage2_epochs * math.ceil(rows / batch_size)))
 
 
 def infer_source(dataset: str) -> str:
@@ -272,7 +259,8 @@ def run_pipeline(
     else:
         stage2 = train_stage2(
             data_dir, sid_dir / "tokenizer", stage2_dir, config=UngerConfig(**run_profile.stage2_config),
-            integrated_embeddings=integrated, max_steps=stage2_steps(run_profile, data_dir),
+            integrated_embeddings=integrated, max_steps=run_profile.stage2_max_steps,
+            epochs=run_profile.stage2_epochs,
             warmup_steps=run_profile.stage2_warmup_steps, eval_every=run_profile.stage2_eval_every,
             patience=run_profile.stage2_patience, eval_beams=run_profile.eval_beams,
             test_beams=run_profile.test_beams, lr_schedule=run_profile.stage2_lr_schedule,

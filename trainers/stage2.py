@@ -288,6 +288,7 @@ def train_stage2(
     config: UngerConfig | None = None,
     integrated_embeddings: str | Path | ItemEmbeddings | None = None,
     max_steps: int = 20000,
+    epochs: float | None = None,
     batch_size: int = 256,
     lr: float = 1e-3,
     warmup_steps: int = 2000,
@@ -327,6 +328,8 @@ def train_stage2(
         integrated_embeddings: Stage I's integrated item embeddings (``ItemEmbeddings`` file or object)
             covering every code-table item; enables the distillation loss. None: plain TIGER-style training.
         max_steps: optimiser steps (paper: 20,000).
+        epochs: when given, train this many passes over the training rows instead (overrides ``max_steps``;
+            at least one step), so one setting fits catalogues of any size.
         batch_size: examples per micro-batch (x ``gradient_accumulation_steps`` per optimiser step).
         lr, warmup_steps, warmup_init_lr, weight_decay: Adam with L2 weight decay, linear warm-up from
             ``warmup_init_lr`` (see :func:`build_stage2_optimizer`).
@@ -361,8 +364,8 @@ def train_stage2(
     start_time = time.perf_counter()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    if batch_size < 1 or max_steps < 1:
-        raise ValueError("batch_size and max_steps must be >= 1")
+    if batch_size < 1 or max_steps < 1 or (epochs is not None and epochs <= 0):
+        raise ValueError("batch_size and max_steps must be >= 1 and epochs > 0")
     top_k = max(EVAL_KS)
     test_beams = eval_beams if test_beams is None else test_beams
     for name, beams in (("eval_beams", eval_beams), ("test_beams", test_beams)):
@@ -407,6 +410,8 @@ def train_stage2(
 
     train_loader = make_train_dataloader(train.dataset, batch_size=batch_size, seed=seed, collate_fn=collate_trimmed)
     steps_per_epoch = math.ceil(len(train_loader) / gradient_accumulation_steps)
+    if epochs is not None:
+        max_steps = max(1, math.ceil(epochs * steps_per_epoch))
     eval_every = eval_every or steps_per_epoch
     checkpoint_every = checkpoint_every or eval_every
     optimizer, scheduler = build_stage2_optimizer(
