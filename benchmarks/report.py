@@ -438,7 +438,7 @@ def stage2_variant_row(data: str, name: str, *, source: str, produce: str) -> Ro
 
 # ---- published -----------------------------------------------------------------------------------
 
-# Beauty column of the overall-performance table in /work/shared/papers/unger.txt (row names as printed there;
+# Beauty column of the overall-performance table in ../shared/papers/unger.txt (row names as printed there;
 # the superscript * marks baselines the UNGER authors re-implemented, the others are quoted from S3-Rec's and
 # EAGER's papers). Recall@10, Recall@20, NDCG@10, NDCG@20.
 UNGER_TABLE_BEAUTY: dict[str, tuple[float, float, float, float]] = {
