@@ -16,9 +16,10 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
-__all__ = ["HISTORY_MODES", "UngerConfig"]
+__all__ = ["HISTORY_ITEM_EMBEDDINGS", "HISTORY_MODES", "UngerConfig"]
 
 HISTORY_MODES = ("flattened", "per_item")
+HISTORY_ITEM_EMBEDDINGS = ("none", "id", "integrated")
 
 #: Ids of the special tokens of genrec's semantic-ID vocabulary (``SemanticIDTokenizer``).
 PAD_ID, EOS_ID, BOS_ID, UNK_ID = 0, 1, 2, 3
@@ -73,6 +74,14 @@ class UngerConfig(PretrainedConfig):
             item-position embedding and its code-level embedding (TIGER-style). On Beauty at equal steps
             flattened was only 4 % better in test Recall@10 (within 1.5 standard errors), so per_item is the
             better trade-off (docs/stage2.md).
+        history_item_embedding: what, besides its codes, a history item contributes to its encoder position
+            (``per_item`` mode only). ``"none"`` (default, the paper): the sum of its code embeddings.
+            ``"id"``: plus a learned per-item embedding (identity the code sum blurs: transitions seen once or
+            twice in training are memorised per item, as an ID-based recommender does). ``"integrated"``: plus
+            a learned linear map of the item's frozen Stage-I integrated embedding. Our option, not the
+            paper's (docs/quality.md measures it). The item is found from its codes inside the model (a sorted
+            key buffer installed by :meth:`~UngerForGenerativeRecommendation.set_history_items`), so
+            tokenizer, ``generate`` and ``recommend`` are unchanged.
         tie_word_embeddings: share the token embedding with the output projection (default False, as
             MSCGRec's "unbound output embedding table"; True ties them, TIGER/T5-style).
 
@@ -124,6 +133,7 @@ class UngerConfig(PretrainedConfig):
         initializer_range: float = 0.02,
         max_history_items: int = 20,
         history_mode: str = "per_item",
+        history_item_embedding: str = "none",
         tie_word_embeddings: bool = False,
         distillation_weight: float = 1.0,
         distillation_temperature: float = 0.07,
@@ -168,6 +178,16 @@ class UngerConfig(PretrainedConfig):
             )
         if history_mode not in HISTORY_MODES:
             raise ValueError(f"UngerConfig.history_mode must be one of {list(HISTORY_MODES)}, got {history_mode!r}.")
+        if history_item_embedding not in HISTORY_ITEM_EMBEDDINGS:
+            raise ValueError(
+                f"UngerConfig.history_item_embedding must be one of {list(HISTORY_ITEM_EMBEDDINGS)}, got "
+                f"{history_item_embedding!r}."
+            )
+        if history_item_embedding != "none" and history_mode != "per_item":
+            raise ValueError(
+                f"UngerConfig.history_item_embedding={history_item_embedding!r} needs history_mode='per_item' "
+                "(one encoder position per history item)."
+            )
         d_model = _positive("d_model", d_model)
         heads = _positive("num_attention_heads", num_attention_heads)
         if d_model % heads:
@@ -205,6 +225,7 @@ class UngerConfig(PretrainedConfig):
         self.initializer_range = float(initializer_range)
         self.max_history_items = _positive("max_history_items", max_history_items)
         self.history_mode = history_mode
+        self.history_item_embedding = history_item_embedding
         self.distillation_weight = float(distillation_weight)
         self.distillation_temperature = float(distillation_temperature)
         self.distillation_negatives = None if distillation_negatives is None else int(distillation_negatives)

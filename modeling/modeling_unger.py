@@ -38,6 +38,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -288,6 +289,30 @@ class UngerEncoder(nn.Module):
         self.item_positions = nn.Embedding(config.max_history_items, d)
         if config.history_mode == "flattened":
             self.code_levels = nn.Embedding(config.num_code_levels, d)
+        mode = getattr(config, "history_item_embedding", "none")
+        if mode != "none":
+            n = config.num_items
+            if n < 1:
+                raise ValueError(
+                    f"history_item_embedding={mode!r} needs config.num_items (build the config with "
+                    "UngerConfig.from_tokenizer / bind_to_tokenizer)"
+                )
+            if mode == "integrated" and config.integrated_dim < 1:
+                raise ValueError(
+                    "history_item_embedding='integrated' needs the Stage-I integrated embeddings "
+                    "(config.integrated_dim > 0, distillation on)"
+                )
+            # Sorted mixed-radix keys of the items' codes and their code-table rows: the encoder finds each
+            # history item's row from its code tokens (installed by set_history_items; saved with the model).
+            self.register_buffer("history_item_keys", torch.full((n,), -1, dtype=torch.long), persistent=True)
+            self.register_buffer("history_item_rows", torch.arange(n, dtype=torch.long), persistent=True)
+            if mode == "id":
+                self.history_item_ids = nn.Embedding(n + 1, d, padding_idx=n)
+            else:
+                self.register_buffer(
+                    "history_item_features", torch.zeros(n, config.integrated_dim), persistent=True
+                )
+                self.history_item_proj = nn.Linear(config.integrated_dim, d, bias=False)
         self.dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(UngerEncoderLayer(config, i) for i in range(config.encoder_layers))
         self.layer_norm = nn.LayerNorm(d, eps=config.layer_norm_eps) if config.norm_first else nn.Identity()
@@ -340,7 +365,36 @@ class UngerEncoder(nn.Module):
             )
         item_mask = blocks[..., 0]
         x = tokens.view(batch, width // depth, depth, -1).sum(2) + self.item_positions(self._recency(item_mask, 1))
+        mode = getattr(config, "history_item_embedding", "none")
+        if mode != "none":
+            rows = self.history_item_rows_of(input_ids.view(batch, width // depth, depth), item_mask)
+            if mode == "id":
+                x = x + self.history_item_ids(rows)
+            else:
+                found = (rows < config.num_items).unsqueeze(-1)
+                features = self.history_item_features[rows.clamp(max=config.num_items - 1)] * found
+                x = x + self.history_item_proj(features)
         return x, item_mask
+
+    def history_item_keys_of(self, codes: torch.Tensor) -> torch.Tensor:
+        """(..., D) code values -> (...) mixed-radix int64 keys (-1 where a code is out of its level's range)."""
+        sizes = self.config.codebook_sizes
+        key = torch.zeros(codes.shape[:-1], dtype=torch.long, device=codes.device)
+        valid = torch.ones(codes.shape[:-1], dtype=torch.bool, device=codes.device)
+        for d, k in enumerate(sizes):
+            code = codes[..., d].long()
+            valid &= (code >= 0) & (code < k)
+            key = key * k + code.clamp(0, k - 1)
+        return torch.where(valid, key, torch.full_like(key, -1))
+
+    def history_item_rows_of(self, item_tokens: torch.Tensor, item_mask: torch.Tensor) -> torch.Tensor:
+        """(B, L, D) history code tokens -> (B, L) code-table rows; ``num_items`` for padding / unknown codes."""
+        offsets = torch.tensor(self.config.code_token_offsets, dtype=torch.long, device=item_tokens.device)
+        keys = self.history_item_keys_of(item_tokens.long() - offsets)
+        table = self.history_item_keys
+        pos = torch.searchsorted(table, keys).clamp_(max=table.numel() - 1)
+        found = (table[pos] == keys) & (keys >= 0) & item_mask.bool()
+        return torch.where(found, self.history_item_rows[pos], torch.full_like(pos, self.config.num_items))
 
     def forward(
         self,
@@ -502,6 +556,44 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin):
     def check_tokenizer(self, tokenizer: Any) -> None:
         """Raise a clear ``ValueError`` unless ``tokenizer``'s code table is the one this model was built for."""
         check_tokenizer_compatibility(self.config, tokenizer)
+
+    # ------------------------------------------------------------------ history item embeddings
+
+    @torch.no_grad()
+    def set_history_items(self, codes: Any, features: torch.Tensor | None = None) -> None:
+        """Install the catalogue for ``config.history_item_embedding``: ``codes`` (N, D) code values in code-table
+        row order (``tokenizer.code_table.codes``), and for ``"integrated"`` the (N, integrated_dim) Stage-I
+        embeddings in the same order (default: the installed distillation targets)."""
+        config = self.config
+        mode = getattr(config, "history_item_embedding", "none")
+        if mode == "none":
+            raise ValueError("this model has config.history_item_embedding='none': it has no history item table")
+        codes = torch.tensor(np.asarray(codes), dtype=torch.long)  # a copy: code tables hand out read-only arrays
+        if codes.shape != (config.num_items, config.num_code_levels):
+            raise ValueError(
+                f"codes must be ({config.num_items}, {config.num_code_levels}) in code-table row order, got "
+                f"{tuple(codes.shape)}"
+            )
+        encoder = self.encoder
+        keys = encoder.history_item_keys_of(codes)
+        if bool((keys < 0).any()):
+            raise ValueError("codes hold values outside the codebook sizes of this model's config")
+        order = torch.argsort(keys)
+        if bool((keys[order][1:] == keys[order][:-1]).any()):
+            raise ValueError("two items share a code: the code table must identify every item")
+        encoder.history_item_keys.copy_(keys[order].to(encoder.history_item_keys.device))
+        encoder.history_item_rows.copy_(order.to(encoder.history_item_rows.device))
+        if mode == "integrated":
+            if features is None:
+                if config.integrated_dim <= 0 or not bool(self.integrated_embeddings.abs().sum() > 0):
+                    raise ValueError("history_item_embedding='integrated' needs the Stage-I integrated embeddings")
+                features = self.integrated_embeddings
+            features = torch.as_tensor(features, dtype=torch.float32)
+            if features.shape != (config.num_items, config.integrated_dim):
+                raise ValueError(
+                    f"features must be ({config.num_items}, {config.integrated_dim}), got {tuple(features.shape)}"
+                )
+            encoder.history_item_features.copy_(features.to(encoder.history_item_features.device))
 
     # ------------------------------------------------------------------ distillation targets
 

@@ -270,3 +270,60 @@ def test_stage2_learns_a_learnable_sequence_task(history_mode: str, tmp_path: Pa
     )
     assert result.test_metrics["recall@10"] >= 0.8, result.test_metrics
     assert result.test_metrics["ndcg@10"] >= 0.5, result.test_metrics
+
+
+@pytest.mark.parametrize("mode", ["id", "integrated"])
+def test_history_item_embedding_finds_items_by_code_and_round_trips(
+    mode: str, ring: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """``history_item_embedding`` adds a per-item vector to each history position, found from the item's codes
+    inside the model: the lookup must return each item's code-table row (padding -> ``num_items``), the vector
+    must reach the encoder output, and a saved model must reload with its key table and recommend the same."""
+    data, tokenizer_dir, embeddings = ring
+    tokenizer = SemanticIDTokenizer.from_pretrained(str(tokenizer_dir))
+    table = tokenizer.code_table
+    result = train_stage2(
+        data, tokenizer_dir, tmp_path / "run", config=tiny_config(history_item_embedding=mode),
+        integrated_embeddings=embeddings, max_steps=6, eval_every=6, **FAST,
+    )
+    model = UngerForGenerativeRecommendation.from_pretrained(str(tmp_path / "run" / "best"))
+    assert model.config.history_item_embedding == mode
+    histories = [["i3", "i5", "i9"], ["i7"]]
+    enc = tokenizer.encode_history(histories, max_items=20, return_tensors="pt")
+    depth = model.config.num_code_levels
+    batch, width = enc["input_ids"].shape
+    rows = model.encoder.history_item_rows_of(
+        enc["input_ids"].view(batch, width // depth, depth), enc["attention_mask"][:, ::depth]
+    )
+    n = model.config.num_items
+    expected = [[table.index_of(i) for i in h] for h in histories]
+    assert [[r for r in row if r != n] for row in rows.tolist()] == expected
+    assert (rows == n).sum().item() == width // depth * 2 - 4  # the padding positions
+    before = model.get_encoder()(**enc).last_hidden_state
+    with torch.no_grad():
+        if mode == "id":
+            model.encoder.history_item_ids.weight.zero_()
+        else:
+            model.encoder.history_item_proj.weight.zero_()
+    assert not torch.allclose(before, model.get_encoder()(**enc).last_hidden_state)
+    saved = load_file(str(tmp_path / "run" / "best" / "model.safetensors"))
+    keys = saved["encoder.history_item_keys"]
+    assert keys.tolist() == sorted(keys.tolist()) and bool((keys >= 0).all()) and len(set(keys.tolist())) == n
+    assert result.global_step == 6 and len(model.recommend(histories, tokenizer, k=5)[0]) == 5
+
+
+def test_history_item_embedding_rejects_what_it_cannot_serve(ring: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    data, tokenizer_dir, _ = ring
+    with pytest.raises(ValueError, match="per_item"):
+        tiny_config(history_item_embedding="id", history_mode="flattened")
+    with pytest.raises(ValueError, match="one of"):
+        tiny_config(history_item_embedding="ids")
+    with pytest.raises(ValueError, match="num_items"):
+        UngerForGenerativeRecommendation(tiny_config(history_item_embedding="id"))
+    with pytest.raises(ValueError, match="integrated"):
+        train_stage2(data, tokenizer_dir, tmp_path / "run", config=tiny_config(history_item_embedding="integrated"),
+                     max_steps=1, **FAST)
+    tokenizer = SemanticIDTokenizer.from_pretrained(str(tokenizer_dir))
+    model = UngerForGenerativeRecommendation(tiny_config(history_item_embedding="id").bind_to_tokenizer(tokenizer))
+    with pytest.raises(ValueError, match="row order"):
+        model.set_history_items(tokenizer.code_table.codes[:-1])

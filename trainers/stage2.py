@@ -406,6 +406,13 @@ def train_stage2(
         model.set_integrated_embeddings(embeddings.embeddings)
     if config.constrained_training:
         model.set_prefix_index(tokenizer.code_table.prefix_index(), tokenizer.code_token_offsets)
+    if getattr(config, "history_item_embedding", "none") != "none":
+        if config.history_item_embedding == "integrated" and embeddings is None:
+            raise ValueError("history_item_embedding='integrated' needs integrated_embeddings (Stage I's output)")
+        model.set_history_items(
+            tokenizer.code_table.codes,
+            embeddings.embeddings if config.history_item_embedding == "integrated" else None,
+        )
     distill = config.uses_distillation
 
     train_loader = make_train_dataloader(train.dataset, batch_size=batch_size, seed=seed, collate_fn=collate_trimmed)
