@@ -299,8 +299,8 @@ class UngerEncoder(nn.Module):
                 )
             if mode == "integrated" and config.integrated_dim < 1:
                 raise ValueError(
-                    "history_item_embedding='integrated' needs the Stage-I integrated embeddings "
-                    "(config.integrated_dim > 0, distillation on)"
+                    "history_item_embedding='integrated' needs the width of the Stage-I integrated embeddings "
+                    "(config.integrated_dim > 0; train_stage2 sets it from integrated_embeddings)"
                 )
             # Sorted mixed-radix keys of the items' codes and their code-table rows: the encoder finds each
             # history item's row from its code tokens (installed by set_history_items; saved with the model).
@@ -499,7 +499,7 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin):
         self.encoder = UngerEncoder(config)
         self.decoder = UngerDecoder(config)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        if config.integrated_dim > 0:
+        if config.uses_distillation:
             if config.num_items < 1:
                 raise ValueError(
                     "config.integrated_dim > 0 needs config.num_items (rows of the integrated-embedding buffer): "
@@ -585,15 +585,20 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin):
         encoder.history_item_rows.copy_(order.to(encoder.history_item_rows.device))
         if mode == "integrated":
             if features is None:
-                if config.integrated_dim <= 0 or not bool(self.integrated_embeddings.abs().sum() > 0):
+                installed = getattr(self, "integrated_embeddings", None)
+                if installed is None or not bool(installed.abs().sum() > 0):
                     raise ValueError("history_item_embedding='integrated' needs the Stage-I integrated embeddings")
-                features = self.integrated_embeddings
-            features = torch.as_tensor(features, dtype=torch.float32)
+                features = installed
+            features = torch.as_tensor(features).detach().to("cpu", torch.float32).contiguous()
             if features.shape != (config.num_items, config.integrated_dim):
                 raise ValueError(
                     f"features must be ({config.num_items}, {config.integrated_dim}), got {tuple(features.shape)}"
                 )
+            if not bool(torch.isfinite(features).all()):
+                raise ValueError("history item features hold non-finite values")
             encoder.history_item_features.copy_(features.to(encoder.history_item_features.device))
+            if not config.uses_distillation:  # provenance of the features when no distillation table records it
+                config.integrated_embeddings_hash = hashlib.sha256(features.numpy().tobytes()).hexdigest()
 
     # ------------------------------------------------------------------ distillation targets
 
@@ -604,10 +609,10 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin):
         Returns (and records in ``config.integrated_embeddings_hash``) the sha256 of the float32 matrix.
         """
         config = self.config
-        if config.integrated_dim <= 0:
+        if not config.uses_distillation:
             raise ValueError(
-                "this model has no distillation head (config.integrated_dim=0); build it with "
-                "UngerConfig(integrated_dim=<embedding width>, num_items=<items>)"
+                "this model has no distillation head (config.integrated_dim=0 or distillation_weight=0); build it "
+                "with UngerConfig(integrated_dim=<embedding width>, num_items=<items>, distillation_weight > 0)"
             )
         if not isinstance(embeddings, torch.Tensor) or tuple(embeddings.shape) != (
             config.num_items,

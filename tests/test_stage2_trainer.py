@@ -327,3 +327,20 @@ def test_history_item_embedding_rejects_what_it_cannot_serve(ring: tuple[Path, P
     model = UngerForGenerativeRecommendation(tiny_config(history_item_embedding="id").bind_to_tokenizer(tokenizer))
     with pytest.raises(ValueError, match="row order"):
         model.set_history_items(tokenizer.code_table.codes[:-1])
+
+
+def test_integrated_history_embedding_without_distillation(ring: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """``distillation_weight=0`` with ``history_item_embedding="integrated"``: the Stage-I embeddings feed the
+    encoder only (no distillation head, no distillation loss), and the saved model records their hash."""
+    data, tokenizer_dir, embeddings = ring
+    train_stage2(
+        data, tokenizer_dir, tmp_path / "run",
+        config=tiny_config(history_item_embedding="integrated", distillation_weight=0.0),
+        integrated_embeddings=embeddings, max_steps=4, eval_every=4, **FAST,
+    )
+    model = UngerForGenerativeRecommendation.from_pretrained(str(tmp_path / "run" / "best"))
+    assert not model.config.uses_distillation and model.config.integrated_dim == 6
+    assert not hasattr(model, "distillation_token") and not hasattr(model, "integrated_embeddings")
+    assert model.config.integrated_embeddings_hash and bool(model.encoder.history_item_features.abs().sum() > 0)
+    saved = load_file(str(tmp_path / "run" / "best" / "model.safetensors"))
+    assert "integrated_embeddings" not in saved and "encoder.history_item_features" in saved

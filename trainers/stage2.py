@@ -177,7 +177,7 @@ def resolve_stage2_config(
             logger.warning("config.integrated_dim=%d but no integrated embeddings given: no distillation", base.integrated_dim)
         values["integrated_dim"] = 0
         values["integrated_embeddings_hash"] = None
-    elif base.distillation_weight <= 0:
+    elif base.distillation_weight <= 0 and getattr(base, "history_item_embedding", "none") != "integrated":
         logger.info("distillation_weight=0: the integrated embeddings are not used")
         values["integrated_dim"] = 0
         values["integrated_embeddings_hash"] = None
