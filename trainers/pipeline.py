@@ -293,6 +293,8 @@ def export_run_model(best_dir: Path, out_dir: Path, *, dataset: str, summary: di
 
     model = UngerForGenerativeRecommendation.from_pretrained(best_dir)
     tokenizer = SemanticIDTokenizer.from_pretrained(str(best_dir))
+    if not model.has_code_table:  # a Stage II folder written before models carried their item codes
+        model.set_code_table(tokenizer)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(str(out_dir))
     config = model.config
