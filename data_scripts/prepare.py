@@ -61,7 +61,7 @@ from .splits import (
 )
 
 if TYPE_CHECKING:
-    from huggingface_hub import CommitInfo
+    from huggingface_hub import CommitInfo, CommitOperationAdd
 
 logger = logging.getLogger(__name__)
 
@@ -678,7 +678,7 @@ def push_dataset_folder(
     commit_message: str | None = None,
     include_embeddings: bool = False,
 ) -> CommitInfo:
-    """Upload a prepared folder to a Hub dataset repo as is (``HfApi().upload_folder(repo_type="dataset")``).
+    """Upload a prepared folder to a Hub dataset repo as is, in one commit (``HfApi().create_commit``).
 
     Creates the repo when needed. Hidden leftovers (``.*``) are not uploaded, nor the local ``embeddings/``
     cache unless ``include_embeddings``. Returns the commit info. The card states the data owner's terms:
@@ -697,12 +697,28 @@ def push_dataset_folder(
     if not isinstance(private, bool):
         raise TypeError(f"private must be a bool, got {private!r}")
     _require_genrec_folder(folder)
+    operations = dataset_push_operations(folder, include_embeddings=include_embeddings)
     api = HfApi(token=token)
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    return api.upload_folder(
-        folder_path=str(folder),
+    return api.create_commit(
         repo_id=repo_id,
         repo_type="dataset",
+        operations=operations,
         commit_message=commit_message or "Upload genrec dataset",
-        ignore_patterns=[".*", "**/.*", *([] if include_embeddings else ["embeddings/**"])],
     )
+
+
+def dataset_push_operations(folder: str | Path, *, include_embeddings: bool = False) -> list[CommitOperationAdd]:
+    """The commit operations that publish a prepared folder: every file but hidden ones and ``embeddings/``."""
+    from huggingface_hub import CommitOperationAdd
+
+    folder = Path(folder).expanduser()
+    operations = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder).as_posix()
+        if not path.is_file() or any(part.startswith(".") for part in path.relative_to(folder).parts):
+            continue
+        if not include_embeddings and relative.startswith("embeddings/"):
+            continue
+        operations.append(CommitOperationAdd(path_in_repo=relative, path_or_fileobj=str(path)))
+    return operations
