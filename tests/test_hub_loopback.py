@@ -39,8 +39,7 @@ from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
 from genrec.tokenization.code_table import CodeTable
 from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
 
-MODEL_REPO, DATA_REPO = "genrec-test/unger-tiny", "genrec-test/ml-100k-tiny"
-HISTORIES = [["1", "2", "3"], ["50"], ["100", "181", "258"]]
+MODEL_REPO, DATA_REPO = "genrec-test/unger-tiny", "genrec-test/tiny-data"
 
 # What `genrec push` must upload for a run folder, and nothing else (no stage folders, checkpoints, caches).
 MODEL_FILES = [
@@ -136,10 +135,20 @@ class _Recorder:
                           commit_description="", oid="0" * 40)
 
 
-def _tiny_run(root: Path) -> tuple[Path, Path, list]:
-    """A prepared ML-100K dataset and a run folder with a tiny UNGER model trained a few steps on it."""
+def _tiny_run(root: Path) -> tuple[Path, Path, list, list]:
+    """A small prepared dataset (S3-Rec layout, 300 items) and a run folder with a tiny UNGER model trained a
+    few steps on it."""
+    rng = np.random.default_rng(0)
+    raw = root / "raw"
+    raw.mkdir()
+    lines = [" ".join([str(u), *map(str, rng.integers(1, 301, size=int(rng.integers(5, 12))))])
+             for u in range(1, 201)]
+    (raw / "sequences.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (raw / "items.jsonl").write_text(
+        "".join(json.dumps({"item_id": str(i), "title": f"item {i}"}) + "\n" for i in range(1, 301)), encoding="utf-8"
+    )
     data = root / "data-folder"
-    prepare_dataset("ml-100k", data)
+    prepare_dataset("s3rec", data, path=raw)
     (data / "embeddings").mkdir()
     (data / "embeddings" / "cache.safetensors").write_bytes(b"local cache, not for upload")
     sequences, items = load_genrec_dataset(data)
@@ -152,6 +161,7 @@ def _tiny_run(root: Path) -> tuple[Path, Path, list]:
     model = UngerForGenerativeRecommendation(config)
     model.set_code_table(tok)
     rows = sequences["train"].select(range(64))
+    user_histories = [r[:-1][-3:] for r in sequences["test"].select(range(3))["item_ids"]]
     histories = [r[:-1][-5:] for r in rows["item_ids"]]
     batch = tok.encode_history(histories)
     labels = tok.encode_targets([r[-1] for r in rows["item_ids"]])
@@ -168,7 +178,7 @@ def _tiny_run(root: Path) -> tuple[Path, Path, list]:
     (run / "stage2" / "checkpoints" / "step-5").mkdir(parents=True)
     (run / "stage2" / "checkpoints" / "step-5" / "model.safetensors").write_bytes(b"checkpoint")
     summary = {
-        "dataset": str(data), "source": "ml-100k", "seed": 0, "num_levels": 2, "codebook_size": 8,
+        "dataset": str(data), "source": "s3rec", "seed": 0, "num_levels": 2, "codebook_size": 8,
         "profile": {"name": "test", "eval_beams": 10, "test_beams": None, "stage2_lr_schedule": "constant"},
         "stages": {"prepare": {"seconds": 1.0, "path": str(data)},
                    "stage2": {"seconds": 2.0, "path": str(run / "stage2"), "steps": 5, "best_step": 5}},
@@ -177,8 +187,8 @@ def _tiny_run(root: Path) -> tuple[Path, Path, list]:
     }
     (run / "run.json").write_text(json.dumps(summary))
     save_model_card(run, build_run_card(run, summary, config, tok, repo_id=run.name))
-    expected = model.recommend(HISTORIES, tok, k=5, num_beams=8)
-    return run, data, expected
+    expected = model.recommend(user_histories, tok, k=5, num_beams=8)
+    return run, data, user_histories, expected
 
 
 def _fresh(script: str, hub: dict[str, Any], *args: str) -> dict:
@@ -216,7 +226,7 @@ print("\\n" + json.dumps({"rows": {s: len(d) for s, d in sequences.items()}, "te
 
 def test_push_then_load_by_repo_id_at_a_pinned_revision(hub: dict[str, Any], tmp_path: Path, monkeypatch,
                                                          capsys) -> None:
-    run, data, expected = _tiny_run(tmp_path)
+    run, data, histories, expected = _tiny_run(tmp_path)
     recorder = _Recorder()
     monkeypatch.setattr(HfApi, "create_repo", lambda _api, *args, **kwargs: recorder.create_repo(*args, **kwargs))
     monkeypatch.setattr(HfApi, "create_commit", lambda _api, *args, **kwargs: recorder.create_commit(*args, **kwargs))
@@ -259,7 +269,7 @@ def test_push_then_load_by_repo_id_at_a_pinned_revision(hub: dict[str, Any], tmp
 
     # ---- read path over HTTP, fresh processes
     monkeypatch.setenv("GENREC_REPO_ROOT", str(Path(__file__).resolve().parents[1]))
-    out = _fresh(LOAD_MODEL, hub, MODEL_REPO, pinned, head, json.dumps(HISTORIES))
+    out = _fresh(LOAD_MODEL, hub, MODEL_REPO, pinned, head, json.dumps(histories))
     assert out["blocked_modules_loaded"] == [] and out["repo_files_loaded"] == []
     assert all(name.startswith("transformers_modules.") for name in out["classes"])
     assert [[tuple(pair) for pair in row] for row in out[pinned]] == expected
