@@ -44,7 +44,12 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor
 
-__all__ = ["DEFAULT_DENSE_MAX_BYTES", "SemanticIDLogitsProcessor", "prefix_index_from_codes"]
+__all__ = [
+    "DEFAULT_DENSE_MAX_BYTES",
+    "SemanticIDLogitsProcessor",
+    "code_tree_fingerprint",
+    "prefix_index_from_codes",
+]
 
 #: Memory limit per depth for the dense table of additive masks (``(N_d + 1) * K_d * 4`` bytes); the masks
 #: of a depth above it are built by scattering CSR edge ranges instead.
@@ -118,17 +123,17 @@ def prefix_index_from_codes(codes: torch.Tensor | np.ndarray, level_sizes: Seque
     return index
 
 
-def _fingerprint(
-    level_sizes: Sequence[int], token_offsets: Sequence[int], offsets: Sequence[torch.Tensor],
-    codes: Sequence[torch.Tensor],
-) -> str:
-    """sha256 of a code tree: sizes, token offsets and the CSR arrays (little-endian int64)."""
-    digest = hashlib.sha256(repr((list(level_sizes), list(token_offsets))).encode("utf-8"))
-    for off, code in zip(offsets, codes, strict=True):
+def code_tree_fingerprint(prefix_index: Mapping[str, Any], token_offsets: Sequence[int]) -> str:
+    """sha256 of a code tree at its token ids: level sizes, token offsets and the CSR arrays of the prefix
+    index (little-endian int64). Equal for equal codes, whatever built the index; what
+    ``SemanticIDLogitsProcessor.fingerprint`` holds."""
+    sizes = [int(k) for k in _as_int64(prefix_index, "level_sizes").tolist()]
+    digest = hashlib.sha256(repr((sizes, [int(o) for o in token_offsets])).encode("utf-8"))
+    for d in range(len(sizes)):
         digest.update(b"|")
-        digest.update(off.numpy().astype("<i8").tobytes())
+        digest.update(_as_int64(prefix_index, f"offsets_{d}").numpy().astype("<i8").tobytes())
         digest.update(b"/")
-        digest.update(code.numpy().astype("<i8").tobytes())
+        digest.update(_as_int64(prefix_index, f"codes_{d}").numpy().astype("<i8").tobytes())
     return digest.hexdigest()
 
 
@@ -290,7 +295,7 @@ class SemanticIDLogitsProcessor(LogitsProcessor):
         self.code_table_hash: str | None = None if code_table_hash is None else str(code_table_hash)
         #: sha256 of the code tree (level sizes, token offsets, every CSR array): equal for processors of the
         #: same codes at the same token ids, whatever built them; what a model compares with its own codes.
-        self.fingerprint: str = _fingerprint(level_sizes, token_offsets, offsets, codes)
+        self.fingerprint: str = code_tree_fingerprint(prefix_index, token_offsets)
         self._num_nodes = [1] + [c.numel() for c in codes]  # N_0..N_D (also the sentinel id of each depth)
         self._min_vocab = min_vocab
         cpu = _DeviceIndex(

@@ -49,7 +49,7 @@ from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 
 from .configuration_unger import UngerConfig
-from .constrained_decoding import SemanticIDLogitsProcessor
+from .constrained_decoding import SemanticIDLogitsProcessor, code_tree_fingerprint, prefix_index_from_codes
 
 __all__ = [
     "UngerForGenerativeRecommendation",
@@ -480,6 +480,7 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin):
         self._constraint: SemanticIDLogitsProcessor | None = None
         self._processors: dict[tuple[str | None, int], SemanticIDLogitsProcessor] = {}
         self._own_processors: dict[int, SemanticIDLogitsProcessor] = {}
+        self._own_fingerprint: str | None = None
         self.post_init()
         self._set_generation_defaults()
 
@@ -575,7 +576,7 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin):
                 f"{tuple(self.item_codes.shape)}"
             )
         self.item_codes.copy_(codes.to(self.item_codes.device))
-        self._own_processors = {}
+        self._own_processors, self._own_fingerprint = {}, None
 
     @property
     def has_code_table(self) -> bool:
@@ -595,13 +596,22 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin):
         processor = self._own_processors.get(int(num_beams))
         if processor is None:
             config = self.config
-            processor = SemanticIDLogitsProcessor.from_codes(
-                self.item_codes.cpu(), config.codebook_sizes, config.code_token_offsets, prompt_length=1,
+            processor = SemanticIDLogitsProcessor(
+                self._own_prefix_index(), config.code_token_offsets, prompt_length=1,
                 eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id, num_beams=int(num_beams),
                 vocab_size=config.vocab_size, code_table_hash=config.code_table_hash,
             )
-            self._own_processors = {int(num_beams): processor}
+            self._own_processors = {int(num_beams): processor}  # one at a time (dense masks can be large)
         return processor
+
+    def _own_prefix_index(self) -> dict[str, torch.Tensor]:
+        return prefix_index_from_codes(self.item_codes.cpu(), self.config.codebook_sizes)
+
+    def code_tree_fingerprint(self) -> str:
+        """The fingerprint of the installed item codes' tree (as ``SemanticIDLogitsProcessor.fingerprint``)."""
+        if self._own_fingerprint is None:
+            self._own_fingerprint = code_tree_fingerprint(self._own_prefix_index(), self.config.code_token_offsets)
+        return self._own_fingerprint
 
     def check_logits_processor(self, processor: Any) -> None:
         """Refuse a ``SemanticIDLogitsProcessor`` built for another code table than this model's.
@@ -624,7 +634,7 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin):
                 f"{list(config.code_token_offsets)}"
             )
         theirs_tree = getattr(processor, "fingerprint", None)
-        if self.has_code_table and theirs_tree is not None and theirs_tree != self.default_logits_processor().fingerprint:
+        if self.has_code_table and theirs_tree is not None and theirs_tree != self.code_tree_fingerprint():
             raise ValueError(
                 "the SemanticIDLogitsProcessor's codes differ from this model's item codes (another "
                 "quantization or code table): build it from the tokenizer saved with the model"
