@@ -45,6 +45,7 @@ import pyarrow.compute as pc
 from datasets import Dataset, DatasetDict, concatenate_datasets
 
 from . import hub_layout
+from .provenance import data_terms, dataset_display_name
 from .splits import (
     DEFAULT_MAX_HISTORY,
     MIN_INTERACTIONS,
@@ -60,7 +61,7 @@ from .splits import (
 )
 
 if TYPE_CHECKING:
-    from huggingface_hub import CommitInfo
+    from huggingface_hub import CommitInfo, CommitOperationAdd
 
 logger = logging.getLogger(__name__)
 
@@ -211,7 +212,7 @@ def validate_items(items: Dataset, where: str) -> Dataset:
     return items
 
 
-def _available_configs(name_or_path: str) -> list[str]:
+def _available_configs(name_or_path: str, revision: str | None = None) -> list[str]:
     folder = Path(name_or_path).expanduser()
     if folder.is_dir():
         if not (folder / hub_layout.CARD_FILENAME).is_file():
@@ -222,13 +223,15 @@ def _available_configs(name_or_path: str) -> list[str]:
         return hub_layout.config_names(folder)
     from datasets import get_dataset_config_names
 
-    return list(get_dataset_config_names(name_or_path))
+    return list(get_dataset_config_names(name_or_path, revision=revision))
 
 
 def load_genrec_dataset(
-    name_or_path: str | Path, *, cache_dir: str | Path | None = None
+    name_or_path: str | Path, *, cache_dir: str | Path | None = None, revision: str | None = None
 ) -> tuple[DatasetDict, Dataset]:
     """Load and validate a genrec dataset (local folder or Hub repo id): ``(sequences, items)``.
+
+    ``revision``: branch, tag or commit of a Hub repo (pin it for reproducible runs); ignored for folders.
 
     ``sequences`` is the train/validation/test ``DatasetDict``, ``items`` the ``train`` split of the
     ``items`` config. A missing config, split or column raises ``ValueError`` naming it.
@@ -236,14 +239,17 @@ def load_genrec_dataset(
     from datasets import load_dataset
 
     source = str(Path(name_or_path).expanduser()) if Path(name_or_path).expanduser().is_dir() else str(name_or_path)
-    configs = _available_configs(source)
+    is_folder = Path(name_or_path).expanduser().is_dir()
+    configs = _available_configs(source, None if is_folder else revision)
     for needed in (SEQUENCES_CONFIG, ITEMS_CONFIG):
         if needed not in configs:
             raise ValueError(
                 f"{source}: no config '{needed}' (configs: {configs}); a genrec dataset has the configs "
                 f"'{SEQUENCES_CONFIG}' (splits {list(SPLITS)}) and '{ITEMS_CONFIG}'"
             )
-    kwargs = {"cache_dir": str(cache_dir)} if cache_dir is not None else {}
+    kwargs: dict[str, Any] = {"cache_dir": str(cache_dir)} if cache_dir is not None else {}
+    if revision is not None and not is_folder:
+        kwargs["revision"] = revision
     sequences = validate_sequences(load_dataset(source, SEQUENCES_CONFIG, **kwargs), source)
     items_dict = load_dataset(source, ITEMS_CONFIG, **kwargs)
     if "train" not in items_dict:
@@ -377,7 +383,26 @@ def _card_body(title: str, report: PrepareReport, item_columns: list[str], sourc
     lines += [f"- {key}: {n(value)}" for key, value in report.skipped.items()] or ["- nothing"]
     lines += ["", "## Other counts", ""]
     lines += [f"- {key}: {n(value)}" for key, value in report.counts.items()] or ["- none"]
+    terms = data_terms(report.source)
+    lines += ["", "## Licence and provenance", "", terms.text, ""]
+    if terms.license_link:
+        lines += [f"Terms: <{terms.license_link}>.", ""]
+    if not terms.redistributable:
+        lines += [
+            "This folder is a derived copy for local use. Keep any Hub copy private (or do not upload it) "
+            "unless the owner's terms allow publishing it.",
+            "",
+        ]
+    if terms.citation:
+        lines += ["```bibtex", terms.citation, "```", ""]
     lines += [
+        "## Files",
+        "",
+        "- `sequences/`, `items/` (and other configs): parquet shards, described by this card's YAML.",
+        "- `prepare_report.json`: the counts above, machine-readable.",
+        "- `embeddings/` (created by `genrec embed` / `genrec run`, if present): a local cache of the items' "
+        "semantic embeddings (safetensors, keyed by encoder and item texts). `genrec push --dataset` leaves it "
+        "out unless `--with-embeddings`.",
         "",
         "## Usage",
         "",
@@ -387,6 +412,9 @@ def _card_body(title: str, report: PrepareReport, item_columns: list[str], sourc
         'sequences = load_dataset("<this folder or repo id>", "sequences")  # train / validation / test',
         'items = load_dataset("<this folder or repo id>", "items", split="train")',
         "```",
+        "",
+        "Pass `revision=` (a tag or commit) to pin a version; `genrec.data_scripts.prepare.load_genrec_dataset("
+        "repo_id, revision=...)` loads and validates both configs.",
         "",
     ]
     return "\n".join(lines)
@@ -459,6 +487,7 @@ def prepare_dataset(
     kcore: int = 5,
     overwrite: bool = False,
     on_error: str = "raise",
+    revision: str | None = None,
 ) -> PrepareReport:
     """Build a genrec dataset folder from ``source`` into ``out_dir``; returns the report (also saved).
 
@@ -467,7 +496,8 @@ def prepare_dataset(
     (``reviews`` + ``meta`` files; ``kcore`` applies to these only), ``hub`` (``path``: a repo id or
     folder already in genrec's layout; rows are re-truncated to ``max_history``). A non-empty
     ``out_dir`` is refused unless ``overwrite``. ``on_error``: ``"raise"`` stops at the first malformed
-    input line (file and line named), ``"skip"`` skips and counts such lines.
+    input line (file and line named), ``"skip"`` skips and counts such lines. ``revision``: the branch, tag
+    or commit of a Hub ``path`` (source ``hub``).
     """
     start = time.perf_counter()
     if source not in SOURCES:
@@ -483,7 +513,7 @@ def prepare_dataset(
     if source == "hub":
         if path is None:
             raise ValueError("source 'hub' needs path=<Hub dataset repo id or folder in genrec's layout> (CLI: --path)")
-        report, configs, title, label = _from_hub(str(path), max_history)
+        report, configs, title, label = _from_hub(str(path), max_history, revision)
     else:
         data = _read_source(source, path=path, reviews=reviews, meta=meta, kcore=kcore, on_error=on_error)
         sequences, split_report = build_splits(data.sequences, max_history=max_history)
@@ -534,7 +564,11 @@ def prepare_dataset(
         hub_layout.update_card(
             staging,
             body=_card_body(title, report, item_columns, label),
-            metadata={"pretty_name": title, "tags": ["recommendation", "sequential-recommendation", "genrec"]},
+            metadata={
+                "pretty_name": title,
+                "tags": ["recommendation", "sequential-recommendation", "genrec"],
+                **_license_metadata(report.source),
+            },
         )
         (staging / REPORT_FILENAME).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
         _check_out_dir(out_dir, overwrite)  # nothing appeared there meanwhile
@@ -548,9 +582,22 @@ def prepare_dataset(
     return report
 
 
-def _from_hub(name_or_path: str, max_history: int) -> tuple[PrepareReport, dict[str, Any], str, str]:
+def _license_metadata(source: str) -> dict[str, Any]:
+    """The card's YAML licence fields for a source (``license: other`` + name and link of the owner's terms)."""
+    terms = data_terms(source)
+    meta: dict[str, Any] = {"license": terms.license}
+    if terms.license == "other" and terms.license_name:
+        meta["license_name"] = terms.license_name
+    if terms.license == "other" and terms.license_link:
+        meta["license_link"] = terms.license_link
+    return meta
+
+
+def _from_hub(
+    name_or_path: str, max_history: int, revision: str | None = None
+) -> tuple[PrepareReport, dict[str, Any], str, str]:
     """Validate a dataset in genrec's layout and lay it out again (re-truncated to ``max_history``)."""
-    sequences, items = load_genrec_dataset(name_or_path)
+    sequences, items = load_genrec_dataset(name_or_path, revision=revision)
     cut = 0
     splits = {}
     for split in SPLITS:
@@ -573,11 +620,13 @@ def _from_hub(name_or_path: str, max_history: int) -> tuple[PrepareReport, dict[
         configs=[],
         files=[],
         notes=[
-            f"Copied from `{name_or_path}` (already in genrec's layout). Interactions are derived from the "
+            f"Copied from `{dataset_display_name(name_or_path)}`{f' at revision `{revision}`' if revision else ''} "
+            "(already in genrec's layout; its own card states its terms). Interactions are derived from the "
             "protocol: rows + users (a user with n interactions has n - 1 rows).",
         ],
     )
-    return report, {SEQUENCES_CONFIG: sequences, ITEMS_CONFIG: items}, Path(name_or_path).name, f"`{name_or_path}`"
+    name = dataset_display_name(name_or_path)
+    return report, {SEQUENCES_CONFIG: sequences, ITEMS_CONFIG: items}, Path(name).name, f"`{name}`"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -627,10 +676,13 @@ def push_dataset_folder(
     private: bool = False,
     token: str | None = None,
     commit_message: str | None = None,
+    include_embeddings: bool = False,
 ) -> CommitInfo:
-    """Upload a prepared folder to a Hub dataset repo as is (``HfApi().upload_folder(repo_type="dataset")``).
+    """Upload a prepared folder to a Hub dataset repo as is, in one commit (``HfApi().create_commit``).
 
-    Creates the repo when needed. Hidden leftovers (``.*``) are not uploaded. Returns the commit info.
+    Creates the repo when needed. Hidden leftovers (``.*``) are not uploaded, nor the local ``embeddings/``
+    cache unless ``include_embeddings``. Returns the commit info. The card states the data owner's terms:
+    push MovieLens / Amazon derived data only where they allow it (e.g. a private repo).
     """
     from huggingface_hub import HfApi
     from huggingface_hub.utils import HFValidationError, validate_repo_id
@@ -645,12 +697,28 @@ def push_dataset_folder(
     if not isinstance(private, bool):
         raise TypeError(f"private must be a bool, got {private!r}")
     _require_genrec_folder(folder)
+    operations = dataset_push_operations(folder, include_embeddings=include_embeddings)
     api = HfApi(token=token)
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    return api.upload_folder(
-        folder_path=str(folder),
+    return api.create_commit(
         repo_id=repo_id,
         repo_type="dataset",
+        operations=operations,
         commit_message=commit_message or "Upload genrec dataset",
-        ignore_patterns=[".*", "**/.*"],
     )
+
+
+def dataset_push_operations(folder: str | Path, *, include_embeddings: bool = False) -> list[CommitOperationAdd]:
+    """The commit operations that publish a prepared folder: every file but hidden ones and ``embeddings/``."""
+    from huggingface_hub import CommitOperationAdd
+
+    folder = Path(folder).expanduser()
+    operations = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder).as_posix()
+        if not path.is_file() or any(part.startswith(".") for part in path.relative_to(folder).parts):
+            continue
+        if not include_embeddings and relative.startswith("embeddings/"):
+            continue
+        operations.append(CommitOperationAdd(path_in_repo=relative, path_or_fileobj=str(path)))
+    return operations

@@ -55,6 +55,7 @@ recent items.""",
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                    help="malformed input lines: stop with file:line, or skip and count them")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT folder")
+    p.add_argument("--revision", default=None, help="hub: branch, tag or commit of the --path repo")
     p.set_defaults(handler=_run_prepare)
 
 
@@ -64,6 +65,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
     report = prepare_dataset(
         args.source, args.out, path=args.path, reviews=args.reviews, meta=args.meta,
         max_history=args.max_history, kcore=args.kcore, overwrite=args.overwrite, on_error=args.on_error,
+        revision=args.revision,
     )
     print(report)
     print(f"wrote {args.out}")

@@ -212,12 +212,13 @@ def run_train(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------- evaluate
 
 
-def _load_unger(model_dir: str) -> tuple[Any, Any]:
+def _load_unger(model_dir: str, revision: str | None = None) -> tuple[Any, Any]:
     from transformers import AutoModel, AutoTokenizer
 
     import genrec  # noqa: F401  (registers the Auto classes)
 
-    return AutoModel.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)
+    return (AutoModel.from_pretrained(model_dir, revision=revision),
+            AutoTokenizer.from_pretrained(model_dir, revision=revision))
 
 
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -239,16 +240,20 @@ Time:   ML-100K test (943 users, 20 beams): seconds to a minute; Beauty (22,363 
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--max-users", type=int, default=None)
     p.add_argument("--out", type=Path, default=None, help="write the result JSON here")
+    p.add_argument("--revision", default=None, help="branch, tag or commit of a Hub --model")
+    p.add_argument("--data-revision", default=None, help="branch, tag or commit of a Hub --data")
     p.set_defaults(handler=run_evaluate)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from genrec.data_scripts.prepare import load_genrec_dataset
     from genrec.trainers.evaluation import evaluate_model
     from genrec.trainers.metrics import format_metrics
 
-    model, tokenizer = _load_unger(args.model)
+    model, tokenizer = _load_unger(args.model, args.revision)
+    sequences, _ = load_genrec_dataset(args.data, revision=args.data_revision)
     result = evaluate_model(
-        model, tokenizer, args.data, args.split, k_values=args.k, num_beams=args.beams,
+        model, tokenizer, sequences, args.split, k_values=args.k, num_beams=args.beams,
         batch_size=args.batch_size, max_users=args.max_users,
     )
     print(format_metrics(result["metrics"], title=f"{args.split} ({args.model})"))
@@ -277,11 +282,12 @@ Time:   well under a second per history on CPU.""",
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--beams", type=int, default=None, help="default: k")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--revision", default=None, help="branch, tag or commit of a Hub --model")
     p.set_defaults(handler=run_recommend)
 
 
 def run_recommend(args: argparse.Namespace) -> int:
-    model, tokenizer = _load_unger(args.model)
+    model, tokenizer = _load_unger(args.model, args.revision)
     (ranked,) = model.recommend([args.history], tokenizer, k=args.k, num_beams=args.beams)
     if args.json:
         print(json.dumps([{"item_id": item, "score": score} for item, score in ranked]))
@@ -335,21 +341,29 @@ def add_push(sub: argparse._SubParsersAction) -> None:
         "push",
         formatter_class=_Formatter,
         help="upload a run folder (model + tokenizer + code table + card) or a dataset folder to the Hub",
-        description="""Upload a folder to the Hugging Face Hub (needs network and a token: `hf auth login`).
+        description="""Upload a folder to the Hugging Face Hub (needs network and a token: `hf auth login`;
+HF_ENDPOINT selects another Hub-compatible server).
 
 Reads:  FOLDER: a run folder / save_pretrained folder (model repo) or a `genrec prepare` folder (--dataset).
-Writes: the Hub repository REPO_ID (created if missing); checkpoints and logs are not uploaded.
+Writes: the Hub repository REPO_ID (created if missing), one commit. Model: the folder's top-level files
+        (weights, configs, tokenizer, code table, the remote-code *.py), README.md regenerated from run.json
+        for REPO_ID and run.json without local paths; stage folders and checkpoints are not uploaded.
+        Dataset: the parquet configs and card; the embeddings/ cache is not uploaded (--with-embeddings).
+        MovieLens and Amazon data have their owners' terms (see the dataset card): publish them only where
+        those terms allow it.
 Time:   the upload (model folders are a few MB).""",
     )
     p.add_argument("folder", type=Path)
     p.add_argument("repo_id")
     p.add_argument("--dataset", action="store_true", help="push a prepared dataset (repo type dataset)")
     p.add_argument("--private", action="store_true")
+    p.add_argument("--revision", default=None,
+                   help="model: the revision the card's usage snippet pins (e.g. a tag you create next)")
+    p.add_argument("--dataset-repo", default=None,
+                   help="model: the Hub dataset it was trained on (the card's YAML `datasets`)")
+    p.add_argument("--with-embeddings", action="store_true",
+                   help="dataset: also upload the embeddings/ cache (semantic embeddings of the items)")
     p.set_defaults(handler=run_push)
-
-
-MODEL_PUSH_IGNORE = ["checkpoints/**", "*/checkpoints/**", "runs/**", "data/**", "stage1/**", "stage2/**",
-                     "semantic_ids/**", "*.tmp"]
 
 
 def run_push(args: argparse.Namespace) -> int:
@@ -358,16 +372,16 @@ def run_push(args: argparse.Namespace) -> int:
     if args.dataset:
         from genrec.data_scripts.prepare import push_dataset_folder
 
-        url = push_dataset_folder(args.folder, args.repo_id, private=args.private)
+        url = push_dataset_folder(
+            args.folder, args.repo_id, private=args.private, include_embeddings=args.with_embeddings
+        )
     else:
         if not (args.folder / "config.json").is_file():
             raise FileNotFoundError(f"{args.folder} has no config.json: push a run folder or a best/ folder")
-        from huggingface_hub import HfApi
+        from genrec.trainers.hub import push_run_folder
 
-        api = HfApi()
-        api.create_repo(args.repo_id, repo_type="model", private=args.private, exist_ok=True)
-        url = api.upload_folder(
-            folder_path=str(args.folder), repo_id=args.repo_id, repo_type="model", ignore_patterns=MODEL_PUSH_IGNORE
+        url = push_run_folder(
+            args.folder, args.repo_id, private=args.private, revision=args.revision, dataset_repo=args.dataset_repo
         )
     print(url)
     return 0

@@ -3,27 +3,74 @@
 Following sentence-transformers, a checkpoint's README.md is generated from what the run really did, so a
 card never claims a metric or a setting that the run did not produce. Metrics are grouped by split and the
 split name is part of the table heading ("test" numbers are the reported ones; "validation" numbers are
-labelled as such).
+labelled as such). The YAML header is written by ``huggingface_hub.ModelCardData``: ``library_name``,
+``tags``, ``datasets``, ``base_model``, ``license`` (+ ``license_name``/``license_link`` for ``other``),
+``pipeline_tag`` and a ``model-index`` built from the test metrics (``EvalResult``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import ModelCard, ModelCardData
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 TEMPLATE_PATH = Path(__file__).parent / "templates" / "model_card.md"
+
+#: The Hub has no recommendation task; "other" is the pipeline tag such models use.
+PIPELINE_TAG = "other"
 
 CITATIONS = {
     "unger": "Xiao et al., *UNGER: Generative Recommendation with a Unified Code via Semantic and "
     "Collaborative Integration*, ACM TOIS.",
     "ttds": "Yin et al., *Unleash LLMs Potential for Recommendation by Coordinating Twin-Tower Dynamic "
     "Semantic Token Generator*.",
-    "mscgrec": "*Multimodal Generative Recommendation for Fusing Semantic and Collaborative Signals* "
-    "(MSCGRec).",
+    "mscgrec": "Vandenhirtz et al., *Multimodal Generative Recommendation for Fusing Semantic and Collaborative "
+    "Signals* (MSCGRec).",
 }
+
+#: BibTeX of the papers genrec implements (what the reading copies state; no guessed venue or year).
+BIBTEX = {
+    "unger": """@article{xiao_unger,
+  title   = {UNGER: Generative Recommendation with A Unified Code via Semantic and Collaborative Integration},
+  author  = {Xiao and others},
+  journal = {ACM Transactions on Information Systems}
+}""",
+    "ttds": """@misc{yin_ttds,
+  title  = {Unleash LLMs Potential for Recommendation by Coordinating Twin-Tower Dynamic Semantic Token Generator},
+  author = {Yin, Jun and Zeng, Zhengxin and Li, Mingzheng and Yan, Hao and Li, Chaozhao and Han, Weihao and
+            Zhang, Jianjin and Liu, Ruochen and Sun, Allen and Deng, Denvy and Sun, Feng and Zhang, Qi and
+            Pan, Shirui and Wang, Senzhang}
+}""",
+    "mscgrec": """@misc{vandenhirtz_mscgrec,
+  title  = {Multimodal Generative Recommendation for Fusing Semantic and Collaborative Signals},
+  author = {Vandenhirtz, Moritz and Hassani, Kaveh and Ghasemlou, Shervin and Shao, Shuai and
+            Eghbalzadeh, Hamid and Peng, Fuchun and Liu, Jun and Iuzzolino, Michael Louis}
+}""",
+}
+
+_METRIC_NAMES = {"recall": "Recall", "ndcg": "NDCG", "hr": "HR", "mrr": "MRR"}
+
+
+def eval_results(
+    metrics: Mapping[str, Any], *, dataset_type: str, dataset_name: str, split: str = "test"
+) -> list[EvalResult]:
+    """``model-index`` entries for ``metrics`` ("recall@10" -> value); non-numeric values are skipped."""
+    results = []
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        base, _, k = str(key).partition("@")
+        name = f"{_METRIC_NAMES.get(base, base)}@{k}" if k else str(key)
+        results.append(
+            EvalResult(
+                task_type="other", task_name="Sequential recommendation (full-corpus ranking)",
+                dataset_type=dataset_type, dataset_name=dataset_name, dataset_split=split,
+                metric_type=str(key), metric_name=name, metric_value=float(value),
+            )
+        )
+    return results
 
 
 def build_model_card(
@@ -38,21 +85,46 @@ def build_model_card(
     tags: tuple[str, ...] = (),
     base_model: str | None = None,
     notes: str = "",
+    license: str | None = None,
+    license_name: str | None = None,
+    license_link: str | None = None,
+    data_terms: str = "",
+    data_citation: str = "",
+    hub_datasets: Sequence[str] | None = None,
+    model_index: Sequence[EvalResult] | None = None,
+    model_name: str | None = None,
+    code_table: Mapping[str, Any] | None = None,
+    training: Mapping[str, Any] | None = None,
+    run_settings: Mapping[str, Any] | None = None,
 ) -> ModelCard:
-    """A filled model card; ``metrics`` maps a split name ("test", "validation") to metric -> value."""
+    """A filled model card; ``metrics`` maps a split name ("test", "validation") to metric -> value.
+
+    ``hyperparameters`` are the settings that differ from the defaults; ``run_settings`` the run's own
+    (profile, seed, steps); ``training`` time and hardware; ``code_table`` the code table's statistics;
+    ``hub_datasets`` the Hub ids for the YAML ``datasets`` (default: the keys of ``datasets`` that look like
+    Hub ids); ``model_index`` the ``EvalResult``s of the YAML ``model-index`` (it needs ``model_name``).
+    """
     from genrec import __version__
 
     for split in metrics or {}:
         if split not in {"test", "validation", "train"}:
             raise ValueError(f"metric split must be test, validation or train, got {split!r}")
+    if hub_datasets is None:
+        hub_datasets = [name for name in datasets if "/" in name]
     card_data = ModelCardData(
         library_name="genrec",
-        tags=["generative-recommendation", "semantic-ids", *tags],
-        datasets=[name for name in datasets if "/" in name] or None,
+        tags=["generative-recommendation", "sequential-recommendation", "recommendation", "semantic-ids", *tags],
+        datasets=list(hub_datasets) or None,
         base_model=base_model,
-        pipeline_tag=None,
+        pipeline_tag=PIPELINE_TAG,
+        license=license,
+        license_name=license_name if license == "other" else None,
+        license_link=license_link if license == "other" else None,
+        model_name=model_name if model_index else None,
+        eval_results=list(model_index) if model_index else None,
     )
     citation = "\n".join(f"- {CITATIONS[p]}" for p in papers if p in CITATIONS)
+    bibtex = "\n\n".join([BIBTEX[p] for p in papers if p in BIBTEX] + ([data_citation] if data_citation else []))
     return ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE_PATH),
@@ -60,10 +132,15 @@ def build_model_card(
         summary=summary,
         usage=usage.strip(),
         datasets=dict(datasets),
+        data_terms=data_terms,
         metrics={split: dict(values) for split, values in (metrics or {}).items()},
         hyperparameters=dict(hyperparameters or {}),
+        run_settings=dict(run_settings or {}),
+        training=dict(training or {}),
+        code_table=dict(code_table or {}),
         notes=notes,
         citation=citation,
+        bibtex=bibtex,
         genrec_version=__version__,
     )
 

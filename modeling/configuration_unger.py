@@ -303,3 +303,8 @@ def code_binding(tokenizer: Any) -> dict[str, Any]:
         "code_table_hash": str(table.content_hash),
         "num_items": len(table),
     }
+
+
+# Saved folders carry this file and an ``auto_map`` entry: AutoConfig loads them with trust_remote_code=True
+# where genrec is not installed.
+UngerConfig.register_for_auto_class()

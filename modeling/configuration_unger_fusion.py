@@ -217,3 +217,7 @@ class UngerFusionConfig(PretrainedConfig):
         """sha256 of the fields that define the model (bookkeeping fields excluded), for provenance."""
         fields = {k: v for k, v in self.to_dict().items() if k not in _HASH_EXCLUDED}
         return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+# Saved folders carry this file and an ``auto_map`` entry (trust_remote_code=True without genrec).
+UngerFusionConfig.register_for_auto_class()

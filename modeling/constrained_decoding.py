@@ -34,15 +34,22 @@ tensors are moved to a device once, on first use there, and cached. No Python lo
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import LogitsProcessor
 
-__all__ = ["DEFAULT_DENSE_MAX_BYTES", "SemanticIDLogitsProcessor"]
+__all__ = [
+    "DEFAULT_DENSE_MAX_BYTES",
+    "SemanticIDLogitsProcessor",
+    "code_tree_fingerprint",
+    "prefix_index_from_codes",
+]
 
 #: Memory limit per depth for the dense table of additive masks (``(N_d + 1) * K_d * 4`` bytes); the masks
 #: of a depth above it are built by scattering CSR edge ranges instead.
@@ -75,6 +82,61 @@ def _as_int64(prefix_index: Mapping[str, Any], key: str) -> torch.Tensor:
     return value.detach().to(device="cpu", dtype=torch.int64).contiguous()
 
 
+def prefix_index_from_codes(codes: torch.Tensor | np.ndarray, level_sizes: Sequence[int]) -> dict[str, torch.Tensor]:
+    """The prefix index (CSR layout of ``CodeTable.prefix_index()``) of a ``(num_items, D)`` code matrix.
+
+    Row ``i`` of ``codes`` is item ``i``'s code (table row order). This is what a model that carries its item
+    codes (``UngerForGenerativeRecommendation.item_codes``) builds its default constraint from, without
+    importing ``genrec.tokenization``; for the same codes it equals ``CodeTable.prefix_index()`` array for
+    array (nodes in lexicographic order of their prefixes, ties in row order), which a test checks.
+    """
+    if isinstance(codes, torch.Tensor):
+        codes = codes.detach().cpu().numpy()
+    array = np.array(codes, dtype=np.int64)
+    sizes = [int(k) for k in level_sizes]
+    if array.ndim != 2 or array.shape[1] != len(sizes) or array.shape[0] == 0:
+        raise ValueError(
+            f"codes must be a non-empty (num_items, {len(sizes)}) matrix, got shape {tuple(array.shape)}"
+        )
+    if (array < 0).any() or (array >= np.asarray(sizes)[None, :]).any():
+        raise ValueError(f"codes hold values outside the codebook sizes {sizes} (or unset codes, -1)")
+    order = np.lexsort(array.T[::-1])  # stable: rows with equal codes keep their order
+    ordered = array[order]
+    n = len(order)
+    index: dict[str, torch.Tensor] = {"level_sizes": torch.tensor(sizes, dtype=torch.long)}
+    new_prefix = np.zeros(n, dtype=bool)
+    new_prefix[0] = True
+    parent = np.zeros(n, dtype=np.int64)
+    num_nodes = 1
+    for d in range(len(sizes)):
+        if n > 1:
+            new_prefix[1:] |= ordered[1:, d] != ordered[:-1, d]
+        edge_rows = np.flatnonzero(new_prefix)
+        counts = np.bincount(parent[edge_rows], minlength=num_nodes)
+        offsets = np.zeros(num_nodes + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        index[f"offsets_{d}"] = torch.from_numpy(offsets)
+        index[f"codes_{d}"] = torch.from_numpy(np.ascontiguousarray(ordered[edge_rows, d]))
+        parent = np.cumsum(new_prefix, dtype=np.int64) - 1
+        num_nodes = edge_rows.size
+    index["leaf_items"] = torch.from_numpy(order.astype(np.int64))
+    return index
+
+
+def code_tree_fingerprint(prefix_index: Mapping[str, Any], token_offsets: Sequence[int]) -> str:
+    """sha256 of a code tree at its token ids: level sizes, token offsets and the CSR arrays of the prefix
+    index (little-endian int64). Equal for equal codes, whatever built the index; what
+    ``SemanticIDLogitsProcessor.fingerprint`` holds."""
+    sizes = [int(k) for k in _as_int64(prefix_index, "level_sizes").tolist()]
+    digest = hashlib.sha256(repr((sizes, [int(o) for o in token_offsets])).encode("utf-8"))
+    for d in range(len(sizes)):
+        digest.update(b"|")
+        digest.update(_as_int64(prefix_index, f"offsets_{d}").numpy().astype("<i8").tobytes())
+        digest.update(b"/")
+        digest.update(_as_int64(prefix_index, f"codes_{d}").numpy().astype("<i8").tobytes())
+    return digest.hexdigest()
+
+
 class SemanticIDLogitsProcessor(LogitsProcessor):
     """Restricts generation to the codes of existing items (constrained beam search, greedy or sampling).
 
@@ -99,6 +161,9 @@ class SemanticIDLogitsProcessor(LogitsProcessor):
             the width of ``scores``.)
         dense_max_bytes: per-depth memory limit of the dense table of additive masks (4 bytes per node x
             code); a larger depth scatters CSR edge ranges instead. 0 forces CSR at every depth.
+        code_table_hash: content hash of the code table the index comes from (``from_tokenizer`` fills it),
+            so that a model can refuse a processor built for another code table (``fingerprint`` catches a
+            processor of other codes even without it).
 
     Generated step ``t`` is ``input_ids.shape[1] - prompt_length``. At ``t < D`` only the depth-t code tokens
     that continue the generated prefix towards an existing item keep their score; at ``t >= D`` only eos (or
@@ -123,6 +188,7 @@ class SemanticIDLogitsProcessor(LogitsProcessor):
         num_beams: int = 1,
         vocab_size: int | None = None,
         dense_max_bytes: int = DEFAULT_DENSE_MAX_BYTES,
+        code_table_hash: str | None = None,
     ) -> None:
         level_sizes = [int(k) for k in _as_int64(prefix_index, "level_sizes").tolist()]
         depth = len(level_sizes)
@@ -225,6 +291,11 @@ class SemanticIDLogitsProcessor(LogitsProcessor):
         #: Which depths use the dense mask table (the others scatter CSR edge ranges).
         self.dense_depths: list[bool] = [table is not None for table in masks]
         self.leaf_items = leaf_items
+        #: Content hash of the code table this processor was built from (None: unknown).
+        self.code_table_hash: str | None = None if code_table_hash is None else str(code_table_hash)
+        #: sha256 of the code tree (level sizes, token offsets, every CSR array): equal for processors of the
+        #: same codes at the same token ids, whatever built them; what a model compares with its own codes.
+        self.fingerprint: str = code_tree_fingerprint(prefix_index, token_offsets)
         self._num_nodes = [1] + [c.numel() for c in codes]  # N_0..N_D (also the sentinel id of each depth)
         self._min_vocab = min_vocab
         cpu = _DeviceIndex(
@@ -253,6 +324,7 @@ class SemanticIDLogitsProcessor(LogitsProcessor):
                 f"{type(tokenizer).__name__} has no {', '.join(missing)}: from_tokenizer needs a semantic-ID "
                 "tokenizer (tokenizer.code_table.prefix_index() and tokenizer.code_token_offsets)"
             )
+        kwargs.setdefault("code_table_hash", getattr(tokenizer.code_table, "content_hash", None))
         return cls(
             tokenizer.code_table.prefix_index(),
             list(tokenizer.code_token_offsets),
@@ -262,6 +334,20 @@ class SemanticIDLogitsProcessor(LogitsProcessor):
             num_beams=num_beams,
             **kwargs,
         )
+
+    @classmethod
+    def from_codes(
+        cls,
+        codes: torch.Tensor | np.ndarray,
+        level_sizes: Sequence[int],
+        token_offsets: Sequence[int],
+        **kwargs: Any,
+    ) -> SemanticIDLogitsProcessor:
+        """The processor of a ``(num_items, D)`` code matrix (see :func:`prefix_index_from_codes`).
+
+        Keyword arguments go to the constructor (``prompt_length`` is required there).
+        """
+        return cls(prefix_index_from_codes(codes, level_sizes), token_offsets, **kwargs)
 
     # ----------------------------------------------------------------------------------------- internals
 

@@ -49,7 +49,7 @@ from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 
 from .configuration_unger import UngerConfig
-from .constrained_decoding import SemanticIDLogitsProcessor
+from .constrained_decoding import SemanticIDLogitsProcessor, code_tree_fingerprint, prefix_index_from_codes
 
 __all__ = [
     "UngerForGenerativeRecommendation",
@@ -82,6 +82,13 @@ class UngerSeq2SeqLMOutput(Seq2SeqLMOutput):
 
 # transformers >= 5.24 names the output's cache field ``cache`` (``past_key_values`` before).
 _CACHE_FIELD = "cache" if "cache" in Seq2SeqLMOutput.__dataclass_fields__ else "past_key_values"
+
+
+def _keep_item_codes_when_missing(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """``load_state_dict`` of a checkpoint written before models carried ``item_codes`` keeps the current ones."""
+    key = prefix + "item_codes"
+    if key not in state_dict and hasattr(module, "item_codes"):
+        state_dict[key] = module.item_codes.detach().clone()
 
 
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
@@ -478,6 +485,8 @@ class UngerPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, UngerForGenerativeRecommendation) and hasattr(module, "distillation_token"):
             init.normal_(module.distillation_token, mean=0.0, std=self.config.initializer_range)
+        if isinstance(module, UngerForGenerativeRecommendation) and hasattr(module, "item_codes"):
+            init.constant_(module.item_codes, -1)  # "not installed" (checkpoints older than the buffer)
 
 
 class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin):
@@ -512,9 +521,44 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin):
             self.register_buffer(
                 "integrated_embeddings", torch.zeros(config.num_items, config.integrated_dim), persistent=True
             )
+        if config.num_items > 0:
+            # The code of every item (code-table row order), saved with the weights so that the model alone
+            # can constrain generate() to existing items; -1 = not installed yet (set_code_table).
+            self.register_buffer(
+                "item_codes",
+                torch.full((config.num_items, config.num_code_levels), -1, dtype=torch.int32),
+                persistent=True,
+            )
+            self.register_load_state_dict_pre_hook(_keep_item_codes_when_missing)
         self._constraint: SemanticIDLogitsProcessor | None = None
         self._processors: dict[tuple[str | None, int], SemanticIDLogitsProcessor] = {}
+        self._own_processors: dict[int, SemanticIDLogitsProcessor] = {}
+        self._own_fingerprint: str | None = None
         self.post_init()
+        self._set_generation_defaults()
+
+    def _set_generation_defaults(self) -> None:
+        """``generate(**inputs)`` without arguments is a top-k recommendation: a beam search of D codes + eos.
+
+        ``num_beams`` = ``num_return_sequences`` = min(10, items); sums of log-probabilities
+        (``length_penalty=0``); softmax over allowed tokens when the model was trained that way. Saved as
+        ``generation_config.json`` and overridable per call, as in any transformers model.
+        """
+        config, gen = self.config, self.generation_config
+        if gen is None:
+            return
+        beams = max(1, min(10, config.num_items or 10))
+        gen.max_new_tokens = config.num_code_levels + 1
+        gen.num_beams = beams
+        gen.num_return_sequences = beams
+        gen.do_sample = False
+        gen.length_penalty = 0.0
+        gen.early_stopping = True
+        gen.renormalize_logits = bool(config.constrained_training)
+        gen.decoder_start_token_id = config.decoder_start_token_id
+        gen.eos_token_id = config.eos_token_id
+        gen.pad_token_id = config.pad_token_id
+        gen.bos_token_id = config.bos_token_id
 
     # ------------------------------------------------------------------ plumbing
 
@@ -552,6 +596,14 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin):
         else:
             past_key_values.reorder_cache(beam_idx)
         return past_key_values
+
+    def save_pretrained(self, save_directory: Any, *args: Any, **kwargs: Any) -> Any:
+        """``PreTrainedModel.save_pretrained``; the folder also carries the modeling source and an ``auto_map``
+        for ``AutoModel`` and ``AutoModelForSeq2SeqLM`` (``trust_remote_code=True`` without genrec)."""
+        auto_map = dict(getattr(self.config, "auto_map", None) or {})
+        auto_map.setdefault("AutoModelForSeq2SeqLM", f"{type(self).__module__.rsplit('.', 1)[-1]}.{type(self).__name__}")
+        self.config.auto_map = auto_map
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     def check_tokenizer(self, tokenizer: Any) -> None:
         """Raise a clear ``ValueError`` unless ``tokenizer``'s code table is the one this model was built for."""
@@ -599,6 +651,120 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin):
             encoder.history_item_features.copy_(features.to(encoder.history_item_features.device))
             if not config.uses_distillation:  # provenance of the features when no distillation table records it
                 config.integrated_embeddings_hash = hashlib.sha256(features.numpy().tobytes()).hexdigest()
+
+    # ------------------------------------------------------------------ the model's own code table
+
+    @torch.no_grad()
+    def set_code_table(self, tokenizer: Any) -> None:
+        """Install the item codes of ``tokenizer``'s code table (checked against the config) in ``item_codes``.
+
+        Saved with the weights, they let ``generate()`` constrain decoding to existing items with no
+        tokenizer at hand (:meth:`default_logits_processor`), and let the model refuse a processor built
+        from other codes.
+        """
+        self.check_tokenizer(tokenizer)
+        if not hasattr(self, "item_codes"):
+            raise ValueError("this model has no item_codes buffer (config.num_items is 0)")
+        codes = torch.from_numpy(np.array(tokenizer.code_table.codes, dtype=np.int32))
+        if tuple(codes.shape) != tuple(self.item_codes.shape):
+            raise ValueError(
+                f"the code table's codes have shape {tuple(codes.shape)}, the model expects "
+                f"{tuple(self.item_codes.shape)}"
+            )
+        self.item_codes.copy_(codes.to(self.item_codes.device))
+        self._own_processors, self._own_fingerprint = {}, None
+
+    @property
+    def has_code_table(self) -> bool:
+        """Whether the item codes are installed (every item has a code), i.e. ``generate`` can constrain itself."""
+        codes = getattr(self, "item_codes", None)
+        return codes is not None and codes.numel() > 0 and bool((codes >= 0).all())
+
+    def default_logits_processor(self, num_beams: int = 1) -> SemanticIDLogitsProcessor:
+        """The constraint ``generate`` adds when none is passed: built from ``item_codes`` (cached)."""
+        if not self.has_code_table:
+            raise ValueError(
+                "this model carries no item codes, so generate() cannot restrict itself to existing items: load "
+                "a model saved by genrec >= 0.1 with its codes, call model.set_code_table(tokenizer), or pass "
+                "logits_processor=[SemanticIDLogitsProcessor.from_tokenizer(tokenizer)] (constrain_to_items=False "
+                "turns the constraint off)"
+            )
+        processor = self._own_processors.get(int(num_beams))
+        if processor is None:
+            config = self.config
+            processor = SemanticIDLogitsProcessor(
+                self._own_prefix_index(), config.code_token_offsets, prompt_length=1,
+                eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id, num_beams=int(num_beams),
+                vocab_size=config.vocab_size, code_table_hash=config.code_table_hash,
+            )
+            self._own_processors = {int(num_beams): processor}  # one at a time (dense masks can be large)
+        return processor
+
+    def _own_prefix_index(self) -> dict[str, torch.Tensor]:
+        return prefix_index_from_codes(self.item_codes.cpu(), self.config.codebook_sizes)
+
+    def code_tree_fingerprint(self) -> str:
+        """The fingerprint of the installed item codes' tree (as ``SemanticIDLogitsProcessor.fingerprint``)."""
+        if self._own_fingerprint is None:
+            self._own_fingerprint = code_tree_fingerprint(self._own_prefix_index(), self.config.code_token_offsets)
+        return self._own_fingerprint
+
+    def check_logits_processor(self, processor: Any) -> None:
+        """Refuse a ``SemanticIDLogitsProcessor`` built for another code table than this model's.
+
+        Compares the processor's ``code_table_hash`` with the config's (when both are known) and its
+        ``fingerprint`` (the code tree at its token ids) with the one of ``item_codes`` (when installed), so
+        that a same-shaped processor of another quantization cannot silently decode wrong items.
+        """
+        config = self.config
+        theirs = getattr(processor, "code_table_hash", None)
+        if theirs is not None and config.code_table_hash is not None and theirs != config.code_table_hash:
+            raise ValueError(
+                f"the SemanticIDLogitsProcessor was built for code table {theirs} but this model was trained on "
+                f"{config.code_table_hash}: build it from the tokenizer saved with the model"
+            )
+        offsets = [int(o) for o in getattr(processor, "token_offsets", [])]
+        if offsets != list(config.code_token_offsets):
+            raise ValueError(
+                f"the SemanticIDLogitsProcessor's token offsets {offsets} differ from the model's "
+                f"{list(config.code_token_offsets)}"
+            )
+        theirs_tree = getattr(processor, "fingerprint", None)
+        if self.has_code_table and theirs_tree is not None and theirs_tree != self.code_tree_fingerprint():
+            raise ValueError(
+                "the SemanticIDLogitsProcessor's codes differ from this model's item codes (another "
+                "quantization or code table): build it from the tokenizer saved with the model"
+            )
+
+    def generate(
+        self,
+        inputs: torch.Tensor | None = None,
+        generation_config: Any = None,
+        logits_processor: LogitsProcessorList | Sequence[Any] | None = None,
+        *args: Any,
+        constrain_to_items: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        """``GenerationMixin.generate``, restricted to existing items by default.
+
+        Without a ``SemanticIDLogitsProcessor`` in ``logits_processor`` (and no ``prefix_allowed_tokens_fn``),
+        the model adds :meth:`default_logits_processor` (built from its saved item codes), so that plain
+        ``model.generate(**tokenizer(...))`` only yields items. A processor that is passed is checked against
+        the model's code table (:meth:`check_logits_processor`). ``constrain_to_items=False`` decodes freely.
+        Defaults (beams, D + 1 new tokens, ...) come from ``generation_config`` (see the saved
+        ``generation_config.json``); every argument of ``GenerationMixin.generate`` works as usual.
+        """
+        processors = LogitsProcessorList(list(logits_processor or []))
+        ours = [p for p in processors if getattr(p, "fingerprint", None) is not None and hasattr(p, "depth")]
+        for processor in ours:
+            self.check_logits_processor(processor)
+        if constrain_to_items and not ours and kwargs.get("prefix_allowed_tokens_fn") is None:
+            beams = kwargs.get("num_beams")
+            if beams is None:
+                beams = getattr(generation_config if generation_config is not None else self.generation_config,
+                                "num_beams", 1) or 1
+            processors.append(self.default_logits_processor(int(beams)))
+        return super().generate(inputs, generation_config, processors, *args, **kwargs)
 
     # ------------------------------------------------------------------ distillation targets
 
@@ -919,3 +1085,6 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin):
         finally:
             self.train(was_training)
         return results
+
+
+UngerForGenerativeRecommendation.register_for_auto_class("AutoModel")

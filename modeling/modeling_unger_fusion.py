@@ -511,3 +511,7 @@ class UngerFusionModel(UngerFusionPreTrainedModel):
             loss=loss, loss_next=loss_next, loss_align=loss_align, logits=logits, user_embeddings=users,
             negative_ids=negatives,
         )
+
+
+# Saved folders carry this file and an ``auto_map`` entry (trust_remote_code=True without genrec).
+UngerFusionModel.register_for_auto_class("AutoModel")

@@ -1,11 +1,19 @@
-"""Model cards are generated from the run's real numbers and settings."""
+"""Model cards are generated from the run's real numbers and settings, with a YAML the Hub understands."""
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 from huggingface_hub import ModelCard
 
-from genrec.model_cards.card import build_model_card, save_model_card
+from genrec.data_scripts.provenance import data_terms, dataset_display_name
+from genrec.model_cards.card import build_model_card, eval_results, save_model_card
+from genrec.model_cards.run_card import build_run_card, non_default_settings, public_summary
+from genrec.modeling.configuration_unger import UngerConfig
+from genrec.tokenization.code_table import CodeTable
+from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
 
 
 def test_card_carries_metrics_settings_and_usage(tmp_path) -> None:
@@ -32,3 +40,72 @@ def test_card_carries_metrics_settings_and_usage(tmp_path) -> None:
 def test_unknown_split_is_refused() -> None:
     with pytest.raises(ValueError, match="split"):
         build_model_card(title="t", summary="s", usage="u", datasets={}, metrics={"dev": {"a": 1.0}})
+
+
+def _run_summary(tmp_path) -> dict:
+    return {
+        "dataset": "org/beauty", "source": "hub", "seed": 7, "num_levels": 3, "codebook_size": 4,
+        "profile": {"name": "quick", "eval_beams": 20, "test_beams": None, "stage2_lr_schedule": "cosine",
+                    "max_eval_users": 128},
+        "stages": {"prepare": {"seconds": 1.5, "path": str(tmp_path / "data")},
+                   "embed": {"seconds": 2.0, "path": str(tmp_path / "data" / "embeddings" / "e.safetensors")},
+                   "stage1": {"seconds": 3.0, "path": str(tmp_path / "stage1"), "steps": 30, "best_step": 20},
+                   "stage2": {"seconds": 4.0, "path": "/somewhere/else/stage2", "steps": 40, "best_step": 40}},
+        "test_metrics": {"recall@10": 0.25, "ndcg@10": 0.125, "invalid_rate": 0.0},
+        "validation_metrics": {"recall@10": 0.3},
+        "hardware": {"cpu": "test cpu", "cpu_cores": 2, "accelerator": "none (CPU)"},
+        "model_dir": str(tmp_path),
+    }
+
+
+def test_run_card_yaml_has_model_index_license_and_no_local_path(tmp_path) -> None:
+    codes = np.random.default_rng(0).integers(0, 4, size=(12, 2))
+    tok = SemanticIDTokenizer.from_code_table(CodeTable.from_codes([f"B{k:03d}" for k in range(12)], codes,
+                                                                   codebook_sizes=[4, 4]))
+    config = UngerConfig.from_tokenizer(tok, d_model=48, num_attention_heads=4, constrained_training=True)
+    summary = _run_summary(tmp_path)
+    card = build_run_card(tmp_path, summary, config, tok, repo_id="org/unger-beauty", revision="v1")
+    path = save_model_card(tmp_path, card)
+    text = path.read_text()
+    data = ModelCard.load(path).data.to_dict()
+    assert data["library_name"] == "genrec" and data["pipeline_tag"] == "other"
+    assert data["datasets"] == ["org/beauty"] and data["license"] == "other"
+    assert {"unger", "generative-recommendation"} <= set(data["tags"])
+    index = data["model-index"][0]
+    assert index["name"] == "unger-beauty"
+    result = index["results"][0]
+    assert result["dataset"] == {"name": "org/beauty", "type": "org/beauty", "split": "test"}
+    assert {m["type"]: m["value"] for m in result["metrics"]} == {"recall@10": 0.25, "ndcg@10": 0.125}
+    # settings that differ from the defaults, and only those
+    assert "| d_model | `48` |" in text and "| constrained_training | `True` |" in text
+    assert "| decoder_layers |" not in text
+    assert "| stage2 (s) | 4.0 |" in text and "| cpu | test cpu |" in text
+    assert f"| content hash | `{tok.code_table.content_hash}` |" in text
+    assert 'AutoModel.from_pretrained("org/unger-beauty", trust_remote_code=True, revision="v1")' in text
+    assert "history = ['B000', 'B001', 'B002']" in text  # no prepared data here: the table's first items
+    assert "@article{xiao_unger," in text and "vandenhirtz_mscgrec" in text  # MSCGRec: constrained training
+    assert str(tmp_path) not in text
+
+
+def test_public_summary_has_no_absolute_path(tmp_path) -> None:
+    summary = _run_summary(tmp_path)
+    summary["dataset"] = str(tmp_path / "my-data")
+    public = public_summary(summary, tmp_path)
+    text = json.dumps(public)
+    assert "/" + tmp_path.parts[1] not in text and "/somewhere" not in text
+    assert public["stages"]["embed"]["path"] == "data/embeddings/e.safetensors"
+    assert public["stages"]["stage2"]["path"] == "stage2" and public["model_dir"] == "."
+    assert public["dataset"] == "my-data"
+    assert public["test_metrics"] == summary["test_metrics"]
+
+
+def test_settings_and_terms_helpers() -> None:
+    assert non_default_settings(UngerConfig()) == {}
+    assert non_default_settings(UngerConfig(dropout=0.1, history_mode="flattened")) == {
+        "dropout": 0.1, "history_mode": "flattened"}
+    assert data_terms("ml-100k").license_name == "movielens-usage-license"
+    assert not data_terms("ml-100k").redistributable and not data_terms("amazon2014").redistributable
+    assert data_terms("hub").name == "user-provided data"
+    assert dataset_display_name("org/x") == "org/x" and dataset_display_name("/abs/folder/beauty") == "beauty"
+    assert [r.metric_type for r in eval_results({"recall@10": 0.1, "note": "x", "flag": True},
+                                                dataset_type="d", dataset_name="d")] == ["recall@10"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -55,7 +57,8 @@ def test_run_folder_is_a_save_pretrained_folder_with_a_model_card(quick_run: tup
     card = (out / "README.md").read_text()
     assert "library_name: genrec" in card
     assert f"{summary['test_metrics']['recall@10']:.4f}" in card
-    assert card.count("```") == 2  # the usage snippet is one code block
+    assert card.count("```python") == 1  # the usage snippet is one code block
+    assert str(out.parent) not in card  # no local path
 
 
 def test_a_fresh_process_reproduces_the_recommendations(quick_run: tuple[Path, dict]) -> None:
@@ -136,3 +139,26 @@ def test_stage_verbs_run_one_after_another(quick_run: tuple[Path, dict], tmp_pat
                  "--sample", "200"]) == 0
     balance = json.loads(capsys.readouterr().out)
     assert balance["collaborative"] > 0.99  # F == C: all of F's neighbourhood structure is C's
+
+
+def test_the_cards_usage_snippet_runs_as_written_without_genrec(quick_run: tuple[Path, dict]) -> None:
+    """The snippet names the repo (here the run folder, from its parent), real item ids, and needs no genrec."""
+    from test_remote_code import BLOCKER
+
+    from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
+
+    out, _ = quick_run
+    card = (out / "README.md").read_text()
+    snippet = card.split("```python\n", 1)[1].split("```", 1)[0]
+    assert f'from_pretrained("{out.name}", trust_remote_code=True)' in snippet
+    run = subprocess.run(
+        [sys.executable, "-c", BLOCKER + snippet], capture_output=True, text=True, timeout=300, cwd=out.parent,
+        stdin=subprocess.DEVNULL, env={**os.environ, "HF_MODULES_CACHE": str(out.parent / "modules")},
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = run.stdout.strip().splitlines()
+    table = SemanticIDTokenizer.from_pretrained(str(out)).code_table
+    ranked = [line.split()[0] for line in lines[-11:-1]]
+    assert len(ranked) == 10 and all(item in table for item in ranked)
+    generated = ast.literal_eval(lines[-1])
+    assert len(generated) == 10 and None not in generated

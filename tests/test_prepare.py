@@ -198,7 +198,7 @@ def test_argument_validation(tmp_path, monkeypatch):
         raise AssertionError("validation must fail before any Hub call")
 
     monkeypatch.setattr("huggingface_hub.HfApi.create_repo", no_network)
-    monkeypatch.setattr("huggingface_hub.HfApi.upload_folder", no_network)
+    monkeypatch.setattr("huggingface_hub.HfApi.create_commit", no_network)
     with pytest.raises(ValueError, match="invalid Hub repo id"):
         push_dataset_folder(tmp_path, "not a/valid//id")
     with pytest.raises(ValueError, match="non-empty"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -60,7 +61,9 @@ def test_vocabulary_layout(tok: SemanticIDTokenizer) -> None:
     assert (
         tok.code_token_offsets == [4, 7, 9] and tok.num_code_levels == 3 and tok.code_level_sizes == [3, 2, 2]
     )
-    assert tok("<a_2> <b_0> <c_1> <zz>")["input_ids"] == [6, 7, 10, 3]
+    assert tok("<a_2> <b_0> <c_1>")["input_ids"] == [6, 7, 10]
+    with pytest.raises(ValueError, match="'<zz>' is neither an item id"):
+        tok("<a_2> <b_0> <c_1> <zz>")  # never a silent <unk>
     assert [level_letter(d) for d in (0, 1, 25, 26, 27, 701, 702)] == ["a", "b", "z", "aa", "ab", "zz", "aaa"]
     assert code_token(2, 7) == "<c_7>" and len(semantic_id_vocab([256, 256, 256])) == 4 + 768
 
@@ -148,11 +151,18 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 folder = sys.argv[1]
 plain = Tokenizer.from_file(folder + "/tokenizer.json")
 fast = PreTrainedTokenizerFast(tokenizer_file=folder + "/tokenizer.json")
-auto = AutoTokenizer.from_pretrained(folder)
+try:
+    AutoTokenizer.from_pretrained(folder)  # custom code: transformers asks for trust_remote_code
+    refused = ""
+except ValueError as error:
+    refused = str(error)
+auto = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)  # the files saved in the folder
 text = "<a_0> <b_1> <c_0> </s>"
-print(json.dumps({
+print("\\n" + json.dumps({  # after transformers' trust_remote_code prompt (no newline)
     "plain": plain.encode(text).ids, "fast": fast(text)["input_ids"], "auto": auto(text)["input_ids"],
-    "auto_class": type(auto).__name__, "vocab": plain.get_vocab_size(), "pad": auto.pad_token_id,
+    "auto_class": type(auto).__name__, "auto_module": type(auto).__module__, "vocab": plain.get_vocab_size(),
+    "pad": auto.pad_token_id, "items": auto("a d")["input_ids"], "refused": refused,
+    "history": auto.encode_history([["a", "d"]], return_tensors=None)["input_ids"],
     "genrec_loaded": any(m.startswith("genrec") for m in sys.modules),
 }))
 """
@@ -160,15 +170,23 @@ print(json.dumps({
 
 def test_tokenizer_json_loads_without_genrec(tok: SemanticIDTokenizer, tmp_path: Path) -> None:
     tok.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    assert config["auto_map"]["AutoTokenizer"][0] == "tokenization_semantic_id.SemanticIDTokenizer"
+    assert {"tokenization_semantic_id.py", "code_table.py"} <= {p.name for p in tmp_path.iterdir()}
     result = subprocess.run(
-        [sys.executable, "-c", _PLAIN, str(tmp_path)], check=True, capture_output=True, text=True
+        [sys.executable, "-c", _PLAIN, str(tmp_path)], check=True, capture_output=True, text=True,
+        stdin=subprocess.DEVNULL, cwd=tmp_path, env={**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules")},
     )
     out = json.loads(result.stdout.strip().splitlines()[-1])
     expected = tok("<a_0> <b_1> <c_0> </s>")["input_ids"]
     assert expected == [4, 8, 9, 1]
     assert out["plain"] == out["fast"] == out["auto"] == expected
     assert out["vocab"] == len(tok) and out["pad"] == 0 and not out["genrec_loaded"]
-    assert out["auto_class"] == "TokenizersBackend"  # the generic fallback: the vocabulary reads anywhere
+    assert "trust_remote_code" in out["refused"]  # no silent fallback to a generic tokenizer
+    # with trust_remote_code: genrec's tokenizer from the folder's own source, code table included
+    assert out["auto_class"] == "SemanticIDTokenizer" and out["auto_module"].startswith("transformers_modules.")
+    assert out["items"] == tok("a d")["input_ids"] == [4, 8, 9, 5, 8, 9]
+    assert out["history"] == tok.encode_history([["a", "d"]], return_tensors=None)["input_ids"]
 
 
 # ------------------------------------------------------------------------------------------------ encoding

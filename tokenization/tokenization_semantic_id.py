@@ -266,6 +266,47 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
 
     # ------------------------------------------------------------------------------------------ encoding
 
+    def _encode_plus(self, text: Any, text_pair: Any = None, *args: Any, **kwargs: Any) -> BatchEncoding:
+        """``tokenizer(text)`` reads item ids: each whitespace-separated word that is an item id of the code
+        table becomes its D code tokens, a word that is a token (``<a_12>``, ``</s>``) stays one, and any other
+        word raises ``ValueError`` (no silent ``<unk>``).
+
+        So ``tokenizer("1 50 181")`` is the history 1, 50, 181 (oldest first) and ``tokenizer(["1 50", "7"],
+        padding=True)`` a batch of two; with ``is_split_into_words=True`` a list of item ids is one history
+        (ids with spaces). Without truncation this gives the ``input_ids`` of :meth:`encode_history`, which
+        also drops the oldest items beyond a maximum and can skip unknown ones.
+        """
+        split = bool(kwargs.get("is_split_into_words", False))
+        text = self._item_text(text, split)
+        if text_pair is not None:
+            text_pair = self._item_text(text_pair, split)
+        return super()._encode_plus(text, text_pair, *args, **kwargs)
+
+    def _item_text(self, text: Any, split: bool) -> Any:
+        """``text`` (one or a batch, plain or pre-split) with item ids replaced by their code tokens."""
+        if isinstance(text, str):
+            if split:
+                return self._word_tokens(text)
+            return " ".join(token for word in text.split() for token in self._word_tokens(word))
+        if isinstance(text, (list, tuple)):
+            if split and not any(isinstance(t, (list, tuple)) for t in text):
+                return [token for word in text for token in self._word_tokens(str(word))]
+            return [self._item_text(t, split) for t in text]
+        return text  # let transformers report the wrong type
+
+    def _word_tokens(self, word: str) -> list[str]:
+        """The tokens of one word: itself when it is a token, its item's code tokens when it is an item id."""
+        if self._tokenizer.token_to_id(word) is not None:
+            return [word]
+        if word in self._code_table:
+            return [code_token(d, c) for d, c in enumerate(self._code_table.code_of(word))]
+        examples = self._code_table.item_ids[:3]
+        raise ValueError(
+            f"{word!r} is neither an item id of this tokenizer's code table ({len(self._code_table)} items, e.g. "
+            f"{examples}) nor one of its tokens; pass item ids (tokenizer('id1 id2'), or encode_history with "
+            "on_unknown='skip' to leave unknown items out)"
+        )
+
     def encode_history(
         self,
         histories: Sequence[Sequence[str]],
@@ -477,3 +518,8 @@ def register_auto_tokenizer(config_class: type) -> None:
     from transformers import AutoTokenizer
 
     AutoTokenizer.register(config_class, tokenizer_class=SemanticIDTokenizer, exist_ok=True)
+
+
+# Saved folders carry this file, code_table.py and an ``auto_map`` entry in tokenizer_config.json:
+# AutoTokenizer loads them with trust_remote_code=True where genrec is not installed.
+SemanticIDTokenizer.register_for_auto_class()

@@ -293,57 +293,22 @@ def run_pipeline(
 
 
 def export_run_model(best_dir: Path, out_dir: Path, *, dataset: str, summary: dict[str, Any]) -> None:
-    """Save Stage II's best model + tokenizer (+ code table) into ``out_dir`` with a model card."""
-    from genrec.model_cards.card import build_model_card, save_model_card
+    """Save Stage II's best model + tokenizer (+ code table) into ``out_dir`` with a model card.
+
+    Records the machine in ``summary["hardware"]``; the card (``genrec.model_cards.run_card``) names the
+    run folder by its own name in the usage snippet (``genrec push`` rewrites it with the repo id).
+    """
+    from genrec.model_cards.card import save_model_card
+    from genrec.model_cards.run_card import build_run_card, describe_hardware
     from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
     from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
 
     model = UngerForGenerativeRecommendation.from_pretrained(best_dir)
     tokenizer = SemanticIDTokenizer.from_pretrained(str(best_dir))
+    if not model.has_code_table:  # a Stage II folder written before models carried their item codes
+        model.set_code_table(tokenizer)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(str(out_dir))
-    config = model.config
-    hyperparameters = {
-        "profile": summary["profile"]["name"],
-        "seed": summary["seed"],
-        "stage2_steps": summary["stages"]["stage2"]["steps"],
-        "stage2_best_step": summary["stages"]["stage2"]["best_step"],
-        "history_mode": config.history_mode,
-        "d_model": config.d_model,
-        "encoder_layers": config.encoder_layers,
-        "decoder_layers": config.decoder_layers,
-        "num_attention_heads": config.num_attention_heads,
-        "ffn_dim": config.ffn_dim,
-        "codebook_sizes": list(config.codebook_sizes),
-        "distillation_weight": config.distillation_weight,
-        "constrained_training": config.constrained_training,
-        "stage1_validation_recall@10": summary["stages"]["stage1"]["validation_recall@10"],
-        "semantic_id_collision_rate": summary["stages"]["quantize"]["collision_rate"],
-        "eval_beams": summary["profile"]["eval_beams"],
-        "test_beams": summary["profile"]["test_beams"] or summary["profile"]["eval_beams"],
-        "lr_schedule": summary["profile"]["stage2_lr_schedule"],
-    }
-    usage = f"""
-import genrec  # registers UNGER with the transformers Auto classes
-from transformers import AutoModel, AutoTokenizer
-
-model = AutoModel.from_pretrained("{out_dir}")
-tokenizer = AutoTokenizer.from_pretrained("{out_dir}")
-print(model.recommend([["<item id>", "<item id>"]], tokenizer, k=10, num_beams=20))
-"""
-    card = build_model_card(
-        title=f"UNGER generative recommender on {dataset}",
-        summary=(
-            "An UNGER model trained by `genrec run`: unified semantic-collaborative item codes (Stage I + "
-            "residual hierarchical k-means) and an encoder-decoder that generates the next item's codes under "
-            "a prefix constraint (Stage II with intra-modality distillation). Metrics rank the full item corpus "
-            "(leave-one-out test split)."
-        ),
-        usage=usage,
-        datasets={dataset: "leave-one-out splits prepared by `genrec prepare`"},
-        metrics={"test": summary["test_metrics"], "validation": summary["validation_metrics"]},
-        hyperparameters=hyperparameters,
-        papers=("unger",),
-        tags=("unger",),
-    )
+    summary["hardware"] = describe_hardware()
+    card = build_run_card(out_dir, {**summary, "dataset": dataset}, model.config, tokenizer, repo_id=out_dir.name)
     save_model_card(out_dir, card)

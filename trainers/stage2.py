@@ -402,6 +402,8 @@ def train_stage2(
     train = encode_split(sequences["train"], "train", tokenizer, max_history=config.max_history_items, source=source_name)
 
     model = UngerForGenerativeRecommendation(config)
+    if config.num_items:
+        model.set_code_table(tokenizer)  # saved with the weights: generate() constrains itself
     if embeddings is not None and config.uses_distillation:
         model.set_integrated_embeddings(embeddings.embeddings)
     if config.constrained_training:

@@ -1,0 +1,229 @@
+"""The model card of a ``genrec run`` folder, built from its ``run.json``, config and code table.
+
+What goes in (issue 12): YAML ``library_name``/``tags``/``datasets``/``license``/``pipeline_tag`` and a
+``model-index`` of the test metrics; the settings that differ from the defaults; training time and hardware;
+code-table statistics; a usage snippet with the repo id and real item ids of the data, which runs as written
+(``tests/test_model_cards.py`` executes it); BibTeX. Nothing carries a local path: the dataset is named by its
+Hub id or folder name, and :func:`public_summary` rewrites ``run.json``'s paths relative to the run folder for
+upload.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import ModelCard
+
+from genrec.data_scripts.provenance import data_terms, dataset_display_name
+from genrec.model_cards.card import build_model_card, eval_results
+
+__all__ = [
+    "build_run_card",
+    "describe_hardware",
+    "example_history",
+    "non_default_settings",
+    "public_summary",
+    "usage_snippet",
+]
+
+# Config fields that bind the model to its code table or are bookkeeping: not "settings".
+_NOT_SETTINGS = frozenset(
+    {
+        "vocab_size", "num_code_levels", "codebook_sizes", "code_token_offsets", "code_table_hash", "num_items",
+        "integrated_dim", "integrated_embeddings_hash", "transformers_version", "architectures", "auto_map",
+        "_name_or_path", "dtype", "torch_dtype", "model_type", "genrec_version", "output_attentions",
+        "output_hidden_states", "return_dict", "chunk_size_feed_forward", "id2label", "label2id",
+        "problem_type", "tokenizer_class", "_attn_implementation_autoset",
+    }
+)
+
+
+def describe_hardware() -> dict[str, Any]:
+    """The machine a run trained on: CPU model and cores, accelerator, OS, Python and torch versions."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    accelerator = "none (CPU)"
+    if torch.cuda.is_available():
+        accelerator = f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        accelerator = "Apple MPS"
+    return {
+        "cpu": cpu,
+        "cpu_cores": os.cpu_count(),
+        "accelerator": accelerator,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+
+
+def non_default_settings(config: Any) -> dict[str, Any]:
+    """The fields of ``config`` whose values differ from a default instance of its class (binding excluded)."""
+    defaults = type(config)().to_dict()
+    return {
+        key: value
+        for key, value in sorted(config.to_dict().items())
+        if key not in _NOT_SETTINGS and defaults.get(key, object()) != value
+    }
+
+
+def example_history(data_dir: str | Path, tokenizer: Any, *, max_items: int = 3) -> list[str]:
+    """Real item ids for the usage snippet: the most recent history items of the first test user.
+
+    Falls back to the first items of the code table when the prepared data cannot be read.
+    """
+    table = tokenizer.code_table
+    if not Path(data_dir).is_dir():
+        return list(table.item_ids[:max_items])
+    try:
+        from genrec.data_scripts.prepare import load_genrec_dataset
+
+        sequences, _ = load_genrec_dataset(data_dir)
+        row = sequences["test"][0]["item_ids"]
+        history = [item for item in row[:-1] if item in table]  # the last element is the target
+        if history:
+            return history[-max_items:]
+    except (OSError, ValueError, KeyError, IndexError):
+        pass
+    return list(table.item_ids[:max_items])
+
+
+def usage_snippet(repo_id: str, history: Sequence[str], *, revision: str | None = None) -> str:
+    """Python that loads the model by ``repo_id`` (remote code, no genrec needed) and recommends."""
+    pin = f', revision="{revision}"' if revision else ""
+    return f"""
+from transformers import AutoModel, AutoTokenizer
+
+# The repository carries genrec's modeling and tokenizer code (trust_remote_code=True); with genrec
+# installed, `import genrec` first and trust_remote_code is not needed.
+model = AutoModel.from_pretrained("{repo_id}", trust_remote_code=True{pin})
+tokenizer = AutoTokenizer.from_pretrained("{repo_id}", trust_remote_code=True{pin})
+
+history = {list(history)!r}  # one user's item ids, oldest first
+for item_id, score in model.recommend([history], tokenizer, k=10)[0]:
+    print(item_id, round(score, 3))
+
+# Plain generate() is a beam search over existing items only (defaults in generation_config.json).
+inputs = tokenizer(history, is_split_into_words=True, return_tensors="pt")
+print(tokenizer.decode_items(model.generate(**inputs)))
+"""
+
+
+def public_summary(summary: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
+    """``summary`` with every absolute path made relative to ``run_dir`` (or reduced to its name) for upload."""
+    root = Path(run_dir).resolve()
+
+    def clean(value: Any, key: str = "") -> Any:
+        if isinstance(value, Mapping):
+            return {k: clean(v, str(k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v, key) for v in value]
+        if isinstance(value, str):
+            if key == "dataset":
+                return dataset_display_name(value)
+            if os.path.isabs(value):
+                path = Path(value).resolve()
+                return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
+        return value
+
+    return clean(dict(summary))
+
+
+def _metric_table(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in metrics.items() if "@" in str(key) or key == "invalid_rate"}
+
+
+def build_run_card(
+    run_dir: str | Path,
+    summary: Mapping[str, Any],
+    config: Any,
+    tokenizer: Any,
+    *,
+    repo_id: str,
+    revision: str | None = None,
+    dataset_repo: str | None = None,
+) -> ModelCard:
+    """The model card of the run folder ``run_dir`` for the repo ``repo_id`` (used by the snippet).
+
+    ``summary`` is the run's ``run.json``; ``config``/``tokenizer`` the exported model's; ``dataset_repo``
+    the Hub id of the training data when it was pushed (the YAML ``datasets``).
+    """
+    run_dir = Path(run_dir)
+    dataset = dataset_display_name(str(summary.get("dataset", "")))
+    hub_id = dataset_repo or (dataset if summary.get("source") == "hub" and "/" in dataset else None)
+    terms = data_terms(summary.get("source"))
+    stages = summary.get("stages", {})
+    test = _metric_table(summary.get("test_metrics") or {})
+    validation = _metric_table(summary.get("validation_metrics") or {})
+    table = tokenizer.code_table
+    stats = table.stats()
+    code_table = {
+        "items": stats["num_items"],
+        "levels (semantic + collision)": f"{stats['num_semantic_levels']} + {int(stats['has_collision_level'])}",
+        "codebook sizes": stats["codebook_sizes"],
+        "codes used per level": stats["codes_used_per_level"],
+        "collision rate (items sharing a semantic code)": round(stats["collision_rate"], 4),
+        "largest collision group": stats["max_collision_group"],
+        "prefix-tree nodes per depth": stats["prefix_nodes_per_depth"],
+        "content hash": table.content_hash,
+    }
+    profile = summary.get("profile", {})
+    run_settings = {
+        "profile": profile.get("name"),
+        "seed": summary.get("seed"),
+        "semantic-ID levels x codebook size": f"{summary.get('num_levels')} x {summary.get('codebook_size')}",
+        "Stage I steps (best)": f"{stages.get('stage1', {}).get('steps')} ({stages.get('stage1', {}).get('best_step')})",
+        "Stage II steps (best)": f"{stages.get('stage2', {}).get('steps')} ({stages.get('stage2', {}).get('best_step')})",
+        "Stage II learning-rate schedule": profile.get("stage2_lr_schedule"),
+        "validation / test beams": f"{profile.get('eval_beams')} / {profile.get('test_beams') or profile.get('eval_beams')}",
+        "validation users": profile.get("max_eval_users") or "all",
+    }
+    training: dict[str, Any] = {}
+    for name in ("prepare", "embed", "stage1", "quantize", "stage2", "export"):
+        if "seconds" in stages.get(name, {}):
+            training[f"{name} (s)"] = stages[name]["seconds"]
+    training["total (s)"] = summary.get("total_seconds", round(sum(training.values()), 2))
+    for key, value in (summary.get("hardware") or {}).items():
+        training[key.replace("_", " ")] = value
+    history = example_history(run_dir / "data", tokenizer)
+    return build_model_card(
+        title=f"UNGER generative recommender on {dataset}",
+        summary=(
+            "An UNGER model trained by `genrec run`: unified semantic-collaborative item codes (Stage I + "
+            "residual hierarchical k-means) and an encoder-decoder that generates the next item's codes under "
+            "a prefix constraint (Stage II with intra-modality distillation). Metrics rank the full item corpus "
+            "(leave-one-out test split)."
+        ),
+        usage=usage_snippet(repo_id, history, revision=revision),
+        datasets={hub_id or dataset: f"{terms.name}; leave-one-out splits prepared by `genrec prepare`"},
+        hub_datasets=[hub_id] if hub_id else [],
+        data_terms=terms.text,
+        data_citation=terms.citation,
+        license=terms.license,
+        license_name=terms.license_name,
+        license_link=terms.license_link,
+        metrics={"test": test, "validation": validation},
+        model_name=repo_id.split("/")[-1],
+        model_index=eval_results(
+            {k: v for k, v in test.items() if "@" in k}, dataset_type=hub_id or dataset, dataset_name=dataset
+        ),
+        hyperparameters=non_default_settings(config),
+        run_settings=run_settings,
+        training=training,
+        code_table=code_table,
+        papers=("unger", "mscgrec") if getattr(config, "constrained_training", False) else ("unger",),
+        tags=("unger",),
+    )

@@ -1,0 +1,109 @@
+"""Publishing a run folder as a Hub model repo: exactly the files a user needs, nothing local.
+
+``genrec push RUN_DIR org/name`` uploads, in one commit, the top-level files of the run folder: weights,
+config, ``generation_config.json``, tokenizer files, the code table, the remote-code sources (``*.py``) and
+two files rewritten for the repo: ``README.md`` (the model card regenerated from ``run.json`` so that its
+usage snippet names ``org/name``) and ``run.json`` (paths relative to the run folder). Stage sub-folders
+(``data/``, ``stage1/``, ``semantic_ids/``, ``stage2/``: checkpoints, caches) are not uploaded. A text file that
+still holds the run folder's absolute path is refused before anything is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import CommitInfo, CommitOperationAdd
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["model_push_operations", "push_run_folder"]
+
+RUN_SUMMARY_FILE = "run.json"
+CARD_FILE = "README.md"
+_TEXT_SUFFIXES = {".json", ".md", ".py", ".txt", ".yaml", ".yml"}
+
+
+def _validate_repo_id(repo_id: str) -> None:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if not isinstance(repo_id, str) or "/" not in repo_id:
+        raise ValueError(f"repo_id must be 'owner/name', got {repo_id!r}")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ValueError(f"invalid Hub repo id {repo_id!r}: {error}") from None
+
+
+def model_push_operations(
+    folder: str | Path, repo_id: str, *, revision: str | None = None, dataset_repo: str | None = None
+) -> list[CommitOperationAdd]:
+    """The commit operations that publish ``folder`` as ``repo_id`` (sorted by path in the repo).
+
+    ``revision`` pins the snippet of the regenerated card to a revision (e.g. a tag you will create);
+    ``dataset_repo`` names the Hub dataset the model was trained on (the card's YAML ``datasets``).
+    """
+    folder = Path(folder).expanduser().resolve()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder")
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder} has no config.json: push a run folder or a best/ folder")
+    _validate_repo_id(repo_id)
+    contents: dict[str, bytes] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and not path.name.startswith(".") and not path.name.endswith(".tmp"):
+            contents[path.name] = path.read_bytes()
+    summary_path = folder / RUN_SUMMARY_FILE
+    if summary_path.is_file():
+        from genrec.model_cards.run_card import build_run_card, public_summary
+        from genrec.modeling.configuration_unger import UngerConfig
+        from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
+
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        config = UngerConfig.from_pretrained(folder)
+        tokenizer = SemanticIDTokenizer.from_pretrained(str(folder))
+        card = build_run_card(
+            folder, summary, config, tokenizer, repo_id=repo_id, revision=revision, dataset_repo=dataset_repo
+        )
+        contents[CARD_FILE] = str(card).encode("utf-8")
+        contents[RUN_SUMMARY_FILE] = (json.dumps(public_summary(summary, folder), indent=2) + "\n").encode("utf-8")
+    local = str(folder).encode("utf-8")
+    for name, data in contents.items():
+        if Path(name).suffix in _TEXT_SUFFIXES and local in data:
+            raise ValueError(
+                f"{name} holds the local path {folder}: it would be published; regenerate it (genrec run) or "
+                "remove the path before pushing"
+            )
+    return [CommitOperationAdd(path_in_repo=name, path_or_fileobj=data) for name, data in sorted(contents.items())]
+
+
+def push_run_folder(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    private: bool = False,
+    token: str | None = None,
+    revision: str | None = None,
+    dataset_repo: str | None = None,
+    commit_message: str | None = None,
+    api: Any = None,
+) -> CommitInfo:
+    """Create ``repo_id`` if needed and upload the run folder in one commit (see :func:`model_push_operations`).
+
+    ``api`` is an ``HfApi`` (default: a new one with ``token``; ``HF_ENDPOINT`` selects the server).
+    """
+    from huggingface_hub import HfApi
+
+    operations = model_push_operations(folder, repo_id, revision=revision, dataset_repo=dataset_repo)
+    api = api or HfApi(token=token)
+    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    info = api.create_commit(
+        repo_id=repo_id,
+        repo_type="model",
+        operations=operations,
+        commit_message=commit_message or "Upload genrec model",
+    )
+    logger.info("pushed %d files to %s (%s)", len(operations), repo_id, info.oid)
+    return info
