@@ -213,11 +213,29 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _load_unger(model_dir: str) -> tuple[Any, Any]:
-    from transformers import AutoModel, AutoTokenizer
+    """Model + tokenizer of a genrec UNGER folder or Hub repo; ``ValueError``/``OSError`` for anything else.
+
+    The config is read first, so a folder of another model family is refused before its weights load, and
+    a local path that does not exist is named as such (instead of being tried as a Hub repo id).
+    """
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     import genrec  # noqa: F401  (registers the Auto classes)
+    from genrec.modeling.configuration_unger import UngerConfig
 
-    return AutoModel.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)
+    path = Path(model_dir).expanduser()
+    looks_local = path.is_absolute() or model_dir.startswith((".", "~")) or model_dir.count("/") > 1
+    if not path.exists() and looks_local:
+        raise FileNotFoundError(f"--model {model_dir}: no such folder")
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"--model {model_dir}: expected a model folder, got a file")
+    config = AutoConfig.from_pretrained(model_dir)
+    if not isinstance(config, UngerConfig):
+        raise ValueError(
+            f"--model {model_dir} is a {config.model_type!r} model, not a genrec UNGER model "
+            f"(model_type {UngerConfig.model_type!r}); pass a `genrec run` folder or Stage II's best/ folder"
+        )
+    return AutoModel.from_pretrained(model_dir, config=config), AutoTokenizer.from_pretrained(model_dir)
 
 
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -276,13 +294,20 @@ Time:   well under a second per history on CPU.""",
     p.add_argument("--history", required=True, nargs="+", help="item ids, oldest first")
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--beams", type=int, default=None, help="default: k")
+    p.add_argument("--on-unknown", choices=("raise", "skip"), default="raise",
+                   help="history item ids the model does not know: stop with an error, or leave them out "
+                        "(a history with no known item left gets no recommendations)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=run_recommend)
 
 
 def run_recommend(args: argparse.Namespace) -> int:
     model, tokenizer = _load_unger(args.model)
-    (ranked,) = model.recommend([args.history], tokenizer, k=args.k, num_beams=args.beams)
+    (ranked,) = model.recommend(
+        [args.history], tokenizer, k=args.k, num_beams=args.beams, on_unknown=args.on_unknown
+    )
+    if not ranked:
+        raise ValueError(f"none of the history's item ids is known to the model: {args.history}")
     if args.json:
         print(json.dumps([{"item_id": item, "score": score} for item, score in ranked]))
     else:

@@ -117,12 +117,19 @@ def build_accelerator(
     gradient_accumulation_steps: int = 1,
     log_with: str | None = "auto",
     cpu: bool | None = None,
+    deterministic: bool = True,
 ) -> Accelerator:
     """A seeded ``Accelerator`` whose data order depends only on ``(seed, epoch)``.
 
     Logs (TensorBoard, when installed and ``log_with="auto"``) go to ``output_dir/logs``. ``set_seed`` is
     called before anything is built, so model initialisation is reproducible too. Call it once per
     training run: it releases the settings of a previous run's accelerator in the same process.
+
+    ``deterministic`` (default) switches PyTorch to its deterministic algorithms for the process
+    (``torch.use_deterministic_algorithms(True, warn_only=True)``, what accelerate's
+    ``set_seed(deterministic=True)`` does, but only warning where an op has no deterministic version).
+    Without it, two same-seed CPU runs with 2+ threads differed in the last bits of some Stage I weights
+    (accumulating index ops pick their summation order at run time); with it they are bit-identical.
     """
     if gradient_accumulation_steps < 1:
         raise ValueError(f"gradient_accumulation_steps must be >= 1, got {gradient_accumulation_steps}.")
@@ -138,6 +145,8 @@ def build_accelerator(
         cpu=bool(cpu) if cpu is not None else False,
     )
     set_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
     return accelerator
 
 
