@@ -245,7 +245,8 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
         help="Recall/NDCG/MRR@K of a trained UNGER model on a split",
         description="""Evaluate a trained UNGER model by constrained beam search over the full item corpus.
 
-Reads:  --model (a run folder or Stage II's best/: model + tokenizer), --data (prepared dataset).
+Reads:  --model (a run folder or Stage II's best/: model + tokenizer), --data (prepared dataset; its
+        item catalogue must be the model's code table, e.g. OUT/data of the same `genrec run`).
 Writes: stdout (metric table); --out JSON with every metric.
 Time:   ML-100K test (943 users, 20 beams): seconds to a minute; Beauty (22,363 users): minutes on CPU.""",
     )

@@ -80,9 +80,10 @@ def tiny_encoder(folder: Path, corpus: list[str]) -> Path:
 
 #: Runs the tiny pipeline in a fresh process; with a kill point, SIGKILLs itself there (a crash, not an error).
 RUN_SCRIPT = r"""
-import os, signal, sys
+import logging, os, signal, sys
+logging.basicConfig(level=logging.INFO)
 import torch
-torch.set_num_threads(int(os.environ.get("TINY_THREADS", "2")))
+torch.set_num_threads(int(os.environ.get("TINY_THREADS", "1")))
 sys.path.insert(0, sys.argv[3])
 from pathlib import Path
 from fault_fixtures import run_tiny
@@ -112,7 +113,7 @@ print(json.dumps(run_tiny(Path(sys.argv[1]), Path(sys.argv[2]))["test_metrics"])
 
 
 def run_tiny_subprocess(
-    data: Path, out: Path, *, kill: str = "", threads: int = 2, timeout: float = 300
+    data: Path, out: Path, *, kill: str = "", threads: int = 1, timeout: float = 1200
 ) -> subprocess.CompletedProcess:
     """``run_tiny(data, out)`` in a fresh Python process with ``threads`` torch threads (optionally killed)."""
     env = {**os.environ, "TINY_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}

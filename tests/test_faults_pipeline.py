@@ -18,7 +18,7 @@ import torch
 from fault_fixtures import TINY, run_tiny, run_tiny_subprocess, tiny_encoder, write_s3rec
 from safetensors.torch import load_file
 
-from genrec.trainers.stage_fingerprint import FINGERPRINT_DIR
+FINGERPRINT_DIR = "fingerprints"  # where a run folder keeps its stages' fingerprints
 
 STAGE_LOGS = {
     "prepare": "reusing the prepared dataset",
@@ -166,22 +166,7 @@ def test_legacy_run_folder_without_records_recomputes(base_run, data: Path, tmp_
     assert "has no fingerprint" in caplog.text
 
 
-# ---------------------------------------------------------------------------- SIGKILL, case 7: determinism
-
-
-@pytest.fixture(scope="module")
-def bigger_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Large enough that two CPU threads share the work (the case where summation order could vary)."""
-    return write_s3rec(tmp_path_factory.mktemp("s3rec-300") / "data", n_users=300, n_items=120)
-
-
-@pytest.fixture(scope="module")
-def reference(bigger_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("reference") / "run"
-    result = run_tiny_subprocess(bigger_data, out)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out
-
+# ---------------------------------------------------------------------------- case 7: determinism, SIGKILL
 
 ARTEFACTS = (
     "embeddings/semantic.safetensors",
@@ -194,7 +179,7 @@ ARTEFACTS = (
 
 
 def assert_same_run(a: Path, b: Path) -> None:
-    """Bit-identical weights, embeddings, codes and metrics."""
+    """Bit-identical embeddings, weights, codes and metrics."""
     for name in ARTEFACTS:
         left, right = load_file(a / name), load_file(b / name)
         assert left.keys() == right.keys(), name
@@ -206,43 +191,57 @@ def assert_same_run(a: Path, b: Path) -> None:
     assert first["validation_metrics"] == second["validation_metrics"]
 
 
-def test_two_same_seed_runs_are_bit_identical(bigger_data: Path, reference: Path, tmp_path: Path) -> None:
-    """Case 7: separate processes, two threads each: every artefact and metric is bit-identical."""
-    result = run_tiny_subprocess(bigger_data, tmp_path / "run")
+def _run_ok(data: Path, out: Path, threads: int = 1) -> None:
+    result = run_tiny_subprocess(data, out, threads=threads)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert_same_run(reference, tmp_path / "run")
+
+
+def test_two_same_seed_runs_are_bit_identical(tmp_path: Path) -> None:
+    """Case 7: two processes, two CPU threads each, same seed: every artefact and metric is bit-identical.
+
+    Before the trainers switched to deterministic algorithms, some Stage I weights differed in their last
+    bits between such runs (300 users are enough for two threads to share the work).
+    """
+    data = write_s3rec(tmp_path / "data", n_users=300, n_items=120)
+    _run_ok(data, tmp_path / "first", threads=2)
+    _run_ok(data, tmp_path / "second", threads=2)
+    assert_same_run(tmp_path / "first", tmp_path / "second")
+
+
+@pytest.fixture(scope="module")
+def reference(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted run in its own process (one thread, as the killed and resumed runs)."""
+    out = tmp_path_factory.mktemp("reference") / "run"
+    _run_ok(data, out)
+    return out
 
 
 def _kill_then_rerun(data: Path, out: Path, stage: str) -> str:
-    killed = run_tiny_subprocess(data, out, kill=stage)
+    killed = run_tiny_subprocess(data, out, kill=stage, threads=1)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert not (out / "run.json").exists()
-    rerun = run_tiny_subprocess(data, out)
+    rerun = run_tiny_subprocess(data, out, threads=1)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     return rerun.stderr
 
 
-def test_sigkill_during_stage1_then_rerun_equals_an_uninterrupted_run(
-    bigger_data: Path, reference: Path, tmp_path: Path
-) -> None:
-    log = _kill_then_rerun(bigger_data, tmp_path / "run", "stage1")
+def test_sigkill_during_stage1_then_rerun_equals_an_uninterrupted_run(data: Path, reference: Path, tmp_path: Path) -> None:
+    log = _kill_then_rerun(data, tmp_path / "run", "stage1")
     assert "resumed from" in log and "stage1/checkpoints/step-00000003" in log
     assert_same_run(reference, tmp_path / "run")
 
 
 @pytest.mark.slow
-def test_sigkill_during_stage2_then_rerun_equals_an_uninterrupted_run(
-    bigger_data: Path, reference: Path, tmp_path: Path
-) -> None:
-    log = _kill_then_rerun(bigger_data, tmp_path / "run", "stage2")
+def test_sigkill_during_stage2_then_rerun_equals_an_uninterrupted_run(data: Path, reference: Path, tmp_path: Path) -> None:
+    log = _kill_then_rerun(data, tmp_path / "run", "stage2")
     assert "reusing Stage I" in log and "stage2/checkpoints/step-00000003" in log
     assert_same_run(reference, tmp_path / "run")
 
 
 @pytest.mark.slow
 def test_sigkill_during_quantization_then_rerun_equals_an_uninterrupted_run(
-    bigger_data: Path, reference: Path, tmp_path: Path
+    data: Path, reference: Path, tmp_path: Path
 ) -> None:
-    log = _kill_then_rerun(bigger_data, tmp_path / "run", "quantize")
+    log = _kill_then_rerun(data, tmp_path / "run", "quantize")
     assert "reusing Stage I" in log and "reusing the semantic IDs" not in log
     assert_same_run(reference, tmp_path / "run")
