@@ -169,7 +169,6 @@ def test_legacy_run_folder_without_records_recomputes(base_run, data: Path, tmp_
 # ---------------------------------------------------------------------------- case 7: determinism, SIGKILL
 
 ARTEFACTS = (
-    "embeddings/semantic.safetensors",
     "stage1/best/model.safetensors",
     "stage1/integrated_embeddings.safetensors",
     "semantic_ids/quantizer/quantizer.safetensors",
@@ -180,13 +179,15 @@ ARTEFACTS = (
 
 def assert_same_run(a: Path, b: Path) -> None:
     """Bit-identical embeddings, weights, codes and metrics."""
-    for name in ARTEFACTS:
+    first, second = json.loads((a / "run.json").read_text()), json.loads((b / "run.json").read_text())
+    embeddings = Path(first["stages"]["embed"]["path"]).relative_to(a)
+    assert embeddings == Path(second["stages"]["embed"]["path"]).relative_to(b)
+    for name in (embeddings, *ARTEFACTS):
         left, right = load_file(a / name), load_file(b / name)
         assert left.keys() == right.keys(), name
         for key in left:
             assert torch.equal(left[key], right[key]), f"{name}: {key} differs"
     assert (a / "code_table.parquet").read_bytes() == (b / "code_table.parquet").read_bytes()
-    first, second = json.loads((a / "run.json").read_text()), json.loads((b / "run.json").read_text())
     assert first["test_metrics"] == second["test_metrics"]
     assert first["validation_metrics"] == second["validation_metrics"]
 
