@@ -303,6 +303,22 @@ def align_items(items: Dataset, used: pa.Array, *, drop_unused: bool = True) -> 
     return items, counts
 
 
+def _check_items_match(items: Dataset, used: pa.Array, files: list[Path]) -> None:
+    """Refuse item metadata that describes none of the sequences' items (ids spelled another way, or the
+    files of two datasets): that would silently prepare a dataset whose every item has empty text."""
+    if not len(items) or not len(used):
+        return
+    ids = arrow_column(items, "item_id")
+    if pc.any(pc.is_in(used, value_set=ids)).as_py():
+        return
+    names = ", ".join(f.name for f in files) or "the input"
+    raise ValueError(
+        f"{names}: none of the {len(used)} items of the interactions has an item row (item rows: {len(items)}); "
+        f"the ids do not match, e.g. interactions use {used[:3].to_pylist()} and the item rows "
+        f"{ids[:3].to_pylist()}"
+    )
+
+
 def _file_record(path: Path) -> dict[str, Any]:
     """Name, size and sha256 of one input file (provenance for the card and the json)."""
     digest = hashlib.sha256()
@@ -470,8 +486,18 @@ def _install(staging: Path, out_dir: Path) -> None:
     old = None
     if out_dir.exists():
         old = hub_layout.make_temp_dir(out_dir.parent, f"{out_dir.name}.old")
-        os.replace(out_dir, old / out_dir.name)
-    os.replace(staging, out_dir)
+        try:
+            os.replace(out_dir, old / out_dir.name)
+        except BaseException:
+            shutil.rmtree(old, ignore_errors=True)  # nothing moved: leave no empty .old-* folder behind
+            raise
+    try:
+        os.replace(staging, out_dir)
+    except BaseException:
+        if old is not None:  # put the previous folder back where it was
+            os.replace(old / out_dir.name, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -517,7 +543,9 @@ def prepare_dataset(
     else:
         data = _read_source(source, path=path, reviews=reviews, meta=meta, kcore=kcore, on_error=on_error)
         sequences, split_report = build_splits(data.sequences, max_history=max_history)
-        items, item_counts = align_items(data.items, _used_items(sequences))
+        used = _used_items(sequences)
+        _check_items_match(data.items, used, data.files)
+        items, item_counts = align_items(data.items, used)
         configs = {SEQUENCES_CONFIG: sequences, ITEMS_CONFIG: items}
         kept_users = arrow_column(sequences["test"], "user_id")
         for name, extra in data.extra_configs.items():

@@ -42,6 +42,11 @@ def read_sequences(path: Path, errors: LineErrors) -> list[UserSequence]:
             errors.blank_line(path)
             continue
         user, items = tokens[0], tokens[1:]
+        bad = next((item for item in items if not is_integer_id(item)), None)
+        if bad is not None:
+            errors(path, number, f"item id {bad!r} is not a non-negative integer written plainly (e.g. 17); "
+                                 "S3-Rec item ids are integers")
+            continue
         if user in seen:
             errors(path, number, f"user {user!r} already has a line; write one line per user")
             continue
@@ -50,6 +55,28 @@ def read_sequences(path: Path, errors: LineErrors) -> list[UserSequence]:
     if not sequences:
         raise DataFormatError(f"{path} holds no user line; expected 'user_id item_id item_id ...' per line")
     return sequences
+
+
+def is_integer_id(token: str) -> bool:
+    """Whether ``token`` is an S3-Rec item id: a non-negative integer in its plain form ("17", not "017",
+    "+17", "1.5", "-3" or "abc"), so that ``sequences.txt`` and ``items.jsonl`` spell each id one way."""
+    return token.isascii() and token.isdigit() and (token == "0" or not token.startswith("0"))
+
+
+def _item_id(value: Any) -> tuple[str | None, str]:
+    """The item id of an ``items.jsonl`` record as text, or (None, why it is not one).
+
+    A JSON integer (17) or a string ("17") is an id; a JSON float (17.0), boolean, object or list is not:
+    ``17.0`` would otherwise become the text "17.0" and silently miss item 17 of ``sequences.txt``.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None, "no 'item_id'"
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None, (
+            f"'item_id' {json.dumps(value)} is a JSON {type(value).__name__}; write the id as an integer (17) "
+            'or a string ("17")'
+        )
+    return str(value), ""
 
 
 def _text(value: Any) -> str:
@@ -93,11 +120,10 @@ def read_items(path: Path, errors: LineErrors) -> Dataset:
         if not isinstance(record, dict):
             errors(path, number, f"expected a JSON object, got {type(record).__name__}")
             continue
-        item = record.get("item_id")
-        if item is None or _text(item) == "" or isinstance(item, (dict, list)):
-            errors(path, number, "no 'item_id'")
+        item, why = _item_id(record.get("item_id"))
+        if item is None:
+            errors(path, number, why)
             continue
-        item = _text(item)
         if item in seen:
             errors(path, number, f"item {item!r} is listed a second time")
             continue

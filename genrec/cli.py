@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from genrec.cli_errors import USER_ERROR_EXIT, one_line, user_error_types
 from genrec.cli_models import VERBS, _Formatter
 
 DATA_SOURCES = ("ml-100k", "s3rec", "amazon2014", "amazon2023", "hub")
@@ -169,12 +170,15 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 prepare the dataset -> embed its items (text encoder) -> UNGER Stage I (integrated semantic +
 collaborative embeddings) -> residual k-means semantic IDs -> UNGER Stage II (generative recommender
 with distillation) -> test evaluation (constrained beam search over the full corpus) -> export.
-Run the same command again to resume an interrupted run (finished stages are reused).
+Run the same command again to resume an interrupted run: a finished stage is reused, an interrupted
+training resumes, but only while the stage's fingerprint (OUT/fingerprints/) matches today's settings
+and inputs; a stage made with other ones is recomputed, with every stage after it (the log names why).
 
 Reads:  --dataset (default: MovieLens-100K shipped in the recbole wheel, no network).
 Writes: OUT/ = save_pretrained folder of the final model (config, model.safetensors, tokenizer, code
         table, README.md model card with the metrics), loadable with AutoModel/AutoTokenizer after
-        `import genrec`; OUT/data, OUT/stage1, OUT/semantic_ids, OUT/stage2 (stages), OUT/run.json.
+        `import genrec`; OUT/data, OUT/embeddings, OUT/stage1, OUT/semantic_ids, OUT/stage2 (stages),
+        OUT/fingerprints, OUT/run.json.
 Time:   ML-100K on 2 CPU cores: --profile default ~10 min, --profile quick ~1-2 min (a smoke run:
         its metrics mean nothing); --profile paper (20k Stage II steps) is for a GPU.""",
     )
@@ -240,7 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``genrec`` console script."""
+    """Entry point of the ``genrec`` console script.
+
+    Bad input and environment faults (see :func:`genrec.cli_errors.user_error_types`) end in one line
+    ``genrec VERB: error: ...`` and exit status 2; other exceptions are bugs and keep their traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -253,12 +261,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.handler(args) or 0)
-    except (FileNotFoundError, FileExistsError, ValueError, KeyError) as error:
-        # Bad input: one clear line, no traceback (use -v for the traceback).
+    except user_error_types() as error:
+        # Bad input or an environment fault: one clear line, no traceback (use -v for the traceback).
+        # Anything else (KeyError, TypeError, ...) is a bug and keeps its traceback.
         if args.verbose:
             raise
-        print(f"genrec {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        print(f"genrec {args.command}: error: {one_line(error)}", file=sys.stderr)
+        return USER_ERROR_EXIT
     except KeyboardInterrupt:
         print(f"genrec {args.command}: interrupted", file=sys.stderr)
         return 130

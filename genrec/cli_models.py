@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -213,11 +214,29 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _load_unger(model_dir: str, revision: str | None = None) -> tuple[Any, Any]:
-    from transformers import AutoModel, AutoTokenizer
+    """Model + tokenizer of a genrec UNGER folder or Hub repo; ``ValueError``/``OSError`` for anything else.
+
+    The config is read first, so a folder of another model family is refused before its weights load, and
+    a local path that does not exist is named as such (instead of being tried as a Hub repo id).
+    """
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     import genrec  # noqa: F401  (registers the Auto classes)
+    from genrec.modeling.configuration_unger import UngerConfig
 
-    return (AutoModel.from_pretrained(model_dir, revision=revision),
+    path = Path(model_dir).expanduser()
+    looks_local = path.is_absolute() or model_dir.startswith((".", "~")) or model_dir.count("/") > 1
+    if not path.exists() and looks_local:
+        raise FileNotFoundError(f"--model {model_dir}: no such folder")
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"--model {model_dir}: expected a model folder, got a file")
+    config = AutoConfig.from_pretrained(model_dir, revision=revision)
+    if not isinstance(config, UngerConfig):
+        raise ValueError(
+            f"--model {model_dir} is a {config.model_type!r} model, not a genrec UNGER model "
+            f"(model_type {UngerConfig.model_type!r}); pass a `genrec run` folder or Stage II's best/ folder"
+        )
+    return (AutoModel.from_pretrained(model_dir, config=config, revision=revision),
             AutoTokenizer.from_pretrained(model_dir, revision=revision))
 
 
@@ -228,7 +247,8 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
         help="Recall/NDCG/MRR@K of a trained UNGER model on a split",
         description="""Evaluate a trained UNGER model by constrained beam search over the full item corpus.
 
-Reads:  --model (a run folder or Stage II's best/: model + tokenizer), --data (prepared dataset).
+Reads:  --model (a run folder or Stage II's best/: model + tokenizer), --data (prepared dataset; its
+        item catalogue must be the model's code table, e.g. OUT/data of the same `genrec run`).
 Writes: stdout (metric table); --out JSON with every metric.
 Time:   ML-100K test (943 users, 20 beams): seconds to a minute; Beauty (22,363 users): minutes on CPU.""",
     )
@@ -259,7 +279,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(format_metrics(result["metrics"], title=f"{args.split} ({args.model})"))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        tmp = args.out.with_name(f".{args.out.name}.tmp")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        os.replace(tmp, args.out)  # never a half-written report
     return 0
 
 
@@ -281,6 +303,9 @@ Time:   well under a second per history on CPU.""",
     p.add_argument("--history", required=True, nargs="+", help="item ids, oldest first")
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--beams", type=int, default=None, help="default: k")
+    p.add_argument("--on-unknown", choices=("raise", "skip"), default="raise",
+                   help="history item ids the model does not know: stop with an error, or leave them out "
+                        "(a history with no known item left gets no recommendations)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--revision", default=None, help="branch, tag or commit of a Hub --model")
     p.set_defaults(handler=run_recommend)
@@ -288,7 +313,11 @@ Time:   well under a second per history on CPU.""",
 
 def run_recommend(args: argparse.Namespace) -> int:
     model, tokenizer = _load_unger(args.model, args.revision)
-    (ranked,) = model.recommend([args.history], tokenizer, k=args.k, num_beams=args.beams)
+    (ranked,) = model.recommend(
+        [args.history], tokenizer, k=args.k, num_beams=args.beams, on_unknown=args.on_unknown
+    )
+    if not ranked:
+        raise ValueError(f"none of the history's item ids is known to the model: {args.history}")
     if args.json:
         print(json.dumps([{"item_id": item, "score": score} for item, score in ranked]))
     else:

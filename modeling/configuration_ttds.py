@@ -19,6 +19,10 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
+from .config_fields import as_bool, as_float, as_int, as_int_list, as_optional_int
+
+_OWNER = "TTDSConfig"
+
 __all__ = ["TTDSConfig"]
 
 _LEVEL_LETTERS = "abcdefghijklmno"  # level names in token strings; "p" is the collision level (paper: p_0, p_1)
@@ -106,7 +110,11 @@ class TTDSConfig(PretrainedConfig):
         user_code_length: int | None = None,
         **kwargs: Any,
     ) -> None:
-        if not 1 <= int(num_levels) <= len(_LEVEL_LETTERS):
+        num_levels = as_int(_OWNER, "num_levels", num_levels)
+        codebook_size = as_int(_OWNER, "codebook_size", codebook_size)
+        st_temperature = as_float(_OWNER, "st_temperature", st_temperature)
+        num_collision_tokens = as_optional_int(_OWNER, "num_collision_tokens", num_collision_tokens)
+        if not 1 <= num_levels <= len(_LEVEL_LETTERS):
             raise ValueError(f"num_levels must be in 1..{len(_LEVEL_LETTERS)}, got {num_levels}")
         if int(codebook_size) < 2:
             raise ValueError(f"codebook_size must be >= 2, got {codebook_size}")
@@ -127,19 +135,22 @@ class TTDSConfig(PretrainedConfig):
         self.vocab_size = vocab_size
         self.num_levels = int(num_levels)
         self.codebook_size = int(codebook_size)
-        self.codebook_dim = None if codebook_dim is None else int(codebook_dim)
-        self.generator_hidden_sizes = None if generator_hidden_sizes is None else [int(w) for w in generator_hidden_sizes]
+        self.codebook_dim = as_optional_int(_OWNER, "codebook_dim", codebook_dim, minimum=1)
+        self.generator_hidden_sizes = (
+            None if generator_hidden_sizes is None
+            else as_int_list(_OWNER, "generator_hidden_sizes", generator_hidden_sizes, minimum=1)
+        )
         self.num_collision_tokens = None if num_collision_tokens is None else int(num_collision_tokens)
-        self.user_tower = bool(user_tower)
+        self.user_tower = as_bool(_OWNER, "user_tower", user_tower)
         self.pooling = pooling
-        self.dm_vae_alpha = float(dm_vae_alpha)
-        self.dm_vae_beta = float(dm_vae_beta)
+        self.dm_vae_alpha = as_float(_OWNER, "dm_vae_alpha", dm_vae_alpha)
+        self.dm_vae_beta = as_float(_OWNER, "dm_vae_beta", dm_vae_beta)
         self.dm_vae_reduction = dm_vae_reduction
         self.st_temperature = float(st_temperature)
         self.tower_id_gradient = tower_id_gradient
-        self.lora_r = int(lora_r)
-        self.lora_alpha = int(lora_alpha)
-        self.lora_dropout = float(lora_dropout)
+        self.lora_r = as_int(_OWNER, "lora_r", lora_r, minimum=1)
+        self.lora_alpha = as_int(_OWNER, "lora_alpha", lora_alpha)
+        self.lora_dropout = as_float(_OWNER, "lora_dropout", lora_dropout, minimum=0)
         self.lora_target_modules = (
             list(lora_target_modules) if lora_target_modules is not None else ["q_proj", "k_proj", "v_proj", "o_proj"]
         )

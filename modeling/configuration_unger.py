@@ -16,6 +16,8 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
+from .config_fields import as_bool, as_float, as_int, as_int_list, as_optional_int
+
 __all__ = ["HISTORY_ITEM_EMBEDDINGS", "HISTORY_MODES", "UngerConfig"]
 
 HISTORY_MODES = ("flattened", "per_item")
@@ -31,11 +33,11 @@ _HASH_EXCLUDED = frozenset(
 )
 
 
+_OWNER = "UngerConfig"
+
+
 def _positive(name: str, value: Any) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(f"UngerConfig.{name} must be a positive integer, got {value!r}.")
-    return number
+    return as_int(_OWNER, name, value, minimum=1)
 
 
 class UngerConfig(PretrainedConfig):
@@ -150,7 +152,7 @@ class UngerConfig(PretrainedConfig):
         **kwargs: Any,
     ) -> None:
         depth = _positive("num_code_levels", num_code_levels)
-        sizes = [256] * depth if codebook_sizes is None else [int(k) for k in codebook_sizes]
+        sizes = [256] * depth if codebook_sizes is None else as_int_list(_OWNER, "codebook_sizes", codebook_sizes)
         if len(sizes) != depth or any(k < 1 for k in sizes):
             raise ValueError(
                 f"UngerConfig.codebook_sizes must hold {depth} positive sizes (one per code level), got {sizes}."
@@ -161,7 +163,7 @@ class UngerConfig(PretrainedConfig):
                 offsets.append(start)
                 start += k
         else:
-            offsets = [int(o) for o in code_token_offsets]
+            offsets = as_int_list(_OWNER, "code_token_offsets", code_token_offsets)
         if len(offsets) != depth:
             raise ValueError(f"UngerConfig.code_token_offsets must hold {depth} ints, got {offsets}.")
         for d in range(depth):
@@ -192,47 +194,39 @@ class UngerConfig(PretrainedConfig):
         heads = _positive("num_attention_heads", num_attention_heads)
         if d_model % heads:
             raise ValueError(f"UngerConfig.d_model ({d_model}) must be divisible by num_attention_heads ({heads}).")
-        if float(distillation_temperature) <= 0:
-            raise ValueError(
-                f"UngerConfig.distillation_temperature must be > 0, got {distillation_temperature}."
-            )
-        if float(distillation_weight) < 0:
-            raise ValueError(f"UngerConfig.distillation_weight must be >= 0, got {distillation_weight}.")
-        if distillation_negatives is not None and int(distillation_negatives) < 1:
-            raise ValueError(
-                "UngerConfig.distillation_negatives must be None (the full corpus) or >= 1, got "
-                f"{distillation_negatives}."
-            )
-        if int(integrated_dim) < 0 or int(num_items) < 0:
-            raise ValueError("UngerConfig.integrated_dim and num_items must be >= 0.")
+        distillation_temperature = as_float(_OWNER, "distillation_temperature", distillation_temperature, above=0)
+        distillation_weight = as_float(_OWNER, "distillation_weight", distillation_weight, minimum=0)
+        distillation_negatives = as_optional_int(_OWNER, "distillation_negatives", distillation_negatives, minimum=1)
+        integrated_dim = as_int(_OWNER, "integrated_dim", integrated_dim, minimum=0)
+        num_items = as_int(_OWNER, "num_items", num_items, minimum=0)
 
         self.vocab_size = vocab_size
         self.num_code_levels = depth
         self.codebook_sizes = sizes
         self.code_token_offsets = offsets
         self.code_table_hash = None if code_table_hash is None else str(code_table_hash)
-        self.num_items = int(num_items)
+        self.num_items = num_items
         self.d_model = d_model
         self.encoder_layers = _positive("encoder_layers", encoder_layers)
         self.decoder_layers = _positive("decoder_layers", decoder_layers)
         self.num_attention_heads = heads
         self.ffn_dim = _positive("ffn_dim", ffn_dim)
         self.activation_function = str(activation_function)
-        self.dropout = float(dropout)
-        self.attention_dropout = float(attention_dropout)
-        self.norm_first = bool(norm_first)
-        self.layer_norm_eps = float(layer_norm_eps)
-        self.initializer_range = float(initializer_range)
+        self.dropout = as_float(_OWNER, "dropout", dropout, minimum=0)
+        self.attention_dropout = as_float(_OWNER, "attention_dropout", attention_dropout, minimum=0)
+        self.norm_first = as_bool(_OWNER, "norm_first", norm_first)
+        self.layer_norm_eps = as_float(_OWNER, "layer_norm_eps", layer_norm_eps, above=0)
+        self.initializer_range = as_float(_OWNER, "initializer_range", initializer_range, minimum=0)
         self.max_history_items = _positive("max_history_items", max_history_items)
         self.history_mode = history_mode
         self.history_item_embedding = history_item_embedding
-        self.distillation_weight = float(distillation_weight)
-        self.distillation_temperature = float(distillation_temperature)
-        self.distillation_negatives = None if distillation_negatives is None else int(distillation_negatives)
-        self.integrated_dim = int(integrated_dim)
+        self.distillation_weight = distillation_weight
+        self.distillation_temperature = distillation_temperature
+        self.distillation_negatives = distillation_negatives
+        self.integrated_dim = integrated_dim
         self.integrated_embeddings_hash = integrated_embeddings_hash
-        self.constrained_training = bool(constrained_training)
-        self.use_cache = bool(use_cache)
+        self.constrained_training = as_bool(_OWNER, "constrained_training", constrained_training)
+        self.use_cache = as_bool(_OWNER, "use_cache", use_cache)
         super().__init__(
             pad_token_id=pad_token_id,
             eos_token_id=eos_token_id,

@@ -14,6 +14,8 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
+from .config_fields import as_bool, as_float, as_int, as_int_list, as_optional_int
+
 __all__ = ["UngerFusionConfig"]
 
 MODES = ("unger", "semantic_only", "collaborative_only", "concat")
@@ -38,11 +40,11 @@ def _choice(name: str, value: Any, allowed: Sequence[str]) -> str:
     return str(value)
 
 
+_OWNER = "UngerFusionConfig"
+
+
 def _sizes(name: str, value: Sequence[int]) -> list[int]:
-    sizes = [int(v) for v in value]
-    if any(v < 1 for v in sizes):
-        raise ValueError(f"UngerFusionConfig.{name} must hold positive layer widths, got {list(value)}.")
-    return sizes
+    return as_int_list(_OWNER, name, value, minimum=1)
 
 
 class UngerFusionConfig(PretrainedConfig):
@@ -141,18 +143,14 @@ class UngerFusionConfig(PretrainedConfig):
         initializer_range: float = 0.02,
         **kwargs: Any,
     ) -> None:
-        if int(num_items) < 1:
-            raise ValueError(f"UngerFusionConfig.num_items must be >= 1, got {num_items}.")
-        if int(semantic_dim) < 1 or int(hidden_size) < 1 or int(max_history) < 1:
-            raise ValueError("UngerFusionConfig.semantic_dim, hidden_size and max_history must be positive.")
-        self.num_items = int(num_items)
-        self.semantic_dim = int(semantic_dim)
-        self.hidden_size = int(hidden_size)
+        self.num_items = as_int(_OWNER, "num_items", num_items, minimum=1)
+        self.semantic_dim = as_int(_OWNER, "semantic_dim", semantic_dim, minimum=1)
+        self.hidden_size = as_int(_OWNER, "hidden_size", hidden_size, minimum=1)
         self.mode = _choice("mode", mode, MODES)
         self.fusion = _choice("fusion", fusion, FUSIONS)
         self.collaborative_norm = _choice("collaborative_norm", collaborative_norm, COLLABORATIVE_NORMS)
         self.collaborative_encoder = _choice("collaborative_encoder", collaborative_encoder, ENCODERS)
-        self.max_history = int(max_history)
+        self.max_history = as_int(_OWNER, "max_history", max_history, minimum=1)
         self.din_query = _choice("din_query", din_query, DIN_QUERIES)
         self.din_attention_hidden_sizes = _sizes("din_attention_hidden_sizes", din_attention_hidden_sizes)
         self.din_attention_normalization = _choice(
@@ -160,20 +158,20 @@ class UngerFusionConfig(PretrainedConfig):
         )
         self.din_mlp_hidden_sizes = _sizes("din_mlp_hidden_sizes", din_mlp_hidden_sizes)
         self.hidden_act = str(hidden_act)
-        self.num_layers = int(num_layers)
-        self.num_heads = int(num_heads)
-        self.intermediate_size = int(intermediate_size)
-        self.dropout = float(dropout)
+        self.num_layers = as_int(_OWNER, "num_layers", num_layers, minimum=1)
+        self.num_heads = as_int(_OWNER, "num_heads", num_heads, minimum=1)
+        self.intermediate_size = as_int(_OWNER, "intermediate_size", intermediate_size, minimum=1)
+        self.dropout = as_float(_OWNER, "dropout", dropout, minimum=0)
         self.adaln_condition = _choice("adaln_condition", adaln_condition, ADALN_CONDITIONS)
-        self.align_weight = float(align_weight)
-        self.align_temperature = float(align_temperature)
+        self.align_weight = as_float(_OWNER, "align_weight", align_weight, minimum=0)
+        self.align_temperature = as_float(_OWNER, "align_temperature", align_temperature)
         self.align_similarity = _choice("align_similarity", align_similarity, SIMILARITIES)
-        self.align_symmetric = bool(align_symmetric)
-        self.align_max_items = None if align_max_items is None else int(align_max_items)
+        self.align_symmetric = as_bool(_OWNER, "align_symmetric", align_symmetric)
+        self.align_max_items = as_optional_int(_OWNER, "align_max_items", align_max_items)
         self.loss_type = _choice("loss_type", loss_type, LOSS_TYPES)
-        self.num_negatives = int(num_negatives)
-        self.layer_norm_eps = float(layer_norm_eps)
-        self.initializer_range = float(initializer_range)
+        self.num_negatives = as_int(_OWNER, "num_negatives", num_negatives)
+        self.layer_norm_eps = as_float(_OWNER, "layer_norm_eps", layer_norm_eps, above=0)
+        self.initializer_range = as_float(_OWNER, "initializer_range", initializer_range, minimum=0)
         if self.collaborative_encoder == "sasrec" and self.hidden_size % self.num_heads:
             raise ValueError(
                 f"UngerFusionConfig: hidden_size ({self.hidden_size}) must be divisible by num_heads "

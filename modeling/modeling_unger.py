@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -1048,14 +1049,22 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin):
 
         Constrained beam search with ``num_beams`` (default ``k``; must be >= k) over the full corpus of
         ``tokenizer``'s code table, which must be the model's (checked). ``k`` is capped at the number of
-        items. Histories keep their ``max_history_items`` most recent items. An entry is None only if a
-        generated code is not an item, which the constraint rules out. Scores: see :meth:`generate_codes`.
+        items. Histories keep their ``max_history_items`` most recent items. ``on_unknown="skip"`` leaves item
+        ids the code table does not know out; a history with no known item left gets an empty list. An entry
+        is None only if a generated code is not an item, which the constraint rules out. Scores: see
+        :meth:`generate_codes`. Bad ``k``/``num_beams``/``batch_size`` values raise ``ValueError``.
         """
         self.check_tokenizer(tokenizer)
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ValueError(f"k must be a positive int, got {k!r}")
+        if num_beams is not None and (
+            isinstance(num_beams, bool) or not isinstance(num_beams, numbers.Integral) or num_beams < 1
+        ):
+            raise ValueError(f"num_beams must be None (= k) or a positive int, got {num_beams!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         num_items = len(tokenizer.code_table)
-        k = min(k, num_items)
+        k = min(int(k), num_items)
         num_beams = k if num_beams is None else int(num_beams)
         if num_beams < k:
             raise ValueError(f"num_beams ({num_beams}) must be >= k ({k})")
@@ -1069,19 +1078,26 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin):
                 enc = tokenizer.encode_history(
                     chunk, max_items=self.config.max_history_items, on_unknown=on_unknown, return_tensors="pt"
                 )
-                sequences, scores = self.generate_codes(
-                    enc["input_ids"].to(self.device),
-                    enc["attention_mask"].to(self.device),
-                    processor,
-                    k=k,
-                    num_beams=num_beams,
-                    renormalize=renormalize,
-                )
-                items = tokenizer.decode_items(sequences.cpu())
-                values = scores.float().cpu().tolist()
-                for row in range(len(chunk)):
-                    span = slice(row * k, (row + 1) * k)
-                    results.append(list(zip(items[span], values[span], strict=True)))
+                # A history left empty by on_unknown="skip" has nothing to condition on: it gets no
+                # recommendations (an empty list) instead of beams decoded from padding alone.
+                nonempty = enc["attention_mask"].sum(dim=1) > 0
+                ranked: list[list[tuple[str | None, float]]] = [[] for _ in range(len(chunk))]
+                rows = torch.nonzero(nonempty).flatten().tolist()
+                if rows:
+                    sequences, scores = self.generate_codes(
+                        enc["input_ids"][nonempty].to(self.device),
+                        enc["attention_mask"][nonempty].to(self.device),
+                        processor,
+                        k=k,
+                        num_beams=num_beams,
+                        renormalize=renormalize,
+                    )
+                    items = tokenizer.decode_items(sequences.cpu())
+                    values = scores.float().cpu().tolist()
+                    for position, row in enumerate(rows):
+                        span = slice(position * k, (position + 1) * k)
+                        ranked[row] = list(zip(items[span], values[span], strict=True))
+                results.extend(ranked)
         finally:
             self.train(was_training)
         return results

@@ -38,9 +38,21 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["CODE_TABLE_DATA_FILE", "CODE_TABLE_FORMAT_VERSION", "CODE_TABLE_META_FILE", "CodeTable"]
+__all__ = ["CODE_TABLE_DATA_FILE", "CODE_TABLE_FORMAT_VERSION", "CODE_TABLE_META_FILE", "CodeTable", "UnknownItemError"]
 
 logger = logging.getLogger(__name__)
+
+
+class UnknownItemError(KeyError, ValueError):
+    """An item id the code table does not know: bad input, not a bug.
+
+    A ``KeyError`` (what callers have always caught) that is also a ``ValueError``, so that the CLI's
+    bad-input handling reports it in one line while a plain ``KeyError`` from a real bug keeps its traceback.
+    Its ``str`` is the message itself (``KeyError`` would quote it).
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 #: File names of a saved table (both live in the same folder; the tokenizer saves them beside its own files).
 CODE_TABLE_DATA_FILE = "code_table.parquet"
@@ -422,7 +434,7 @@ class CodeTable:
         try:
             return self._index[item_id]
         except KeyError:
-            raise KeyError(f"item id {item_id!r} is not in the code table ({len(self)} items)") from None
+            raise UnknownItemError(f"item id {item_id!r} is not in the code table ({len(self)} items)") from None
 
     def code_of(self, item_id: str) -> tuple[int, ...]:
         """The code tuple of ``item_id`` (``KeyError`` naming the id when unknown)."""
@@ -453,7 +465,7 @@ class CodeTable:
         if n_missing:
             examples = [ids[i] for i in np.nonzero(missing)[0][:5]]
             if on_unknown == "raise":
-                raise KeyError(
+                raise UnknownItemError(
                     f"{n_missing} item id(s) are not in the code table, e.g. {examples}; pass "
                     "on_unknown='skip' to leave them out (they are counted)"
                 )

@@ -39,7 +39,7 @@ from tokenizers.models import WordLevel
 from tokenizers.pre_tokenizers import WhitespaceSplit
 from transformers import BatchEncoding, PreTrainedTokenizerFast
 
-from .code_table import CODE_TABLE_DATA_FILE, CODE_TABLE_META_FILE, CodeTable
+from .code_table import CODE_TABLE_DATA_FILE, CODE_TABLE_META_FILE, CodeTable, UnknownItemError
 
 __all__ = [
     "SPECIAL_TOKENS",
@@ -362,10 +362,10 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
         if unknown.any():
             first = int(np.flatnonzero(unknown)[0])
             if on_unknown == "raise":
-                raise KeyError(
+                raise UnknownItemError(
                     f"item id {flat[first]!r} in history {int(owner[first])} is not in the code table "
-                    f"({int(unknown.sum())} unknown item(s) in this batch); pass on_unknown='skip' to leave "
-                    "unknown items out (they are counted)"
+                    f"({int(unknown.sum())} unknown item(s) in this batch); pass on_unknown='skip' (CLI: "
+                    "--on-unknown skip) to leave unknown items out (they are counted)"
                 )
             skipped = np.bincount(owner[unknown], minlength=num_histories)
             stats.num_skipped_items = int(unknown.sum())

@@ -25,16 +25,17 @@ no half-written checkpoint that a resume could pick up.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import logging
 import math
 import os
 import shutil
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import torch
 from accelerate import Accelerator
@@ -42,6 +43,9 @@ from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_
 from torch.utils.data import DataLoader, Dataset
 
 logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 __all__ = [
     "CheckpointManager",
@@ -139,6 +143,31 @@ def build_accelerator(
     )
     set_seed(seed)
     return accelerator
+
+
+def deterministic_training(function: Callable[P, R]) -> Callable[P, R]:
+    """Run a training entry point with PyTorch's deterministic algorithms, restoring the mode afterwards.
+
+    ``torch.use_deterministic_algorithms(True, warn_only=True)`` (what accelerate's
+    ``set_seed(deterministic=True)`` switches on, but only warning where an op has no deterministic
+    kernel). Without it, two same-seed CPU runs with 2+ threads gave Stage I weights that differed in their
+    last bits (accumulating index ops choose their summation order at run time); with it they are
+    bit-identical. The previous mode is restored on return, so inference in the caller's process computes
+    exactly as in a fresh process (a user who already enabled the strict mode keeps it).
+    """
+
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        enabled = torch.are_deterministic_algorithms_enabled()
+        warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+        if not enabled:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+    return wrapper
 
 
 def tracker_config(values: Mapping[str, Any]) -> dict[str, Any]:

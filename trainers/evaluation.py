@@ -27,7 +27,7 @@ from genrec.trainers.metrics import DEFAULT_KS, compute_metrics
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EvaluationExamples", "evaluate_model", "load_examples"]
+__all__ = ["EvaluationExamples", "check_catalogue", "evaluate_model", "load_examples"]
 
 
 @dataclass
@@ -108,6 +108,30 @@ def _check_known(examples: EvaluationExamples, tokenizer: Any) -> None:
                 )
 
 
+def check_catalogue(item_ids: Sequence[str], tokenizer: Any, *, where: str = "the dataset") -> None:
+    """Refuse a dataset whose item catalogue is not the model's (its code table's item ids).
+
+    A model only ranks the items of its code table; a dataset from another preparation whose ids merely
+    overlap (e.g. "1".."50" against ML-100K's "1".."1682") would otherwise be scored without a word, with
+    numbers that mean nothing. The catalogues must hold the same item ids.
+    """
+    table = tokenizer.code_table
+    ours = set(table.item_ids)
+    theirs = {str(item) for item in item_ids}
+    if ours == theirs:
+        return
+    missing, extra = sorted(theirs - ours), sorted(ours - theirs)
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} of its {len(theirs)} items are not in the model's code table (e.g. {missing[:3]})")
+    if extra:
+        parts.append(f"{len(extra)} of the model's {len(ours)} items are not in it (e.g. {extra[:3]})")
+    raise ValueError(
+        f"{where} is not the dataset the model was trained on: {'; '.join(parts)}. Evaluate the model on the "
+        "dataset folder of its run (OUT/data of `genrec run`)"
+    )
+
+
 def evaluate_model(
     model: Any,
     tokenizer: Any,
@@ -119,6 +143,7 @@ def evaluate_model(
     batch_size: int = 256,
     max_users: int | None = None,
     show_progress: bool = True,
+    check_items: bool = True,
 ) -> dict[str, Any]:
     """Recall/HR/NDCG/MRR@K and invalid-item rate of ``model`` on ``split``, ranking the full corpus.
 
@@ -132,6 +157,8 @@ def evaluate_model(
         batch_size: users per beam search.
         max_users: evaluate the first N rows only (quick checks); None = every user.
         show_progress: tqdm bar over batches (silent when not on a TTY).
+        check_items: for a dataset folder / Hub id, refuse it unless its ``items`` catalogue is the model's
+            (see :func:`check_catalogue`).
 
     Returns:
         ``{"split": split, "metrics": {metric: value}, "num_users", "num_skipped_no_history", "num_beams",
@@ -147,6 +174,12 @@ def evaluate_model(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     model.check_tokenizer(tokenizer)
+    if isinstance(data, (str, Path)) and check_items:
+        from genrec.data_scripts.prepare import load_genrec_dataset
+
+        sequences, items = load_genrec_dataset(data)
+        check_catalogue(items["item_id"], tokenizer, where=f"dataset {data}")
+        data = sequences
     examples = load_examples(data, split, max_history=model.config.max_history_items, max_users=max_users)
     _check_known(examples, tokenizer)
     recommended: list[list[str | None]] = []

@@ -4,14 +4,20 @@ prepare -> embed -> Stage I (integrated embeddings) -> quantize (semantic IDs of
 -> Stage II (generative recommender with distillation) -> test evaluation -> export.
 
 This module only sequences library calls; each stage's logic lives in its own module. Stages already
-present in the run folder are reused (and interrupted trainings resume from their checkpoints), so running
-the same command again continues where it stopped instead of starting over.
+present in the run folder are reused (and interrupted trainings resume from their checkpoints) when they
+were made with the same settings and inputs, so running the same command again continues where it stopped
+instead of starting over. Each stage records a fingerprint of its settings and inputs in
+``fingerprints/<stage>.json`` before it starts (:mod:`genrec.trainers.run_fingerprints`); a stage whose
+fingerprint differs (another ``--levels``, ``--codebook-size``, ``--max-history``, ``--profile``, ``--seed``,
+encoder, or changed input files), and every stage downstream of it, is deleted and recomputed, with a log
+line naming the difference.
 
 The run folder's root is a ``save_pretrained`` folder of the final model (``config.json``,
 ``model.safetensors``, tokenizer files, ``code_table.parquet``/``.json``, ``README.md`` model card), so
 ``AutoModel.from_pretrained(run_dir)`` and ``AutoTokenizer.from_pretrained(run_dir)`` load it after
 ``import genrec``. The stages' own outputs sit in sub-folders: ``data/``, ``stage1/``, ``semantic_ids/``,
-``stage2/``; ``run.json`` sums the run up.
+``stage2/``; derived artefacts such as the semantic embeddings live in ``embeddings/`` (never inside the
+dataset folder, which is pushed as is); ``run.json`` sums the run up.
 """
 
 from __future__ import annotations
@@ -23,6 +29,17 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from genrec.trainers.run_fingerprints import (
+    EMBEDDINGS_DIR,
+    SEMANTIC_EMBEDDINGS_FILE,
+    adopt_legacy_run,
+    prepare_fingerprint,
+    quantize_fingerprint,
+    stage1_fingerprint,
+    stage2_fingerprint,
+)
+from genrec.trainers.stage_fingerprint import FINGERPRINT_DIR, StageLedger, settings_digest
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +176,7 @@ def run_pipeline(
     Args:
         dataset: "ml-100k" (embedded, no network), a folder in the S3-Rec layout, a raw MovieLens folder, or
             a dataset in genrec's layout (folder or Hub id).
-        out_dir: the run folder (created; stages found there are reused).
+        out_dir: the run folder (created; stages found there are reused when their fingerprint matches).
         source: how to read ``dataset`` (default: inferred, see :func:`infer_source`).
         encoder: semantic text encoder (default: the packaged all-MiniLM-L6-v2).
         max_history: history items kept per example.
@@ -188,17 +205,23 @@ def run_pipeline(
     out_dir.mkdir(parents=True, exist_ok=True)
     source = source or infer_source(dataset)
     data_dir, stage1_dir, sid_dir, stage2_dir = (out_dir / name for name in ("data", "stage1", "semantic_ids", "stage2"))
+    emb_dir = out_dir / EMBEDDINGS_DIR
     if overwrite:
-        for folder in (data_dir, stage1_dir, sid_dir, stage2_dir):
+        for folder in (data_dir, emb_dir, stage1_dir, sid_dir, stage2_dir, out_dir / FINGERPRINT_DIR):
             shutil.rmtree(folder, ignore_errors=True)
+    ledger = StageLedger(out_dir)
+    adopt_legacy_run(out_dir, ledger)
     summary: dict[str, Any] = {
         "dataset": dataset, "source": source, "profile": asdict(run_profile), "seed": seed,
-        "num_levels": num_levels, "codebook_size": codebook_size, "stages": {},
+        "num_levels": num_levels, "codebook_size": codebook_size, "max_history": max_history,
+        "encoder": encoder, "stages": {},
     }
     total_start = time.perf_counter()
 
-    # 1. prepare
+    # 1. prepare (reused while the input files' contents, the source and max_history are the same)
     start = time.perf_counter()
+    prepare_settings = prepare_fingerprint(dataset, source, max_history)
+    ledger.claim("prepare", prepare_settings, [data_dir])
     if not (data_dir / "README.md").is_file():
         path = None if source == "ml-100k" and dataset.lower().startswith(("ml", "movielens")) else dataset
         report = prepare_dataset(source, data_dir, path=path, max_history=max_history, overwrite=True)
@@ -207,18 +230,24 @@ def run_pipeline(
         logger.info("reusing the prepared dataset in %s", data_dir)
     summary["stages"]["prepare"] = {"seconds": round(time.perf_counter() - start, 2), "path": str(data_dir)}
 
-    # 2. semantic embeddings (cached by content key inside the dataset folder)
+    # 2. semantic embeddings: a derived artefact of the run (never written into the dataset folder, which
+    #    is pushed as is); the file carries its own content key (encoder + template + items), checked on reuse
     start = time.perf_counter()
-    emb_path, emb = embed_dataset(data_dir, encoder=encoder, show_progress=show_progress)
+    emb_path, emb = embed_dataset(
+        data_dir, out=emb_dir / SEMANTIC_EMBEDDINGS_FILE, encoder=encoder, show_progress=show_progress
+    )
     summary["stages"]["embed"] = {
         "seconds": round(time.perf_counter() - start, 2),
         "path": str(emb_path),
         "items": int(emb.embeddings.shape[0]),
         "dim": int(emb.embeddings.shape[1]),
     }
+    upstream = {"prepare": settings_digest(prepare_settings), "embeddings": emb.metadata.get("cache_key")}
 
     # 3. Stage I: integrated embeddings (resumes from its checkpoints; a finished run is reused)
     start = time.perf_counter()
+    stage1_settings = stage1_fingerprint(run_profile, seed, upstream)
+    ledger.claim("stage1", stage1_settings, [stage1_dir])
     stage1_result_file = stage1_dir / "stage1_result.json"
     if stage1_result_file.is_file() and (stage1_dir / "integrated_embeddings.safetensors").is_file():
         logger.info("reusing Stage I in %s", stage1_dir)
@@ -240,8 +269,10 @@ def run_pipeline(
     }
     integrated = stage1_dir / "integrated_embeddings.safetensors"
 
-    # 4. semantic IDs of the integrated embeddings
+    # 4. semantic IDs of the integrated embeddings (quantize.json is written last: it marks a finished stage)
     start = time.perf_counter()
+    quantize_settings = quantize_fingerprint(num_levels, codebook_size, seed, settings_digest(stage1_settings))
+    ledger.claim("quantize", quantize_settings, [sid_dir])
     if not (sid_dir / "quantize.json").is_file():
         quantized = quantize_embeddings(
             integrated, sid_dir, num_levels=num_levels, codebook_size=codebook_size, seed=seed, overwrite=True,
@@ -259,6 +290,8 @@ def run_pipeline(
 
     # 5. Stage II + test evaluation (resumes from its checkpoints; a finished run is reused)
     start = time.perf_counter()
+    stage2_settings = stage2_fingerprint(run_profile, seed, settings_digest(quantize_settings))
+    ledger.claim("stage2", stage2_settings, [stage2_dir])
     stage2_result_file = stage2_dir / "stage2_result.json"
     if stage2_result_file.is_file():
         logger.info("reusing Stage II in %s", stage2_dir)

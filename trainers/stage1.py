@@ -46,6 +46,7 @@ from genrec.trainers.accelerate_utils import (
     TrainingState,
     build_accelerator,
     build_optimizer_and_scheduler,
+    deterministic_training,
     epoch_batches,
     log_metrics,
     make_train_dataloader,
@@ -295,6 +296,7 @@ def _fingerprint(config: UngerFusionConfig, data: Stage1Data, semantic: ItemEmbe
     return digest.hexdigest()
 
 
+@deterministic_training
 def train_stage1(
     data: str | Path,
     embeddings: str | Path | ItemEmbeddings,

@@ -49,6 +49,7 @@ from genrec.trainers.accelerate_utils import (
     RunningLosses,
     TrainingState,
     build_accelerator,
+    deterministic_training,
     epoch_batches,
     log_metrics,
     make_train_dataloader,
@@ -280,6 +281,7 @@ def _fingerprint(config: UngerConfig, train: Stage2Data, hparams: dict[str, Any]
     return digest.hexdigest()
 
 
+@deterministic_training
 def train_stage2(
     data: str | Path,
     tokenizer_dir_or_obj: str | Path | SemanticIDTokenizer,

@@ -54,6 +54,7 @@ from genrec.trainers.accelerate_utils import (
     CheckpointManager,
     TrainingState,
     build_accelerator,
+    deterministic_training,
     epoch_batches,
     log_metrics,
     make_train_dataloader,
@@ -1040,6 +1041,7 @@ class TTDSTrainer:
 
     # --------------------------------------------------------------------------- main loop
 
+    @deterministic_training
     def train(self) -> dict[str, Any]:
         """Runs (or resumes) warm-up + joint training; returns a summary (losses, code statistics, timings)."""
         args = self.args
