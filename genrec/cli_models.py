@@ -267,11 +267,12 @@ Time:   ML-100K test (943 users, 20 beams): seconds to a minute; Beauty (22,363 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from genrec.data_scripts.prepare import load_genrec_dataset
-    from genrec.trainers.evaluation import evaluate_model
+    from genrec.trainers.evaluation import check_catalogue, evaluate_model
     from genrec.trainers.metrics import format_metrics
 
     model, tokenizer = _load_unger(args.model, args.revision)
-    sequences, _ = load_genrec_dataset(args.data, revision=args.data_revision)
+    sequences, items = load_genrec_dataset(args.data, revision=args.data_revision)
+    check_catalogue(items["item_id"], tokenizer, where=f"dataset {args.data}")
     result = evaluate_model(
         model, tokenizer, sequences, args.split, k_values=args.k, num_beams=args.beams,
         batch_size=args.batch_size, max_users=args.max_users,
