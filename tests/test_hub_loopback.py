@@ -272,7 +272,12 @@ def test_push_then_load_by_repo_id_at_a_pinned_revision(hub: dict[str, Any], tmp
     out = _fresh(LOAD_MODEL, hub, MODEL_REPO, pinned, head, json.dumps(histories))
     assert out["blocked_modules_loaded"] == [] and out["repo_files_loaded"] == []
     assert all(name.startswith("transformers_modules.") for name in out["classes"])
-    assert [[tuple(pair) for pair in row] for row in out[pinned]] == expected
+    # Same items in the same order; scores equal up to float rounding (the fresh process may run with another
+    # number of CPU threads, and bit-equality is only promised at equal thread counts: README).
+    assert [[i for i, _ in row] for row in out[pinned]] == [[i for i, _ in row] for row in expected]
+    assert [[s for _, s in row] for row in out[pinned]] == [
+        pytest.approx([s for _, s in row], rel=1e-5, abs=1e-5) for row in expected
+    ]
     assert [[i for i, _ in row] for row in out[head]] != [[i for i, _ in row] for row in expected]
 
     loaded = _fresh(LOAD_DATASET, hub, DATA_REPO, data_sha)
