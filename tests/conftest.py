@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 # No test may reach a hub: everything runs on embedded data and packaged / randomly initialised models.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -29,3 +31,13 @@ def beauty_dir() -> Path:
     if not (path / "sequences.txt").is_file():
         pytest.skip(f"Amazon Beauty benchmark data not found at {path}")
     return path
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Tiny models run fastest single-threaded, above all on a shared machine (restored afterwards). Modules
+    of tiny-model tests use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -22,13 +22,7 @@ from genrec.trainers.ttds import create_tiny_base, template_corpus
 CORPUS = template_corpus() + [f"Movie {i} about {g} and friends" for i in range(40) for g in ("space", "love", "war")]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: much faster for these tiny models on a shared CPU, and deterministic."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

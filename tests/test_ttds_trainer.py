@@ -36,13 +36,7 @@ from genrec.trainers.ttds import (
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance", "Western"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: much faster for these tiny models on a shared CPU, and deterministic."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _items() -> Dataset:
