@@ -642,16 +642,10 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin):
                 if installed is None or not bool(installed.abs().sum() > 0):
                     raise ValueError("history_item_embedding='integrated' needs the Stage-I integrated embeddings")
                 features = installed
-            features = torch.as_tensor(features).detach().to("cpu", torch.float32).contiguous()
-            if features.shape != (config.num_items, config.integrated_dim):
-                raise ValueError(
-                    f"features must be ({config.num_items}, {config.integrated_dim}), got {tuple(features.shape)}"
-                )
-            if not bool(torch.isfinite(features).all()):
-                raise ValueError("history item features hold non-finite values")
-            encoder.history_item_features.copy_(features.to(encoder.history_item_features.device))
+            table, digest = self._checked_integrated_table(features, "history item features")
+            encoder.history_item_features.copy_(table.to(encoder.history_item_features.device))
             if not config.uses_distillation:  # provenance of the features when no distillation table records it
-                config.integrated_embeddings_hash = hashlib.sha256(features.numpy().tobytes()).hexdigest()
+                config.integrated_embeddings_hash = digest
 
     # ------------------------------------------------------------------ the model's own code table
 
@@ -781,23 +775,29 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin):
                 "this model has no distillation head (config.integrated_dim=0 or distillation_weight=0); build it "
                 "with UngerConfig(integrated_dim=<embedding width>, num_items=<items>, distillation_weight > 0)"
             )
+        table, digest = self._checked_integrated_table(embeddings, "integrated embeddings")
+        self.integrated_embeddings.copy_(table.to(self.integrated_embeddings.device))
+        config.integrated_embeddings_hash = digest
+        return digest
+
+    def _checked_integrated_table(self, embeddings: Any, what: str) -> tuple[torch.Tensor, str]:
+        """``embeddings`` as a finite float32 CPU ``(num_items, integrated_dim)`` matrix and its sha256 (the
+        provenance hash of the Stage-I table, for the distillation targets and the history features alike)."""
+        config = self.config
         if not isinstance(embeddings, torch.Tensor) or tuple(embeddings.shape) != (
             config.num_items,
             config.integrated_dim,
         ):
             shape = tuple(embeddings.shape) if isinstance(embeddings, torch.Tensor) else type(embeddings).__name__
             raise ValueError(
-                f"integrated embeddings must be a ({config.num_items}, {config.integrated_dim}) tensor in code-table "
-                f"row order, got {shape}"
+                f"{what} must be a ({config.num_items}, {config.integrated_dim}) tensor in code-table row order, "
+                f"got {shape}"
             )
         table = embeddings.detach().to("cpu", torch.float32).contiguous()
         if not bool(torch.isfinite(table).all()):
             bad = torch.nonzero(~torch.isfinite(table).all(dim=1)).flatten()[:10].tolist()
-            raise ValueError(f"integrated embeddings hold non-finite values (rows {bad})")
-        self.integrated_embeddings.copy_(table.to(self.integrated_embeddings.device))
-        digest = hashlib.sha256(table.numpy().tobytes()).hexdigest()
-        config.integrated_embeddings_hash = digest
-        return digest
+            raise ValueError(f"{what} hold non-finite values (rows {bad})")
+        return table, hashlib.sha256(table.numpy().tobytes()).hexdigest()
 
     def set_prefix_index(self, prefix_index: Mapping[str, torch.Tensor], token_offsets: Sequence[int]) -> None:
         """Store the code table's prefix index (``CodeTable.prefix_index()``) for constrained training.
