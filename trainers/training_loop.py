@@ -91,7 +91,8 @@ def optimizer_step(
     if accelerator.sync_gradients and max_grad_norm:
         accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()
-    scheduler.step()
+    if scheduler is not None:
+        scheduler.step()
     optimizer.zero_grad()
 
 
@@ -114,7 +115,8 @@ class RunningLosses:
         if not self.values[self.keys[0]]:
             return
         train_log = {k: sum(v) / len(v) for k, v in self.values.items() if v}
-        train_log["lr"] = scheduler.get_last_lr()[0]
+        if scheduler is not None:
+            train_log["lr"] = scheduler.get_last_lr()[0]
         log_metrics(accelerator, state, train_log, step=step, prefix="train/")
         progress.set_postfix(loss=f"{train_log[self.keys[0]]:.4f}")
         self.values = {key: [] for key in self.keys}
@@ -135,10 +137,10 @@ def run_training_loop(
     accelerator: Accelerator,
     model: Any,
     optimizer: Any,
-    scheduler: Any,
+    scheduler: Any | None,
     dataloader: Any,
     state: TrainingState,
-    checkpoints: CheckpointManager,
+    checkpoints: CheckpointManager | None,
     forward: Callable[[Any], Any],
     loss_keys: Sequence[str],
     max_steps: int,
@@ -161,7 +163,9 @@ def run_training_loop(
     Args:
         accelerator, model, optimizer, scheduler, dataloader: what ``accelerator.prepare`` returned.
         state: where to start (``CheckpointManager.start_or_resume``); updated in place and returned.
-        checkpoints: where checkpoints go (every ``checkpoint_every`` steps, at a stop and at the end).
+        scheduler: the learning-rate schedule, stepped after every optimiser step (None: constant rate).
+        checkpoints: where checkpoints go (every ``checkpoint_every`` steps, at a stop and at the end; None:
+            none, for trainings that take seconds).
         forward: one micro-batch -> model output with ``.loss`` and the attributes named in ``loss_keys``
             (the first is logged on the progress bar).
         max_steps: optimiser steps in all.
@@ -224,7 +228,7 @@ def run_training_loop(
                 logger.warning("%s: time budget of %.0f s spent after step %d", desc, time_budget_s, step)
             if step >= max_steps and not state.stop_reason:
                 state.stop_reason = "max_steps"
-            if step % checkpoint_every == 0 or state.stopped_early or step >= max_steps:
+            if checkpoints is not None and (step % checkpoint_every == 0 or state.stopped_early or step >= max_steps):
                 checkpoints.save(state)
             for callback in callbacks:
                 callback(state)
