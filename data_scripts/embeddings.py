@@ -980,7 +980,7 @@ def _plan(
     cache_key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode("utf-8")).hexdigest()
     import transformers
 
-    from genrec.version import __version__ as genrec_version
+    from genrec._version import __version__ as genrec_version
 
     metadata = {
         "encoder": spec.name,

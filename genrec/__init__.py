@@ -19,7 +19,7 @@ import importlib.util
 import sys
 from typing import TYPE_CHECKING, Any
 
-from genrec.version import __version__
+from genrec._version import __version__
 
 # public name -> module that defines it (resolved lazily by __getattr__)
 _EXPORTS: dict[str, str] = {

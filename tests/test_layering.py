@@ -2,7 +2,7 @@
 
 Layers, bottom up (DESIGN.md): ``modeling`` and ``tokenization`` (each self-contained: a saved model folder
 carries the modeling files as remote code, so they may import only their own siblings), ``data_scripts``,
-``model_cards``, ``trainers``, and the CLI in the package root (``genrec/``). ``genrec.version`` imports
+``model_cards``, ``trainers``, and the CLI in the package root (``genrec/``). ``genrec._version`` imports
 nothing and may be read from any layer but ``modeling``.
 """
 
@@ -18,11 +18,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # layer folder -> genrec sub-packages it may import (besides itself)
 ALLOWED: dict[str, set[str]] = {
     "modeling": set(),
-    "tokenization": {"version"},
-    "data_scripts": {"version"},
-    "model_cards": {"version", "data_scripts"},
-    "trainers": {"version", "data_scripts", "model_cards", "modeling", "tokenization"},
-    "genrec": {"version", "data_scripts", "model_cards", "modeling", "tokenization", "trainers", "cli", "cli_errors",
+    "tokenization": {"_version"},
+    "data_scripts": {"_version"},
+    "model_cards": {"_version", "data_scripts"},
+    "trainers": {"_version", "data_scripts", "model_cards", "modeling", "tokenization"},
+    "genrec": {"_version", "data_scripts", "model_cards", "modeling", "tokenization", "trainers", "cli", "cli_errors",
                "cli_models"},
 }
 SUBPACKAGES = {"modeling", "tokenization", "data_scripts", "model_cards", "trainers"}
