@@ -50,6 +50,7 @@ from genrec.trainers.accelerate_utils import (
 )
 from genrec.trainers.checkpoints import CheckpointManager, TrainingState
 from genrec.trainers.evaluation import evaluate_model
+from genrec.trainers.stage2_defaults import PAPER_BATCH_SIZE, PAPER_LR, PAPER_MAX_STEPS, PAPER_WARMUP_STEPS
 from genrec.trainers.training_loop import run_training_loop
 
 logger = logging.getLogger(__name__)
@@ -283,11 +284,11 @@ def train_stage2(
     *,
     config: UngerConfig | None = None,
     integrated_embeddings: str | Path | ItemEmbeddings | None = None,
-    max_steps: int = 20000,
+    max_steps: int = PAPER_MAX_STEPS,
     epochs: float | None = None,
-    batch_size: int = 256,
-    lr: float = 1e-3,
-    warmup_steps: int = 2000,
+    batch_size: int = PAPER_BATCH_SIZE,
+    lr: float = PAPER_LR,
+    warmup_steps: int = PAPER_WARMUP_STEPS,
     warmup_init_lr: float = 1e-7,
     lr_schedule: str = "constant",
     min_lr_ratio: float = 0.0,
