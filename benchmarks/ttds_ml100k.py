@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--json-out", default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("genrec.trainers.accelerate_utils").setLevel(logging.INFO)
+    logging.getLogger("genrec.trainers").setLevel(logging.INFO)  # the loop, checkpoints and TTDS trainer
     summary = run(args)
     from genrec.trainers.ttds import summarize_metrics
 

@@ -342,7 +342,7 @@ def _dataset_title(source: str, files: list[Path], path: str | Path | None) -> s
 
 def _card_body(title: str, report: PrepareReport, item_columns: list[str], source_label: str) -> str:
     """The markdown body of the dataset card (what the data is, how it was split, what was skipped)."""
-    from genrec import __version__
+    from genrec._version import __version__
 
     rows = report.rows
     n = lambda value: f"{value:,}"  # noqa: E731

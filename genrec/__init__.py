@@ -19,7 +19,7 @@ import importlib.util
 import sys
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from genrec._version import __version__
 
 # public name -> module that defines it (resolved lazily by __getattr__)
 _EXPORTS: dict[str, str] = {

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from genrec.trainers import stage2_defaults
+
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """Keeps hand-made line breaks in descriptions and shows defaults."""
@@ -161,10 +163,10 @@ Time:   ~0.13 s (per_item, default) / ~0.35 s (flattened) per batch-256 step on 
     p.add_argument("--constrained-training", action="store_true", help="softmax over valid children only")
     p.add_argument("--distillation-weight", type=float, default=None, help="lambda (default 1)")
     p.add_argument("--config", type=_json_object, default={}, help="JSON object of UngerConfig overrides")
-    p.add_argument("--max-steps", type=int, default=20000)
-    p.add_argument("--warmup-steps", type=int, default=2000)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--max-steps", type=int, default=stage2_defaults.PAPER_MAX_STEPS)
+    p.add_argument("--warmup-steps", type=int, default=stage2_defaults.PAPER_WARMUP_STEPS)
+    p.add_argument("--batch-size", type=int, default=stage2_defaults.PAPER_BATCH_SIZE)
+    p.add_argument("--lr", type=float, default=stage2_defaults.PAPER_LR)
     p.add_argument("--eval-every", type=int, default=None, help="steps between validations (default: epoch)")
     p.add_argument("--eval-beams", type=int, default=20)
     p.add_argument("--max-eval-users", type=int, default=None, help="validate on the first N users only")

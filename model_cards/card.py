@@ -104,7 +104,7 @@ def build_model_card(
     ``hub_datasets`` the Hub ids for the YAML ``datasets`` (default: the keys of ``datasets`` that look like
     Hub ids); ``model_index`` the ``EvalResult``s of the YAML ``model-index`` (it needs ``model_name``).
     """
-    from genrec import __version__
+    from genrec._version import __version__
 
     for split in metrics or {}:
         if split not in {"test", "validation", "train"}:

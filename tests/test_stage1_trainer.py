@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import random
-import uuid
 from pathlib import Path
 
 import pytest
+import testing_utils
 import torch
-from datasets import Dataset
 from safetensors.torch import load_file
 
 from genrec.data_scripts.embeddings import ItemEmbeddings
@@ -21,62 +19,14 @@ from genrec.trainers.stage1 import EMBEDDINGS_FILE, load_stage1_data, train_stag
 
 N_ITEMS, N_USERS = 40, 40
 
-CARD = """---
-configs:
-- config_name: sequences
-  data_files:
-  - split: train
-    path: sequences/train-*.parquet
-  - split: validation
-    path: sequences/validation-*.parquet
-  - split: test
-    path: sequences/test-*.parquet
-- config_name: items
-  data_files:
-  - split: train
-    path: items/train-*.parquet
----
-Synthetic Stage I test data: users walk the item ring in steps of 1 or 2.
-"""
 
 
 def write_dataset(root: Path, splits: dict[str, list[tuple[str, list[str]]]], item_ids: list[str]) -> Path:
-    """A genrec dataset folder (parquet shards + YAML card) readable by ``load_dataset(root, config)``.
-
-    The folder name is unique: datasets 5.2 caches a local folder under its *name* and card only (not its
-    files), so two folders called ``data`` with the same card would share a cache entry.
-    """
-    root = root.with_name(f"{root.name}-{uuid.uuid4().hex}")
-    (root / "sequences").mkdir(parents=True)
-    (root / "items").mkdir()
-    for name, rows in splits.items():
-        Dataset.from_dict(
-            {
-                "user_id": [user for user, _ in rows],
-                "item_ids": [items for _, items in rows],
-                "timestamps": [list(range(len(items))) for _, items in rows],
-            }
-        ).to_parquet(root / "sequences" / f"{name}-00000-of-00001.parquet")
-    Dataset.from_dict({"item_id": item_ids, "title": [f"title {i}" for i in item_ids]}).to_parquet(
-        root / "items" / "train-00000-of-00001.parquet"
-    )
-    (root / "README.md").write_text(CARD)
-    return root
+    return testing_utils.write_dataset(root, splits, item_ids, description='Synthetic Stage I test data: users walk the item ring in steps of 1 or 2.')
 
 
 def ring_splits(seed: int = 0) -> tuple[dict[str, list[tuple[str, list[str]]]], list[str]]:
-    """Leave-one-out splits of users walking a ring of items (a pattern a sequential model can learn)."""
-    rng = random.Random(seed)
-    ids = [f"i{k}" for k in range(N_ITEMS)]
-    splits: dict[str, list[tuple[str, list[str]]]] = {"train": [], "validation": [], "test": []}
-    for u in range(N_USERS):
-        start, step = rng.randrange(N_ITEMS), rng.choice([1, 2])
-        seq = [ids[(start + step * k) % N_ITEMS] for k in range(rng.randint(5, 8))]
-        for t in range(1, len(seq) - 2):
-            splits["train"].append((f"u{u}", seq[max(0, t - 20) : t + 1]))
-        splits["validation"].append((f"u{u}", seq[:-1][-21:]))
-        splits["test"].append((f"u{u}", seq[-21:]))
-    return splits, ids
+    return testing_utils.ring_splits(N_ITEMS, N_USERS, seed)
 
 
 def ring_embeddings(ids: list[str]) -> ItemEmbeddings:

@@ -6,34 +6,16 @@ accumulation, optional TensorBoard), an optimiser with a warm-up schedule from `
 checkpoints that can be resumed *exactly* after an interruption, early stopping on a validation metric,
 and logging. They live here so that a fix to any of them reaches all trainers.
 
-Resume contract (what makes a resumed run bit-identical to an uninterrupted one):
-
-* the data order of epoch ``e`` is a pure function of ``(seed, e)``: the accelerator is built with
-  ``use_seedable_sampler=True`` and a fixed ``data_seed``, and :func:`epoch_batches` calls
-  ``set_epoch(e)`` before iterating, then ``accelerator.skip_first_batches`` drops the batches the
-  interrupted run had already consumed;
-* a checkpoint is taken only after an optimiser step (never in the middle of a gradient accumulation
-  window), with ``accelerator.save_state`` (model weights as safetensors; optimiser, scheduler, grad
-  scaler and RNG states in Accelerate's torch format, which Accelerate reads back with
-  ``torch.load(weights_only=True)``) plus the loop's own :class:`TrainingState` as JSON;
-* the data loader must not draw from the global torch RNG when it starts an epoch: give it its own
-  ``generator`` (see :func:`make_train_dataloader`), otherwise the dropout masks after a resume differ.
-
-Checkpoints are written into ``<dir>.tmp`` and renamed when complete, so a run killed while saving leaves
-no half-written checkpoint that a resume could pick up.
+The loop itself lives in :mod:`genrec.trainers.training_loop` and its checkpoints in
+:mod:`genrec.trainers.checkpoints`; their names are re-exported here for existing imports.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
-import json
 import logging
-import math
-import os
-import shutil
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -50,19 +32,19 @@ R = TypeVar("R")
 __all__ = [
     "CheckpointManager",
     "EarlyStopping",
+    "RunningLosses",
     "TrainingState",
     "build_accelerator",
     "build_optimizer_and_scheduler",
     "epoch_batches",
     "log_metrics",
     "make_train_dataloader",
+    "optimizer_step",
     "resolve_log_with",
     "resolve_mixed_precision",
     "tracker_config",
 ]
 
-STATE_FILE = "trainer_state.json"
-CHECKPOINT_PREFIX = "step-"
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
 
 
@@ -223,230 +205,11 @@ def build_optimizer_and_scheduler(
     return optimizer, lr_scheduler
 
 
-# --------------------------------------------------------------------------------------------------
-# Training state, early stopping, logging
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class TrainingState:
-    """The loop's own progress, saved as JSON next to every checkpoint.
-
-    ``batches_in_epoch`` counts the micro-batches of epoch ``epoch`` already consumed (the number to skip
-    on resume); ``stop_reason`` says why a finished run stopped (``max_steps``, ``early_stopping`` or
-    ``time_budget``); ``fingerprint`` identifies the job (config + data) so a resume into a folder of another
-    job is refused.
-    """
-
-    global_step: int = 0
-    epoch: int = 0
-    batches_in_epoch: int = 0
-    best_metric: float | None = None
-    best_step: int | None = None
-    best_metrics: dict[str, float] = field(default_factory=dict)
-    evals_without_improvement: int = 0
-    stopped_early: bool = False
-    stop_reason: str = ""
-    fingerprint: str = ""
-    log_history: list[dict[str, Any]] = field(default_factory=list)
-
-    def save(self, path: str | Path) -> None:
-        """Write the state as JSON (atomically: temp file + rename)."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> TrainingState:
-        """Read a state written by :meth:`save`; a clear error for a missing or corrupt file."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"no trainer state at {path}: the checkpoint is incomplete.") from None
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path} is not valid JSON ({error}); delete the checkpoint folder.") from None
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{path}: unknown trainer-state fields {unknown}; written by another genrec?")
-        return cls(**data)
-
-
-class EarlyStopping:
-    """Tracks the best value of a validation metric (higher is better) and a patience counter.
-
-    ``patience`` counts evaluations without improvement (``None`` or 0 disables stopping); an improvement
-    must exceed ``min_delta``.
-    """
-
-    def __init__(self, state: TrainingState, *, patience: int | None, min_delta: float = 0.0) -> None:
-        self.state = state
-        self.patience = patience
-        self.min_delta = min_delta
-
-    def update(self, value: float, step: int, metrics: Mapping[str, float] | None = None) -> bool:
-        """Record an evaluation; True when it is the new best (the caller then saves the best model)."""
-        state = self.state
-        if not math.isfinite(value):
-            raise FloatingPointError(f"validation metric is {value} at step {step}: training diverged.")
-        if state.best_metric is None or value > state.best_metric + self.min_delta:
-            state.best_metric = float(value)
-            state.best_step = int(step)
-            state.best_metrics = {k: float(v) for k, v in (metrics or {}).items()}
-            state.evals_without_improvement = 0
-            return True
-        state.evals_without_improvement += 1
-        return False
-
-    @property
-    def should_stop(self) -> bool:
-        """True once ``patience`` evaluations in a row brought no improvement."""
-        return bool(self.patience) and self.state.evals_without_improvement >= int(self.patience)
-
-
-def log_metrics(
-    accelerator: Accelerator, state: TrainingState, metrics: Mapping[str, float], *, step: int, prefix: str = ""
-) -> None:
-    """Send ``metrics`` to the trackers, the Python logger and ``state.log_history`` (kept in checkpoints)."""
-    named = {f"{prefix}{k}": float(v) for k, v in metrics.items()}
-    accelerator.log(named, step=step)
-    state.log_history.append({"step": int(step), **named})
-    if accelerator.is_main_process:
-        logger.info("step %d: %s", step, ", ".join(f"{k}={v:.5g}" for k, v in named.items()))
-
-
-# --------------------------------------------------------------------------------------------------
-# Checkpoints
-# --------------------------------------------------------------------------------------------------
-
-
-def optimizer_step(
-    accelerator: Accelerator, model: Any, loss: Any, optimizer: Any, scheduler: Any, max_grad_norm: float | None
-) -> None:
-    """Backward, optional clipping (on the micro-batch that syncs gradients), optimiser and schedule step."""
-    accelerator.backward(loss)
-    if accelerator.sync_gradients and max_grad_norm:
-        accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad()
-
-
-class RunningLosses:
-    """Means of a model output's loss terms between two training-log lines (one per ``logging_steps``)."""
-
-    def __init__(self, keys: Sequence[str]) -> None:
-        self.keys = tuple(keys)
-        self.values: dict[str, list[float]] = {key: [] for key in self.keys}
-
-    def add(self, output: Any) -> None:
-        """Record this micro-batch's terms (``None`` terms, e.g. a loss that is switched off, are skipped)."""
-        for key in self.keys:
-            value = getattr(output, key)
-            if value is not None:
-                self.values[key].append(float(value.detach()))
-
-    def log(self, accelerator: Accelerator, state: TrainingState, scheduler: Any, progress: Any, step: int) -> None:
-        """Log the means (+ learning rate) under ``train/``, show the loss on the bar, and start over."""
-        if not self.values[self.keys[0]]:
-            return
-        train_log = {k: sum(v) / len(v) for k, v in self.values.items() if v}
-        train_log["lr"] = scheduler.get_last_lr()[0]
-        log_metrics(accelerator, state, train_log, step=step, prefix="train/")
-        progress.set_postfix(loss=f"{train_log[self.keys[0]]:.4f}")
-        self.values = {key: [] for key in self.keys}
-
-
-class CheckpointManager:
-    """``accelerator.save_state`` checkpoints in ``<root>/step-XXXXXXXX``, the last ``keep_last`` kept."""
-
-    def __init__(self, accelerator: Accelerator, root: str | Path, *, keep_last: int = 2) -> None:
-        if keep_last < 1:
-            raise ValueError(f"keep_last must be >= 1, got {keep_last}.")
-        self.accelerator = accelerator
-        self.root = Path(root)
-        self.keep_last = keep_last
-
-    def checkpoints(self) -> list[Path]:
-        """Complete checkpoints, oldest first (folders with a trainer state; ``*.tmp`` leftovers ignored)."""
-        if not self.root.is_dir():
-            return []
-        found = []
-        for path in self.root.iterdir():
-            name = path.name
-            numbered = name.startswith(CHECKPOINT_PREFIX) and name[len(CHECKPOINT_PREFIX) :].isdigit()
-            if numbered and path.is_dir() and (path / STATE_FILE).is_file():
-                found.append(path)
-        return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
-
-    def latest(self) -> Path | None:
-        """The newest complete checkpoint, or None."""
-        found = self.checkpoints()
-        return found[-1] if found else None
-
-    def save(self, state: TrainingState) -> Path:
-        """Save model/optimiser/scheduler/RNG state and ``state``; prune all but the last ``keep_last``."""
-        accelerator = self.accelerator
-        final = self.root / f"{CHECKPOINT_PREFIX}{state.global_step:08d}"
-        tmp = final.with_name(final.name + ".tmp")
-        if accelerator.is_main_process:
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            tmp.mkdir(parents=True)
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(tmp), safe_serialization=True)
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            state.save(tmp / STATE_FILE)
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-            for old in self.checkpoints()[: -self.keep_last]:
-                shutil.rmtree(old)
-        accelerator.wait_for_everyone()
-        logger.info("saved checkpoint %s", final)
-        return final
-
-    def load(self, path: str | Path) -> TrainingState:
-        """Restore everything registered with the accelerator from ``path`` and return the loop state."""
-        path = Path(path)
-        state = TrainingState.load(path / STATE_FILE)
-        self.accelerator.load_state(str(path))
-        logger.info("resumed from %s (step %d, epoch %d)", path, state.global_step, state.epoch)
-        return state
-
-    def start_or_resume(self, fingerprint: str, *, resume: bool, identity: str) -> tuple[TrainingState, str | None]:
-        """The loop state to start from, and the checkpoint it came from (None for a fresh start).
-
-        ``resume=True`` continues from the newest checkpoint, refusing one whose fingerprint differs (another
-        ``identity``, e.g. "config, data or hyper-parameters"); ``resume=False`` deletes every checkpoint.
-        """
-        latest = self.latest() if resume else None
-        if latest is None:
-            if not resume:
-                self.clear()
-            return TrainingState(fingerprint=fingerprint), None
-        if TrainingState.load(latest / STATE_FILE).fingerprint != fingerprint:
-            raise ValueError(
-                f"{latest} belongs to a run with another {identity}; resume it with the same arguments, pass "
-                "resume=False to start over (deletes its checkpoints), or use another output_dir."
-            )
-        return self.load(latest), str(latest)
-
-    def clear(self) -> None:
-        """Delete every checkpoint (a fresh run into a folder that holds an older run's checkpoints)."""
-        if self.accelerator.is_main_process and self.root.exists():
-            shutil.rmtree(self.root)
-        self.accelerator.wait_for_everyone()
-
-
-def epoch_batches(accelerator: Accelerator, dataloader: Any, state: TrainingState) -> Iterator[Any]:
-    """The batches of epoch ``state.epoch`` not consumed yet, in the same order as an uninterrupted run."""
-    dataloader.set_epoch(state.epoch)
-    if state.batches_in_epoch:
-        loader: Iterable[Any] = accelerator.skip_first_batches(dataloader, state.batches_in_epoch)
-    else:
-        loader = dataloader
-    yield from loader
+from genrec.trainers.checkpoints import CheckpointManager, TrainingState  # noqa: E402  (re-exported)
+from genrec.trainers.training_loop import (  # noqa: E402  (re-exported)
+    EarlyStopping,
+    RunningLosses,
+    epoch_batches,
+    log_metrics,
+    optimizer_step,
+)

@@ -39,6 +39,7 @@ from genrec.trainers.run_fingerprints import (
     stage1_fingerprint,
     stage2_fingerprint,
 )
+from genrec.trainers.stage2_defaults import PAPER_MAX_STEPS, PAPER_WARMUP_STEPS
 from genrec.trainers.stage_fingerprint import FINGERPRINT_DIR, StageLedger, settings_digest
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class PipelineProfile:
     stage1_patience: int | None = 5
     stage1_max_eval_examples: int | None = None
     stage1_config: dict[str, Any] = field(default_factory=dict)
-    stage2_max_steps: int = 3000
+    stage2_max_steps: int = 3000  # a field default for custom profiles: every shipped profile sets its own length
     stage2_epochs: float | None = None
     stage2_warmup_steps: int = 300
     stage2_eval_every: int | None = 500
@@ -120,8 +121,8 @@ PROFILES: dict[str, PipelineProfile] = {
         name="paper",
         stage1_epochs=200,
         stage1_patience=5,
-        stage2_max_steps=20000,
-        stage2_warmup_steps=2000,
+        stage2_max_steps=PAPER_MAX_STEPS,
+        stage2_warmup_steps=PAPER_WARMUP_STEPS,
         stage2_eval_every=1000,
         stage2_patience=None,
         stage2_config={"history_mode": "flattened"},

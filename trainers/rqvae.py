@@ -1,6 +1,6 @@
 """Accelerate training loop for the RQ-VAE quantizer (TIGER's semantic IDs).
 
-The maths lives in ``genrec.tokenization.quantizers.RQVAEQuantizer.training_step`` (its ``forward``); this
+The loop is genrec's one training loop (:func:`genrec.trainers.training_loop.run_training_loop`). The maths lives in ``genrec.tokenization.quantizers.RQVAEQuantizer.training_step`` (its ``forward``); this
 module only adds what Accelerate brings — device placement, mixed precision, multi-process data parallelism
 — plus a per-epoch loss log. ``RQVAEQuantizer.fit`` is the dependency-free equivalent (plain torch loop).
 """
@@ -13,6 +13,7 @@ import math
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -20,14 +21,16 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, broadcast
 from torch.utils.data import TensorDataset
-from tqdm.auto import tqdm
 
 from genrec.tokenization.quantizers import RQVAEQuantizer, as_float_embeddings
 from genrec.trainers.accelerate_utils import make_train_dataloader, resolve_mixed_precision
+from genrec.trainers.checkpoints import TrainingState
+from genrec.trainers.training_loop import run_training_loop
 
 logger = logging.getLogger(__name__)
 
 TRAINING_LOG_NAME = "rqvae_training_log.json"
+LOSS_KEYS = ("loss", "reconstruction_loss", "codebook_loss", "commitment_loss", "restarted_codes")
 
 
 def train_rqvae(
@@ -71,38 +74,39 @@ def train_rqvae(
     loader = make_train_dataloader(TensorDataset(x), batch_size=batch_size, seed=seed)
     optimizer = torch.optim.Adam(quantizer.parameters(), lr=lr)
     model, optimizer, loader = accelerator.prepare(quantizer, optimizer, loader)
-    model.train()
     unwrapped: RQVAEQuantizer = accelerator.unwrap_model(model)
-    history: list[dict[str, float]] = []
-    bar = tqdm(
-        total=epochs * len(loader),
-        desc="RQ-VAE (accelerate)",
-        disable=None if show_progress and accelerator.is_local_main_process else True,
+    steps_per_epoch = len(loader)
+
+    def sync_codebooks(state: TrainingState) -> None:
+        # k-means initialisation and dead-code restarts use each process's own batch: process 0's codebooks win
+        if accelerator.num_processes > 1:
+            with torch.no_grad():
+                for cb in unwrapped.codebooks:
+                    cb.copy_(broadcast(cb.detach().clone(), from_process=0))
+
+    def check_finite(state: TrainingState) -> None:
+        if state.global_step % steps_per_epoch == 0:
+            row = state.log_history[-1]
+            if not all(math.isfinite(v) for k, v in row.items() if k != "step"):
+                raise FloatingPointError(f"RQ-VAE training diverged at epoch {state.global_step // steps_per_epoch}: "
+                                         f"{row}; lower lr")
+
+    # one log line per epoch (the loss means of its batches); no validation and no checkpoints: a fit takes
+    # seconds to minutes
+    state = run_training_loop(
+        accelerator=accelerator, model=model, optimizer=optimizer, scheduler=None, dataloader=loader,
+        state=TrainingState(), checkpoints=None, forward=lambda batch: SimpleNamespace(**model(batch)),
+        loss_keys=LOSS_KEYS, max_steps=epochs * steps_per_epoch, eval_every=steps_per_epoch,
+        checkpoint_every=steps_per_epoch, logging_steps=steps_per_epoch, callbacks=(sync_codebooks, check_finite),
+        desc="RQ-VAE (accelerate)", show_progress=show_progress and accelerator.is_local_main_process,
     )
-    for epoch in range(epochs):
-        totals: dict[str, float] = {}
-        steps = 0
-        loader.set_epoch(epoch)
-        for batch in loader:
-            out = model(batch)
-            accelerator.backward(out["loss"])
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if accelerator.num_processes > 1:
-                with torch.no_grad():
-                    for cb in unwrapped.codebooks:
-                        cb.copy_(broadcast(cb.detach().clone(), from_process=0))
-            for key, value in out.items():
-                totals[key] = totals.get(key, 0.0) + float(value.detach())
-            steps += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{float(out['loss'].detach()):.4g}")
-        row = {"epoch": epoch + 1, **{k: v / max(steps, 1) for k, v in totals.items()}}
-        history.append(row)
-        logger.info("RQ-VAE epoch %d/%d: %s", epoch + 1, epochs, row)
-        if not all(math.isfinite(v) for v in row.values()):
-            raise FloatingPointError(f"RQ-VAE training diverged at epoch {epoch + 1}: {row}; lower lr")
-    bar.close()
+    history = [
+        {"epoch": row["step"] // steps_per_epoch, **{k.removeprefix("train/"): v for k, v in row.items()
+                                                     if k.startswith("train/")}}
+        for row in state.log_history
+    ]
+    for row in history:
+        logger.info("RQ-VAE epoch %d/%d: %s", row["epoch"], epochs, row)
     unwrapped.eval()
     unwrapped.codes_ = unwrapped.encode(x)
     unwrapped.fit_info = {

@@ -34,26 +34,20 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
-from tqdm.auto import tqdm
 
 from genrec.data_scripts.embeddings import ItemEmbeddings
 from genrec.modeling.configuration_unger_fusion import UngerFusionConfig
 from genrec.modeling.modeling_unger_fusion import UngerFusionModel
 from genrec.trainers.accelerate_utils import (
-    CheckpointManager,
-    EarlyStopping,
-    RunningLosses,
-    TrainingState,
     build_accelerator,
     build_optimizer_and_scheduler,
     deterministic_training,
-    epoch_batches,
-    log_metrics,
     make_train_dataloader,
-    optimizer_step,
     tracker_config,
 )
+from genrec.trainers.checkpoints import CheckpointManager, TrainingState
 from genrec.trainers.metrics import metrics_from_ranks
+from genrec.trainers.training_loop import run_training_loop
 
 logger = logging.getLogger(__name__)
 
@@ -415,70 +409,32 @@ def train_stage1(
     }
     # the time budget is not part of the job's identity: a run stopped by it can be resumed with more time
     fingerprint = _fingerprint(config, dataset, semantic, {k: v for k, v in hparams.items() if k != "time_budget_s"})
-    checkpoints = CheckpointManager(accelerator, output_dir / "checkpoints", keep_last=keep_checkpoints)
+    checkpoints = CheckpointManager(
+        accelerator, output_dir / "checkpoints", keep_last=keep_checkpoints,
+        model=model, optimizer=optimizer, scheduler=scheduler,
+    )
     state, resumed_from = checkpoints.start_or_resume(
         fingerprint, resume=resume, identity="config, data or hyper-parameters"
     )
-    if state.stop_reason == "time_budget":  # continue where the budget ran out
-        state.stopped_early, state.stop_reason = False, ""
-    stopper = EarlyStopping(state, patience=patience)
     unwrapped: UngerFusionModel = accelerator.unwrap_model(model)
     best_dir = output_dir / "best"
 
+    def save_best() -> None:
+        unwrapped.save_pretrained(best_dir)
+        (best_dir / VOCABULARY_FILE).write_text(json.dumps(dataset.item_ids) + "\n")
+
     if accelerator.log_with:
         accelerator.init_trackers("stage1", config=tracker_config({**config.to_dict(), **hparams}))
-    progress = tqdm(
-        total=max_steps, initial=state.global_step, desc="stage1", unit="step",
-        disable=(not accelerator.is_main_process) or (None if show_progress else True),
+    state = run_training_loop(
+        accelerator=accelerator, model=model, optimizer=optimizer, scheduler=scheduler, dataloader=train_loader,
+        state=state, checkpoints=checkpoints,
+        forward=lambda batch: model(history_ids=batch[0], attention_mask=batch[1], labels=batch[2]),
+        loss_keys=("loss", "loss_next", "loss_align"), max_steps=max_steps, eval_every=eval_every,
+        checkpoint_every=checkpoint_every, logging_steps=logging_steps,
+        evaluate=lambda: evaluate_ranking(unwrapped, eval_loader, accelerator), metric_for_best="recall@10",
+        patience=patience, save_best=save_best, max_grad_norm=max_grad_norm, time_budget_s=time_budget_s,
+        start_time=start, callbacks=callbacks, desc="stage1", show_progress=show_progress,
     )
-    running = RunningLosses(("loss", "loss_next", "loss_align"))
-    done = state.global_step >= max_steps or state.stopped_early
-    model.train()
-    while not done:
-        for history_ids, mask, labels in epoch_batches(accelerator, train_loader, state):
-            with accelerator.accumulate(model):
-                out = model(history_ids=history_ids, attention_mask=mask, labels=labels)
-                optimizer_step(accelerator, model, out.loss, optimizer, scheduler, max_grad_norm)
-            state.batches_in_epoch += 1
-            running.add(out)
-            if not accelerator.sync_gradients:
-                continue
-            state.global_step += 1
-            progress.update(1)
-            step = state.global_step
-            if step % logging_steps == 0:
-                running.log(accelerator, state, scheduler, progress, step)
-            out_of_time = time_budget_s is not None and time.perf_counter() - start > time_budget_s
-            if step % eval_every == 0 or step == max_steps or out_of_time:
-                metrics = evaluate_ranking(unwrapped, eval_loader, accelerator)
-                improved = stopper.update(metrics["recall@10"], step, metrics)
-                log_metrics(accelerator, state, {k: v for k, v in metrics.items() if not k.startswith("hr@")},
-                            step=step, prefix="validation/")
-                if improved and accelerator.is_main_process:
-                    unwrapped.save_pretrained(best_dir)
-                    (best_dir / VOCABULARY_FILE).write_text(json.dumps(dataset.item_ids) + "\n")
-                accelerator.wait_for_everyone()
-                if stopper.should_stop:
-                    state.stopped_early = True
-                    state.stop_reason = "early_stopping"
-            if out_of_time and not state.stopped_early:
-                state.stopped_early = True
-                state.stop_reason = "time_budget"
-                logger.warning("stage1: time budget of %.0f s spent after step %d", time_budget_s, step)
-            if step >= max_steps and not state.stop_reason:
-                state.stop_reason = "max_steps"
-            if step % checkpoint_every == 0 or state.stopped_early or step >= max_steps:
-                checkpoints.save(state)
-            for callback in callbacks:
-                callback(state)
-            if step >= max_steps or state.stopped_early:
-                done = True
-                break
-        else:
-            state.epoch += 1
-            state.batches_in_epoch = 0
-    progress.close()
-    accelerator.end_training()
 
     if not (best_dir / "model.safetensors").is_file():
         raise RuntimeError(f"no best model in {best_dir}: training ended before any validation evaluation.")

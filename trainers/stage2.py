@@ -37,26 +37,21 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import TensorDataset
-from tqdm.auto import tqdm
 
 from genrec.data_scripts.embeddings import ItemEmbeddings
 from genrec.modeling.configuration_unger import UngerConfig
 from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
 from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
 from genrec.trainers.accelerate_utils import (
-    CheckpointManager,
-    EarlyStopping,
-    RunningLosses,
-    TrainingState,
     build_accelerator,
     deterministic_training,
-    epoch_batches,
-    log_metrics,
     make_train_dataloader,
-    optimizer_step,
     tracker_config,
 )
+from genrec.trainers.checkpoints import CheckpointManager, TrainingState
 from genrec.trainers.evaluation import evaluate_model
+from genrec.trainers.stage2_defaults import PAPER_BATCH_SIZE, PAPER_LR, PAPER_MAX_STEPS, PAPER_WARMUP_STEPS
+from genrec.trainers.training_loop import run_training_loop
 
 logger = logging.getLogger(__name__)
 
@@ -289,11 +284,11 @@ def train_stage2(
     *,
     config: UngerConfig | None = None,
     integrated_embeddings: str | Path | ItemEmbeddings | None = None,
-    max_steps: int = 20000,
+    max_steps: int = PAPER_MAX_STEPS,
     epochs: float | None = None,
-    batch_size: int = 256,
-    lr: float = 1e-3,
-    warmup_steps: int = 2000,
+    batch_size: int = PAPER_BATCH_SIZE,
+    lr: float = PAPER_LR,
+    warmup_steps: int = PAPER_WARMUP_STEPS,
     warmup_init_lr: float = 1e-7,
     lr_schedule: str = "constant",
     min_lr_ratio: float = 0.0,
@@ -440,74 +435,42 @@ def train_stage2(
     if lr_schedule != "constant":  # the paper's constant schedule keeps the fingerprints of earlier runs
         hparams.update(lr_schedule=lr_schedule, min_lr_ratio=min_lr_ratio)
     fingerprint = _fingerprint(config, train, hparams)
-    checkpoints = CheckpointManager(accelerator, output_dir / "checkpoints", keep_last=keep_checkpoints)
+    checkpoints = CheckpointManager(
+        accelerator, output_dir / "checkpoints", keep_last=keep_checkpoints,
+        model=model, optimizer=optimizer, scheduler=scheduler,
+    )
     state, resumed_from = checkpoints.start_or_resume(
         fingerprint, resume=resume, identity="config, data, tokenizer or hyper-parameters"
     )
-    stopper = EarlyStopping(state, patience=patience)
     unwrapped: UngerForGenerativeRecommendation = accelerator.unwrap_model(model)
     best_dir = output_dir / "best"
 
+    def forward(batch: Any) -> Any:
+        input_ids, attention_mask, labels, target_rows = batch
+        return model(
+            input_ids=input_ids, attention_mask=attention_mask, labels=labels,
+            target_item_indices=target_rows if distill else None,
+        )
+
+    def evaluate() -> dict[str, float]:
+        return evaluate_model(
+            unwrapped, tokenizer, sequences, "validation", k_values=EVAL_KS, num_beams=eval_beams,
+            batch_size=eval_batch_size, max_users=max_eval_users, show_progress=show_progress,
+        )["metrics"]
+
+    def save_best() -> None:
+        unwrapped.save_pretrained(best_dir)
+        tokenizer.save_pretrained(str(best_dir))
+
     if accelerator.log_with:
         accelerator.init_trackers("stage2", config=tracker_config({**config.to_dict(), **hparams}))
-    progress = tqdm(
-        total=max_steps, initial=state.global_step, desc="stage2", unit="step",
-        disable=(not accelerator.is_main_process) or (None if show_progress else True),
+    state = run_training_loop(
+        accelerator=accelerator, model=model, optimizer=optimizer, scheduler=scheduler, dataloader=train_loader,
+        state=state, checkpoints=checkpoints, forward=forward, loss_keys=("loss", "loss_rec", "loss_ikd"),
+        max_steps=max_steps, eval_every=eval_every, checkpoint_every=checkpoint_every, logging_steps=logging_steps,
+        evaluate=evaluate, metric_for_best=metric_for_best, patience=patience, save_best=save_best,
+        max_grad_norm=max_grad_norm, callbacks=callbacks, desc="stage2", show_progress=show_progress,
     )
-    running = RunningLosses(("loss", "loss_rec", "loss_ikd"))
-    done = state.global_step >= max_steps or state.stopped_early
-    model.train()
-    while not done:
-        for input_ids, attention_mask, labels, target_rows in epoch_batches(accelerator, train_loader, state):
-            with accelerator.accumulate(model):
-                out = model(
-                    input_ids=input_ids,
-                    attention_mask=attention_mask,
-                    labels=labels,
-                    target_item_indices=target_rows if distill else None,
-                )
-                optimizer_step(accelerator, model, out.loss, optimizer, scheduler, max_grad_norm)
-            state.batches_in_epoch += 1
-            running.add(out)
-            if not accelerator.sync_gradients:
-                continue
-            state.global_step += 1
-            progress.update(1)
-            step = state.global_step
-            if step % logging_steps == 0:
-                running.log(accelerator, state, scheduler, progress, step)
-            if step % eval_every == 0 or step == max_steps:
-                result = evaluate_model(
-                    unwrapped, tokenizer, sequences, "validation", k_values=EVAL_KS, num_beams=eval_beams,
-                    batch_size=eval_batch_size, max_users=max_eval_users, show_progress=show_progress,
-                )
-                metrics = result["metrics"]
-                if metric_for_best not in metrics:
-                    raise ValueError(f"metric_for_best={metric_for_best!r} is not among {sorted(metrics)}")
-                improved = stopper.update(metrics[metric_for_best], step, metrics)
-                log_metrics(
-                    accelerator, state, {k: v for k, v in metrics.items() if not k.startswith("hr@")},
-                    step=step, prefix="validation/",
-                )
-                if improved and accelerator.is_main_process:
-                    unwrapped.save_pretrained(best_dir)
-                    tokenizer.save_pretrained(str(best_dir))
-                accelerator.wait_for_everyone()
-                if stopper.should_stop:
-                    state.stopped_early = True
-                model.train()
-            if step % checkpoint_every == 0 or state.stopped_early or step >= max_steps:
-                checkpoints.save(state)
-            for callback in callbacks:
-                callback(state)
-            if step >= max_steps or state.stopped_early:
-                done = True
-                break
-        else:
-            state.epoch += 1
-            state.batches_in_epoch = 0
-    progress.close()
-    accelerator.end_training()
 
     if not (best_dir / "model.safetensors").is_file():
         raise RuntimeError(f"no best model in {best_dir}: training ended before any validation evaluation.")

@@ -44,7 +44,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from genrec.modeling.configuration_ttds import TTDSConfig
@@ -985,48 +984,29 @@ class TTDSTrainer:
         self.codes.last_update_step = step
         return stats
 
-    def _register_hooks(self, accelerator: Any) -> None:
-        """Checkpoints keep only the trained weights (LoRA, token rows, towers) and the current code tables."""
+    def _save_code_state(self, folder: Path) -> None:
+        """Checkpoint extra: the current code tables and the update counters (weights are filtered to the
+        trained ones — LoRA, token rows, towers — by the checkpoint manager)."""
+        (folder / CODE_STATE_FILE).write_text(json.dumps(
+            {"last_update_step": self.codes.last_update_step, "updates": self.codes.updates,
+             "rejected": self.codes.rejected}) + "\n")
+        if self.codes.item_table is not None:
+            self.codes.item_table.save(folder / ITEM_TABLE_DIR)
+        if self.codes.user_table is not None:
+            self.codes.user_table.save(folder / USER_TABLE_DIR)
 
-        def save_hook(models: list, weights: list, output_dir: str) -> None:
-            for n, state in enumerate(weights):
-                weights[n] = {k: v for k, v in state.items() if _is_trained_key(k)}
-            (Path(output_dir) / CODE_STATE_FILE).write_text(json.dumps(
-                {"last_update_step": self.codes.last_update_step, "updates": self.codes.updates,
-                 "rejected": self.codes.rejected}) + "\n")
-            if self.codes.item_table is not None:
-                self.codes.item_table.save(Path(output_dir) / ITEM_TABLE_DIR)
-            if self.codes.user_table is not None:
-                self.codes.user_table.save(Path(output_dir) / USER_TABLE_DIR)
-
-        def load_hook(models: list, input_dir: str) -> None:
-            for n in range(len(models)):
-                model = models.pop(0)
-                name = "model.safetensors" if n == 0 else f"model_{n}.safetensors"
-                path = Path(input_dir) / name
-                if not path.is_file():
-                    raise FileNotFoundError(f"{path} is missing: the checkpoint {input_dir} is incomplete")
-                state = load_file(str(path))
-                missing, unexpected = model.load_state_dict(state, strict=False)
-                trained_missing = [k for k in missing if _is_trained_key(k)]
-                if unexpected or trained_missing:
-                    raise ValueError(
-                        f"checkpoint {path} does not fit the model: unexpected {unexpected[:5]}, missing trained "
-                        f"weights {trained_missing[:5]}"
-                    )
-            try:
-                code_state = json.loads((Path(input_dir) / CODE_STATE_FILE).read_text())
-            except (FileNotFoundError, json.JSONDecodeError) as error:
-                raise ValueError(f"{input_dir}/{CODE_STATE_FILE} is missing or corrupt ({error})") from None
-            self.codes.last_update_step = int(code_state["last_update_step"])
-            self.codes.updates = int(code_state["updates"])
-            self.codes.rejected = int(code_state["rejected"])
-            self.codes.item_table = CodeTable.load(Path(input_dir) / ITEM_TABLE_DIR)
-            if (Path(input_dir) / USER_TABLE_DIR).is_dir():
-                self.codes.user_table = CodeTable.load(Path(input_dir) / USER_TABLE_DIR)
-
-        accelerator.register_save_state_pre_hook(save_hook)
-        accelerator.register_load_state_pre_hook(load_hook)
+    def _load_code_state(self, folder: Path) -> None:
+        """Read back what :meth:`_save_code_state` wrote."""
+        try:
+            code_state = json.loads((folder / CODE_STATE_FILE).read_text())
+        except (FileNotFoundError, json.JSONDecodeError) as error:
+            raise ValueError(f"{folder}/{CODE_STATE_FILE} is missing or corrupt ({error})") from None
+        self.codes.last_update_step = int(code_state["last_update_step"])
+        self.codes.updates = int(code_state["updates"])
+        self.codes.rejected = int(code_state["rejected"])
+        self.codes.item_table = CodeTable.load(folder / ITEM_TABLE_DIR)
+        if (folder / USER_TABLE_DIR).is_dir():
+            self.codes.user_table = CodeTable.load(folder / USER_TABLE_DIR)
 
     def _lr_lambda(self, step: int) -> float:
         """LR multiplier of ``learning_rate``: the warm-up LR during the generator warm-up, then linear
@@ -1062,8 +1042,11 @@ class TTDSTrainer:
             collate_fn=_index_batch,
         )
         model, optimizer, dataloader, scheduler = accelerator.prepare(model, optimizer, dataloader, scheduler)
-        self._register_hooks(accelerator)
-        manager = CheckpointManager(accelerator, output_dir / "checkpoints", keep_last=args.keep_last)
+        manager = CheckpointManager(
+            accelerator, output_dir / "checkpoints", keep_last=args.keep_last, model=model, optimizer=optimizer,
+            scheduler=scheduler, weights_filter=_is_trained_key, save_extra=self._save_code_state,
+            load_extra=self._load_code_state,
+        )
         state = TrainingState(fingerprint=self._fingerprint())
         latest = manager.latest() if args.resume else None
         unwrapped: TTDSForCausalLM = accelerator.unwrap_model(model)
