@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .core import DATASETS, PLOT_NAME, REPO, RESULTS_MD, Context, Row, ensure_dataset
+from .perf import SCALING_PLOT, render_scaling_plot
 from .render import render_markdown, render_plot, row_status
 from .store import compute_row, fingerprint, load_row_json, render_command
 
@@ -81,6 +82,8 @@ def run_report(
         plot_name = None
         if plot and render_plot(rows, ctx, markdown_path.parent / PLOT_NAME):
             plot_name = PLOT_NAME
+        if plot:
+            render_scaling_plot(rows, ctx, markdown_path.parent / SCALING_PLOT)
         markdown_path.write_text(render_markdown(rows, ctx, plot_name))
         print(f"wrote {ctx.rel(markdown_path)}" + (f" and {plot_name}" if plot_name else ""), flush=True)
     return outcome

@@ -237,6 +237,10 @@ def compute_genrec_run(row: Row, ctx: Context, seed: int | None) -> dict[str, An
                     "stage2_max_steps": profile.get("stage2_max_steps") if isinstance(profile, dict) else None,
                     "stage2_steps": ((run.get("stages") or {}).get("stage2") or {}).get("steps"),
                     "stage2_best_step": ((run.get("stages") or {}).get("stage2") or {}).get("best_step"),
+                    "stage_seconds": {name: (stage or {}).get("seconds")
+                                      for name, stage in (run.get("stages") or {}).items()},
+                    "stage1_steps": ((run.get("stages") or {}).get("stage1") or {}).get("steps"),
+                    "stage1_best_step": ((run.get("stages") or {}).get("stage1") or {}).get("best_step"),
                     "wall_time_note": "the run's total_seconds (all stages, as recorded by genrec run)"},
         "versions_note": "versions of the environment that read run.json (genrec run does not record its own)",
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .core import Row
+from .perf import perf_rows
 from .quality import (
     UNGER_TABLE_BEAUTY,
     genrec_run_row,
@@ -44,6 +45,7 @@ def default_rows() -> list[Row]:
                     "--config '{\"history_mode\": \"per_item\", \"constrained_training\": true}'"),
     ]
     rows += [published_row(name, values) for name, values in UNGER_TABLE_BEAUTY.items()]
+    rows += perf_rows()  # the Speed and Memory and storage sections
     return rows
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .core import DATASETS, METRIC_LABELS, PLOT_NAME, QUALITY_METRICS, REPORT_COMMAND, Context, Row
+from .perf import render_sections
 from .store import fingerprint, load_row_json, machine_line, render_command
 
 
@@ -127,19 +128,19 @@ def render_markdown(rows: Sequence[Row], ctx: Context, plot_name: str | None = P
     ]
     machines = {}
     for status in statuses:
-        if status.stored and status.row.kind == "measured":
+        if status.stored and status.row.kind == "measured" and status.row.section == "quality":
             machines.setdefault(machine_line(status.stored["machine"]), []).append(status.row.id)
     for line, ids in machines.items():
         lines.append(f"**Machine** ({len(ids)} measured rows): {line}.")
     if machines:
         lines.append("")
-    datasets = list(dict.fromkeys(row.dataset for row in rows))
+    datasets = list(dict.fromkeys(row.dataset for row in rows if row.section == "quality"))
     for data in datasets:
         info = DATASETS.get(data, {"name": data, "about": ""})
         table, sources = [], {}
         for status in statuses:
             row, stored = status.row, status.stored
-            if row.dataset != data:
+            if row.dataset != data or row.section != "quality":
                 continue
             if row.kind == "published":
                 metrics, std, seeds, wall = dict(row.published or {}), {}, "–", "–"
@@ -172,6 +173,7 @@ def render_markdown(rows: Sequence[Row], ctx: Context, plot_name: str | None = P
         lines.append("")
     if plot_name:
         lines += ["## Recall@10", "", f"![Recall@10 per dataset]({plot_name})", ""]
+    lines += render_sections(rows, ctx)  # Speed, Memory and storage (nothing when no such row is declared)
     lines += ["## Not run yet", ""]
     pending = []
     for status in statuses:

@@ -113,10 +113,15 @@ def source_path(row: Row, ctx: Context) -> Path:
     if stored and stored.get("source_path"):
         remembered = Path(stored["source_path"])
         remembered = remembered if remembered.is_absolute() else ctx.repo / remembered
-        if remembered.is_file():
+        if remembered.exists():  # a file, or the folder a speed/memory row measures
             return remembered
     default = Path(row.options["source"])
     return default if default.is_absolute() else ctx.repo / default
+
+
+def work_json_path(row: Row, ctx: Context) -> Path:
+    """Where a measuring script writes its raw JSON for the report to read (``runs/bench-work/<row>.json``)."""
+    return ctx.repo / "runs" / "bench-work" / f"{row.id}.json"
 
 
 def render_command(row: Row, ctx: Context, seed: int | None) -> str:
@@ -126,7 +131,8 @@ def render_command(row: Row, ctx: Context, seed: int | None) -> str:
         "seed": "" if seed is None else str(seed),
         "threads": str(ctx.threads),
         "python": ctx.rel(recbole_python(ctx)),
-        "source": ctx.rel(source_path(row, ctx)) if row.kind == "read" else "",
+        "source": ctx.rel(source_path(row, ctx)) if row.kind == "read" or "source" in row.options else "",
+        "json": ctx.rel(work_json_path(row, ctx)),
     }
     return row.command.format(**fill) if row.kind != "read" else row.command
 
@@ -181,7 +187,7 @@ def compute_row(row: Row, ctx: Context, fp: str, *, force: bool) -> list[int | N
                       "kind": row.kind, "command": run["command"], "command_template": row.command,
                       "report_command": f"{REPORT_COMMAND} --force {row.id}", "fingerprint": fp,
                       "fingerprint_inputs": fingerprint_payload(row, ctx), "seeds": list(row.seeds), "runs": []}
-        if row.kind == "read":
+        if row.kind == "read" or "source" in row.options:
             stored["source_path"] = ctx.rel(source_path(row, ctx))
         stored["runs"] = [r for r in stored["runs"] if r["seed"] != run["seed"]] + [run]
         stored["seed"] = stored["runs"][0]["seed"]
@@ -192,8 +198,11 @@ def compute_row(row: Row, ctx: Context, fp: str, *, force: bool) -> list[int | N
         stored["date"] = run["date"]
         summarize(stored)
         write_json(row_json_path(ctx, row.id), stored)
-        print(f"[{row.id}] " + ", ".join(f"{k} {run['metrics'].get(k, float('nan')):.4f}" for k in QUALITY_METRICS)
-              + f" ({run['wall_time_s']:.1f} s)", flush=True)
+        if row.section == "quality":
+            summary = ", ".join(f"{k} {run['metrics'].get(k, float('nan')):.4f}" for k in QUALITY_METRICS)
+        else:
+            summary = f"{len(run['metrics'])} measurements stored"
+        print(f"[{row.id}] {summary} ({run['wall_time_s']:.1f} s)", flush=True)
     return todo
 
 
