@@ -8,15 +8,15 @@ Modes:
 
 * ``static --model-dir RUN``: in this process, seconds. Parameter counts (by part) of the trained model and of
   the ``default`` / ``paper`` Stage II configurations with and without the distillation head on the same
-  catalogue; bytes per item of the code table (bit-packed, one byte per level, the model's int32 buffer, the
+  catalogue, and of the run's Stage I model (``stage1/best``, from its safetensors header); bytes per item of the code table (bit-packed, one byte per level, the model's int32 buffer, the
   parquet file) vs float32 embedding tables of width 64 / 96 / 128; the per-item buffers the saved model
   carries; HF-T5 configurations near the paper's count (see ``t5_parameter_count``).
-* ``rss --model-dir RUN``: peak resident memory of two child processes, each measured by ``os.wait4`` (the
-  child's own ``ru_maxrss``, nothing else's): ``train`` = a short Stage II training (``--steps`` optimiser
-  steps at batch 256 on the run's data, codes and integrated embeddings, the run's Stage II config, no test
-  evaluation, a 256-user validation at the end) and ``serve`` = ``from_pretrained`` + ``recommend`` for
-  ``--users`` test users with 20 beams. ``import-only`` (Python + torch + transformers + genrec imported, nothing
-  loaded) is the floor both stand on.
+* ``rss --model-dir RUN``: peak resident memory of child processes, each measured by ``os.wait4`` (the
+  child's own ``ru_maxrss``, nothing else's; the current RSS after each phase is recorded too): ``train`` = a
+  short Stage II training (``--steps`` optimiser steps at batch 256 on the run's data, codes and integrated
+  embeddings, the run's Stage II config, no test evaluation, a 256-user validation at the end); ``serve`` =
+  the test histories read, then ``from_pretrained`` + ``recommend`` for ``--users`` test users with 20 beams;
+  ``import-only`` = Python + torch + transformers + genrec imported, nothing loaded (the floor of both).
 
     python benchmarks/memory_storage.py static --model-dir ../runs/beauty-hie --json storage.json
     python benchmarks/memory_storage.py rss --model-dir ../runs/beauty-hie --steps 200 --json rss.json
@@ -116,6 +116,20 @@ def t5_parameter_count(*, vocab: int, d_model: int, d_kv: int, heads: int, d_ff:
 # --------------------------------------------------------------------------------------------------
 
 
+def safetensors_counts(path: Path, frozen: Sequence[str] = ("semantic_table",)) -> dict[str, int]:
+    """Element counts of a safetensors file from its header (nothing loaded): ``trainable`` and ``frozen``
+    (tensors named in ``frozen``, e.g. Stage I's fixed semantic-embedding table), and their ``total``."""
+    from safetensors import safe_open
+
+    counts = {"trainable": 0, "frozen": 0}
+    with safe_open(str(path), framework="pt") as handle:
+        for name in handle.keys():  # noqa: SIM118 - safe_open has no __iter__
+            size = math.prod(handle.get_slice(name).get_shape())
+            counts["frozen" if name in frozen else "trainable"] += size
+    counts["total"] = counts["trainable"] + counts["frozen"]
+    return counts
+
+
 def _count(config: Any) -> dict[str, int]:
     from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
 
@@ -168,6 +182,8 @@ def static(model_dir: Path) -> dict[str, Any]:
             t5_parameter_count(vocab=32128, d_model=96, d_kv=64, heads=6, d_ff=256, encoder_layers=1,
                                decoder_layers=4, tied=False) + n * 128,
     }
+    stage1_file = model_dir / "stage1" / "best" / "model.safetensors"
+    stage1 = safetensors_counts(stage1_file) if stage1_file.is_file() else None
     buffers = {name: {"shape": list(b.shape), "dtype": str(b.dtype).replace("torch.", ""),
                       "bytes_per_item": b.element_size() * b[0].numel() if b.dim() and b.shape[0] == n else None}
                for name, b in model.named_buffers()}
@@ -177,6 +193,7 @@ def static(model_dir: Path) -> dict[str, Any]:
     return {
         "model_dir": str(model_dir), "num_items": n, "codebook_sizes": sizes, "d_model": config.d_model,
         "paper_parameters": PAPER_PARAMETERS, "parameters": counts, "paper_candidates": candidates,
+        "stage1_parameters": stage1,
         "bytes_per_item": {
             "code_table": code_bytes_per_item(sizes),
             "code_table_parquet_file": table_file.stat().st_size / n if table_file.is_file() else None,
@@ -252,13 +269,16 @@ def child_serve(args: argparse.Namespace) -> dict[str, Any]:
 
     hf_logging.set_verbosity_error()
     torch.set_num_threads(args.threads)
+    # the test histories first (the dataset is this benchmark's input, not part of serving)
+    histories = test_histories(args.model_dir / "data", args.users, 20)
+    with_data = _rss_now_kib() / 1024
     model = AutoModel.from_pretrained(args.model_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
     loaded = _rss_now_kib() / 1024
-    histories = test_histories(args.model_dir / "data", args.users, model.config.max_history_items)
     start = time.perf_counter()
     model.recommend(histories, tokenizer, k=20, num_beams=20, batch_size=args.batch_size)
-    return {"rss_after_imports_mib": imported, "rss_after_load_mib": loaded, "users": len(histories),
+    return {"rss_after_imports_mib": imported, "rss_after_data_mib": with_data, "rss_after_load_mib": loaded,
+            "rss_after_recommend_mib": _rss_now_kib() / 1024, "users": len(histories),
             "batch_size": args.batch_size, "beams": 20, "recommend_s": time.perf_counter() - start}
 
 

@@ -28,6 +28,9 @@ Row kinds:
   ``benchmarks/stage2_variants.py``; the lead's long runs produce them. ``--source ROW=PATH`` points a row
   at another file (remembered in the row's JSON).
 * published: numbers copied from a paper, marked "published" with their source; never recomputed.
+* speed / memory (``reporting/perf.py``): ``serving_speed.py``, ``scaling.py`` and ``memory_storage.py`` run in a
+  child process with one thread and write a JSON that the row stores under ``details``; they render as the
+  "Speed" and "Memory and storage" sections (plus ``RESULTS_scaling.png``), not as quality tables.
 
 Code layout (``benchmarks/reporting/``, one idea per module): ``core`` (paths, datasets, ``Context``, ``Row``),
 ``store`` (fingerprints, versions, machine, row JSON, computing a row), ``quality`` (the quality row kinds),

@@ -78,8 +78,9 @@ def measure_size(num_items: int, args: argparse.Namespace) -> dict[str, Any]:
         "unger": lambda h: model.recommend(h, tokenizer, k=args.beams, num_beams=args.beams, batch_size=len(h)),
         "unger-prefix-fn": lambda h: by_prefix_fn(h, args.beams),
     }
-    for fn in methods.values():
-        fn(histories[:1])  # warm-up
+    for fn in methods.values():  # warm-up at both batch shapes (the first big batch pays allocations)
+        fn(histories[:1])
+        fn(histories[:args.batch])
     decoding: list[dict[str, Any]] = []
     for batch, groups in ((1, [[h] for h in histories[1:args.single_users + 1]]), (args.batch, [histories[:args.batch]])):
         for name, fn in methods.items():

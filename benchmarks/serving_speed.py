@@ -19,7 +19,8 @@ Methods (``k`` = number of recommended items = number of beams):
   are random (speed does not depend on them); it is the full-softmax cost that a trained SASRec pays.
 
 Batch 1 is timed on ``--single-users`` users one by one (after one warm-up user); batch ``B`` > 1 on the first
-``B`` test users at once, ``--rounds`` times (median). Histories: the test split's inputs (every item but the
+``B`` test users at once, ``--rounds`` times (median) after one untimed warm-up round (a first run without it
+had genrec's processor, timed first at batch 256, at 13.6 vs 7.8 ms/user; warmed up, it was the faster one). Histories: the test split's inputs (every item but the
 last of a test row, at most 20 most recent).
 
     python benchmarks/serving_speed.py --model-dir ../runs/beauty-hie --json speed.json
@@ -164,6 +165,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 groups = [histories[:batch]]
                 rounds = args.rounds
+                for fn in methods.values():  # warm-up at this shape: the first big batch pays allocations
+                    fn(groups[0], beams)
             times: dict[str, list[tuple[float, float]]] = {name: [] for name in methods}
             outputs: dict[str, list[list[Any]]] = {name: [] for name in methods}
             for _ in range(rounds):
@@ -209,7 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--beams", type=int, nargs="+", default=[20, 100], help="beams = k recommended items")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--single-users", type=int, default=16, help="users timed one by one at batch 1")
-    parser.add_argument("--rounds", type=int, default=1, help="timed runs of each batch > 1 (median)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="timed runs of each batch > 1 (median), after one warm-up run")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)

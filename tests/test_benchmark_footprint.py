@@ -135,3 +135,13 @@ def test_training_time_section_uses_stored_stage_seconds(report: Any, tmp_path: 
     lines = perf.render_training_time([row], ctx)
     line = next(line for line in lines if row.id in line)
     assert "≈ 110.0 s" in line  # 1 + 2 + 7 + 0 + 400 x 250 / 1000
+
+
+def test_safetensors_counts_split_the_frozen_table(footprint: Any, tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    path = tmp_path / "model.safetensors"
+    save_file({"semantic_table": torch.zeros(7, 5), "encoder.w": torch.zeros(3, 4), "b": torch.zeros(2)}, str(path))
+    assert footprint.safetensors_counts(path) == {"trainable": 14, "frozen": 35, "total": 49}
+    assert footprint.safetensors_counts(path, frozen=())["frozen"] == 0
