@@ -145,3 +145,13 @@ def test_safetensors_counts_split_the_frozen_table(footprint: Any, tmp_path: Pat
     save_file({"semantic_table": torch.zeros(7, 5), "encoder.w": torch.zeros(3, 4), "b": torch.zeros(2)}, str(path))
     assert footprint.safetensors_counts(path) == {"trainable": 14, "frozen": 35, "total": 49}
     assert footprint.safetensors_counts(path, frozen=())["frozen"] == 0
+
+
+def test_run_child_reports_the_childs_own_peak_rss(footprint: Any) -> None:
+    # the child writes 120 MiB (touched pages, not a lazily zeroed mapping) and prints a JSON last line
+    code = "import json; b = b'x' * (120 * 2**20); print('noise'); print(json.dumps({'n': len(b)}))"
+    measured = footprint.run_child([sys.executable, "-c", code])
+    assert measured["returncode"] == 0 and measured["child"] == {"n": 120 * 2**20}
+    assert 120 <= measured["peak_rss_mib"] < 1024
+    failed = footprint.run_child([sys.executable, "-c", "raise SystemExit(3)"])
+    assert failed["returncode"] == 3 and failed["child"] == {}

@@ -205,9 +205,11 @@ def storage_row(data: str, source: str) -> Row:
 
 
 def perf_rows() -> list[Row]:
-    """The speed and memory rows of the registry (Beauty's finished default run, synthetic scaling)."""
+    """The speed and memory rows of the registry (the finished Beauty and ML-100K default runs, synthetic
+    scaling)."""
     source = "../runs/beauty-hie"
-    return [serving_row("beauty", source), scaling_row(), rss_row("beauty", source), storage_row("beauty", source)]
+    return [serving_row("beauty", source), serving_row("ml-100k", "../runs/ml-new-s2024"), scaling_row(),
+            rss_row("beauty", source), storage_row("beauty", source)]
 
 
 # ---- rendering -----------------------------------------------------------------------------------
