@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .core import Context, Row
+from .core import DATASETS, Context, Row
 from .store import load_row_json, machine_line, render_command, source_path, work_json_path
 
 SCALING_PLOT = "RESULTS_scaling.png"
@@ -243,7 +243,8 @@ def render_serving(row: Row, ctx: Context, stored: dict[str, Any]) -> list[str]:
     cells = {(c["method"], c["batch"], c["k"]): c for c in d.get("cells", [])}
     keys = sorted({(b, k) for _, b, k in cells}, key=lambda t: (t[1], t[0]))
     shape = d.get("sasrec_shape", {})
-    lines = [f"### Milliseconds per recommended user ({d.get('num_items', 0):,} items)", "",
+    name = DATASETS.get(row.dataset, {}).get("name", row.dataset)
+    lines = [f"### Milliseconds per recommended user: {name} ({d.get('num_items', 0):,} items)", "",
              f"UNGER: the trained model in `{stored.get('source_path', '?')}` ({d.get('unger_parameters', 0):,} "
              f"parameters, {d.get('code_levels')} code levels {d.get('codebook_sizes')}), `recommend(k=B, "
              f"num_beams=B)`: constrained beam search returning k = B items. SASRec-shaped top-k: genrec's "
@@ -260,9 +261,10 @@ def render_serving(row: Row, ctx: Context, stored: dict[str, Any]) -> list[str]:
         lines.append(f"| {batch} | {k} | {_ms(u.get('ms_per_user_cpu'))} | {_ms(u.get('ms_per_user_wall'))} | "
                      f"{_ms(s.get('ms_per_user_cpu'))} | {_ms(s.get('ms_per_user_wall'))} | "
                      f"{_ratio(u.get('ms_per_user_cpu'), s.get('ms_per_user_cpu'))} |")
-    lines += ["", f"*Published* for comparison: the UNGER paper's Table 4 states an inference latency of "
-                  f"{PAPER_LATENCY_MS} ms (device, batch and beams not stated; 100 beams in its experiments).", "",
-              "### Constrained decoding: `SemanticIDLogitsProcessor` vs `prefix_allowed_tokens_fn`", "",
+    if row.dataset == "beauty":
+        lines += ["", f"*Published* for comparison: the UNGER paper's Table 4 states an inference latency of "
+                      f"{PAPER_LATENCY_MS} ms (device, batch and beams not stated; 100 beams in its experiments)."]
+    lines += ["", f"### Constrained decoding: `SemanticIDLogitsProcessor` vs `prefix_allowed_tokens_fn`: {name}", "",
               "The same UNGER model and beam search; genrec's processor (tensor prefix index) against "
               "transformers' `prefix_allowed_tokens_fn` walking a Python trie of the same codes (the reference of "
               "`benchmarks/constrained_decoding.py`, which also times single processor calls on 10^4-10^6 "
