@@ -130,6 +130,22 @@ def safetensors_counts(path: Path, frozen: Sequence[str] = ("semantic_table",)) 
     return counts
 
 
+def per_item_tensors(path: Path, num_items: int) -> dict[str, dict[str, Any]]:
+    """Tensors of a safetensors file whose first dimension is ``num_items``: shape, dtype, bytes per item."""
+    from safetensors import safe_open
+
+    sizes = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+    out: dict[str, dict[str, Any]] = {}
+    with safe_open(str(path), framework="pt") as handle:
+        for name in handle.keys():  # noqa: SIM118 - safe_open has no __iter__
+            piece = handle.get_slice(name)
+            shape, dtype = piece.get_shape(), piece.get_dtype()
+            if shape and shape[0] == num_items:
+                out[name] = {"shape": shape, "dtype": dtype,
+                             "bytes_per_item": sizes[dtype] * math.prod(shape[1:])}
+    return out
+
+
 def _count(config: Any) -> dict[str, int]:
     from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
 
@@ -184,12 +200,12 @@ def static(model_dir: Path) -> dict[str, Any]:
     }
     stage1_file = model_dir / "stage1" / "best" / "model.safetensors"
     stage1 = safetensors_counts(stage1_file) if stage1_file.is_file() else None
-    buffers = {name: {"shape": list(b.shape), "dtype": str(b.dtype).replace("torch.", ""),
-                      "bytes_per_item": b.element_size() * b[0].numel() if b.dim() and b.shape[0] == n else None}
-               for name, b in model.named_buffers()}
-    per_item_buffers = sum(v["bytes_per_item"] or 0 for v in buffers.values())
     table_file = model_dir / "code_table.parquet"
     weights = model_dir / "model.safetensors"
+    # what the weights file holds per item (read from its header: a buffer the model would have but an older
+    # file lacks, e.g. item_codes, is not counted)
+    buffers = per_item_tensors(weights, n) if weights.is_file() else {}
+    per_item_buffers = sum(v["bytes_per_item"] for v in buffers.values())
     return {
         "model_dir": str(model_dir), "num_items": n, "codebook_sizes": sizes, "d_model": config.d_model,
         "paper_parameters": PAPER_PARAMETERS, "parameters": counts, "paper_candidates": candidates,

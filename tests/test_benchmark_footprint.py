@@ -145,6 +145,8 @@ def test_safetensors_counts_split_the_frozen_table(footprint: Any, tmp_path: Pat
     save_file({"semantic_table": torch.zeros(7, 5), "encoder.w": torch.zeros(3, 4), "b": torch.zeros(2)}, str(path))
     assert footprint.safetensors_counts(path) == {"trainable": 14, "frozen": 35, "total": 49}
     assert footprint.safetensors_counts(path, frozen=())["frozen"] == 0
+    per_item = footprint.per_item_tensors(path, 7)  # tensors whose first dimension is the catalogue
+    assert per_item == {"semantic_table": {"shape": [7, 5], "dtype": "F32", "bytes_per_item": 20}}
 
 
 def test_run_child_reports_the_childs_own_peak_rss(footprint: Any) -> None:

@@ -359,13 +359,17 @@ def render_storage(row: Row, ctx: Context, stored: dict[str, Any]) -> list[str]:
                ("code table, int32 per level (the model's `item_codes` buffer)", code.get("int32_per_level")),
                ("code table parquet file on disk (ids + codes, compressed)", b.get("code_table_parquet_file"))]
     entries += [(f"float32 embedding table, d = {dim}", v) for dim, v in b.get("float32_embedding", {}).items()]
-    entries.append(("per-item buffers the saved UNGER model carries (see below)", b.get("saved_model_per_item_buffers")))
+    entries.append(("per-item tensors in the saved UNGER weights file (see below)", b.get("saved_model_per_item_buffers")))
     for label, value in entries:
         if value is not None:
             lines.append(f"| {label} | {value:,.1f} | {value * n / 2**20:,.2f} MiB |")
     buffers = ", ".join(f"`{name}` {v['bytes_per_item']} B" for name, v in d.get("buffers", {}).items()
                         if v.get("bytes_per_item"))
-    lines += ["", f"The saved model's per-item buffers: {buffers}. The two float32 tables of width 128 are the "
+    missing = "" if "item_codes" in d.get("buffers", {}) else (
+        " This file has no `item_codes` buffer (it predates it; models saved since carry 16 B per item more, "
+        "4 x int32).")
+    lines += ["", f"Per-item tensors of the saved weights file: {buffers}.{missing} The two float32 tables of width "
+                  "128 are the "
                   "Stage-I integrated embeddings: the distillation targets (training only) and the history-item "
                   "features of the default profile's `history_item_embedding=\"integrated\"` (needed at serving). "
                   "So the default model is not catalogue-free: it carries 512 B per item for serving, plus 512 B of "
