@@ -1,0 +1,313 @@
+"""Quality rows (Recall/NDCG on a leave-one-out split): pop/markov, RecBole models, genrec runs, published.
+
+Each factory returns a ``Row`` whose ``compute`` measures (or reads) its metrics; ``registry.default_rows``
+lists them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from .core import (
+    QUALITY_METRICS,
+    RECBOLE_VENV,
+    Context,
+    Row,
+    _dataset_inputs,
+    _missing_dataset,
+    _with_scripts,
+    recbole_python,
+)
+from .store import _version, render_command, source_path
+
+# RecBole's environment. RecBole 1.2.1 asks for numpy<2 (it uses the removed np.float/np.int aliases, which the
+# runner re-adds) and pandas<2.2. The usual "setuptools<70" pin is NOT applied: it was for torch<2.2's
+# tensorboard shim (`setuptools.distutils`), and torch 2.13 itself requires setuptools>=77, so pip rejects it.
+RECBOLE_REQUIREMENTS = ("recbole==1.2.1", "numpy<2", "pandas<2.2", "torch==2.13.0")
+RECBOLE_EXPORT_FORMAT = "genrec-recbole-export/1: user_id:token, item_id_list:token_seq (history), item_id:token"
+
+UNGER_SOURCE = (
+    "Published: UNGER (\"Generative Recommendation with A Unified Code via Semantic and Collaborative Integration\"), "
+    "overall-performance table, Beauty column (reading copy `../shared/papers/unger.txt`, whose text calls it Table 3). "
+    "Row names as printed there. Rows without \\* are quoted by UNGER from S3-Rec (Zhou et al., 2020) and EAGER "
+    "(Wang et al., 2024c); \\* = re-implemented by the UNGER authors. Their split is the same leave-one-out protocol "
+    "(history <= 20), but their runs, item text encoder (Llama2-7b) and machine are not ours."
+)
+
+
+# ---- pop / markov --------------------------------------------------------------------------------
+
+
+def _load_markov_module(ctx: Context) -> Any:
+    """``benchmarks/markov_baseline.py`` as a module (benchmarks/ is not a package)."""
+    import importlib.util
+
+    path = ctx.repo / "benchmarks" / "markov_baseline.py"
+    spec = importlib.util.spec_from_file_location("genrec_bench_markov_baseline", path)
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+_MARKOV_CACHE: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def compute_markov(row: Row, ctx: Context, seed: int | None) -> dict[str, Any]:
+    """Pop or Markov on the test split via ``evaluate_baselines`` (one call serves both rows of a dataset)."""
+    folder = ctx.data[row.data_key]
+    key = (str(folder.resolve()), "test")
+    if key not in _MARKOV_CACHE:
+        _MARKOV_CACHE[key] = _load_markov_module(ctx).evaluate_baselines(folder, "test")
+    result = _MARKOV_CACHE[key]
+    return {
+        "metrics": result[row.options["model"]],
+        "wall_time_s": result["wall_time_s"],  # fitting + ranking both baselines (data loading excluded)
+        "details": {"num_users": result["num_users"], "split": "test",
+                    "wall_time_note": "fit + rank of pop and markov together, data loading excluded"},
+    }
+
+
+def markov_row(data: str, model: str) -> Row:
+    """A pop or markov row on dataset ``data``."""
+    short = "ml100k" if data == "ml-100k" else data
+    title = {"pop": "Most popular (genrec pop)", "markov": "First-order Markov (genrec markov)"}[model]
+    return Row(
+        id=f"{short}-{model}", title=title, dataset=data, kind="measured",
+        command="python benchmarks/markov_baseline.py {data} --split test",
+        compute=compute_markov,
+        inputs=lambda row, ctx: _with_scripts(
+            ctx, _dataset_inputs(ctx, row.data_key), ["benchmarks/markov_baseline.py", "trainers/metrics.py"]),
+        missing=_missing_dataset,
+        packages=("genrec",),
+        options={"data": data, "model": model},
+        note="no training; full ranking, nothing masked",
+    )
+
+
+# ---- RecBole -------------------------------------------------------------------------------------
+
+def ensure_recbole_env(ctx: Context) -> Path:
+    """Create (or complete) ``runs/recbole-venv`` with ``RECBOLE_REQUIREMENTS``; returns its interpreter.
+
+    A marker file records the requirements it was built with, so a changed pin reinstalls. The venv is made
+    from the base interpreter (not from genrec's venv) so that nothing of genrec's environment leaks in.
+    """
+    venv = ctx.repo / RECBOLE_VENV
+    python = recbole_python(ctx)
+    marker = venv / "genrec-bench-requirements.json"
+    wanted = {"requirements": list(RECBOLE_REQUIREMENTS)}
+    if python.exists() and marker.is_file() and json.loads(marker.read_text()) == wanted:
+        return python
+    if not python.exists():
+        base = getattr(sys, "_base_executable", None) or sys.executable
+        print(f"creating RecBole's environment {ctx.rel(venv)} ({base} -m venv)", flush=True)
+        subprocess.run([base, "-m", "venv", str(venv)], check=True)
+    print(f"installing {' '.join(RECBOLE_REQUIREMENTS)} into {ctx.rel(venv)}", flush=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", *RECBOLE_REQUIREMENTS], check=True)
+    marker.write_text(json.dumps(wanted, indent=2) + "\n")
+    return python
+
+
+def recbole_dataset_name(data: str) -> str:
+    """RecBole dataset name of our export (never ``ml-100k``: RecBole swaps that for its bundled copy)."""
+    return f"genrec-{data}"
+
+
+def export_recbole(ctx: Context, data: str) -> Path:
+    """Write dataset ``data``'s train/validation/test rows as RecBole atomic files; returns the data path.
+
+    One line per genrec example: ``user_id``, ``item_id_list`` (the history, oldest first, space separated)
+    and ``item_id`` (the target), in ``<name>/<name>.{train,valid,test}.inter``, which RecBole's
+    ``benchmark_filename`` option reads as an already-split dataset. Files are rewritten only when their
+    content changes.
+    """
+    from genrec.data_scripts.prepare import load_genrec_dataset
+
+    name = recbole_dataset_name(data)
+    root = ctx.repo / "runs" / "recbole-data"
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    sequences, _ = load_genrec_dataset(ctx.data[data])
+    for split, suffix in (("train", "train"), ("validation", "valid"), ("test", "test")):
+        lines = ["user_id:token\titem_id_list:token_seq\titem_id:token"]
+        for user, items in zip(sequences[split]["user_id"], sequences[split]["item_ids"], strict=True):
+            if not items or len(items) < 2:
+                continue
+            if any(not item or any(c.isspace() for c in item) for item in items) or any(c.isspace() for c in user):
+                raise ValueError(f"{data}: an item or user id contains whitespace; RecBole's token_seq cannot hold it")
+            lines.append(f"{user}\t{' '.join(items[:-1])}\t{items[-1]}")
+        text = "\n".join(lines) + "\n"
+        path = folder / f"{name}.{suffix}.inter"
+        if not path.is_file() or path.read_text() != text:
+            path.write_text(text)
+    return root
+
+
+def compute_recbole(row: Row, ctx: Context, seed: int | None) -> dict[str, Any]:
+    """Export the split, run ``benchmarks/recbole_runner.py`` in RecBole's environment, read its JSON."""
+    ensure_recbole_env(ctx)
+    export_recbole(ctx, row.data_key)
+    work = ctx.repo / "runs" / "recbole-work" / row.id / f"seed{seed}"
+    work.mkdir(parents=True, exist_ok=True)
+    out = work / "result.json"
+    out.unlink(missing_ok=True)
+    command = render_command(row, ctx, seed)
+    env = {**os.environ, "OMP_NUM_THREADS": str(ctx.threads), "MKL_NUM_THREADS": str(ctx.threads),
+           "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONWARNINGS": "ignore::FutureWarning"}
+    log = work / "runner.log"
+    print(f"  {command}\n  (log: {ctx.rel(log)})", flush=True)
+    with log.open("w") as handle:
+        proc = subprocess.run(shlex.split(command), cwd=ctx.repo, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    if proc.returncode != 0 or not out.is_file():
+        tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
+        raise RuntimeError(f"recbole_runner exited with {proc.returncode}; last lines of {log}:\n{tail}")
+    result = json.loads(out.read_text())
+    details = {k: result[k] for k in (
+        "model", "dataset", "num_test_users", "num_items", "num_train_rows", "epochs_run", "best_epoch",
+        "stopped_by", "seconds_to_best_validation", "fit_seconds", "threads", "parameters", "recbole_config",
+        "validation", "validation_curve",
+    ) if k in result}
+    return {"metrics": result["test"], "wall_time_s": result["wall_time_s"], "details": details,
+            "versions": {**result["versions"], "genrec (export)": _version("genrec")}}
+
+
+def recbole_row(data: str, model: str, *, seeds: tuple[int, ...] = (2024,), max_minutes: float | None = None) -> Row:
+    """A RecBole model trained with RecBole's own code on dataset ``data``'s exported split."""
+    short = "ml100k" if data == "ml-100k" else data
+    budget = f" --max-minutes {max_minutes:g}" if max_minutes else ""
+    titles = {"SASRec": "SASRec, CE loss (RecBole 1.2.1)", "GRU4Rec": "GRU4Rec (RecBole 1.2.1)",
+              "BERT4Rec": "BERT4Rec (RecBole 1.2.1)", "Pop": "Pop (RecBole 1.2.1)"}
+    work = f"runs/recbole-work/{short}-recbole-{model.lower()}/seed{{seed}}"
+    note = "RecBole defaults; early stopping on valid MRR@10 (patience 10)"
+    if model == "Pop":
+        note = ("RecBole's Pop: masks items the user already had as training/validation targets, and counts an item "
+                "at most once per training batch of 2048")
+    if max_minutes:
+        note += f"; time budget {max_minutes:g} min"
+    return Row(
+        id=f"{short}-recbole-{model.lower()}", title=titles[model], dataset=data, kind="measured",
+        command=(f"{{python}} benchmarks/recbole_runner.py --data-path runs/recbole-data --dataset "
+                 f"{recbole_dataset_name(data)} --model {model} --seed {{seed}} --threads {{threads}}{budget} "
+                 f"--work-dir {work} --out {work}/result.json"),
+        compute=compute_recbole,
+        inputs=lambda row, ctx: _with_scripts(ctx, _dataset_inputs(ctx, row.data_key), ["benchmarks/recbole_runner.py"]),
+        missing=_missing_dataset,
+        packages=("genrec",),
+        fingerprint_extra={"recbole_env": list(RECBOLE_REQUIREMENTS), "export": RECBOLE_EXPORT_FORMAT},
+        seeds=seeds,
+        options={"data": data, "model": model, "max_minutes": max_minutes},
+        cost=f"up to {max_minutes:g} min per seed on one thread" if max_minutes else "about a minute",
+        note=note,
+    )
+
+
+# ---- rows that read a genrec result --------------------------------------------------------------
+
+
+def _source_inputs(row: Row, ctx: Context) -> dict[str, Path] | None:
+    path = source_path(row, ctx)
+    return {"source": path} if path.is_file() else None
+
+
+def _missing_source(row: Row, ctx: Context) -> str:
+    return f"{ctx.rel(source_path(row, ctx))} does not exist yet"
+
+
+def compute_genrec_run(row: Row, ctx: Context, seed: int | None) -> dict[str, Any]:
+    """Read a ``genrec run`` folder's ``run.json`` (test metrics, total time, profile)."""
+    path = source_path(row, ctx)
+    run = json.loads(path.read_text())
+    profile = run.get("profile") or {}
+    name = profile.get("name") if isinstance(profile, dict) else profile
+    if row.options.get("profile") and name != row.options["profile"]:
+        raise ValueError(f"{path}: profile {name!r}, but row {row.id} expects {row.options['profile']!r}")
+    metrics = run["test_metrics"]
+    return {
+        "metrics": metrics, "wall_time_s": run.get("total_seconds"), "seed": run.get("seed"),
+        "details": {"profile": name, "run_dataset": run.get("dataset"), "model_dir": run.get("model_dir"),
+                    "num_users": metrics.get("num_users"), "invalid_rate": metrics.get("invalid_rate"),
+                    "eval_beams": profile.get("eval_beams") if isinstance(profile, dict) else None,
+                    "stage2_max_steps": profile.get("stage2_max_steps") if isinstance(profile, dict) else None,
+                    "stage2_steps": ((run.get("stages") or {}).get("stage2") or {}).get("steps"),
+                    "stage2_best_step": ((run.get("stages") or {}).get("stage2") or {}).get("best_step"),
+                    "stage_seconds": {name: (stage or {}).get("seconds")
+                                      for name, stage in (run.get("stages") or {}).items()},
+                    "stage1_steps": ((run.get("stages") or {}).get("stage1") or {}).get("steps"),
+                    "stage1_best_step": ((run.get("stages") or {}).get("stage1") or {}).get("best_step"),
+                    "wall_time_note": "the run's total_seconds (all stages, as recorded by genrec run)"},
+        "versions_note": "versions of the environment that read run.json (genrec run does not record its own)",
+    }
+
+
+def compute_stage2_variant(row: Row, ctx: Context, seed: int | None) -> dict[str, Any]:
+    """Read a ``benchmarks/stage2_variants.py`` JSON (keys ``test``, ``wall_time_s``, ``variant``)."""
+    path = source_path(row, ctx)
+    result = json.loads(path.read_text())
+    return {
+        "metrics": result["test"], "wall_time_s": result.get("wall_time_s"), "seed": row.options.get("seed"),
+        "details": {k: result.get(k) for k in ("variant", "steps", "best_step", "eval_beams", "threads", "hardware",
+                                                "config", "train", "distillation")},
+        "versions_note": "versions of the environment that read the JSON (stage2_variants.py records torch only)",
+    }
+
+
+def genrec_run_row(data: str, profile: str, *, source: str, produce: str) -> Row:
+    """UNGER main job (``genrec run``) with ``profile`` on ``data``, read from ``source``/run.json."""
+    short = "ml100k" if data == "ml-100k" else data
+    return Row(
+        id=f"{short}-genrec-{profile}", title=f"genrec UNGER, `{profile}` profile (genrec run)", dataset=data,
+        kind="read", command=produce, produce=produce, compute=compute_genrec_run,
+        inputs=_source_inputs, missing=_missing_source, options={"source": source, "profile": profile},
+        note="constrained beam search over the full corpus",
+    )
+
+
+def stage2_variant_row(data: str, name: str, *, source: str, produce: str) -> Row:
+    """One ``benchmarks/stage2_variants.py`` variant on ``data``, read from its JSON."""
+    short = "ml100k" if data == "ml-100k" else data
+    return Row(
+        id=f"{short}-genrec-stage2-{name}", title=f"genrec UNGER Stage II variant `{name}`", dataset=data,
+        kind="read", command=produce, produce=produce, compute=compute_stage2_variant,
+        inputs=_source_inputs, missing=_missing_source, options={"source": source, "variant": name, "seed": 2024},
+    )
+
+
+# ---- published -----------------------------------------------------------------------------------
+
+# Beauty column of the overall-performance table in ../shared/papers/unger.txt (row names as printed there;
+# the superscript * marks baselines the UNGER authors re-implemented, the others are quoted from S3-Rec's and
+# EAGER's papers). Recall@10, Recall@20, NDCG@10, NDCG@20.
+UNGER_TABLE_BEAUTY: dict[str, tuple[float, float, float, float]] = {
+    "GRU4REC": (0.0283, 0.0479, 0.0137, 0.0187),
+    "Caser": (0.0347, 0.0556, 0.0176, 0.0229),
+    "SASRec": (0.0605, 0.0902, 0.0318, 0.0394),
+    "BERT4Rec": (0.0347, 0.0599, 0.0170, 0.0233),
+    "HGN": (0.0512, 0.0773, 0.0266, 0.0332),
+    "FDSA": (0.0407, 0.0656, 0.0208, 0.0270),
+    "S3-Rec": (0.0647, 0.0994, 0.0327, 0.0414),
+    "Recorest": (0.0664, 0.0915, 0.0400, 0.0464),
+    "TIGER": (0.0617, 0.0924, 0.0339, 0.0417),
+    "ColaRec": (0.0524, 0.0807, 0.0263, 0.0335),
+    "EAGER": (0.0836, 0.1124, 0.0525, 0.0599),
+    "UNGER (Ours)": (0.0939, 0.1289, 0.0559, 0.0646),
+}
+REIMPLEMENTED_BY_UNGER = {"TIGER", "ColaRec"}
+
+
+def published_row(name: str, values: tuple[float, float, float, float]) -> Row:
+    """A published Beauty number from the UNGER paper's table."""
+    slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
+    note = "re-implemented by the UNGER authors (\\*)" if name in REIMPLEMENTED_BY_UNGER else ""
+    if name == "UNGER (Ours)":
+        note = "mean of 5 runs (std 0.00093 / 0.00084 / 0.00037 / 0.00041); Llama2-7b encoder, 100 beams"
+    return Row(id=f"beauty-published-{slug}", title=name, dataset="beauty", kind="published",
+               published=dict(zip(QUALITY_METRICS, values, strict=True)), source=UNGER_SOURCE, note=note)
+
+

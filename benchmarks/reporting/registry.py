@@ -1,0 +1,52 @@
+"""The registry: every row of RESULTS.md, in declaration order."""
+
+from __future__ import annotations
+
+from .core import Row
+from .perf import perf_rows
+from .quality import (
+    UNGER_TABLE_BEAUTY,
+    genrec_run_row,
+    markov_row,
+    published_row,
+    recbole_row,
+    stage2_variant_row,
+)
+
+
+def default_rows() -> list[Row]:
+    """The registry: every row of RESULTS.md, in declaration order."""
+    rows: list[Row] = []
+    for data in ("ml-100k", "beauty"):
+        rows += [markov_row(data, "pop"), markov_row(data, "markov")]
+    rows += [
+        recbole_row("ml-100k", "SASRec", seeds=(2024, 2025, 2026), max_minutes=30),
+        recbole_row("ml-100k", "GRU4Rec", max_minutes=20),
+        recbole_row("ml-100k", "BERT4Rec", max_minutes=30),
+        recbole_row("ml-100k", "Pop"),
+    ]
+    rows += [recbole_row("beauty", m, max_minutes=180 if m != "Pop" else None)
+             for m in ("SASRec", "GRU4Rec", "BERT4Rec", "Pop")]
+    rows += [
+        genrec_run_row("ml-100k", "default", source="runs/ml-100k/run.json",
+                       produce="genrec run --dataset ml-100k --out runs/ml-100k"),
+        genrec_run_row("ml-100k", "paper", source="runs/ml-100k-paper/run.json",
+                       produce="genrec run --dataset ml-100k --profile paper --out runs/ml-100k-paper"),
+        genrec_run_row("beauty", "default", source="runs/beauty/run.json",
+                       produce="genrec run --dataset ../shared/data/amazon-beauty-2014 --out runs/beauty"),
+        genrec_run_row("beauty", "paper", source="runs/beauty-paper/run.json",
+                       produce="genrec run --dataset ../shared/data/amazon-beauty-2014 --profile paper "
+                               "--out runs/beauty-paper"),
+        stage2_variant_row(
+            "beauty", "default", source="runs/beauty-var/default.json",
+            produce="python benchmarks/stage2_variants.py --data runs/beauty/data --integrated "
+                    "runs/beauty/stage1/integrated_embeddings.safetensors --semantic-ids runs/beauty/semantic_ids "
+                    "--work-dir runs/beauty-var --name default --max-steps 3000 --threads 1 "
+                    "--config '{\"history_mode\": \"per_item\", \"constrained_training\": true}'"),
+    ]
+    rows += [published_row(name, values) for name, values in UNGER_TABLE_BEAUTY.items()]
+    rows += perf_rows()  # the Speed and Memory and storage sections
+    return rows
+
+
+ROWS = default_rows()
