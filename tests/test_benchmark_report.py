@@ -140,6 +140,42 @@ def test_seeds_are_resumable_and_averaged(report: Any, tmp_path: Path) -> None:
     assert "0.0320 ± 0.0010" in md.read_text()
 
 
+def test_genrec_runs_are_read_per_seed_as_they_finish(report: Any, tmp_path: Path) -> None:
+    """A main-job row with one run folder per seed shows the seeds whose run.json exists, then all of them."""
+
+    def finish(seed: int, recall: float) -> None:
+        folder = tmp_path / "runs" / f"ml-s{seed}"
+        folder.mkdir(parents=True)
+        metrics = {"recall@10": recall, "recall@20": 0.2, "ndcg@10": 0.05, "ndcg@20": 0.07, "num_users": 9}
+        (folder / "run.json").write_text(json.dumps(
+            {"seed": seed, "profile": {"name": "default"}, "test_metrics": metrics, "total_seconds": 60.0}))
+
+    row = report.genrec_run_row(
+        "ml-100k", "default", seed_sources={s: f"runs/ml-s{s}/run.json" for s in (1, 2, 3)},
+        produce="genrec run --dataset ml-100k --seed {seed} --out runs/ml-s{seed}",
+    )
+    md = tmp_path / "RESULTS.md"
+    report.run_report([row], _ctx(report, tmp_path), markdown_path=md, plot=False)
+    assert not (tmp_path / "results" / f"{row.id}.json").exists()  # no run has finished: not run yet
+    assert "runs/ml-s1/run.json" in md.read_text()
+    finish(1, 0.10)
+    finish(2, 0.12)
+    report.run_report([row], _ctx(report, tmp_path), markdown_path=md, plot=False)
+    stored = json.loads((tmp_path / "results" / f"{row.id}.json").read_text())
+    assert stored["seeds_done"] == [1, 2] and stored["metrics"]["recall@10"] == pytest.approx(0.11)
+    assert "genrec run --dataset ml-100k --seed 3 --out runs/ml-s3" in md.read_text()  # the missing seed's command
+    finish(3, 0.14)
+    report.run_report([row], _ctx(report, tmp_path), markdown_path=md, plot=False)
+    stored = json.loads((tmp_path / "results" / f"{row.id}.json").read_text())
+    assert stored["seeds_done"] == [1, 2, 3] and stored["metrics"]["recall@10"] == pytest.approx(0.12)
+    assert stored["source_paths"] == {str(s): f"runs/ml-s{s}/run.json" for s in (1, 2, 3)}
+    # a run folder whose run.json holds another seed is refused, not averaged in
+    (tmp_path / "runs" / "ml-s3" / "run.json").write_text(json.dumps(
+        {"seed": 7, "profile": {"name": "default"}, "test_metrics": {"recall@10": 0.5}, "total_seconds": 1.0}))
+    with pytest.raises(ValueError, match="seed 7"):
+        report.compute_genrec_run(row, _ctx(report, tmp_path), 3)
+
+
 def test_results_md_lists_missing_rows_and_marks_published(report: Any, tmp_path: Path) -> None:
     present, absent = tmp_path / "present.txt", tmp_path / "absent.txt"
     present.write_text("abc")

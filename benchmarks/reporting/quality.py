@@ -24,7 +24,7 @@ from .core import (
     _with_scripts,
     recbole_python,
 )
-from .store import _version, render_command, source_path
+from .store import _version, available_seeds, render_command, source_path
 
 # RecBole's environment. RecBole 1.2.1 asks for numpy<2 (it uses the removed np.float/np.int aliases, which the
 # runner re-adds) and pandas<2.2. The usual "setuptools<70" pin is NOT applied: it was for torch<2.2's
@@ -212,18 +212,26 @@ def recbole_row(data: str, model: str, *, seeds: tuple[int, ...] = (2024,), max_
 
 
 def _source_inputs(row: Row, ctx: Context) -> dict[str, Path] | None:
+    if "seed_sources" in row.options:
+        found = {f"source@{seed}": source_path(row, ctx, seed) for seed in available_seeds(row, ctx)}
+        return found or None
     path = source_path(row, ctx)
     return {"source": path} if path.is_file() else None
 
 
 def _missing_source(row: Row, ctx: Context) -> str:
+    if "seed_sources" in row.options:
+        return " and ".join(f"{ctx.rel(source_path(row, ctx, s))}" for s in row.seeds) + " do not exist yet"
     return f"{ctx.rel(source_path(row, ctx))} does not exist yet"
 
 
 def compute_genrec_run(row: Row, ctx: Context, seed: int | None) -> dict[str, Any]:
     """Read a ``genrec run`` folder's ``run.json`` (test metrics, total time, profile)."""
-    path = source_path(row, ctx)
+    per_seed = "seed_sources" in row.options
+    path = source_path(row, ctx, seed if per_seed else None)
     run = json.loads(path.read_text())
+    if per_seed and run.get("seed") != seed:
+        raise ValueError(f"{path}: a run with seed {run.get('seed')}, but row {row.id} reads it as seed {seed}")
     profile = run.get("profile") or {}
     name = profile.get("name") if isinstance(profile, dict) else profile
     if row.options.get("profile") and name != row.options["profile"]:
@@ -258,13 +266,23 @@ def compute_stage2_variant(row: Row, ctx: Context, seed: int | None) -> dict[str
     }
 
 
-def genrec_run_row(data: str, profile: str, *, source: str, produce: str) -> Row:
-    """UNGER main job (``genrec run``) with ``profile`` on ``data``, read from ``source``/run.json."""
+def genrec_run_row(
+    data: str, profile: str, *, produce: str, source: str | None = None, seed_sources: dict[int, str] | None = None
+) -> Row:
+    """UNGER main job (``genrec run``) with ``profile`` on ``data``, read from ``source``/run.json — or, with
+    ``seed_sources`` (seed -> run.json), one run per seed, shown as mean ± std over the seeds that finished
+    (``produce`` may then hold ``{seed}``)."""
     short = "ml100k" if data == "ml-100k" else data
+    options: dict[str, Any] = {"profile": profile}
+    if seed_sources:
+        options["seed_sources"] = dict(seed_sources)
+    else:
+        options["source"] = source
     return Row(
         id=f"{short}-genrec-{profile}", title=f"genrec UNGER, `{profile}` profile (genrec run)", dataset=data,
         kind="read", command=produce, produce=produce, compute=compute_genrec_run,
-        inputs=_source_inputs, missing=_missing_source, options={"source": source, "profile": profile},
+        inputs=_source_inputs, missing=_missing_source, options=options,
+        seeds=tuple(seed_sources) if seed_sources else (),
         note="constrained beam search over the full corpus",
     )
 

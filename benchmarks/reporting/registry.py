@@ -28,8 +28,8 @@ def default_rows() -> list[Row]:
     rows += [recbole_row("beauty", m, max_minutes=180 if m != "Pop" else None)
              for m in ("SASRec", "GRU4Rec", "BERT4Rec", "Pop")]
     rows += [
-        genrec_run_row("ml-100k", "default", source="runs/ml-100k/run.json",
-                       produce="genrec run --dataset ml-100k --out runs/ml-100k"),
+        genrec_run_row("ml-100k", "default", seed_sources={s: f"runs/ml-100k-s{s}/run.json" for s in (2024, 2025, 2026)},
+                       produce="genrec run --dataset ml-100k --seed {seed} --out runs/ml-100k-s{seed}"),
         genrec_run_row("ml-100k", "paper", source="runs/ml-100k-paper/run.json",
                        produce="genrec run --dataset ml-100k --profile paper --out runs/ml-100k-paper"),
         genrec_run_row("beauty", "default", source="runs/beauty/run.json",

@@ -105,8 +105,25 @@ def load_row_json(ctx: Context, row_id: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def source_path(row: Row, ctx: Context) -> Path:
-    """The file a "read" row reads: ``--source`` override, else the path its JSON remembers, else the default."""
+def source_path(row: Row, ctx: Context, seed: int | None = None) -> Path:
+    """The file a "read" row reads: ``--source`` override, else the path its JSON remembers, else the default.
+
+    A row that reads one run per seed (option ``seed_sources``: seed -> path) is asked per seed; its overrides
+    are ``--source ROW_ID@SEED=PATH``. Without a seed it answers for its first seed.
+    """
+    if "seed_sources" in row.options:
+        seed = row.seeds[0] if seed is None else seed
+        key = f"{row.id}@{seed}"
+        if key in ctx.sources:
+            return ctx.sources[key]
+        stored = load_row_json(ctx, row.id)
+        remembered = ((stored or {}).get("source_paths") or {}).get(str(seed))
+        if remembered:
+            path = Path(remembered) if Path(remembered).is_absolute() else ctx.repo / remembered
+            if path.exists():
+                return path
+        default = Path(row.options["seed_sources"][seed])
+        return default if default.is_absolute() else ctx.repo / default
     if row.id in ctx.sources:
         return ctx.sources[row.id]
     stored = load_row_json(ctx, row.id)
@@ -117,6 +134,11 @@ def source_path(row: Row, ctx: Context) -> Path:
             return remembered
     default = Path(row.options["source"])
     return default if default.is_absolute() else ctx.repo / default
+
+
+def available_seeds(row: Row, ctx: Context) -> list[int]:
+    """Seeds of a per-seed "read" row whose run file exists here (the others stay "not run yet")."""
+    return [seed for seed in row.seeds if source_path(row, ctx, seed).is_file()]
 
 
 def work_json_path(row: Row, ctx: Context) -> Path:
@@ -134,7 +156,9 @@ def render_command(row: Row, ctx: Context, seed: int | None) -> str:
         "source": ctx.rel(source_path(row, ctx)) if row.kind == "read" or "source" in row.options else "",
         "json": ctx.rel(work_json_path(row, ctx)),
     }
-    return row.command.format(**fill) if row.kind != "read" else row.command
+    if row.kind == "read":
+        return row.command.replace("{seed}", fill["seed"]) if "seed_sources" in row.options else row.command
+    return row.command.format(**fill)
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
@@ -167,6 +191,8 @@ def compute_row(row: Row, ctx: Context, fp: str, *, force: bool) -> list[int | N
     seeds: list[int | None] = list(row.seeds) if row.seeds else [None]
     if ctx.max_seeds is not None and row.seeds:
         seeds = seeds[: max(ctx.max_seeds, 1)]
+    if "seed_sources" in row.options:  # a read row: only the seeds whose run has finished
+        seeds = [seed for seed in seeds if seed in available_seeds(row, ctx)]
     done = {r["seed"] for r in stored["runs"]} if stored else set()
     todo = [s for s in seeds if s not in done] if row.seeds else ([] if stored else [None])
     for seed in todo:
@@ -187,7 +213,10 @@ def compute_row(row: Row, ctx: Context, fp: str, *, force: bool) -> list[int | N
                       "kind": row.kind, "command": run["command"], "command_template": row.command,
                       "report_command": f"{REPORT_COMMAND} --force {row.id}", "fingerprint": fp,
                       "fingerprint_inputs": fingerprint_payload(row, ctx), "seeds": list(row.seeds), "runs": []}
-        if row.kind == "read" or "source" in row.options:
+        if "seed_sources" in row.options:
+            stored.setdefault("source_paths", {})[str(seed)] = ctx.rel(source_path(row, ctx, seed))
+            stored["source_path"] = stored["source_paths"][str(stored["runs"][0]["seed"] if stored["runs"] else seed)]
+        elif row.kind == "read" or "source" in row.options:
             stored["source_path"] = ctx.rel(source_path(row, ctx))
         stored["runs"] = [r for r in stored["runs"] if r["seed"] != run["seed"]] + [run]
         stored["seed"] = stored["runs"][0]["seed"]
