@@ -91,8 +91,6 @@ class MSCGRecConfig(UngerConfig):
         probability = as_float(_OWNER, "mask_probability", mask_probability, minimum=0)
         if probability > 1:
             raise ValueError(f"{_OWNER}.mask_probability must be in [0, 1], got {probability}")
-        if names and self.num_items < 1:
-            raise ValueError(f"{_OWNER} with history modalities needs num_items (build it with from_tokenizer)")
         self.decode_modality = decode_modality
         self.history_modalities = names
         self.history_codebook_sizes = sizes

@@ -34,6 +34,8 @@ class MSCGRecEncoder(UngerEncoder):
     def __init__(self, config: MSCGRecConfig) -> None:
         super().__init__(config)
         n, d = config.num_items, config.d_model
+        if n < 1:
+            raise ValueError("MSCGRec needs config.num_items (build the config with MSCGRecConfig.from_tokenizer)")
         if not hasattr(self, "history_item_keys"):  # UNGER creates them only for history_item_embedding != "none"
             self.register_buffer("history_item_keys", torch.full((n,), -1, dtype=torch.long), persistent=True)
             self.register_buffer("history_item_rows", torch.arange(n, dtype=torch.long), persistent=True)

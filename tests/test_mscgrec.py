@@ -196,3 +196,5 @@ def test_an_unger_config_with_tables_becomes_an_mscgrec_config() -> None:
     config = as_mscgrec_config(unger, {"text": table})
     assert isinstance(config, MSCGRecConfig) and config.d_model == 32 and config.constrained_training
     assert config.history_modalities == ["text"] and config.history_codebook_sizes == [table.codebook_sizes]
+    filled = as_mscgrec_config(MSCGRecConfig(mask_probability=0.75, d_model=32, num_attention_heads=4), {"text": table})
+    assert filled.mask_probability == 0.75 and filled.history_modalities == ["text"] and filled.d_model == 32

@@ -195,10 +195,11 @@ def load_modality_tables(history_modalities: Mapping[str, Any]) -> dict[str, Cod
 
 
 def as_mscgrec_config(config: UngerConfig | None, tables: Mapping[str, CodeTable]) -> MSCGRecConfig:
-    """``config`` as an MSCGRec config reading ``tables`` per history item (an UNGER config's fields kept)."""
+    """``config`` as an MSCGRec config reading ``tables`` per history item (an UNGER config's fields, or an
+    MSCGRec config without history modalities yet, e.g. ``MSCGRecConfig(mask_probability=0.75)``, filled in)."""
     names = list(tables)
     sizes = [[int(k) for k in table.codebook_sizes] for table in tables.values()]
-    if isinstance(config, MSCGRecConfig):
+    if isinstance(config, MSCGRecConfig) and config.history_modalities:
         if config.history_modalities != names or config.history_codebook_sizes != sizes:
             raise ValueError(
                 f"the config reads the history modalities {config.history_modalities} (sizes "
@@ -206,7 +207,8 @@ def as_mscgrec_config(config: UngerConfig | None, tables: Mapping[str, CodeTable
             )
         return config
     values = (config if config is not None else UngerConfig()).to_dict()
-    for key in ("model_type", "transformers_version", "architectures"):
+    for key in ("model_type", "transformers_version", "architectures", "history_modalities",
+                "history_codebook_sizes", "history_code_hashes"):
         values.pop(key, None)
     return MSCGRecConfig(**values, history_modalities=names, history_codebook_sizes=sizes)
 
@@ -420,10 +422,10 @@ def train_stage2(
                 f"items, e.g. {sorted(missing)[:5]}; pass Stage I's export for this dataset"
             )
         embeddings = source.reorder(tokenizer.code_table.item_ids)
+    config = resolve_stage2_config(config, tokenizer, embeddings)
     modality_tables = load_modality_tables(history_modalities) if history_modalities else None
     if modality_tables is not None:
         config = as_mscgrec_config(config, modality_tables)
-    config = resolve_stage2_config(config, tokenizer, embeddings)
     if metric_for_best.split("@")[0] not in ("recall", "hr", "ndcg", "mrr"):
         raise ValueError(f"metric_for_best must be one of recall/hr/ndcg/mrr@K, got {metric_for_best!r}")
 
