@@ -12,6 +12,7 @@ already has), so ``AutoModel.from_pretrained(run_dir)`` works after ``import gen
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -37,6 +38,8 @@ _EXPORTS: dict[str, str] = {
     "UngerFusionModel": "genrec.modeling.modeling_unger_fusion",
     "UngerConfig": "genrec.modeling.configuration_unger",
     "UngerForGenerativeRecommendation": "genrec.modeling.modeling_unger",
+    "MSCGRecConfig": "genrec.modeling.configuration_mscgrec",
+    "MSCGRecForGenerativeRecommendation": "genrec.modeling.modeling_mscgrec",
     "TTDSConfig": "genrec.modeling.configuration_ttds",
     "TTDSForCausalLM": "genrec.modeling.modeling_ttds",
     # training and evaluation
@@ -64,6 +67,8 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "CodeTable",
     "ItemEmbeddings",
+    "MSCGRecConfig",
+    "MSCGRecForGenerativeRecommendation",
     "Quantizer",
     "RQVAEQuantizer",
     "RandomQuantizer",
@@ -99,10 +104,12 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from genrec.data_scripts.embeddings import ItemEmbeddings, embed_dataset, embed_items
     from genrec.data_scripts.prepare import load_genrec_dataset, prepare_dataset
+    from genrec.modeling.configuration_mscgrec import MSCGRecConfig
     from genrec.modeling.configuration_ttds import TTDSConfig
     from genrec.modeling.configuration_unger import UngerConfig
     from genrec.modeling.configuration_unger_fusion import UngerFusionConfig
     from genrec.modeling.constrained_decoding import SemanticIDLogitsProcessor
+    from genrec.modeling.modeling_mscgrec import MSCGRecForGenerativeRecommendation
     from genrec.modeling.modeling_ttds import TTDSForCausalLM
     from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
     from genrec.modeling.modeling_unger_fusion import UngerFusionModel
@@ -148,10 +155,13 @@ def __dir__() -> list[str]:
 _UNGER_CONFIG = "genrec.modeling.configuration_unger:UngerConfig"
 _FUSION_CONFIG = "genrec.modeling.configuration_unger_fusion:UngerFusionConfig"
 _TTDS_CONFIG = "genrec.modeling.configuration_ttds:TTDSConfig"
+_MSCGREC_CONFIG = "genrec.modeling.configuration_mscgrec:MSCGRecConfig"
+_MSCGREC_MODEL = "genrec.modeling.modeling_mscgrec:MSCGRecForGenerativeRecommendation"
 _AUTO_REGISTRY: list[tuple[str, str | None, str, str | None]] = [
     ("config", "unger", _UNGER_CONFIG, None),
     ("config", "unger_fusion", _FUSION_CONFIG, None),
     ("config", "ttds", _TTDS_CONFIG, None),
+    ("config", "mscgrec", _MSCGREC_CONFIG, None),
     ("model:AutoModel", None, _UNGER_CONFIG, "genrec.modeling.modeling_unger:UngerForGenerativeRecommendation"),
     (
         "model:AutoModelForSeq2SeqLM",
@@ -161,7 +171,10 @@ _AUTO_REGISTRY: list[tuple[str, str | None, str, str | None]] = [
     ),
     ("model:AutoModel", None, _FUSION_CONFIG, "genrec.modeling.modeling_unger_fusion:UngerFusionModel"),
     ("model:AutoModelForCausalLM", None, _TTDS_CONFIG, "genrec.modeling.modeling_ttds:TTDSForCausalLM"),
+    ("model:AutoModel", None, _MSCGREC_CONFIG, _MSCGREC_MODEL),
+    ("model:AutoModelForSeq2SeqLM", None, _MSCGREC_CONFIG, _MSCGREC_MODEL),
     ("tokenizer", None, _UNGER_CONFIG, "genrec.tokenization.tokenization_semantic_id:SemanticIDTokenizer"),
+    ("tokenizer", None, _MSCGREC_CONFIG, "genrec.tokenization.tokenization_semantic_id:SemanticIDTokenizer"),
 ]
 
 _AUTO_MODULES = {
@@ -169,7 +182,13 @@ _AUTO_MODULES = {
     "transformers.models.auto.modeling_auto": "model",
     "transformers.models.auto.tokenization_auto": "tokenizer",
 }
-_registered: set[str] = set()
+_registered: set[str] = set()  # groups whose Auto module transformers has loaded
+_done: set[int] = set()  # registry entries registered
+_pending: set[int] = set()  # entries whose module was mid-import when their group was registered
+_ENTRY_MODULES = frozenset(
+    path.partition(":")[0] for _, _, config_path, target_path in _AUTO_REGISTRY
+    for path in (config_path, target_path) if path
+)
 
 
 def _load(path: str) -> Any:
@@ -177,28 +196,54 @@ def _load(path: str) -> Any:
     return getattr(importlib.import_module(module_name), attr)
 
 
+def _mid_import(path: str) -> bool:
+    """Whether the module of ``path`` is executing right now (it imported transformers' Auto module itself)."""
+    module = sys.modules.get(path.partition(":")[0])
+    return module is not None and bool(getattr(getattr(module, "__spec__", None), "_initializing", False))
+
+
+def _register_entry(index: int) -> None:
+    kind, model_type, config_path, target_path = _AUTO_REGISTRY[index]
+    try:
+        config_class = _load(config_path)
+        target = _load(target_path) if target_path else None
+    except AttributeError:
+        if _mid_import(config_path) or (target_path is not None and _mid_import(target_path)):
+            # e.g. configuration_mscgrec imports configuration_unger, whose register_for_auto_class loads the
+            # Auto module and so this registry before MSCGRecConfig exists: finish when its module has run
+            _pending.add(index)
+            return
+        raise
+    if kind == "config":
+        from transformers import AutoConfig
+
+        AutoConfig.register(model_type, config_class, exist_ok=True)
+    elif kind.startswith("model:"):
+        auto_class = getattr(importlib.import_module("transformers"), kind.split(":", 1)[1])
+        auto_class.register(config_class, target, exist_ok=True)
+    elif kind == "tokenizer":
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.register(config_class, tokenizer_class=target, exist_ok=True)
+    _pending.discard(index)
+    _done.add(index)
+
+
 def _register(group: str) -> None:
     """Register every entry of ``group`` ("config", "model" or "tokenizer") with transformers."""
-    if group in _registered:
-        return
     _registered.add(group)
     if group != "config":
         _register("config")  # models and tokenizers are keyed by config classes
-    for kind, model_type, config_path, target_path in _AUTO_REGISTRY:
-        if not kind.startswith(group):
-            continue
-        config_class = _load(config_path)
-        if kind == "config":
-            from transformers import AutoConfig
+    for index, (kind, *_rest) in enumerate(_AUTO_REGISTRY):
+        if kind.startswith(group) and index not in _done:
+            _register_entry(index)
 
-            AutoConfig.register(model_type, config_class, exist_ok=True)
-        elif kind.startswith("model:"):
-            auto_class = getattr(importlib.import_module("transformers"), kind.split(":", 1)[1])
-            auto_class.register(config_class, _load(target_path), exist_ok=True)
-        elif kind == "tokenizer":
-            from transformers import AutoTokenizer
 
-            AutoTokenizer.register(config_class, tokenizer_class=_load(target_path), exist_ok=True)
+def _register_pending() -> None:
+    """Entries skipped while one of their modules was still executing (called when such a module has run)."""
+    for index in sorted(_pending):
+        if _AUTO_REGISTRY[index][0].split(":")[0] in _registered:
+            _register_entry(index)
 
 
 class _LoaderWithCallback(importlib.abc.Loader):
@@ -224,14 +269,18 @@ class _AutoRegistrationFinder(importlib.abc.MetaPathFinder):
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
         group = _AUTO_MODULES.get(fullname)
-        if group is None:
+        if group is not None:
+            callback = functools.partial(_register, group)
+        elif fullname in _ENTRY_MODULES:
+            callback = _register_pending  # a genrec config/model module: finish entries that waited for it
+        else:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
                 continue
             spec = finder.find_spec(fullname, path, target)
             if spec is not None and spec.loader is not None:
-                spec.loader = _LoaderWithCallback(spec.loader, lambda: _register(group))
+                spec.loader = _LoaderWithCallback(spec.loader, callback)
                 return spec
         return None
 

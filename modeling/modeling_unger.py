@@ -503,10 +503,11 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin):
     """
 
     _tied_weights_keys = {"lm_head.weight": "encoder.embed_tokens.weight"}
+    encoder_class: type[UngerEncoder] = UngerEncoder  # model families that read more per history item override it
 
     def __init__(self, config: UngerConfig) -> None:
         super().__init__(config)
-        self.encoder = UngerEncoder(config)
+        self.encoder = self.encoder_class(config)
         self.decoder = UngerDecoder(config)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         if config.uses_distillation:
@@ -628,14 +629,7 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin):
                 f"{tuple(codes.shape)}"
             )
         encoder = self.encoder
-        keys = encoder.history_item_keys_of(codes)
-        if bool((keys < 0).any()):
-            raise ValueError("codes hold values outside the codebook sizes of this model's config")
-        order = torch.argsort(keys)
-        if bool((keys[order][1:] == keys[order][:-1]).any()):
-            raise ValueError("two items share a code: the code table must identify every item")
-        encoder.history_item_keys.copy_(keys[order].to(encoder.history_item_keys.device))
-        encoder.history_item_rows.copy_(order.to(encoder.history_item_rows.device))
+        self._install_history_keys(codes)
         if mode == "integrated":
             if features is None:
                 installed = getattr(self, "integrated_embeddings", None)
@@ -646,6 +640,18 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin):
             encoder.history_item_features.copy_(table.to(encoder.history_item_features.device))
             if not config.uses_distillation:  # provenance of the features when no distillation table records it
                 config.integrated_embeddings_hash = digest
+
+    def _install_history_keys(self, codes: torch.Tensor) -> None:
+        """Fill the encoder's sorted (key, row) table that finds a history item's code-table row from its codes."""
+        encoder = self.encoder
+        keys = encoder.history_item_keys_of(codes)
+        if bool((keys < 0).any()):
+            raise ValueError("codes hold values outside the codebook sizes of this model's config")
+        order = torch.argsort(keys)
+        if bool((keys[order][1:] == keys[order][:-1]).any()):
+            raise ValueError("two items share a code: the code table must identify every item")
+        encoder.history_item_keys.copy_(keys[order].to(encoder.history_item_keys.device))
+        encoder.history_item_rows.copy_(order.to(encoder.history_item_rows.device))
 
     # ------------------------------------------------------------------ the model's own code table
 

@@ -146,6 +146,42 @@ def test_unger_folder_loads_and_recommends_without_genrec(tmp_path: Path) -> Non
     assert len(out["generated_items"]) == len(HISTORIES) * model.generation_config.num_return_sequences
 
 
+def test_mscgrec_folder_loads_and_recommends_without_genrec(tmp_path: Path) -> None:
+    import numpy as np
+
+    from genrec.modeling.configuration_mscgrec import MSCGRecConfig
+    from genrec.modeling.modeling_mscgrec import MSCGRecForGenerativeRecommendation
+    from genrec.tokenization.code_table import CodeTable
+
+    tok = make_tokenizer()
+    items = tok.code_table.item_ids
+    picks = np.random.default_rng(3).permutation(5**3)[: len(items)]
+    text = CodeTable.from_codes(items, np.stack(np.unravel_index(picks, (5, 5, 5)), axis=1), codebook_sizes=[5, 5, 5])
+    config = MSCGRecConfig.from_tokenizer(
+        tok, d_model=16, num_attention_heads=2, ffn_dim=32, decoder_layers=2, history_modalities=["text"],
+        history_codebook_sizes=[text.codebook_sizes],
+    )
+    torch.manual_seed(0)
+    model = MSCGRecForGenerativeRecommendation(config).eval()
+    model.set_code_table(tok)
+    model.set_modality_codes(tok, {"text": text})
+    folder = tmp_path / "mscgrec"
+    model.save_pretrained(folder)
+    tok.save_pretrained(str(folder))
+    auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
+    assert auto_map["AutoConfig"] == "configuration_mscgrec.MSCGRecConfig"
+    assert auto_map["AutoModel"] == "modeling_mscgrec.MSCGRecForGenerativeRecommendation"
+    assert {"configuration_mscgrec.py", "modeling_mscgrec.py", "configuration_unger.py", "modeling_unger.py"} <= {
+        p.name for p in folder.glob("*.py")
+    }
+    _no_package_imports(folder)
+    expected = model.recommend(HISTORIES, tok, k=5, num_beams=8)
+    out = _run_without_genrec(UNGER_SCRIPT, folder, json.dumps(HISTORIES))
+    assert out["classes"][1].endswith(".MSCGRecForGenerativeRecommendation")
+    assert [[i for i, _ in row] for row in out["recommended"]] == [[i for i, _ in row] for row in expected]
+    assert None not in out["generated_items"]
+
+
 def test_fusion_folder_loads_without_genrec(tmp_path: Path) -> None:
     config = UngerFusionConfig(
         num_items=30, semantic_dim=12, hidden_size=8, max_history=6, din_attention_hidden_sizes=[8],

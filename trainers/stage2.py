@@ -29,7 +29,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,8 +39,11 @@ import torch
 from torch.utils.data import TensorDataset
 
 from genrec.data_scripts.embeddings import ItemEmbeddings
+from genrec.modeling.configuration_mscgrec import MSCGRecConfig
 from genrec.modeling.configuration_unger import UngerConfig
+from genrec.modeling.modeling_mscgrec import MSCGRecForGenerativeRecommendation
 from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
+from genrec.tokenization.code_table import CodeTable
 from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
 from genrec.trainers.accelerate_utils import (
     build_accelerator,
@@ -179,7 +182,35 @@ def resolve_stage2_config(
         values["integrated_embeddings_hash"] = None
     else:
         values["integrated_dim"] = embeddings.dim
-    return UngerConfig(**values)
+    return type(base)(**values)
+
+
+def load_modality_tables(history_modalities: Mapping[str, Any]) -> dict[str, CodeTable]:
+    """MSCGRec's history modalities as code tables: ``CodeTable`` objects, or folders holding one
+    (``code_table.json`` + ``code_table.parquet``, e.g. a quantize run's ``tokenizer/``)."""
+    tables = {}
+    for name, value in history_modalities.items():
+        tables[str(name)] = value if isinstance(value, CodeTable) else CodeTable.load(value)
+    return tables
+
+
+def as_mscgrec_config(config: UngerConfig | None, tables: Mapping[str, CodeTable]) -> MSCGRecConfig:
+    """``config`` as an MSCGRec config reading ``tables`` per history item (an UNGER config's fields, or an
+    MSCGRec config without history modalities yet, e.g. ``MSCGRecConfig(mask_probability=0.75)``, filled in)."""
+    names = list(tables)
+    sizes = [[int(k) for k in table.codebook_sizes] for table in tables.values()]
+    if isinstance(config, MSCGRecConfig) and config.history_modalities:
+        if config.history_modalities != names or config.history_codebook_sizes != sizes:
+            raise ValueError(
+                f"the config reads the history modalities {config.history_modalities} (sizes "
+                f"{config.history_codebook_sizes}) but the tables given are {names} (sizes {sizes})"
+            )
+        return config
+    values = (config if config is not None else UngerConfig()).to_dict()
+    for key in ("model_type", "transformers_version", "architectures", "history_modalities",
+                "history_codebook_sizes", "history_code_hashes"):
+        values.pop(key, None)
+    return MSCGRecConfig(**values, history_modalities=names, history_codebook_sizes=sizes)
 
 
 LR_SCHEDULES = ("constant", "cosine", "linear")
@@ -284,6 +315,7 @@ def train_stage2(
     *,
     config: UngerConfig | None = None,
     integrated_embeddings: str | Path | ItemEmbeddings | None = None,
+    history_modalities: Mapping[str, Any] | None = None,
     max_steps: int = PAPER_MAX_STEPS,
     epochs: float | None = None,
     batch_size: int = PAPER_BATCH_SIZE,
@@ -322,6 +354,9 @@ def train_stage2(
         output_dir: run folder (best model + tokenizer, checkpoints, logs, result JSON).
         config: model hyper-parameters (default :class:`UngerConfig`: the paper's Table 4); the code binding
             (vocabulary, levels, offsets, hash) always comes from the tokenizer.
+        history_modalities: MSCGRec — the code tables (or their folders) of the other modalities every history
+            item is read in, e.g. ``{"text": ...}``; the model is then :class:`MSCGRecForGenerativeRecommendation`
+            decoding in the tokenizer's modality (``config`` may be an :class:`MSCGRecConfig` or UNGER's).
         integrated_embeddings: Stage I's integrated item embeddings (``ItemEmbeddings`` file or object)
             covering every code-table item; enables the distillation loss. None: plain TIGER-style training.
         max_steps: optimiser steps (paper: 20,000).
@@ -388,6 +423,9 @@ def train_stage2(
             )
         embeddings = source.reorder(tokenizer.code_table.item_ids)
     config = resolve_stage2_config(config, tokenizer, embeddings)
+    modality_tables = load_modality_tables(history_modalities) if history_modalities else None
+    if modality_tables is not None:
+        config = as_mscgrec_config(config, modality_tables)
     if metric_for_best.split("@")[0] not in ("recall", "hr", "ndcg", "mrr"):
         raise ValueError(f"metric_for_best must be one of recall/hr/ndcg/mrr@K, got {metric_for_best!r}")
 
@@ -398,7 +436,11 @@ def train_stage2(
             raise ValueError(f"{source_name}: the sequences config has no {name!r} split (has {list(sequences)})")
     train = encode_split(sequences["train"], "train", tokenizer, max_history=config.max_history_items, source=source_name)
 
-    model = UngerForGenerativeRecommendation(config)
+    model_class = MSCGRecForGenerativeRecommendation if isinstance(config, MSCGRecConfig) else UngerForGenerativeRecommendation
+    model = model_class(config)
+    if modality_tables is not None:
+        model.set_modality_codes(tokenizer, modality_tables)  # records the tables' hashes in the config
+        config = model.config
     if config.num_items:
         model.set_code_table(tokenizer)  # saved with the weights: generate() constrains itself
     if embeddings is not None and config.uses_distillation:
@@ -478,7 +520,7 @@ def train_stage2(
     num_test_users = 0
     skipped = {"train": train.num_skipped_no_history}
     if evaluate_test:
-        best = UngerForGenerativeRecommendation.from_pretrained(best_dir).to(accelerator.device)
+        best = model_class.from_pretrained(best_dir).to(accelerator.device)
         test = evaluate_model(
             best, tokenizer, sequences, "test", k_values=EVAL_KS, num_beams=test_beams,
             batch_size=eval_batch_size, show_progress=show_progress,

@@ -1,0 +1,159 @@
+"""MSCGRec: every history item read in several modalities, the next item generated in one (mscgrec.md §3.1, §3.3).
+
+The model is UNGER's encoder-decoder (``modeling_unger``) with a history encoder that adds, for every history
+item, the embeddings of its codes in the history modalities (e.g. text, image) to the embeddings of its
+decoding-modality codes. Decoding, the constraint to existing items (``generate``), constrained training and the
+``recommend`` contract are UNGER's, over the decoding modality's code table. Interpretations:
+:mod:`.configuration_mscgrec` and ``docs/mscgrec.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .configuration_mscgrec import MSCGRecConfig
+from .modeling_unger import UngerEncoder, UngerForGenerativeRecommendation
+
+__all__ = ["MSCGRecEncoder", "MSCGRecForGenerativeRecommendation"]
+
+
+class MSCGRecEncoder(UngerEncoder):
+    """UNGER's ``per_item`` history encoder plus the history modalities' code embeddings of every item.
+
+    Buffers (saved with the weights): ``history_item_keys`` / ``history_item_rows`` (find an item's row from its
+    decoding-modality codes) and ``modality_codes`` (N, sum of the history modalities' levels), ``-1`` where an
+    item lacks a modality. Parameters: ``modality_tokens`` (one row per code of every history-modality level plus
+    one mask row per level) and ``decode_mask_tokens`` (one mask row per decoding-modality level).
+    """
+
+    def __init__(self, config: MSCGRecConfig) -> None:
+        super().__init__(config)
+        n, d = config.num_items, config.d_model
+        if n < 1:
+            raise ValueError("MSCGRec needs config.num_items (build the config with MSCGRecConfig.from_tokenizer)")
+        if not hasattr(self, "history_item_keys"):  # UNGER creates them only for history_item_embedding != "none"
+            self.register_buffer("history_item_keys", torch.full((n,), -1, dtype=torch.long), persistent=True)
+            self.register_buffer("history_item_rows", torch.arange(n, dtype=torch.long), persistent=True)
+        levels = config.history_levels
+        offsets, masks, start = [], [], 0
+        for _, size in levels:
+            offsets.append(start)
+            masks.append(start + size)
+            start += size + 1
+        self.register_buffer("modality_codes", torch.full((n, len(levels)), -1, dtype=torch.long), persistent=True)
+        # plain lists (tensors made per call): transformers builds models on the meta device and would leave
+        # non-persistent buffers uninitialised after from_pretrained
+        self._modality_offsets = offsets
+        self._modality_mask_ids = masks
+        self._modality_of_level = [m for m, _ in levels]
+        self.modality_tokens = nn.Embedding(max(start, 1), d)
+        self.decode_mask_tokens = nn.Parameter(torch.zeros(config.num_code_levels, d))
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, L*D) decoding-modality history tokens -> one vector per history item with every modality in it."""
+        x, item_mask = super().embed(input_ids, attention_mask)
+        config = self.config
+        batch, width = input_ids.shape
+        depth, n = config.num_code_levels, config.num_items
+        items = width // depth
+        rows = self.history_item_rows_of(input_ids.view(batch, items, depth), item_mask)
+        found = rows < n
+        codes = self.modality_codes[rows.clamp(max=n - 1)]
+        codes = torch.where(found.unsqueeze(-1), codes, torch.full_like(codes, -1))  # unknown item: all masked
+        device = codes.device
+        offsets = torch.tensor(self._modality_offsets, dtype=torch.long, device=device)
+        mask_ids = torch.tensor(self._modality_mask_ids, dtype=torch.long, device=device)
+        modality_of_level = torch.tensor(self._modality_of_level, dtype=torch.long, device=device)
+        probability = config.mask_probability
+        if self.training and probability > 0:
+            # one modality per history item (decoding one included) replaced by its mask tokens, with probability p
+            masked = torch.rand(batch, items, device=x.device) < probability
+            choice = torch.randint(0, config.num_modalities, (batch, items), device=x.device)
+            hide = masked.unsqueeze(-1) & (modality_of_level + 1 == choice.unsqueeze(-1))
+            codes = codes.masked_fill(hide, -1)
+            hide_decode = (masked & (choice == 0) & item_mask.bool()).unsqueeze(-1).to(x.dtype)
+            decode_sum = self.embed_tokens(input_ids).view(batch, items, depth, -1).sum(2)
+            x = x + hide_decode * (self.decode_mask_tokens.sum(0) - decode_sum)
+        if codes.shape[-1]:
+            tokens = torch.where(codes >= 0, offsets + codes.clamp(min=0), mask_ids)
+            x = x + self.modality_tokens(tokens).sum(2) * item_mask.unsqueeze(-1).to(x.dtype)
+        return x, item_mask
+
+
+class MSCGRecForGenerativeRecommendation(UngerForGenerativeRecommendation):
+    """MSCGRec's sequence model: UNGER's encoder-decoder whose history encoder reads every modality of an item.
+
+    Inputs, outputs, ``generate`` and ``recommend`` are UNGER's (histories in the decoding modality's tokens).
+    Before training, install the history modalities with :meth:`set_modality_codes`; they are saved with the
+    weights, so a reloaded model needs only its decoding-modality tokenizer.
+    """
+
+    config_class = MSCGRecConfig
+    encoder_class = MSCGRecEncoder
+
+    @torch.no_grad()
+    def set_modality_codes(self, tokenizer: Any, tables: Mapping[str, Any]) -> None:
+        """Install the history modalities' codes of every catalogue item.
+
+        ``tokenizer``: the decoding modality's semantic-ID tokenizer (its code table's row order is the model's
+        item order). ``tables``: one code table per name in ``config.history_modalities`` (duck-typed
+        ``CodeTable``: ``item_ids``, ``codes``, ``codebook_sizes``, ``content_hash``); items it lacks are missing
+        that modality (mask tokens). Records each table's content hash in the config and refuses a table whose
+        hash differs from one already recorded (a model trained with other codes).
+        """
+        config: MSCGRecConfig = self.config
+        self.check_tokenizer(tokenizer)
+        unknown = sorted(set(tables) - set(config.history_modalities))
+        absent = [name for name in config.history_modalities if name not in tables]
+        if unknown or absent:
+            raise ValueError(
+                f"this model reads the history modalities {config.history_modalities}; got tables for "
+                f"{sorted(tables)} (unknown: {unknown}, missing: {absent})"
+            )
+        decode_table = tokenizer.code_table
+        self._install_history_keys(torch.tensor(np.asarray(decode_table.codes), dtype=torch.long))
+        row_of = {item: row for row, item in enumerate(decode_table.item_ids)}
+        columns = []
+        for m, name in enumerate(config.history_modalities):
+            table = tables[name]
+            sizes = [int(k) for k in table.codebook_sizes]
+            if sizes != config.history_codebook_sizes[m]:
+                raise ValueError(
+                    f"modality {name!r}: the table's codebook sizes {sizes} differ from the config's "
+                    f"{config.history_codebook_sizes[m]}"
+                )
+            recorded = config.history_code_hashes[m]
+            if recorded is not None and recorded != str(table.content_hash):
+                raise ValueError(
+                    f"modality {name!r}: this model was set up with a code table of hash {recorded[:12]}..., got "
+                    f"{str(table.content_hash)[:12]}...; use the modality's table the model was trained with"
+                )
+            block = np.full((config.num_items, len(sizes)), -1, dtype=np.int64)
+            codes = np.asarray(table.codes)
+            rows = [row_of.get(item) for item in table.item_ids]
+            keep = [i for i, row in enumerate(rows) if row is not None]
+            if not keep:
+                raise ValueError(f"modality {name!r}: its table shares no item with the decoding modality's table")
+            block[[rows[i] for i in keep]] = codes[keep]
+            columns.append(block)
+            config.history_code_hashes[m] = str(table.content_hash)
+        if columns:
+            self.encoder.modality_codes.copy_(torch.from_numpy(np.concatenate(columns, axis=1)))
+
+    def modality_coverage(self) -> dict[str, float]:
+        """Share of catalogue items that have codes in each history modality (1.0 = no item misses it)."""
+        config: MSCGRecConfig = self.config
+        present = (self.encoder.modality_codes >= 0).float()
+        coverage, column = {}, 0
+        for name, sizes in zip(config.history_modalities, config.history_codebook_sizes, strict=True):
+            coverage[name] = float(present[:, column].mean()) if config.num_items else 0.0
+            column += len(sizes)
+        return coverage
+
+
+MSCGRecForGenerativeRecommendation.register_for_auto_class("AutoModel")
