@@ -55,8 +55,11 @@ def model_push_operations(
     for path in sorted(folder.iterdir()):
         if path.is_file() and not path.name.startswith(".") and not path.name.endswith(".tmp"):
             contents[path.name] = path.read_bytes()
+    model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
     summary_path = folder / RUN_SUMMARY_FILE
-    if summary_path.is_file():
+    if model_type == "ttds":
+        contents.update(_ttds_contents(folder, repo_id, revision=revision, dataset_repo=dataset_repo))
+    elif summary_path.is_file():
         from genrec.model_cards.run_card import build_run_card, public_summary
         from genrec.modeling.configuration_unger import UngerConfig
         from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
@@ -77,6 +80,35 @@ def model_push_operations(
                 "remove the path before pushing"
             )
     return [CommitOperationAdd(path_in_repo=name, path_or_fileobj=data) for name, data in sorted(contents.items())]
+
+
+def _ttds_contents(
+    folder: Path, repo_id: str, *, revision: str | None, dataset_repo: str | None
+) -> dict[str, bytes]:
+    """A TTDS recommender folder: its sub-folders (adapter, code tables) and a card regenerated for ``repo_id``."""
+    from genrec.model_cards.run_card import public_summary
+    from genrec.trainers.ttds import ITEM_TABLE_DIR, TRAINING_SUMMARY, USER_TABLE_DIR, write_ttds_card
+
+    contents: dict[str, bytes] = {}
+    for sub in ("adapter", ITEM_TABLE_DIR, USER_TABLE_DIR):
+        for path in sorted((folder / sub).glob("*")):
+            if path.is_file() and not path.name.startswith("."):
+                contents[f"{sub}/{path.name}"] = path.read_bytes()
+    summary_path = folder / TRAINING_SUMMARY
+    if summary_path.is_file():
+        import tempfile
+
+        summary = public_summary(json.loads(summary_path.read_text(encoding="utf-8")), folder)
+        contents[TRAINING_SUMMARY] = (json.dumps(summary, indent=2, default=str) + "\n").encode("utf-8")
+        with tempfile.TemporaryDirectory() as scratch:  # the card is written next to a copy of config + table
+            tmp = Path(scratch)
+            (tmp / "config.json").write_bytes((folder / "config.json").read_bytes())
+            (tmp / ITEM_TABLE_DIR).mkdir()
+            for path in (folder / ITEM_TABLE_DIR).glob("*"):
+                (tmp / ITEM_TABLE_DIR / path.name).write_bytes(path.read_bytes())
+            card = write_ttds_card(tmp, summary, repo_id=repo_id, revision=revision, dataset_repo=dataset_repo)
+            contents[CARD_FILE] = card.read_bytes()
+    return contents
 
 
 def push_run_folder(
