@@ -588,6 +588,7 @@ class EncoderSpec:
     source: str
     identity: str
     is_local: bool
+    revision: str | None = None  # branch, tag or commit of a Hub encoder (None: the default branch)
 
 
 def _sha256_file(path: Path) -> str:
@@ -636,8 +637,11 @@ def folder_fingerprint(folder: str | Path) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-def resolve_encoder(encoder: str | Path | None = None) -> EncoderSpec:
+def resolve_encoder(encoder: str | Path | None = None, *, revision: str | None = None) -> EncoderSpec:
     """Turn ``encoder`` (None/DEFAULT_ENCODER, a local folder, or a Hub name) into an :class:`EncoderSpec`.
+
+    ``revision`` pins a Hub encoder to a branch, tag or commit (its identity records the resolved commit);
+    it is ignored for local folders.
 
     A Hub name is resolved through ``transformers``' file cache (network only when the user is online and
     the files are not cached); local folders never touch the network.
@@ -659,14 +663,14 @@ def resolve_encoder(encoder: str | Path | None = None) -> EncoderSpec:
     from transformers.utils import cached_file, extract_commit_hash
 
     try:
-        config_file = cached_file(text, "config.json")
+        config_file = cached_file(text, "config.json", revision=revision)
     except (OSError, ValueError) as error:
         raise FileNotFoundError(
             f"encoder {text!r} is neither a local folder nor a Hugging Face Hub model that can be reached "
             f"(offline and not in the cache?): {error}"
         ) from None
     commit = extract_commit_hash(config_file, None) or "unknown"
-    return EncoderSpec(text, text, f"hub:{text}@{commit}", False)
+    return EncoderSpec(text, text, f"hub:{text}@{commit}", False, revision)
 
 
 def _model_file(spec: EncoderSpec, filename: str) -> Path | None:
@@ -680,6 +684,7 @@ def _model_file(spec: EncoderSpec, filename: str) -> Path | None:
         found = cached_file(
             spec.source,
             filename,
+            revision=spec.revision,
             _raise_exceptions_for_missing_entries=False,
             _raise_exceptions_for_connection_errors=False,
         )
@@ -752,7 +757,7 @@ def resolve_pooling(spec: EncoderSpec, pooling: str = "auto", config: Any = None
     if config is None:
         from transformers import AutoConfig
 
-        config = AutoConfig.from_pretrained(spec.source)
+        config = AutoConfig.from_pretrained(spec.source, revision=spec.revision)
     return "last" if _is_decoder_only(config) else "mean"
 
 
@@ -767,7 +772,7 @@ def load_encoder(
     from transformers import AutoModel, AutoTokenizer
 
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-    tokenizer = AutoTokenizer.from_pretrained(spec.source)
+    tokenizer = AutoTokenizer.from_pretrained(spec.source, revision=spec.revision)
     if tokenizer.pad_token is None:
         fallback = tokenizer.eos_token or tokenizer.unk_token
         if fallback is None:
@@ -779,7 +784,7 @@ def load_encoder(
     # Straight onto an accelerator (device_map), so a 7B model is never materialised in CPU memory first.
     placement = {"device_map": str(device)} if device.type != "cpu" else {}
     model = AutoModel.from_pretrained(
-        spec.source, dtype=dtype if dtype is not None else torch.float32, **placement
+        spec.source, revision=spec.revision, dtype=dtype if dtype is not None else torch.float32, **placement
     )
     if getattr(model.config, "is_encoder_decoder", False) and hasattr(model, "get_encoder"):
         model = model.get_encoder()
@@ -960,8 +965,9 @@ def _plan(
     max_length: int,
     dtype: torch.dtype | None,
     normalize: bool,
+    encoder_revision: str | None = None,
 ) -> _Plan:
-    spec = resolve_encoder(encoder)  # encoder problems first: they are the likelier mistake on a command line
+    spec = resolve_encoder(encoder, revision=encoder_revision)  # encoder problems first: they are the likelier mistake on a command line
     resolved = resolve_pooling(spec, pooling)
     template = default_template(items.column_names) if template is None else template
     texts = render_item_texts(items, template)
@@ -1128,8 +1134,12 @@ def embed_dataset(
     normalize: bool = False,
     show_progress: bool = True,
     load_items: Callable[[str], Dataset] | None = None,
+    revision: str | None = None,
+    encoder_revision: str | None = None,
 ) -> tuple[Path, ItemEmbeddings]:
     """Embed the ``items`` config of a genrec dataset (local folder or Hub id); returns (file, embeddings).
+
+    ``revision`` pins a Hub dataset, ``encoder_revision`` a Hub encoder (branch, tag or commit).
 
     The items come from ``datasets.load_dataset(data, "items", split="train")`` (or ``load_items(data)``).
     By default the file is ``<data>/embeddings/<encoder>-<key16>.safetensors`` for a local folder and
@@ -1141,7 +1151,7 @@ def embed_dataset(
         from datasets import load_dataset
 
         def load_items(source: str) -> Dataset:
-            return load_dataset(source, "items", split="train")
+            return load_dataset(source, "items", split="train", revision=None if local else revision)
 
     dtype = _as_dtype(dtype)
     items = load_items(str(Path(data).expanduser()) if local else str(data))
@@ -1153,6 +1163,7 @@ def embed_dataset(
         max_length=max_length,
         dtype=dtype,
         normalize=normalize,
+        encoder_revision=encoder_revision,
     )
     if out is None:
         folder = (

@@ -191,6 +191,15 @@ def build_run_card(
         "validation / test beams": f"{profile.get('eval_beams')} / {profile.get('test_beams') or profile.get('eval_beams')}",
         "validation users": profile.get("max_eval_users") or "all",
     }
+    finetune = summary.get("finetune") or {}
+    base_model = None
+    if finetune:
+        origin = dataset_display_name(str(finetune.get("source", "")))
+        if finetune.get("revision"):
+            origin += f" @ {finetune['revision']}"
+        run_settings["Stage II initialised from"] = origin if finetune.get("transfer") else "random (control run)"
+        if finetune.get("transfer") and _is_hub_id(str(finetune.get("source", ""))):
+            base_model = str(finetune["source"])
     training: dict[str, Any] = {}
     for name in ("prepare", "embed", "stage1", "quantize", "stage2", "export"):
         if "seconds" in stages.get(name, {}):
@@ -226,4 +235,10 @@ def build_run_card(
         code_table=code_table,
         papers=("unger", "mscgrec") if getattr(config, "constrained_training", False) else ("unger",),
         tags=("unger",),
+        base_model=base_model,
     )
+
+
+def _is_hub_id(name: str) -> bool:
+    """Whether ``name`` is a Hub repo id ("org/name") rather than a local folder."""
+    return name.count("/") == 1 and not os.path.isabs(name) and not name.startswith((".", "~")) and not Path(name).exists()
