@@ -27,8 +27,13 @@ __all__ = [
     "example_history",
     "non_default_settings",
     "public_summary",
+    "stage2_log_history",
     "usage_snippet",
+    "write_training_curve",
 ]
+
+#: The training-curve figure of a run folder (pushed with the model, shown in its card).
+CURVE_FILE = "training_curve.png"
 
 # Config fields that bind the model to its code table or are bookkeeping: not "settings".
 _NOT_SETTINGS = frozenset(
@@ -120,6 +125,53 @@ for item_id, score in model.recommend([history], tokenizer, k=10)[0]:
 inputs = tokenizer(history, is_split_into_words=True, return_tensors="pt")
 print(tokenizer.decode_items(model.generate(**inputs)))
 """
+
+
+def stage2_log_history(stage2_dir: str | Path) -> list[dict[str, Any]]:
+    """The logged training losses and validation metrics of a Stage II run (its newest checkpoint's state)."""
+    import json
+
+    states = sorted(Path(stage2_dir).glob("checkpoints/step-*/trainer_state.json"))
+    if not states:
+        return []
+    try:
+        return list(json.loads(states[-1].read_text(encoding="utf-8")).get("log_history") or [])
+    except (OSError, ValueError):
+        return []
+
+
+def write_training_curve(run_dir: str | Path, log_history: Sequence[Mapping[str, Any]]) -> Path | None:
+    """Plot Stage II's training loss and validation Recall@10 per step into ``run_dir/training_curve.png``.
+
+    Returns the file, or None when there is nothing to plot or matplotlib (the ``analysis`` extra) is not
+    installed: the card then simply has no figure.
+    """
+    loss = [(row["step"], row["train/loss"]) for row in log_history if "train/loss" in row]
+    recall = [(row["step"], row["validation/recall@10"]) for row in log_history if "validation/recall@10" in row]
+    if not loss and not recall:
+        return None
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, left = plt.subplots(figsize=(6.4, 3.6), dpi=100)
+    if loss:
+        left.plot(*zip(*loss, strict=True), color="tab:blue", label="training loss")
+        left.set_ylabel("training loss", color="tab:blue")
+    left.set_xlabel("Stage II step")
+    if recall:
+        right = left.twinx()
+        right.plot(*zip(*recall, strict=True), color="tab:orange", marker="o", label="validation Recall@10")
+        right.set_ylabel("validation Recall@10", color="tab:orange")
+    left.set_title("UNGER Stage II")
+    fig.tight_layout()
+    path = Path(run_dir) / CURVE_FILE
+    fig.savefig(path, metadata={"Software": None})  # no version string: the same run gives the same bytes
+    plt.close(fig)
+    return path
 
 
 def public_summary(summary: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
@@ -236,6 +288,7 @@ def build_run_card(
         papers=("unger", "mscgrec") if getattr(config, "constrained_training", False) else ("unger",),
         tags=("unger",),
         base_model=base_model,
+        training_curve=CURVE_FILE if (run_dir / CURVE_FILE).is_file() else None,
     )
 
 

@@ -354,7 +354,12 @@ def export_run_model(best_dir: Path, out_dir: Path, *, dataset: str, summary: di
     run folder by its own name in the usage snippet (``genrec push`` rewrites it with the repo id).
     """
     from genrec.model_cards.card import save_model_card
-    from genrec.model_cards.run_card import build_run_card, describe_hardware
+    from genrec.model_cards.run_card import (
+        build_run_card,
+        describe_hardware,
+        stage2_log_history,
+        write_training_curve,
+    )
     from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
     from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
 
@@ -365,5 +370,6 @@ def export_run_model(best_dir: Path, out_dir: Path, *, dataset: str, summary: di
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(str(out_dir))
     summary["hardware"] = describe_hardware()
+    write_training_curve(out_dir, stage2_log_history(best_dir.parent))
     card = build_run_card(out_dir, {**summary, "dataset": dataset}, model.config, tokenizer, repo_id=out_dir.name)
     save_model_card(out_dir, card)
