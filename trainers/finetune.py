@@ -237,6 +237,7 @@ def finetune_unger(
         and ``stages.stage2.transfer`` = the transfer report.
     """
     from genrec.trainers.pipeline import RUN_SUMMARY_FILE, _profile, run_pipeline
+    from genrec.trainers.stage2 import state_digest
 
     source_model = load_source_model(source, revision)
     levels, codebook_size, collision = _source_code_layout(source, revision)
@@ -256,7 +257,9 @@ def finetune_unger(
         profile=run_profile, overwrite=overwrite, show_progress=show_progress,
         always_append_collision_level=collision, data_revision=data_revision,
         init_from=source_model if transfer else None,
-        init_identity={"source": str(source), "revision": revision} if transfer else None,
+        # the weights' digest too: a source folder retrained in place must not reuse this run's Stage II
+        init_identity={"source": str(source), "revision": revision, "weights": state_digest(source_model)}
+        if transfer else None,
     )
     summary["finetune"] = {
         "source": str(source), "revision": revision, "transfer": bool(transfer),

@@ -69,6 +69,7 @@ __all__ = [
     "encode_split",
     "load_stage2_tokenizer",
     "resolve_stage2_config",
+    "state_digest",
     "train_stage2",
 ]
 
@@ -274,7 +275,7 @@ class Stage2Result:
         return asdict(self)
 
 
-def _state_digest(model: torch.nn.Module) -> str:
+def state_digest(model: torch.nn.Module) -> str:
     """sha256 over a model's state dict (names, shapes, values): identifies the weights a run starts from."""
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
@@ -443,7 +444,7 @@ def train_stage2(
         transfer_report = transfer_stage2_weights(
             model, source_model, has_collision_level=tokenizer.code_table.has_collision_level
         )
-        transfer_report["source_digest"] = _state_digest(source_model)
+        transfer_report["source_digest"] = state_digest(source_model)
 
     train_loader = make_train_dataloader(train.dataset, batch_size=batch_size, seed=seed, collate_fn=collate_trimmed)
     steps_per_epoch = math.ceil(len(train_loader) / gradient_accumulation_steps)
