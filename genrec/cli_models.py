@@ -356,7 +356,8 @@ Reads:  --from / --base-model (folder or Hub id at --revision), --dataset (prepa
 Writes: UNGER: OUT/ = a run folder (fine-tuned model + tokenizer + card at its root, stages below, run.json
         with the transfer report). TTDS: OUT/final/ (adapter, towers, code tables, model card; the base
         weights are referenced, not copied), OUT/ttds_training.json.
-Time:   UNGER on ML-100K (2,000 Stage II steps, default profile): ~10-20 min on CPU. TTDS: a tiny test
+Time:   UNGER on ML-100K (Stage I + 2,000 Stage II steps): ~30 min at 1 thread on a busy 2-core CPU
+        (docs/finetune.md). TTDS: a tiny test
         LLaMA on ML-100K: minutes on CPU; a 7B model: GPU hours.""",
     )
     p.add_argument("--dataset", required=True, help="the (new) domain: dataset folder or Hub id (UNGER: also ml-100k)")
