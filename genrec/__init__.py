@@ -168,6 +168,7 @@ _AUTO_MODULES = {
     "transformers.models.auto.configuration_auto": "config",
     "transformers.models.auto.modeling_auto": "model",
     "transformers.models.auto.tokenization_auto": "tokenizer",
+    "transformers.pipelines": "pipeline",
 }
 _registered: set[str] = set()
 
@@ -182,6 +183,17 @@ def _register(group: str) -> None:
     if group in _registered:
         return
     _registered.add(group)
+    if group == "pipeline":  # pipeline("generative-recommendation", model=...): genrec's custom pipeline task
+        from transformers import AutoModelForSeq2SeqLM
+        from transformers.pipelines import PIPELINE_REGISTRY
+
+        from genrec.modeling.pipeline_recommendation import PIPELINE_TASK, GenerativeRecommendationPipeline
+
+        if PIPELINE_TASK not in PIPELINE_REGISTRY.get_supported_tasks():
+            PIPELINE_REGISTRY.register_pipeline(
+                PIPELINE_TASK, pipeline_class=GenerativeRecommendationPipeline, pt_model=AutoModelForSeq2SeqLM
+            )
+        return
     if group != "config":
         _register("config")  # models and tokenizers are keyed by config classes
     for kind, model_type, config_path, target_path in _AUTO_REGISTRY:
