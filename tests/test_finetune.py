@@ -105,3 +105,21 @@ def test_source_architecture_leaves_out_the_code_binding() -> None:
         assert key not in arch
     rebuilt = UngerConfig.from_tokenizer(_tokenizer(10, 2, [4, 4], "z"), **arch)  # a valid config for a new domain
     assert rebuilt.d_model == 16 and rebuilt.num_items == 10
+
+
+def test_a_source_without_distillation_gives_a_new_model_without_a_distillation_head() -> None:
+    from genrec.trainers.stage2 import resolve_stage2_config
+
+    plain = {**ARCH, "history_item_embedding": "none", "integrated_dim": 0}
+    source_tok, target_tok = _tokenizer(30, 0, [4, 4], "a"), _tokenizer(30, 1, [4, 4], "b")
+    source = UngerForGenerativeRecommendation(UngerConfig.from_tokenizer(source_tok, **plain))
+    arch = source_architecture(source.config)
+    assert arch["distillation_weight"] == 0.0
+
+    class _Embeddings:  # what the main job passes: Stage-I embeddings of the new domain
+        dim = 8
+
+    config = resolve_stage2_config(UngerConfig(**arch), target_tok, _Embeddings())
+    target = UngerForGenerativeRecommendation(config)
+    assert not config.uses_distillation and not hasattr(target, "distillation_proj")
+    assert transfer_stage2_weights(target, source, has_collision_level=True)["tensors_copied"] > 5

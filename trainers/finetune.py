@@ -81,9 +81,16 @@ def load_source_model(source: str | Path, revision: str | None = None) -> Any:
 
 
 def source_architecture(config: Any) -> dict[str, Any]:
-    """The source config's hyper-parameters that define the transferable network (code binding left out)."""
+    """The source config's hyper-parameters that define the transferable network (code binding left out).
+
+    A source trained without distillation (``integrated_dim`` 0) gives ``distillation_weight`` 0, so that the
+    new model, which the main job hands Stage-I embeddings, gets no distillation head the source lacks.
+    """
     values = config.to_dict()
-    return {k: v for k, v in values.items() if k not in _BINDING_FIELDS and k not in _BOOKKEEPING}
+    arch = {k: v for k, v in values.items() if k not in _BINDING_FIELDS and k not in _BOOKKEEPING}
+    if not values.get("integrated_dim"):
+        arch["distillation_weight"] = 0.0
+    return arch
 
 
 def _level_rows(config: Any) -> list[tuple[int, int]]:
