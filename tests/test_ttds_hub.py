@@ -158,3 +158,9 @@ def test_ttds_pushed_and_loaded_by_repo_id_at_a_pinned_revision(hub: dict[str, A
     assert out["auto_class"] == "TTDSForCausalLM"
     for key in ("logits", "auto_logits", "peft_logits"):
         assert out[key] == pytest.approx(logits.tolist(), rel=1e-5, abs=1e-5), key
+
+    # ---- the card's usage snippet runs as written (its pin "v1" is a tag on the published commit)
+    _git(repo, "tag", "v1", pinned)
+    snippet = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    ran = _fresh(snippet + "\nimport json\nprint('\\n' + json.dumps(recommender.recommend([history], k=5)))", hub)
+    assert ran == [expected[0]]
