@@ -92,8 +92,10 @@ def _plan(
     max_length: int,
     dtype: torch.dtype | None,
     normalize: bool,
+    encoder_revision: str | None = None,
 ) -> _Plan:
-    spec = resolve_encoder(encoder)  # encoder problems first: they are the likelier mistake on a command line
+    # encoder problems first: they are the likelier mistake on a command line
+    spec = resolve_encoder(encoder, revision=encoder_revision)
     resolved = resolve_pooling(spec, pooling)
     template = default_template(items.column_names) if template is None else template
     texts = render_item_texts(items, template)
@@ -260,8 +262,12 @@ def embed_dataset(
     normalize: bool = False,
     show_progress: bool = True,
     load_items: Callable[[str], Dataset] | None = None,
+    revision: str | None = None,
+    encoder_revision: str | None = None,
 ) -> tuple[Path, ItemEmbeddings]:
     """Embed the ``items`` config of a genrec dataset (local folder or Hub id); returns (file, embeddings).
+
+    ``revision`` pins a Hub dataset, ``encoder_revision`` a Hub encoder (branch, tag or commit).
 
     The items come from ``datasets.load_dataset(data, "items", split="train")`` (or ``load_items(data)``).
     By default the file is ``<data>/embeddings/<encoder>-<key16>.safetensors`` for a local folder and
@@ -273,7 +279,7 @@ def embed_dataset(
         from datasets import load_dataset
 
         def load_items(source: str) -> Dataset:
-            return load_dataset(source, "items", split="train")
+            return load_dataset(source, "items", split="train", revision=None if local else revision)
 
     dtype = _as_dtype(dtype)
     items = load_items(str(Path(data).expanduser()) if local else str(data))
@@ -285,6 +291,7 @@ def embed_dataset(
         max_length=max_length,
         dtype=dtype,
         normalize=normalize,
+        encoder_revision=encoder_revision,
     )
     if out is None:
         folder = (

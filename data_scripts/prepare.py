@@ -36,6 +36,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -705,8 +706,12 @@ def push_dataset_folder(
     token: str | None = None,
     commit_message: str | None = None,
     include_embeddings: bool = False,
+    extra_operations: Sequence[CommitOperationAdd] = (),
 ) -> CommitInfo:
     """Upload a prepared folder to a Hub dataset repo as is, in one commit (``HfApi().create_commit``).
+
+    ``extra_operations`` add files or replace the folder's own at the same paths (e.g. a ``code_table``
+    config and the card that describes it, :func:`genrec.trainers.hub.code_table_config_operations`).
 
     Creates the repo when needed. Hidden leftovers (``.*``) are not uploaded, nor the local ``embeddings/``
     cache unless ``include_embeddings``. Returns the commit info. The card states the data owner's terms:
@@ -725,13 +730,14 @@ def push_dataset_folder(
     if not isinstance(private, bool):
         raise TypeError(f"private must be a bool, got {private!r}")
     _require_genrec_folder(folder)
-    operations = dataset_push_operations(folder, include_embeddings=include_embeddings)
+    operations = {op.path_in_repo: op for op in dataset_push_operations(folder, include_embeddings=include_embeddings)}
+    operations.update({op.path_in_repo: op for op in extra_operations})
     api = HfApi(token=token)
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
     return api.create_commit(
         repo_id=repo_id,
         repo_type="dataset",
-        operations=operations,
+        operations=[operations[path] for path in sorted(operations)],
         commit_message=commit_message or "Upload genrec dataset",
     )
 

@@ -91,6 +91,7 @@ class EncoderSpec:
     source: str
     identity: str
     is_local: bool
+    revision: str | None = None  # branch, tag or commit of a Hub encoder (None: the default branch)
 
 
 def _sha256_file(path: Path) -> str:
@@ -139,8 +140,11 @@ def folder_fingerprint(folder: str | Path) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-def resolve_encoder(encoder: str | Path | None = None) -> EncoderSpec:
+def resolve_encoder(encoder: str | Path | None = None, *, revision: str | None = None) -> EncoderSpec:
     """Turn ``encoder`` (None/DEFAULT_ENCODER, a local folder, or a Hub name) into an :class:`EncoderSpec`.
+
+    ``revision`` pins a Hub encoder to a branch, tag or commit (its identity records the resolved commit);
+    it is ignored for local folders.
 
     A Hub name is resolved through ``transformers``' file cache (network only when the user is online and
     the files are not cached); local folders never touch the network.
@@ -162,14 +166,14 @@ def resolve_encoder(encoder: str | Path | None = None) -> EncoderSpec:
     from transformers.utils import cached_file, extract_commit_hash
 
     try:
-        config_file = cached_file(text, "config.json")
+        config_file = cached_file(text, "config.json", revision=revision)
     except (OSError, ValueError) as error:
         raise FileNotFoundError(
             f"encoder {text!r} is neither a local folder nor a Hugging Face Hub model that can be reached "
             f"(offline and not in the cache?): {error}"
         ) from None
     commit = extract_commit_hash(config_file, None) or "unknown"
-    return EncoderSpec(text, text, f"hub:{text}@{commit}", False)
+    return EncoderSpec(text, text, f"hub:{text}@{commit}", False, revision)
 
 
 def _model_file(spec: EncoderSpec, filename: str) -> Path | None:
@@ -183,6 +187,7 @@ def _model_file(spec: EncoderSpec, filename: str) -> Path | None:
         found = cached_file(
             spec.source,
             filename,
+            revision=spec.revision,
             _raise_exceptions_for_missing_entries=False,
             _raise_exceptions_for_connection_errors=False,
         )
@@ -255,7 +260,7 @@ def resolve_pooling(spec: EncoderSpec, pooling: str = "auto", config: Any = None
     if config is None:
         from transformers import AutoConfig
 
-        config = AutoConfig.from_pretrained(spec.source)
+        config = AutoConfig.from_pretrained(spec.source, revision=spec.revision)
     return "last" if _is_decoder_only(config) else "mean"
 
 
@@ -270,7 +275,7 @@ def load_encoder(
     from transformers import AutoModel, AutoTokenizer
 
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-    tokenizer = AutoTokenizer.from_pretrained(spec.source)
+    tokenizer = AutoTokenizer.from_pretrained(spec.source, revision=spec.revision)
     if tokenizer.pad_token is None:
         fallback = tokenizer.eos_token or tokenizer.unk_token
         if fallback is None:
@@ -282,7 +287,7 @@ def load_encoder(
     # Straight onto an accelerator (device_map), so a 7B model is never materialised in CPU memory first.
     placement = {"device_map": str(device)} if device.type != "cpu" else {}
     model = AutoModel.from_pretrained(
-        spec.source, dtype=dtype if dtype is not None else torch.float32, **placement
+        spec.source, revision=spec.revision, dtype=dtype if dtype is not None else torch.float32, **placement
     )
     if getattr(model.config, "is_encoder_decoder", False) and hasattr(model, "get_encoder"):
         model = model.get_encoder()

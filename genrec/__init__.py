@@ -181,6 +181,7 @@ _AUTO_MODULES = {
     "transformers.models.auto.configuration_auto": "config",
     "transformers.models.auto.modeling_auto": "model",
     "transformers.models.auto.tokenization_auto": "tokenizer",
+    "transformers.pipelines": "pipeline",
 }
 _registered: set[str] = set()  # groups whose Auto module transformers has loaded
 _done: set[int] = set()  # registry entries registered
@@ -232,6 +233,17 @@ def _register_entry(index: int) -> None:
 def _register(group: str) -> None:
     """Register every entry of ``group`` ("config", "model" or "tokenizer") with transformers."""
     _registered.add(group)
+    if group == "pipeline":  # pipeline("generative-recommendation", model=...): genrec's custom pipeline task
+        from transformers import AutoModelForSeq2SeqLM
+        from transformers.pipelines import PIPELINE_REGISTRY
+
+        from genrec.modeling.pipeline_recommendation import PIPELINE_TASK, GenerativeRecommendationPipeline
+
+        if PIPELINE_TASK not in PIPELINE_REGISTRY.get_supported_tasks():
+            PIPELINE_REGISTRY.register_pipeline(
+                PIPELINE_TASK, pipeline_class=GenerativeRecommendationPipeline, pt_model=AutoModelForSeq2SeqLM
+            )
+        return
     if group != "config":
         _register("config")  # models and tokenizers are keyed by config classes
     for index, (kind, *_rest) in enumerate(_AUTO_REGISTRY):

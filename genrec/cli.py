@@ -99,6 +99,8 @@ Time:   the default encoder (all-MiniLM-L6-v2, packaged offline in `gt-all-minil
     p.add_argument("--max-length", type=int, default=128, help="tokens per item text")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     p.add_argument("--out", type=Path, default=None, help="output .safetensors path")
+    p.add_argument("--revision", default=None, help="branch, tag or commit of a Hub --data")
+    p.add_argument("--encoder-revision", default=None, help="branch, tag or commit of a Hub --encoder")
     p.set_defaults(handler=_run_embed)
 
 
@@ -109,6 +111,7 @@ def _run_embed(args: argparse.Namespace) -> int:
     path, emb = embed_dataset(
         args.data, out=args.out, encoder=args.encoder, template=args.template, pooling=args.pooling,
         batch_size=args.batch_size, max_length=args.max_length, device=args.device,
+        revision=args.revision, encoder_revision=args.encoder_revision,
     )
     seconds = time.perf_counter() - start
     n, dim = emb.embeddings.shape
@@ -200,6 +203,7 @@ Time:   ML-100K on 2 CPU cores: --profile default ~10 min, --profile quick ~1-2 
     p.add_argument("--codebook-size", type=int, default=256, help="codes per level")
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("--overwrite", action="store_true", help="recompute every stage even if OUT has it")
+    p.add_argument("--revision", default=None, help="branch, tag or commit of a Hub --dataset")
     p.set_defaults(handler=_run_run)
 
 
@@ -218,6 +222,7 @@ def _run_run(args: argparse.Namespace) -> int:
         seed=args.seed,
         profile=args.profile,
         overwrite=args.overwrite,
+        data_revision=args.revision,
     )
     for name, stage in summary["stages"].items():
         print(f"{name:9s} {stage['seconds']:8.1f} s  {stage['path']}")

@@ -60,6 +60,7 @@ Time:   ML-100K: a few minutes; Beauty: under 20 minutes on 2 CPU cores (early s
     p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("--restart", action="store_true", help="delete checkpoints in OUT and start over")
+    p.add_argument("--data-revision", default=None, help="branch, tag or commit of a Hub --data")
     p.set_defaults(handler=run_stage1)
 
 
@@ -82,6 +83,7 @@ def run_stage1(args: argparse.Namespace) -> int:
         mixed_precision=args.mixed_precision,
         seed=args.seed,
         resume=not args.restart,
+        data_revision=args.data_revision,
     )
     print(
         f"stage1: {result.global_step} steps in {result.wall_time_s:.0f} s ({result.stop_reason}); best step "
@@ -174,6 +176,7 @@ Time:   ~0.13 s (per_item, default) / ~0.35 s (flattened) per batch-256 step on 
     p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("--restart", action="store_true", help="delete checkpoints in OUT and start over")
+    p.add_argument("--data-revision", default=None, help="branch, tag or commit of a Hub --data")
     p.set_defaults(handler=run_train)
 
 
@@ -206,6 +209,7 @@ def run_train(args: argparse.Namespace) -> int:
         mixed_precision=args.mixed_precision,
         seed=args.seed,
         resume=not args.restart,
+        data_revision=args.data_revision,
     )
     print(f"stage2: {result.global_step} steps in {result.wall_time_s:.0f} s; best step {result.best_step}")
     print(format_metrics(result.test_metrics, title=f"test ({result.best_model_dir})"))
@@ -336,30 +340,93 @@ def add_finetune(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "finetune",
         formatter_class=_Formatter,
-        help="TTDS-style LLM recommender: LoRA-fine-tune a LLaMA-architecture model on a dataset",
-        description="""Fine-tune a LLaMA-architecture causal LM (Hub name or folder, e.g. meta-llama/Llama-2-7b-hf)
-with LoRA on a prepared dataset, jointly learning item and user semantic tokens (dynamic indices).
+        help="fine-tune a trained UNGER model on a new domain (--from), or a TTDS LLM recommender with LoRA",
+        description="""Fine-tune, dispatching on what --from (or --base-model) is:
 
-Reads:  --dataset (prepared dataset folder or Hub id), --base-model (weights + tokenizer).
-Writes: OUT/final/ (adapter, token generators, code tables; the base weights are referenced, not copied),
-        OUT/ttds_training.json (losses, code statistics, validation/test metrics).
-Time:   a tiny test LLaMA on ML-100K: minutes on CPU; a 7B model: GPU hours.""",
+* --from an UNGER model (a `genrec run` folder or a Hub repo id): transfer it to the new domain --dataset in
+  one command. Runs the main job on the new domain (prepare -> embed -> Stage I -> semantic IDs with the
+  source's levels, codebook size and collision level) and starts Stage II from the source's transformer and
+  code-token rows (the new domain's catalogue: its own codes and Stage-I embeddings). --scratch trains the
+  same architecture on the same codes from a random start (the control). See docs/finetune.md.
+* --from a TTDS recommender folder (`genrec finetune` output, OUT/final): start from its LoRA adapter, token
+  rows and item/user towers, and train on --dataset (the towers give the new items their codes).
+* --base-model (or --from) a LLaMA-architecture causal LM (Hub name or folder, e.g.
+  meta-llama/Llama-2-7b-hf): TTDS-style LoRA fine-tuning that jointly learns item and user semantic tokens.
+
+Reads:  --from / --base-model (folder or Hub id at --revision), --dataset (prepared folder, Hub id, or
+        anything `genrec run --dataset` takes for UNGER).
+Writes: UNGER: OUT/ = a run folder (fine-tuned model + tokenizer + card at its root, stages below, run.json
+        with the transfer report). TTDS: OUT/final/ (adapter, towers, code tables, model card; the base
+        weights are referenced, not copied), OUT/ttds_training.json.
+Time:   UNGER on ML-100K (Stage I + 2,000 Stage II steps): ~30 min at 1 thread on a busy 2-core CPU
+        (docs/finetune.md). TTDS: a tiny test
+        LLaMA on ML-100K: minutes on CPU; a 7B model: GPU hours.""",
     )
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--base-model", required=True, help="LLaMA-architecture causal LM (Hub name or folder)")
+    p.add_argument("--dataset", required=True, help="the (new) domain: dataset folder or Hub id (UNGER: also ml-100k)")
+    p.add_argument("--from", dest="source", default=None,
+                   help="model to start from: UNGER run folder / Hub repo, TTDS folder, or a LLaMA base")
+    p.add_argument("--base-model", default=None, help="TTDS: LLaMA-architecture causal LM (Hub name or folder)")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
-    p.add_argument("--config", type=_json_object, default={}, help="JSON object of TTDSConfig overrides")
-    p.add_argument("--training", type=_json_object, default={}, help="JSON of TTDSTrainingArguments overrides")
+    p.add_argument("--revision", default=None, help="branch, tag or commit of a Hub --from / --base-model")
+    p.add_argument("--data-revision", default=None, help="branch, tag or commit of a Hub --dataset")
+    unger = p.add_argument_group("UNGER (--from an UNGER model)")
+    unger.add_argument("--profile", choices=("default", "quick"), default="default",
+                       help="the main job's profile for Stage I and the Stage II schedule")
+    unger.add_argument("--stage2-steps", type=int, default=None, help="Stage II steps (default: the profile's)")
+    unger.add_argument("--scratch", action="store_true",
+                       help="control: same architecture and codes, random initialisation (no transfer)")
+    unger.add_argument("--seed", type=int, default=2024)
+    unger.add_argument("--overwrite", action="store_true", help="recompute every stage of OUT")
+    ttds = p.add_argument_group("TTDS (--base-model, or --from a TTDS folder / LLaMA model)")
+    ttds.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
+    ttds.add_argument("--config", type=_json_object, default={}, help="JSON object of TTDSConfig overrides")
+    ttds.add_argument("--training", type=_json_object, default={}, help="JSON of TTDSTrainingArguments overrides")
     p.set_defaults(handler=run_finetune)
 
 
+def _source_model_type(source: str, revision: str | None) -> str:
+    """``model_type`` of the config at ``source`` (folder or Hub id)."""
+    from transformers import AutoConfig
+
+    import genrec  # noqa: F401  (registers the Auto classes)
+
+    path = Path(source).expanduser()
+    if not path.exists() and (path.is_absolute() or source.startswith((".", "~")) or source.count("/") > 1):
+        raise FileNotFoundError(f"--from {source}: no such folder")
+    return str(AutoConfig.from_pretrained(source, revision=revision).model_type)
+
+
 def run_finetune(args: argparse.Namespace) -> int:
+    if args.source and args.base_model:
+        raise ValueError("give --from or --base-model, not both")
+    if not (args.source or args.base_model):
+        raise ValueError("give --from (an UNGER model, a TTDS folder or a LLaMA base) or --base-model (TTDS)")
+    model_type = "llama-base" if args.base_model else _source_model_type(args.source, args.revision)
+    if model_type == "unger":
+        from genrec.trainers.finetune import finetune_unger
+        from genrec.trainers.metrics import format_metrics
+
+        summary = finetune_unger(
+            args.source, args.dataset, args.out, revision=args.revision, profile=args.profile,
+            data_revision=args.data_revision, stage2_steps=args.stage2_steps, seed=args.seed, transfer=not args.scratch, overwrite=args.overwrite,
+        )
+        what = "from scratch (control)" if args.scratch else f"fine-tuned from {args.source}"
+        print(format_metrics(summary["test_metrics"], title=f"test metrics ({args.dataset}, {what})"))
+        print(f"model: {args.out}")
+        return 0
+    if args.scratch or args.stage2_steps is not None:
+        raise ValueError("--scratch / --stage2-steps apply to UNGER sources only")
     from genrec.trainers.ttds import run_ttds, summarize_metrics
 
+    base = args.base_model
+    init_from = None
+    if model_type == "ttds":
+        init_from, base = args.source, None
+    elif args.source:
+        base = args.source
     summary = run_ttds(
-        args.dataset, args.base_model, args.out, dtype=args.dtype, config_overrides=args.config,
-        training=args.training,
+        args.dataset, base, args.out, dtype=args.dtype, config_overrides=args.config, training=args.training,
+        revision=args.revision, data_revision=args.data_revision, init_from=init_from,
     )
     print(json.dumps({split: summarize_metrics(m) for split, m in summary["metrics"].items()}, indent=2))
     return 0
@@ -380,7 +447,8 @@ Reads:  FOLDER: a run folder / save_pretrained folder (model repo) or a `genrec 
 Writes: the Hub repository REPO_ID (created if missing), one commit. Model: the folder's top-level files
         (weights, configs, tokenizer, code table, the remote-code *.py), README.md regenerated from run.json
         for REPO_ID and run.json without local paths; stage folders and checkpoints are not uploaded.
-        Dataset: the parquet configs and card; the embeddings/ cache is not uploaded (--with-embeddings).
+        Dataset: the parquet configs and card; the embeddings/ cache is not uploaded (--with-embeddings);
+        the semantic IDs of a model become the `code_table` config (--code-table, or RUN/data of a run).
         MovieLens and Amazon data have their owners' terms (see the dataset card): publish them only where
         those terms allow it.
 Time:   the upload (model folders are a few MB).""",
@@ -395,6 +463,10 @@ Time:   the upload (model folders are a few MB).""",
                    help="model: the Hub dataset it was trained on (the card's YAML `datasets`)")
     p.add_argument("--with-embeddings", action="store_true",
                    help="dataset: also upload the embeddings/ cache (semantic embeddings of the items)")
+    p.add_argument("--code-table", type=Path, default=None,
+                   help="dataset: add this model's semantic IDs as the `code_table` config (a run folder, best/ "
+                        "or tokenizer folder with code_table.json); default: the run's own when FOLDER is RUN/data")
+    p.add_argument("--no-code-table", action="store_true", help="dataset: never add a `code_table` config")
     p.set_defaults(handler=run_push)
 
 
@@ -403,9 +475,15 @@ def run_push(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{args.folder} is not a folder")
     if args.dataset:
         from genrec.data_scripts.prepare import push_dataset_folder
+        from genrec.trainers.hub import code_table_config_operations, find_run_code_table
 
+        source = None if args.no_code_table else (args.code_table or find_run_code_table(args.folder))
+        extra = [] if source is None else code_table_config_operations(args.folder, source, repo_id=args.repo_id)
+        if source is not None:
+            print(f"adding the code table of {source} as the `code_table` config")
         url = push_dataset_folder(
-            args.folder, args.repo_id, private=args.private, include_embeddings=args.with_embeddings
+            args.folder, args.repo_id, private=args.private, include_embeddings=args.with_embeddings,
+            extra_operations=extra,
         )
     else:
         if not (args.folder / "config.json").is_file():

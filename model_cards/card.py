@@ -96,13 +96,15 @@ def build_model_card(
     code_table: Mapping[str, Any] | None = None,
     training: Mapping[str, Any] | None = None,
     run_settings: Mapping[str, Any] | None = None,
+    training_curve: str | None = None,
 ) -> ModelCard:
     """A filled model card; ``metrics`` maps a split name ("test", "validation") to metric -> value.
 
     ``hyperparameters`` are the settings that differ from the defaults; ``run_settings`` the run's own
     (profile, seed, steps); ``training`` time and hardware; ``code_table`` the code table's statistics;
     ``hub_datasets`` the Hub ids for the YAML ``datasets`` (default: the keys of ``datasets`` that look like
-    Hub ids); ``model_index`` the ``EvalResult``s of the YAML ``model-index`` (it needs ``model_name``).
+    Hub ids); ``model_index`` the ``EvalResult``s of the YAML ``model-index`` (it needs ``model_name``);
+    ``training_curve`` the repo-relative path of a training-curve image shown under the results.
     """
     from genrec._version import __version__
 
@@ -139,6 +141,7 @@ def build_model_card(
         training=dict(training or {}),
         code_table=dict(code_table or {}),
         notes=notes,
+        training_curve=training_curve,
         citation=citation,
         bibtex=bibtex,
         genrec_version=__version__,

@@ -27,8 +27,13 @@ __all__ = [
     "example_history",
     "non_default_settings",
     "public_summary",
+    "stage2_log_history",
     "usage_snippet",
+    "write_training_curve",
 ]
+
+#: The training-curve figure of a run folder (pushed with the model, shown in its card).
+CURVE_FILE = "training_curve.png"
 
 # Config fields that bind the model to its code table or are bookkeeping: not "settings".
 _NOT_SETTINGS = frozenset(
@@ -122,6 +127,53 @@ print(tokenizer.decode_items(model.generate(**inputs)))
 """
 
 
+def stage2_log_history(stage2_dir: str | Path) -> list[dict[str, Any]]:
+    """The logged training losses and validation metrics of a Stage II run (its newest checkpoint's state)."""
+    import json
+
+    states = sorted(Path(stage2_dir).glob("checkpoints/step-*/trainer_state.json"))
+    if not states:
+        return []
+    try:
+        return list(json.loads(states[-1].read_text(encoding="utf-8")).get("log_history") or [])
+    except (OSError, ValueError):
+        return []
+
+
+def write_training_curve(run_dir: str | Path, log_history: Sequence[Mapping[str, Any]]) -> Path | None:
+    """Plot Stage II's training loss and validation Recall@10 per step into ``run_dir/training_curve.png``.
+
+    Returns the file, or None when there is nothing to plot or matplotlib (the ``analysis`` extra) is not
+    installed: the card then simply has no figure.
+    """
+    loss = [(row["step"], row["train/loss"]) for row in log_history if "train/loss" in row]
+    recall = [(row["step"], row["validation/recall@10"]) for row in log_history if "validation/recall@10" in row]
+    if not loss and not recall:
+        return None
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, left = plt.subplots(figsize=(6.4, 3.6), dpi=100)
+    if loss:
+        left.plot(*zip(*loss, strict=True), color="tab:blue", label="training loss")
+        left.set_ylabel("training loss", color="tab:blue")
+    left.set_xlabel("Stage II step")
+    if recall:
+        right = left.twinx()
+        right.plot(*zip(*recall, strict=True), color="tab:orange", marker="o", label="validation Recall@10")
+        right.set_ylabel("validation Recall@10", color="tab:orange")
+    left.set_title("UNGER Stage II")
+    fig.tight_layout()
+    path = Path(run_dir) / CURVE_FILE
+    fig.savefig(path, metadata={"Software": None})  # no version string: the same run gives the same bytes
+    plt.close(fig)
+    return path
+
+
 def public_summary(summary: Mapping[str, Any], run_dir: str | Path) -> dict[str, Any]:
     """``summary`` with every absolute path made relative to ``run_dir`` (or reduced to its name) for upload."""
     root = Path(run_dir).resolve()
@@ -191,6 +243,15 @@ def build_run_card(
         "validation / test beams": f"{profile.get('eval_beams')} / {profile.get('test_beams') or profile.get('eval_beams')}",
         "validation users": profile.get("max_eval_users") or "all",
     }
+    finetune = summary.get("finetune") or {}
+    base_model = None
+    if finetune:
+        origin = dataset_display_name(str(finetune.get("source", "")))
+        if finetune.get("revision"):
+            origin += f" @ {finetune['revision']}"
+        run_settings["Stage II initialised from"] = origin if finetune.get("transfer") else "random (control run)"
+        if finetune.get("transfer") and _is_hub_id(str(finetune.get("source", ""))):
+            base_model = str(finetune["source"])
     training: dict[str, Any] = {}
     for name in ("prepare", "embed", "stage1", "quantize", "stage2", "export"):
         if "seconds" in stages.get(name, {}):
@@ -226,4 +287,11 @@ def build_run_card(
         code_table=code_table,
         papers=("unger", "mscgrec") if getattr(config, "constrained_training", False) else ("unger",),
         tags=("unger",),
+        base_model=base_model,
+        training_curve=CURVE_FILE if (run_dir / CURVE_FILE).is_file() else None,
     )
+
+
+def _is_hub_id(name: str) -> bool:
+    """Whether ``name`` is a Hub repo id ("org/name") rather than a local folder."""
+    return name.count("/") == 1 and not os.path.isabs(name) and not name.startswith((".", "~")) and not Path(name).exists()

@@ -80,6 +80,45 @@ __all__ = [
 
 ADAPTER_DIR = "adapter"
 GENERATORS_FILE = "generators.safetensors"
+#: The files a saved TTDS model consists of (the base LLM is referenced by name, never copied).
+TTDS_FILES = ("config.json", f"{ADAPTER_DIR}/adapter_config.json", f"{ADAPTER_DIR}/adapter_model.safetensors",
+              GENERATORS_FILE)
+_HUB_KWARGS = ("revision", "cache_dir", "force_download", "local_files_only", "token", "proxies")
+
+
+def _hub_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Pops the Hub download arguments of a ``from_pretrained`` call (``AutoModel*`` passes them along)."""
+    return {name: kwargs.pop(name) for name in _HUB_KWARGS if kwargs.get(name) is not None}
+
+
+def resolve_ttds_folder(name_or_path: str | Path, **hub_kwargs: Any) -> Path:
+    """The local folder of a saved TTDS model: ``name_or_path`` itself, or the Hub cache snapshot of a repo id.
+
+    A repo id is fetched file by file with ``transformers.utils.cached_file`` (the Hub download every
+    ``from_pretrained`` uses: ``HF_ENDPOINT``, cache, offline mode, ``revision``); the files land in one
+    snapshot folder with the repo's layout, which is returned. Missing files are a clear error.
+    """
+    from transformers.utils import cached_file
+
+    directory = Path(name_or_path).expanduser()
+    if directory.is_dir():
+        for needed in TTDS_FILES:
+            if not (directory / needed).is_file():
+                raise FileNotFoundError(f"{directory / needed} is missing: {directory} is not a complete saved TTDS model")
+        return directory
+    name = str(name_or_path)
+    if directory.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1:
+        raise FileNotFoundError(f"{name}: no such folder (and not a Hub repo id); it needs config.json")
+    root: Path | None = None
+    for needed in TTDS_FILES:
+        folder, _, filename = needed.rpartition("/")
+        path = cached_file(name, filename, subfolder=folder, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+        if path is None:
+            raise FileNotFoundError(f"the Hub repo {name} has no {needed}: not a saved TTDS model")
+        if needed == "config.json":
+            root = Path(path).parent
+    assert root is not None
+    return root
 TOWERS = ("item", "user")
 # Base-config fields that must agree between the base found at reload time and the one trained on.
 _ARCHITECTURE_KEYS = (
@@ -495,6 +534,7 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
             target_modules=list(config.lora_target_modules),
             trainable_token_indices=indices,
             task_type="CAUSAL_LM",
+            revision=config.base_model_revision,  # adapter_config.json pins the base (AutoPeftModel reads it)
         )
         with _quiet_peft():
             return peft.get_peft_model(base, lora_config)
@@ -847,6 +887,10 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
         self.config.save_pretrained(directory)
         if not hasattr(self.llm, "peft_config"):
             raise TypeError("TTDSForCausalLM.llm must be a peft model (build it with from_base / from_pretrained)")
+        for adapter in self.llm.peft_config.values():  # the adapter names the base the config names
+            if self.config.base_model_name_or_path:
+                adapter.base_model_name_or_path = self.config.base_model_name_or_path
+            adapter.revision = self.config.base_model_revision
         self.llm.save_pretrained(str(directory / ADAPTER_DIR), save_embedding_layers=False)
         tensors = {
             f"{name}.{key}": value.detach().to("cpu").contiguous()
@@ -871,6 +915,10 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
     ) -> TTDSForCausalLM:
         """Reloads a saved TTDS model: the base LLM (by name/path), resized, then the adapter and the towers.
 
+        ``pretrained_model_name_or_path`` is a folder written by :meth:`save_pretrained` or a Hub repo id
+        holding one (``revision=``, ``token=``, ``cache_dir=``... go to the Hub download, as for any
+        ``from_pretrained``); the base is loaded at the revision the config records (``base_model_revision``).
+
         ``base_model_name_or_path`` overrides the recorded base (e.g. the base moved); ``base_model`` passes an
         already loaded base. The base must match the recorded architecture (hidden size, layers, heads,
         vocabulary), else a clear error. The resize happens before ``PeftModel.from_pretrained`` (peft needs the
@@ -878,12 +926,7 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
         Returns the model in eval mode (``is_trainable=True`` keeps the adapter trainable, for resuming).
         """
         peft = _require_peft()
-        directory = Path(pretrained_model_name_or_path)
-        if not (directory / "config.json").is_file():
-            raise FileNotFoundError(f"{directory} has no config.json: not a saved TTDS model folder")
-        for needed in (directory / ADAPTER_DIR / "adapter_config.json", directory / GENERATORS_FILE):
-            if not needed.is_file():
-                raise FileNotFoundError(f"{needed} is missing: the TTDS model folder {directory} is incomplete")
+        directory = resolve_ttds_folder(pretrained_model_name_or_path, **_hub_kwargs(kwargs))
         if config is None:
             config = TTDSConfig.from_pretrained(directory)
         if not isinstance(config, TTDSConfig):

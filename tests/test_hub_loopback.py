@@ -285,3 +285,38 @@ def test_push_then_load_by_repo_id_at_a_pinned_revision(hub: dict[str, Any], tmp
     assert loaded["rows"] == {split: len(rows) for split, rows in sequences.items()}
     assert loaded["test0"] == sequences["test"][0] and loaded["items"] == len(items)
     assert loaded["item0"] == items[0]["item_id"]
+
+
+FINETUNE = """
+import json, sys
+from genrec.cli import main
+repo, revision, data, out = sys.argv[1:5]
+code = main(["finetune", "--from", repo, "--revision", revision, "--dataset", data, "--out", out,
+             "--profile", "quick", "--stage2-steps", "2"])
+summary = json.load(open(out + "/run.json"))
+print("\\n" + json.dumps({"code": code, "finetune": summary["finetune"],
+                          "transfer": summary["stages"]["stage2"]["transfer"]["tensors_copied"],
+                          "invalid": summary["test_metrics"]["invalid_rate"]}))
+"""
+
+
+def test_finetune_from_a_repo_id_at_a_pinned_revision(hub: dict[str, Any], tmp_path: Path) -> None:
+    """`genrec finetune --from org/repo --revision SHA --dataset NEW` in a fresh process, over HTTP."""
+    run, data, _, _ = _tiny_run(tmp_path)
+    repo = hub["mirrors"] / "models" / "genrec-test/unger-source"
+    repo.mkdir(parents=True)
+    _git(repo, "init", "-q", "-b", "main")
+    for path in run.iterdir():
+        if path.is_file():
+            (repo / path.name).write_bytes(path.read_bytes())
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "source model")
+    pinned = _git(repo, "rev-parse", "HEAD")
+    (repo / "config.json").write_text(json.dumps({"model_type": "bert"}))  # main moves on: not an UNGER model
+    _git(repo, "commit", "-q", "-am", "something else on main")
+    out = _fresh(FINETUNE, hub, "genrec-test/unger-source", pinned, str(tmp_path / "raw"), str(tmp_path / "ft"))
+    assert out["code"] == 0 and out["invalid"] == 0.0
+    assert out["finetune"]["source"] == "genrec-test/unger-source" and out["finetune"]["revision"] == pinned
+    assert out["transfer"] > 5
+    card = (tmp_path / "ft" / "README.md").read_text()
+    assert "base_model: genrec-test/unger-source" in card and f"genrec-test/unger-source @ {pinned}" in card

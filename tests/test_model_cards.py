@@ -109,3 +109,39 @@ def test_settings_and_terms_helpers() -> None:
     assert dataset_display_name("org/x") == "org/x" and dataset_display_name("/abs/folder/beauty") == "beauty"
     assert [r.metric_type for r in eval_results({"recall@10": 0.1, "note": "x", "flag": True},
                                                 dataset_type="d", dataset_name="d")] == ["recall@10"]
+
+
+def test_training_curve_png_is_drawn_from_the_logged_history_and_shown_in_the_card(tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    from genrec.model_cards.run_card import CURVE_FILE, stage2_log_history, write_training_curve
+
+    state = tmp_path / "stage2" / "checkpoints" / "step-00000040"
+    state.mkdir(parents=True)
+    history = [{"step": s, "train/loss": 3.0 / s} for s in (10, 20, 30, 40)]
+    history += [{"step": 20, "validation/recall@10": 0.1}, {"step": 40, "validation/recall@10": 0.2}]
+    (state / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+    assert stage2_log_history(tmp_path / "stage2") == history
+    path = write_training_curve(tmp_path, stage2_log_history(tmp_path / "stage2"))
+    assert path == tmp_path / CURVE_FILE and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert write_training_curve(tmp_path / "empty", []) is None  # nothing logged: no figure
+    codes = np.random.default_rng(0).integers(0, 4, size=(12, 2))
+    tok = SemanticIDTokenizer.from_code_table(CodeTable.from_codes([f"B{k:03d}" for k in range(12)], codes,
+                                                                   codebook_sizes=[4, 4]))
+    card = str(build_run_card(tmp_path, _run_summary(tmp_path), UngerConfig.from_tokenizer(tok), tok, repo_id="o/m"))
+    assert f"]({CURVE_FILE})" in card
+    (tmp_path / CURVE_FILE).unlink()
+    card = str(build_run_card(tmp_path, _run_summary(tmp_path), UngerConfig.from_tokenizer(tok), tok, repo_id="o/m"))
+    assert CURVE_FILE not in card
+
+
+def test_a_finetuned_run_card_names_its_source(tmp_path) -> None:
+    codes = np.random.default_rng(0).integers(0, 4, size=(12, 2))
+    tok = SemanticIDTokenizer.from_code_table(CodeTable.from_codes([f"B{k:03d}" for k in range(12)], codes,
+                                                                   codebook_sizes=[4, 4]))
+    summary = {**_run_summary(tmp_path), "finetune": {"source": "org/unger-beauty", "revision": "v2", "transfer": True}}
+    card = build_run_card(tmp_path, summary, UngerConfig.from_tokenizer(tok), tok, repo_id="o/m")
+    assert card.data.to_dict()["base_model"] == "org/unger-beauty"
+    assert "| Stage II initialised from | `org/unger-beauty @ v2` |" in str(card)
+    summary["finetune"]["transfer"] = False
+    card = build_run_card(tmp_path, summary, UngerConfig.from_tokenizer(tok), tok, repo_id="o/m")
+    assert "base_model" not in card.data.to_dict() and "random (control run)" in str(card)

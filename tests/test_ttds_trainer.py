@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from datasets import Dataset
+from safetensors.torch import load_file
 
 import genrec.trainers.ttds as ttds
 from genrec.data_scripts.splits import build_splits
@@ -339,6 +340,27 @@ def test_finetune_cli_is_the_one_command_for_a_base_model(base_dir, tmp_path, ca
     summary = json.loads((tmp_path / "o" / ttds.TRAINING_SUMMARY).read_text())
     assert summary["metrics"]["test"]["invalid_rate"] == 0.0
     assert TTDSRecommender.from_pretrained(tmp_path / "o" / "final") is not None
+    card = (tmp_path / "o" / "final" / "README.md").read_text()
+    assert "model-index:" in card and "library_name: genrec" in card and "- ttds" in card
+    assert f"{summary['metrics']['test']['ndcg@10']:.4f}" in card and str(tmp_path) not in card
+
+    # --from a saved TTDS recommender: continue from its adapter, token rows and towers (new codebooks)
+    code = main(["finetune", "--from", str(tmp_path / "o" / "final"), "--dataset", str(data),
+                 "--out", str(tmp_path / "o2"), "--dtype", "float32", "--training", json.dumps(training)])
+    assert code == 0
+    capsys.readouterr()
+    again = json.loads((tmp_path / "o2" / ttds.TRAINING_SUMMARY).read_text())
+    assert again["init_from"] == str(tmp_path / "o" / "final") and again["base_model"] == str(base_dir)
+    assert again["metrics"]["test"]["invalid_rate"] == 0.0
+    first = load_file(tmp_path / "o" / "final" / "adapter" / "adapter_model.safetensors")
+    second = load_file(tmp_path / "o2" / "final" / "adapter" / "adapter_model.safetensors")
+    lora = next(k for k in first if "lora_B" in k)
+    # started from the first run's LoRA (non-zero B) and moved on; a fresh LoRA starts with B = 0
+    assert bool(first[lora].abs().sum() > 0) and not torch.equal(first[lora], second[lora])
+    assert float((second[lora] - first[lora]).norm()) < float(first[lora].norm())
+    assert main(["finetune", "--from", str(tmp_path / "o" / "final"), "--dataset", str(data), "--out",
+                 str(tmp_path / "o3"), "--scratch"]) == 2
+    assert "UNGER sources only" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main(["finetune", "--dataset", str(data), "--base-model", str(base_dir), "--out", str(tmp_path / "p"),
               "--config", "[1, 2]"])

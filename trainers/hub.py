@@ -19,7 +19,11 @@ from huggingface_hub import CommitInfo, CommitOperationAdd
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["model_push_operations", "push_run_folder"]
+__all__ = ["CODE_TABLE_CONFIG", "code_table_config_operations", "find_run_code_table", "model_push_operations",
+           "push_run_folder"]
+
+#: The dataset config that carries a model's semantic IDs when its dataset is pushed.
+CODE_TABLE_CONFIG = "code_table"
 
 RUN_SUMMARY_FILE = "run.json"
 CARD_FILE = "README.md"
@@ -55,8 +59,11 @@ def model_push_operations(
     for path in sorted(folder.iterdir()):
         if path.is_file() and not path.name.startswith(".") and not path.name.endswith(".tmp"):
             contents[path.name] = path.read_bytes()
+    model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
     summary_path = folder / RUN_SUMMARY_FILE
-    if summary_path.is_file():
+    if model_type == "ttds":
+        contents.update(_ttds_contents(folder, repo_id, revision=revision, dataset_repo=dataset_repo))
+    elif summary_path.is_file():
         from genrec.model_cards.run_card import build_run_card, public_summary
         from genrec.modeling.configuration_unger import UngerConfig
         from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
@@ -77,6 +84,35 @@ def model_push_operations(
                 "remove the path before pushing"
             )
     return [CommitOperationAdd(path_in_repo=name, path_or_fileobj=data) for name, data in sorted(contents.items())]
+
+
+def _ttds_contents(
+    folder: Path, repo_id: str, *, revision: str | None, dataset_repo: str | None
+) -> dict[str, bytes]:
+    """A TTDS recommender folder: its sub-folders (adapter, code tables) and a card regenerated for ``repo_id``."""
+    from genrec.model_cards.run_card import public_summary
+    from genrec.trainers.ttds import ITEM_TABLE_DIR, TRAINING_SUMMARY, USER_TABLE_DIR, write_ttds_card
+
+    contents: dict[str, bytes] = {}
+    for sub in ("adapter", ITEM_TABLE_DIR, USER_TABLE_DIR):
+        for path in sorted((folder / sub).glob("*")):
+            if path.is_file() and not path.name.startswith("."):
+                contents[f"{sub}/{path.name}"] = path.read_bytes()
+    summary_path = folder / TRAINING_SUMMARY
+    if summary_path.is_file():
+        import tempfile
+
+        summary = public_summary(json.loads(summary_path.read_text(encoding="utf-8")), folder)
+        contents[TRAINING_SUMMARY] = (json.dumps(summary, indent=2, default=str) + "\n").encode("utf-8")
+        with tempfile.TemporaryDirectory() as scratch:  # the card is written next to a copy of config + table
+            tmp = Path(scratch)
+            (tmp / "config.json").write_bytes((folder / "config.json").read_bytes())
+            (tmp / ITEM_TABLE_DIR).mkdir()
+            for path in (folder / ITEM_TABLE_DIR).glob("*"):
+                (tmp / ITEM_TABLE_DIR / path.name).write_bytes(path.read_bytes())
+            card = write_ttds_card(tmp, summary, repo_id=repo_id, revision=revision, dataset_repo=dataset_repo)
+            contents[CARD_FILE] = card.read_bytes()
+    return contents
 
 
 def push_run_folder(
@@ -107,3 +143,79 @@ def push_run_folder(
     )
     logger.info("pushed %d files to %s (%s)", len(operations), repo_id, info.oid)
     return info
+
+
+def find_run_code_table(dataset_folder: str | Path) -> Path | None:
+    """The code table of the run a dataset folder belongs to (``RUN/data`` next to ``RUN/code_table.json``)."""
+    folder = Path(dataset_folder).expanduser().resolve()
+    if folder.name == "data" and (folder.parent / "code_table.json").is_file():
+        return folder.parent
+    return None
+
+
+def code_table_config_operations(
+    dataset_folder: str | Path, code_table_dir: str | Path, *, repo_id: str = "REPO_ID"
+) -> list[CommitOperationAdd]:
+    """Commit operations that add the code table of ``code_table_dir`` to a dataset push as config ``code_table``.
+
+    The config holds one row per item (``item_id``, ``level_0`` .. ``level_{S-1}`` and ``collision`` when the
+    table has a collision level: :meth:`CodeTable.to_columns`), ``code_table/code_table.json`` its metadata
+    (codebook sizes, content hash), and the card (``README.md``, replacing the folder's in the push) gains the
+    config's YAML entry and a section that describes it. The local folder is not changed: everything is built
+    in a scratch copy of the card. The table must cover exactly the dataset's items. ``repo_id`` is the dataset
+    repo the card's snippet loads.
+    """
+    import tempfile
+
+    from datasets import Dataset
+
+    from genrec.data_scripts.hub_layout import read_card, update_card, write_config
+    from genrec.data_scripts.prepare import load_genrec_dataset
+    from genrec.tokenization.code_table import CodeTable
+
+    folder = Path(dataset_folder).expanduser()
+    table = CodeTable.load(code_table_dir)
+    _, items = load_genrec_dataset(folder)
+    ids = [str(i) for i in items["item_id"]]
+    if set(ids) != set(table.item_ids) or len(ids) != len(table):
+        missing = sorted(set(ids) - set(table.item_ids))[:5]
+        extra = sorted(set(table.item_ids) - set(ids))[:5]
+        raise ValueError(
+            f"the code table in {code_table_dir} ({len(table)} items) is not this dataset's catalogue ({len(ids)} "
+            f"items; missing e.g. {missing}, not in the dataset e.g. {extra}): pass the code table of a model "
+            "trained on this dataset"
+        )
+    metadata = table.metadata()
+    stats = table.stats()
+    levels = ", ".join(f"`level_{d}`" for d in range(table.num_semantic_levels))
+    section = f"""
+## Semantic IDs (`{CODE_TABLE_CONFIG}` config)
+
+The `{CODE_TABLE_CONFIG}` config holds the semantic ID of every item, as the model trained on this data uses
+it: one row per item with `item_id`, {levels} (the semantic code at each level of the residual quantizer){
+", and `collision` (the item's rank among the items sharing its semantic code, so that every code is unique)"
+if table.has_collision_level else ""}. Codebook sizes per level: `{stats["codebook_sizes"]}`; collision rate
+{stats["collision_rate"]:.4f}; content hash `{table.content_hash}` (the model's `code_table_hash`).
+`{CODE_TABLE_CONFIG}/code_table.json` holds this metadata.
+
+```python
+from datasets import load_dataset
+from genrec import CodeTable
+
+rows = load_dataset("{repo_id}", "{CODE_TABLE_CONFIG}", split="train")
+table = CodeTable.from_columns(rows.to_dict(), metadata={json.dumps(metadata, sort_keys=True)})
+```
+"""
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = Path(scratch)
+        (tmp / CARD_FILE).write_text(str(read_card(folder)), encoding="utf-8")
+        write_config(tmp, CODE_TABLE_CONFIG, Dataset.from_dict(table.to_columns()))
+        body = read_card(tmp).text.rstrip("\n")
+        update_card(tmp, body=body.split(f"\n## Semantic IDs (`{CODE_TABLE_CONFIG}` config)")[0] + "\n" + section)
+        (tmp / CODE_TABLE_CONFIG / "code_table.json").write_text(
+            json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
+        return [
+            CommitOperationAdd(path_in_repo=path.relative_to(tmp).as_posix(), path_or_fileobj=path.read_bytes())
+            for path in sorted(tmp.rglob("*")) if path.is_file() and not path.name.startswith(".")
+        ]

@@ -171,6 +171,10 @@ def run_pipeline(
     profile: str | PipelineProfile = "default",
     overwrite: bool = False,
     show_progress: bool = True,
+    always_append_collision_level: bool = False,
+    data_revision: str | None = None,
+    init_from: Any = None,
+    init_identity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the main job on ``dataset`` into ``out_dir``; return (and write to ``run.json``) its summary.
 
@@ -187,6 +191,12 @@ def run_pipeline(
         profile: "default", "quick" (CI smoke run), "paper", or a :class:`PipelineProfile`.
         overwrite: recompute every stage (deletes the stages' folders first).
         show_progress: tqdm progress bars.
+        always_append_collision_level: give every item a collision code, even without collisions (so that the
+            code layout matches a source model's when fine-tuning, :mod:`genrec.trainers.finetune`).
+        data_revision: branch, tag or commit of a Hub ``dataset`` (recorded in the prepare fingerprint).
+        init_from: start Stage II from this trained UNGER model's transferable weights (a model object, a
+            folder or a Hub id; see :func:`genrec.trainers.finetune.transfer_stage2_weights`).
+        init_identity: what ``init_from`` is (e.g. its repo id and revision), recorded in Stage II's fingerprint.
 
     Returns:
         The summary: per-stage seconds and outputs, Stage I validation metrics, Stage II validation and test
@@ -216,16 +226,21 @@ def run_pipeline(
         "dataset": dataset, "source": source, "profile": asdict(run_profile), "seed": seed,
         "num_levels": num_levels, "codebook_size": codebook_size, "max_history": max_history,
         "encoder": encoder, "stages": {},
+        **({"dataset_revision": data_revision} if data_revision else {}),
     }
     total_start = time.perf_counter()
 
     # 1. prepare (reused while the input files' contents, the source and max_history are the same)
     start = time.perf_counter()
     prepare_settings = prepare_fingerprint(dataset, source, max_history)
+    if data_revision is not None:
+        prepare_settings["revision"] = data_revision
     ledger.claim("prepare", prepare_settings, [data_dir])
     if not (data_dir / "README.md").is_file():
         path = None if source == "ml-100k" and dataset.lower().startswith(("ml", "movielens")) else dataset
-        report = prepare_dataset(source, data_dir, path=path, max_history=max_history, overwrite=True)
+        report = prepare_dataset(
+            source, data_dir, path=path, max_history=max_history, overwrite=True, revision=data_revision
+        )
         logger.info("prepared %s", report)
     else:
         logger.info("reusing the prepared dataset in %s", data_dir)
@@ -273,11 +288,13 @@ def run_pipeline(
     # 4. semantic IDs of the integrated embeddings (quantize.json is written last: it marks a finished stage)
     start = time.perf_counter()
     quantize_settings = quantize_fingerprint(num_levels, codebook_size, seed, settings_digest(stage1_settings))
+    if always_append_collision_level:  # only then: run folders made without the option keep their fingerprint
+        quantize_settings["always_append_collision_level"] = True
     ledger.claim("quantize", quantize_settings, [sid_dir])
     if not (sid_dir / "quantize.json").is_file():
         quantized = quantize_embeddings(
             integrated, sid_dir, num_levels=num_levels, codebook_size=codebook_size, seed=seed, overwrite=True,
-            show_progress=show_progress,
+            show_progress=show_progress, always_append_collision_level=always_append_collision_level,
         ).summary()
     else:
         logger.info("reusing the semantic IDs in %s", sid_dir)
@@ -292,6 +309,8 @@ def run_pipeline(
     # 5. Stage II + test evaluation (resumes from its checkpoints; a finished run is reused)
     start = time.perf_counter()
     stage2_settings = stage2_fingerprint(run_profile, seed, settings_digest(quantize_settings))
+    if init_from is not None:
+        stage2_settings["init_from"] = init_identity or {"source": str(init_from)}
     ledger.claim("stage2", stage2_settings, [stage2_dir])
     stage2_result_file = stage2_dir / "stage2_result.json"
     if stage2_result_file.is_file():
@@ -306,6 +325,7 @@ def run_pipeline(
             patience=run_profile.stage2_patience, eval_beams=run_profile.eval_beams,
             test_beams=run_profile.test_beams, lr_schedule=run_profile.stage2_lr_schedule,
             max_eval_users=run_profile.max_eval_users, seed=seed, show_progress=show_progress,
+            init_from=init_from,
         ).to_dict()
     summary["stages"]["stage2"] = {
         "seconds": round(time.perf_counter() - start, 2),
@@ -313,6 +333,8 @@ def run_pipeline(
         "steps": stage2["global_step"],
         "best_step": stage2["best_step"],
     }
+    if stage2.get("transfer"):
+        summary["stages"]["stage2"]["transfer"] = stage2["transfer"]
     summary["validation_metrics"] = stage2["validation_metrics"]
     summary["test_metrics"] = stage2["test_metrics"]
 
@@ -333,7 +355,12 @@ def export_run_model(best_dir: Path, out_dir: Path, *, dataset: str, summary: di
     run folder by its own name in the usage snippet (``genrec push`` rewrites it with the repo id).
     """
     from genrec.model_cards.card import save_model_card
-    from genrec.model_cards.run_card import build_run_card, describe_hardware
+    from genrec.model_cards.run_card import (
+        build_run_card,
+        describe_hardware,
+        stage2_log_history,
+        write_training_curve,
+    )
     from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
     from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
 
@@ -344,5 +371,6 @@ def export_run_model(best_dir: Path, out_dir: Path, *, dataset: str, summary: di
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(str(out_dir))
     summary["hardware"] = describe_hardware()
+    write_training_curve(out_dir, stage2_log_history(best_dir.parent))
     card = build_run_card(out_dir, {**summary, "dataset": dataset}, model.config, tokenizer, repo_id=out_dir.name)
     save_model_card(out_dir, card)

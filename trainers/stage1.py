@@ -128,9 +128,10 @@ def _encode_split(
 
 
 def load_stage1_data(
-    data: str | Path, *, max_history: int = 20, splits: Sequence[str] = ("train", "validation")
+    data: str | Path, *, max_history: int = 20, splits: Sequence[str] = ("train", "validation"),
+    revision: str | None = None,
 ) -> Stage1Data:
-    """Load and encode a prepared genrec dataset (local folder or Hub id) for Stage I.
+    """Load and encode a prepared genrec dataset (local folder or Hub id at ``revision``) for Stage I.
 
     Loaded and validated with ``genrec.data_scripts.prepare.load_genrec_dataset``. The vocabulary is the
     ``items`` config in row order; sequences with an item missing from it are an error (which split, row,
@@ -140,7 +141,7 @@ def load_stage1_data(
     from genrec.data_scripts.prepare import load_genrec_dataset
 
     source = str(data)
-    sequences, items = load_genrec_dataset(data)  # validates configs, splits, columns, unique item ids
+    sequences, items = load_genrec_dataset(data, revision=revision)  # validates configs, splits, columns, unique item ids
     item_ids = [str(i) for i in items["item_id"]]
     index = {item: i + 1 for i, item in enumerate(item_ids)}
     out = Stage1Data(item_ids=item_ids, splits={})
@@ -320,6 +321,7 @@ def train_stage1(
     time_budget_s: float | None = None,
     callbacks: Sequence[Callable[[TrainingState], None]] = (),
     show_progress: bool = True,
+    data_revision: str | None = None,
 ) -> Stage1Result:
     """Train UNGER Stage I on a prepared dataset and export the integrated item embeddings.
 
@@ -358,6 +360,7 @@ def train_stage1(
         callbacks: called with the :class:`TrainingState` after every optimiser step (after any
             evaluation and checkpoint of that step); may raise to stop the run.
         show_progress: tqdm progress bar (silent when not on a TTY).
+        data_revision: branch, tag or commit of a Hub ``data``.
 
     Returns:
         :class:`Stage1Result` with the best validation Recall@10 / NDCG@10 and the exported file.
@@ -372,7 +375,7 @@ def train_stage1(
         gradient_accumulation_steps=gradient_accumulation_steps, log_with=log_with,
     )
     max_history = config.max_history if config is not None else UngerFusionConfig().max_history
-    dataset = load_stage1_data(data, max_history=max_history)
+    dataset = load_stage1_data(data, max_history=max_history, revision=data_revision)
     semantic = load_semantic_embeddings(embeddings, dataset.item_ids)
     config = _resolve_config(config, len(dataset.item_ids), semantic.dim)
     model = UngerFusionModel(config, semantic_embeddings=semantic.embeddings if config.uses_semantic else None)

@@ -67,6 +67,7 @@ __all__ = [
     "encode_split",
     "load_stage2_tokenizer",
     "resolve_stage2_config",
+    "state_digest",
     "train_stage2",
 ]
 
@@ -293,10 +294,20 @@ class Stage2Result:
     eval_beams: int = 20
     test_beams: int = 20
     lr_schedule: str = "constant"
+    transfer: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return asdict(self)
+
+
+def state_digest(model: torch.nn.Module) -> str:
+    """sha256 over a model's state dict (names, shapes, values): identifies the weights a run starts from."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _fingerprint(config: UngerConfig, train: Stage2Data, hparams: dict[str, Any]) -> str:
@@ -344,6 +355,9 @@ def train_stage2(
     logging_steps: int = 50,
     callbacks: Sequence[Callable[[TrainingState], None]] = (),
     show_progress: bool = True,
+    init_from: Any = None,
+    init_revision: str | None = None,
+    data_revision: str | None = None,
 ) -> Stage2Result:
     """Train UNGER Stage II on a prepared dataset; keep the best validation model; report its test metrics.
 
@@ -390,6 +404,10 @@ def train_stage2(
         callbacks: called with the :class:`TrainingState` after every optimiser step (after its evaluation and
             checkpoint); may raise to stop the run.
         show_progress: tqdm progress bars (silent when not on a TTY).
+        init_from: fine-tuning: a trained UNGER model (object, folder or Hub id at ``init_revision``) whose
+            transferable weights initialise this model (:func:`genrec.trainers.finetune.transfer_stage2_weights`:
+            the transformer and the code-token rows both vocabularies have; the catalogue stays this dataset's).
+        data_revision: branch, tag or commit of a Hub ``data``.
     """
     from genrec.data_scripts.prepare import load_genrec_dataset
 
@@ -430,7 +448,7 @@ def train_stage2(
         raise ValueError(f"metric_for_best must be one of recall/hr/ndcg/mrr@K, got {metric_for_best!r}")
 
     source_name = str(data)
-    sequences, _ = load_genrec_dataset(data)
+    sequences, _ = load_genrec_dataset(data, revision=data_revision)
     for name in ("train", "validation", "test"):
         if name not in sequences:
             raise ValueError(f"{source_name}: the sequences config has no {name!r} split (has {list(sequences)})")
@@ -455,6 +473,15 @@ def train_stage2(
             embeddings.embeddings if config.history_item_embedding == "integrated" else None,
         )
     distill = config.uses_distillation
+    transfer_report: dict[str, Any] | None = None
+    if init_from is not None:
+        from genrec.trainers.finetune import load_source_model, transfer_stage2_weights
+
+        source_model = init_from if isinstance(init_from, torch.nn.Module) else load_source_model(init_from, init_revision)
+        transfer_report = transfer_stage2_weights(
+            model, source_model, has_collision_level=tokenizer.code_table.has_collision_level
+        )
+        transfer_report["source_digest"] = state_digest(source_model)
 
     train_loader = make_train_dataloader(train.dataset, batch_size=batch_size, seed=seed, collate_fn=collate_trimmed)
     steps_per_epoch = math.ceil(len(train_loader) / gradient_accumulation_steps)
@@ -476,6 +503,8 @@ def train_stage2(
     }
     if lr_schedule != "constant":  # the paper's constant schedule keeps the fingerprints of earlier runs
         hparams.update(lr_schedule=lr_schedule, min_lr_ratio=min_lr_ratio)
+    if transfer_report is not None:  # a fine-tuning run resumes only from checkpoints of the same source weights
+        hparams["init_from"] = transfer_report["source_digest"]
     fingerprint = _fingerprint(config, train, hparams)
     checkpoints = CheckpointManager(
         accelerator, output_dir / "checkpoints", keep_last=keep_checkpoints,
@@ -548,6 +577,7 @@ def train_stage2(
         eval_beams=eval_beams,
         test_beams=test_beams,
         lr_schedule=lr_schedule,
+        transfer=transfer_report,
     )
     if accelerator.is_main_process:
         (output_dir / RESULT_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")

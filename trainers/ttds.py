@@ -47,7 +47,7 @@ import torch
 from tqdm.auto import tqdm
 
 from genrec.modeling.configuration_ttds import TTDSConfig
-from genrec.modeling.modeling_ttds import TTDSForCausalLM, extend_tokenizer
+from genrec.modeling.modeling_ttds import ADAPTER_DIR, TTDSForCausalLM, extend_tokenizer
 from genrec.tokenization.code_table import CodeTable
 from genrec.trainers.accelerate_utils import (
     CheckpointManager,
@@ -746,6 +746,22 @@ def update_code_tables(
 # ------------------------------------------------------------------------------------------------ recommender
 
 
+def resolve_recommender_folder(
+    name_or_path: str | Path, *, revision: str | None = None, token: str | bool | None = None,
+    cache_dir: str | Path | None = None,
+) -> Path:
+    """The local folder of a saved :class:`TTDSRecommender`: the folder itself, or a Hub repo's snapshot."""
+    directory = Path(name_or_path).expanduser()
+    if directory.is_dir():
+        return directory
+    name = str(name_or_path)
+    if directory.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1:
+        raise FileNotFoundError(f"{name}: no such folder (and not a Hub repo id)")
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(name, revision=revision, token=token, cache_dir=cache_dir))
+
+
 class TTDSRecommender:
     """Model + tokenizer + item/user code tables: what inference needs, saved and loaded together.
 
@@ -766,7 +782,13 @@ class TTDSRecommender:
         self.codes = CodeState(item_table, user_table)
 
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Writes model, adapter, towers, tokenizer and both code tables into ``directory``."""
+        """Writes model, adapter, towers, tokenizer and both code tables into ``directory``.
+
+        The extended tokenizer is also written next to the adapter (``adapter/``): peft's
+        ``AutoPeftModelForCausalLM.from_pretrained(directory, subfolder="adapter")`` (and transformers' own
+        adapter loading) resize the base's embeddings to the tokenizer found there before loading the
+        adapter's token rows, so the LLM part also loads without genrec.
+        """
         directory = Path(directory)
         config = self.model.config
         config.item_code_table_hash = self.item_table.content_hash
@@ -776,17 +798,26 @@ class TTDSRecommender:
             config.user_code_length = self.user_table.num_levels
         self.model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory / ADAPTER_DIR)
         self.item_table.save(directory / ITEM_TABLE_DIR)
         if self.user_table is not None:
             self.user_table.save(directory / USER_TABLE_DIR)
         return directory
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, **model_kwargs: Any) -> TTDSRecommender:
-        """Reloads everything saved by :meth:`save_pretrained` (hashes and token layout checked)."""
+    def from_pretrained(
+        cls, name_or_path: str | Path, *, revision: str | None = None, token: str | bool | None = None,
+        cache_dir: str | Path | None = None, **model_kwargs: Any,
+    ) -> TTDSRecommender:
+        """Reloads everything saved by :meth:`save_pretrained` (hashes and token layout checked).
+
+        ``name_or_path``: the folder, or a Hub repo id holding one (pushed with ``genrec push``); the repo is
+        fetched at ``revision`` with ``huggingface_hub.snapshot_download`` (``HF_ENDPOINT``, cache, offline
+        mode as usual). The base LLM loads by the name and revision its config records.
+        """
         from transformers import AutoTokenizer
 
-        directory = Path(directory)
+        directory = resolve_recommender_folder(name_or_path, revision=revision, token=token, cache_dir=cache_dir)
         model = TTDSForCausalLM.from_pretrained(directory, **model_kwargs)
         tokenizer = AutoTokenizer.from_pretrained(str(directory))
         extend_tokenizer(tokenizer, model.config)  # only verifies: every token is already there
@@ -1254,7 +1285,7 @@ def summarize_metrics(metrics: Mapping[str, float], ks: Sequence[int] = (1, 5, 1
 
 def run_ttds(
     dataset: str | Path,
-    base_model: str,
+    base_model: str | None,
     output_dir: str | Path,
     *,
     config_overrides: Mapping[str, Any] | None = None,
@@ -1262,35 +1293,57 @@ def run_ttds(
     dtype: str | None = "auto",
     users: Any = None,
     eval_splits: Sequence[str] = ("validation", "test"),
+    revision: str | None = None,
+    data_revision: str | None = None,
+    init_from: str | Path | None = None,
 ) -> dict[str, Any]:
     """One TTDS job: dataset folder / Hub id + base LLM name -> trained, saved and evaluated recommender.
 
-    ``dataset`` is a genrec dataset (``load_genrec_dataset``); ``base_model`` any LLaMA-architecture causal LM
-    (Hub name or folder). ``config_overrides`` go to :class:`TTDSConfig`, ``training`` to
+    ``dataset`` is a genrec dataset (``load_genrec_dataset``, at ``data_revision`` for a Hub id);
+    ``base_model`` any LLaMA-architecture causal LM (Hub name or folder, at ``revision``, recorded in the config
+    and the adapter so that reloading uses the same base). ``init_from`` (instead of ``base_model``): a saved
+    TTDS recommender (folder or Hub id at ``revision``) to continue from on a new domain: its LoRA adapter,
+    token rows and towers are the starting point; the codebooks are re-initialised on the new domain's items
+    (k-means over the transferred towers' representations, as for a fresh run) so that the codes cover the new
+    catalogue. ``config_overrides`` go to :class:`TTDSConfig` (fresh runs only), ``training`` to
     :class:`TTDSTrainingArguments`. ``dtype="auto"``: bf16 weights on a bf16-capable GPU, else float32.
-    The recommender is saved to ``output_dir/final``; the summary (losses, code statistics, metrics per
-    split, timings) to ``output_dir/ttds_training.json`` and returned. Test-split numbers are the ones to
-    report; validation numbers are labelled as such.
+    The recommender is saved to ``output_dir/final`` with a model card (``README.md``); the summary (losses,
+    code statistics, metrics per split, timings) to ``output_dir/ttds_training.json`` and returned. Test-split
+    numbers are the ones to report; validation numbers are labelled as such.
     """
     from transformers import AutoTokenizer
 
     from genrec.data_scripts.prepare import load_genrec_dataset
 
+    if (base_model is None) == (init_from is None):
+        raise ValueError("run_ttds needs exactly one of base_model (a fresh run) or init_from (a saved TTDS model)")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    sequences, items = load_genrec_dataset(dataset)
+    sequences, items = load_genrec_dataset(dataset, revision=data_revision)
     args = TTDSTrainingArguments(output_dir=str(output_dir), **dict(training or {}))
     if dtype == "auto":
         dtype = "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
     torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-    tokenizer = AutoTokenizer.from_pretrained(base_model)
-    config = TTDSConfig(base_model_name_or_path=base_model, **dict(config_overrides or {}))
-    model = TTDSForCausalLM.from_base(config, tokenizer, dtype=torch_dtype, seed=args.seed)
+    if init_from is not None:
+        if config_overrides:
+            raise ValueError("config overrides apply to a fresh run; a model continued from init_from keeps its config")
+        folder = resolve_recommender_folder(init_from, revision=revision)
+        model = TTDSForCausalLM.from_pretrained(folder, dtype=torch_dtype, is_trainable=True)
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        extend_tokenizer(tokenizer, model.config)  # verifies the saved tokenizer has every semantic token
+        model.train()
+        base_model = model.config.base_model_name_or_path
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(base_model, revision=revision)
+        config = TTDSConfig(
+            base_model_name_or_path=base_model, base_model_revision=revision, **dict(config_overrides or {})
+        )
+        model = TTDSForCausalLM.from_base(config, tokenizer, dtype=torch_dtype, seed=args.seed)
     if torch.cuda.is_available() and args.cpu is not True:
         model.to("cuda")
     data = TTDSData.from_datasets(
-        sequences, items, users=users, tasks=args.tasks, user_tower=config.user_tower,
+        sequences, items, users=users, tasks=args.tasks, user_tower=model.config.user_tower,
         item_text_template=args.item_text_template, user_text_max_items=args.user_text_max_items,
         max_history=args.max_history, max_examples_per_task=args.max_examples_per_task, seed=args.seed,
     )
@@ -1298,7 +1351,8 @@ def run_ttds(
     trainer = TTDSTrainer(model, tokenizer, data, args)
     summary = trainer.train()
     recommender = trainer.recommender()
-    recommender.save_pretrained(output_dir / "final")
+    final_dir = output_dir / "final"
+    recommender.save_pretrained(final_dir)
     summary["metrics"] = {}
     for split in eval_splits:
         if split not in sequences:
@@ -1312,15 +1366,57 @@ def run_ttds(
         summary["metrics"][split] = metrics
         logger.info("%s: %s", split, summarize_metrics(metrics, args.ks))
     summary.update({
-        "dataset": str(dataset), "base_model": base_model, "dtype": str(torch_dtype),
+        "dataset": str(dataset), "dataset_revision": data_revision, "base_model": base_model,
+        "base_model_revision": model.config.base_model_revision,
+        "init_from": str(init_from) if init_from is not None else None, "dtype": str(torch_dtype),
         "mixed_precision": args.resolved_mixed_precision(), "config": model.config.to_dict(),
         "training_arguments": asdict(args), "total_seconds": time.perf_counter() - start,
         "item_code_table": recommender.item_table.stats(),
     })
     if recommender.user_table is not None:
         summary["user_code_table"] = recommender.user_table.stats()
-    (output_dir / TRAINING_SUMMARY).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    summary.update(_card_inputs(sequences, recommender.item_table, dataset))
+    text = json.dumps(summary, indent=2, default=str) + "\n"
+    (output_dir / TRAINING_SUMMARY).write_text(text)
+    (final_dir / TRAINING_SUMMARY).write_text(text)  # travels with the model (genrec push rewrites its paths)
+    write_ttds_card(final_dir, summary)
     return summary
+
+
+def _card_inputs(sequences: Any, item_table: CodeTable, dataset: str | Path) -> dict[str, Any]:
+    """What the model card needs beyond the metrics: a real history for the snippet and the data's source."""
+    history: list[str] = []
+    if "test" in sequences and len(sequences["test"]):
+        row = [str(i) for i in sequences["test"][0]["item_ids"][:-1]]
+        history = [i for i in row if i in item_table][-3:]
+    source = None
+    report = Path(str(dataset)) / "genrec_dataset.json"
+    if report.is_file():
+        source = json.loads(report.read_text()).get("source")
+    return {"example_history": history, "dataset_source": source}
+
+
+def write_ttds_card(
+    directory: str | Path, summary: Mapping[str, Any], *, repo_id: str | None = None, revision: str | None = None,
+    dataset_repo: str | None = None,
+) -> Path:
+    """Write ``directory/README.md``, the model card of the recommender saved there, from its ``summary``.
+
+    ``repo_id`` defaults to the folder's name (``genrec push`` regenerates the card for the repo id); the
+    snippet's history is ``summary["example_history"]`` (real item ids of the first test user).
+    """
+    from genrec.model_cards.card import save_model_card
+    from genrec.model_cards.ttds_card import build_ttds_card
+
+    directory = Path(directory)
+    config = TTDSConfig.from_pretrained(directory)
+    table = CodeTable.load(directory / ITEM_TABLE_DIR)
+    card = build_ttds_card(
+        summary, config, table, repo_id=repo_id or directory.name, revision=revision,
+        history=summary.get("example_history") or None, dataset_source=summary.get("dataset_source"),
+        dataset_repo=dataset_repo,
+    )
+    return save_model_card(directory, card)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
