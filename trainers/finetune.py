@@ -65,18 +65,18 @@ _BOOKKEEPING = frozenset({
 
 def load_source_model(source: str | Path, revision: str | None = None) -> Any:
     """The UNGER model of ``source`` (a folder or a Hub repo id, at ``revision``); ``ValueError`` for other models."""
-    from transformers import AutoConfig
+    from transformers import PretrainedConfig
 
-    import genrec  # noqa: F401  (registers the Auto classes)
     from genrec.modeling.configuration_unger import UngerConfig
     from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
 
-    config = AutoConfig.from_pretrained(str(source), revision=revision)
-    if not isinstance(config, UngerConfig):
+    values, _ = PretrainedConfig.get_config_dict(str(source), revision=revision)
+    if values.get("model_type") != UngerConfig.model_type:
         raise ValueError(
-            f"--from {source} is a {config.model_type!r} model, not a genrec UNGER model (model_type "
+            f"--from {source} is a {values.get('model_type')!r} model, not a genrec UNGER model (model_type "
             f"{UngerConfig.model_type!r})"
         )
+    config = UngerConfig.from_pretrained(str(source), revision=revision)
     return UngerForGenerativeRecommendation.from_pretrained(str(source), config=config, revision=revision)
 
 
