@@ -17,6 +17,9 @@ from datasets import Dataset
 from safetensors.torch import load_file
 
 import genrec.trainers.ttds as ttds
+import genrec.trainers.ttds_code_updates as ttds_code_updates
+import genrec.trainers.ttds_data as ttds_data
+import genrec.trainers.ttds_trainer as ttds_trainer
 from genrec.data_scripts.splits import build_splits
 from genrec.modeling.configuration_ttds import TTDSConfig
 from genrec.modeling.modeling_ttds import TTDSForCausalLM
@@ -113,7 +116,7 @@ def test_data_builds_every_task_and_skips_missing_text_cleanly():
     assert data.skipped == {"user_text:no_text_column": 1}
     assert len(data.user_ids) == 14 and data.user_texts[0].startswith("Recently interacted with: Movie")
     # the next user of an item really interacted with it, after the prompt's users
-    interactions, _ = ttds._user_sequences(sequences)
+    interactions, _ = ttds_data._user_sequences(sequences)
     for example in (e for e in data.examples if e["task"] == "next_user"):
         times = {u: min(t for i, t in interactions[u] if i == example["item"]) for u in [*example["users"], example["target_user"]]}
         assert all(times[u] <= times[example["target_user"]] for u in example["users"])
@@ -187,7 +190,7 @@ def test_code_table_overflow_is_an_error_first_and_a_rejected_update_later(base_
     previous = build_code_table(data.item_ids, torch.tensor([[i % 8, i // 8] for i in range(30)]), model.config, "item")
     codes = CodeState(previous, None)
     renderer = PromptRenderer(tokenizer, model.config, data, codes)
-    monkeypatch.setattr(ttds, "compute_tower_codes", lambda model, renderer, tower, **kw: torch.zeros(
+    monkeypatch.setattr(ttds_code_updates, "compute_tower_codes", lambda model, renderer, tower, **kw: torch.zeros(
         len(renderer.data.item_ids if tower == "item" else renderer.data.user_ids), 2, dtype=torch.long))
     stats = ttds.update_code_tables(model, renderer, codes, batch_size=8, pad_token_id=tokenizer.pad_token_id)
     assert codes.item_table is previous and codes.rejected == 1 and stats["item_update_rejected"] == 1.0
@@ -245,7 +248,7 @@ def test_resume_equals_an_uninterrupted_run(base_dir, tmp_path):
     assert json.loads((stopped / "ttds_codes.json").read_text())["last_update_step"] == 2
     resumed = run(tmp_path / "resumed", 6)
     a, b = straight.model.state_dict(), resumed.model.state_dict()
-    trained_keys = [k for k in a if ttds._is_trained_key(k)]
+    trained_keys = [k for k in a if ttds_trainer._is_trained_key(k)]
     assert trained_keys and all(torch.equal(a[k], b[k]) for k in trained_keys)
     assert straight.codes.item_table == resumed.codes.item_table
     assert straight.codes.user_table == resumed.codes.user_table
@@ -253,7 +256,7 @@ def test_resume_equals_an_uninterrupted_run(base_dir, tmp_path):
     from safetensors.torch import load_file
 
     latest = tmp_path / "resumed" / "checkpoints" / "step-00000008"
-    assert all(ttds._is_trained_key(k) for k in load_file(str(latest / "model.safetensors")))
+    assert all(ttds_trainer._is_trained_key(k) for k in load_file(str(latest / "model.safetensors")))
     assert (latest / "item_code_table" / "code_table.json").is_file()
 
 

@@ -1,0 +1,83 @@
+"""Recomputing the dynamic code tables from the current model: the towers' codes of the LLM's item and
+user representations, made unique and installed (the trainer calls this every ``code_update_steps``)."""
+
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from genrec.modeling.modeling_ttds import TTDSForCausalLM
+from genrec.trainers.ttds_codes import CodeState, CollisionOverflowError, build_code_table
+from genrec.trainers.ttds_prompts import PromptRenderer, _pad_right
+
+logger = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------------------------ codes
+
+
+@torch.no_grad()
+def compute_tower_codes(
+    model: TTDSForCausalLM, renderer: PromptRenderer, tower: str, *, batch_size: int, pad_token_id: int,
+    representations: bool = False,
+) -> torch.Tensor:
+    """(n, M) codes (or (n, hidden) float32 representations) of every item / user, model in eval mode.
+
+    Batches are fixed (entity order, ``batch_size``), so the result is bit-identical across processes.
+    """
+    n = len(renderer.data.item_ids if tower == "item" else renderer.data.user_ids)
+    was_training = model.training
+    model.eval()
+    device = next(model.llm.parameters()).device
+    out = []
+    for start in tqdm(range(0, n, batch_size), desc=f"{tower} codes", disable=None, leave=False):
+        rows = [renderer.entity_text_ids(tower, i) for i in range(start, min(n, start + batch_size))]
+        ids, mask = _pad_right(rows, pad_token_id)
+        ids, mask = ids.to(device), mask.to(device)
+        out.append((model.text_representations(ids, mask) if representations
+                    else model.compute_codes(tower, ids, mask)).cpu())
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def update_code_tables(
+    model: TTDSForCausalLM, renderer: PromptRenderer, codes: CodeState, *, batch_size: int, pad_token_id: int
+) -> dict[str, float]:
+    """Recomputes both towers' codes from the current model and replaces the tables in ``codes``.
+
+    Returns statistics for the log: collision rate, largest collision group and the fraction of items /
+    users whose code changed. A tower whose new codes overflow the reserved collision tokens keeps its
+    previous table (warning, counted in ``codes.rejected``); with no previous table the error is raised.
+    """
+    stats: dict[str, float] = {}
+    data = renderer.data
+    towers = ["item", "user"] if model.config.user_tower else ["item"]
+    for tower in towers:
+        ids = data.item_ids if tower == "item" else data.user_ids
+        semantic = compute_tower_codes(model, renderer, tower, batch_size=batch_size, pad_token_id=pad_token_id)
+        old = codes.table(tower)
+        try:
+            table = build_code_table(ids, semantic, model.config, tower)
+        except CollisionOverflowError as error:
+            if old is None:
+                raise
+            # Mid-training, an over-full collision group keeps the previous (valid) table instead of killing
+            # the run; counted in the summary and logged.
+            logger.warning("code update rejected, keeping the previous %s codes: %s", tower, error)
+            codes.rejected += 1
+            stats[f"{tower}_update_rejected"] = 1.0
+            continue
+        if old is not None and old.item_ids == table.item_ids and old.num_levels == table.num_levels:
+            stats[f"{tower}_codes_changed"] = float(np.any(old.codes != table.codes, axis=1).mean())
+        stats[f"{tower}_collision_rate"] = table.collision_rate
+        stats[f"{tower}_max_collision_group"] = float(table.max_collision_group)
+        if tower == "item":
+            codes.item_table = table
+        else:
+            codes.user_table = table
+    codes.updates += 1
+    return stats

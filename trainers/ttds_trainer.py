@@ -1,0 +1,305 @@
+"""The TTDS trainer: generator warm-up with the LLM frozen, then joint training with dynamic codes
+(Accelerate, resumable checkpoints of what trains plus the code tables)."""
+
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from genrec.modeling.modeling_ttds import TTDSForCausalLM
+from genrec.tokenization.code_table import CodeTable
+from genrec.trainers.accelerate_utils import (
+    CheckpointManager,
+    TrainingState,
+    build_accelerator,
+    deterministic_training,
+    epoch_batches,
+    log_metrics,
+    make_train_dataloader,
+)
+from genrec.trainers.ttds_args import CODE_STATE_FILE, ITEM_TABLE_DIR, USER_TABLE_DIR, TTDSTrainingArguments
+from genrec.trainers.ttds_code_updates import compute_tower_codes, update_code_tables
+from genrec.trainers.ttds_codes import CodeState
+from genrec.trainers.ttds_data import TTDSData
+from genrec.trainers.ttds_prompts import PromptRenderer, TTDSCollator, _index_batch, _IndexDataset, _pad_right
+from genrec.trainers.ttds_recommender import TTDSRecommender
+
+logger = logging.getLogger(__name__)
+
+# ------------------------------------------------------------------------------------------------ trainer
+
+
+def _is_trained_key(key: str) -> bool:
+    """State-dict keys a TTDS checkpoint keeps: LoRA, the new token rows, the towers."""
+    return "lora_" in key or "trainable_tokens" in key or "item_generator." in key or "user_generator." in key
+
+
+class TTDSTrainer:
+    """Warm-up + joint training of a :class:`TTDSForCausalLM` with Accelerate (see the module docstring).
+
+    Args:
+        model: from ``TTDSForCausalLM.from_base`` (LoRA wrapped, tokenizer extended).
+        tokenizer: the extended tokenizer.
+        data: :class:`TTDSData` of the training split.
+        args: :class:`TTDSTrainingArguments`.
+    """
+
+    def __init__(self, model: TTDSForCausalLM, tokenizer: Any, data: TTDSData, args: TTDSTrainingArguments) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.data = data
+        self.args = args
+        self.codes = CodeState()
+        self.renderer = PromptRenderer(
+            tokenizer, model.config, data, self.codes, max_length=args.max_length, text_max_tokens=args.text_max_tokens
+        )
+        if tokenizer.pad_token_id is None:
+            raise ValueError("the tokenizer has no pad token (extend_tokenizer adds one)")
+        self.pad = tokenizer.pad_token_id
+        self.collator = TTDSCollator(
+            self.renderer, seed=args.seed, alignment_batch_size=args.alignment_batch_size, pad_token_id=self.pad
+        )
+        self.history: list[dict[str, float]] = []
+
+    # --------------------------------------------------------------------------- pieces
+
+    def _fingerprint(self) -> str:
+        payload = {
+            "args": self.args.fingerprint_fields(),
+            "config": {k: v for k, v in self.model.config.to_dict().items()
+                       if not k.endswith(("_hash", "_code_length")) and k not in ("transformers_version",)},
+            "items": hashlib.sha256("\x00".join(self.data.item_ids).encode()).hexdigest(),
+            "users": hashlib.sha256("\x00".join(self.data.user_ids).encode()).hexdigest(),
+            "examples": len(self.data.examples),
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def _warmup_batch(self, step: int, device: torch.device) -> dict[str, torch.Tensor]:
+        """DM-VAE texts for warm-up step ``step``: a seeded sample of items (and users), a pure function of step."""
+        generator = torch.Generator().manual_seed(self.args.seed * 1_000_003 + step)
+        batch: dict[str, torch.Tensor] = {}
+        towers = ["item", "user"] if self.model.config.user_tower else ["item"]
+        for tower in towers:
+            n = len(self.data.item_ids if tower == "item" else self.data.user_ids)
+            picks = torch.randperm(n, generator=generator)[: self.args.alignment_batch_size].tolist()
+            ids, mask = _pad_right([self.renderer.entity_text_ids(tower, i) for i in picks], self.pad)
+            batch[f"{tower}_text_input_ids"], batch[f"{tower}_text_attention_mask"] = ids.to(device), mask.to(device)
+        return batch
+
+    def _init_codebooks(self) -> None:
+        towers = ["item", "user"] if self.model.config.user_tower else ["item"]
+        for tower in towers:
+            reps = compute_tower_codes(self.model, self.renderer, tower, batch_size=self.args.encode_batch_size,
+                                       pad_token_id=self.pad, representations=True)
+            self.model.generator(tower).init_codebooks(
+                reps.to(next(self.model.generator(tower).parameters()).device),
+                iterations=self.args.codebook_init_iterations, seed=self.args.seed,
+            )
+
+    def _is_update_step(self, step: int) -> bool:
+        """Whether the codes are recomputed right after optimiser step ``step`` (before the next batch)."""
+        args = self.args
+        if step == args.warmup_steps:
+            return step > 0
+        return bool(args.code_update_steps) and step > args.warmup_steps and (
+            (step - args.warmup_steps) % args.code_update_steps == 0
+        )
+
+    def _update_codes(self, model: TTDSForCausalLM, step: int) -> dict[str, float]:
+        stats = update_code_tables(model, self.renderer, self.codes, batch_size=self.args.encode_batch_size,
+                                   pad_token_id=self.pad)
+        self.codes.last_update_step = step
+        return stats
+
+    def _save_code_state(self, folder: Path) -> None:
+        """Checkpoint extra: the current code tables and the update counters (weights are filtered to the
+        trained ones — LoRA, token rows, towers — by the checkpoint manager)."""
+        (folder / CODE_STATE_FILE).write_text(json.dumps(
+            {"last_update_step": self.codes.last_update_step, "updates": self.codes.updates,
+             "rejected": self.codes.rejected}) + "\n")
+        if self.codes.item_table is not None:
+            self.codes.item_table.save(folder / ITEM_TABLE_DIR)
+        if self.codes.user_table is not None:
+            self.codes.user_table.save(folder / USER_TABLE_DIR)
+
+    def _load_code_state(self, folder: Path) -> None:
+        """Read back what :meth:`_save_code_state` wrote."""
+        try:
+            code_state = json.loads((folder / CODE_STATE_FILE).read_text())
+        except (FileNotFoundError, json.JSONDecodeError) as error:
+            raise ValueError(f"{folder}/{CODE_STATE_FILE} is missing or corrupt ({error})") from None
+        self.codes.last_update_step = int(code_state["last_update_step"])
+        self.codes.updates = int(code_state["updates"])
+        self.codes.rejected = int(code_state["rejected"])
+        self.codes.item_table = CodeTable.load(folder / ITEM_TABLE_DIR)
+        if (folder / USER_TABLE_DIR).is_dir():
+            self.codes.user_table = CodeTable.load(folder / USER_TABLE_DIR)
+
+    def _lr_lambda(self, step: int) -> float:
+        """LR multiplier of ``learning_rate``: the warm-up LR during the generator warm-up, then linear
+        LR warm-up over ``lr_warmup_steps`` joint steps and constant (the paper names no decay)."""
+        args = self.args
+        if step < args.warmup_steps:
+            return args.warmup_learning_rate / args.learning_rate
+        joint = step - args.warmup_steps
+        if args.lr_warmup_steps and joint < args.lr_warmup_steps:
+            return (joint + 1) / args.lr_warmup_steps
+        return 1.0
+
+    # --------------------------------------------------------------------------- main loop
+
+    @deterministic_training
+    def train(self) -> dict[str, Any]:
+        """Runs (or resumes) warm-up + joint training; returns a summary (losses, code statistics, timings)."""
+        args = self.args
+        output_dir = Path(args.output_dir)
+        accelerator = build_accelerator(
+            output_dir, seed=args.seed, mixed_precision=args.resolved_mixed_precision(),
+            gradient_accumulation_steps=args.gradient_accumulation_steps, log_with=None, cpu=args.cpu,
+        )
+        model = self.model
+        if args.gradient_checkpointing:
+            model.activation_checkpointing_enable()
+        model.set_phase("joint")  # every parameter that ever trains is in the optimiser
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_lambda)
+        dataloader = make_train_dataloader(
+            _IndexDataset(len(self.data.examples)), batch_size=args.train_batch_size, seed=args.seed,
+            collate_fn=_index_batch,
+        )
+        model, optimizer, dataloader, scheduler = accelerator.prepare(model, optimizer, dataloader, scheduler)
+        manager = CheckpointManager(
+            accelerator, output_dir / "checkpoints", keep_last=args.keep_last, model=model, optimizer=optimizer,
+            scheduler=scheduler, weights_filter=_is_trained_key, save_extra=self._save_code_state,
+            load_extra=self._load_code_state,
+        )
+        state = TrainingState(fingerprint=self._fingerprint())
+        latest = manager.latest() if args.resume else None
+        unwrapped: TTDSForCausalLM = accelerator.unwrap_model(model)
+        start = time.perf_counter()
+        if latest is not None:
+            resumed = manager.load(latest)
+            if resumed.fingerprint != state.fingerprint:
+                raise ValueError(
+                    f"{latest} belongs to another job (fingerprint {resumed.fingerprint} != {state.fingerprint}); "
+                    "use another output_dir or resume=False"
+                )
+            state = resumed
+            step = state.global_step
+            if self._is_update_step(step) and self.codes.last_update_step != step:
+                # The checkpoint ended an earlier, shorter run, whose last step skips the update: do it now, as
+                # an uninterrupted run would have.
+                log_metrics(accelerator, state, self._update_codes(unwrapped, step), step=step, prefix="codes/")
+        else:
+            if manager.latest() is not None:
+                manager.clear()
+            self._init_codebooks()
+            stats = self._update_codes(unwrapped, 0)
+            log_metrics(accelerator, state, stats, step=0, prefix="codes/")
+        total = args.warmup_steps + args.max_steps
+        device = accelerator.device
+        running: dict[str, list[float]] = {}  # loss name -> [sum, count] since the last log
+
+        def flush(step: int) -> None:
+            if running:
+                means = {k: acc / count for k, (acc, count) in running.items()}
+                log_metrics(accelerator, state, means, step=step, prefix="train/")
+                self.history.append({"step": step, **means})
+                running.clear()
+
+        def after_step(loss_parts: dict[str, float]) -> None:
+            state.global_step += 1
+            for key, value in loss_parts.items():
+                entry = running.setdefault(key, [0.0, 0])
+                entry[0] += value
+                entry[1] += 1
+            step = state.global_step
+            # No update at the very last step: the saved tables must be ones the LLM has trained with.
+            if step < total and self._is_update_step(step):
+                log_metrics(accelerator, state, self._update_codes(unwrapped, step), step=step, prefix="codes/")
+            if step % args.logging_steps == 0 or step in (args.warmup_steps, total):
+                flush(step)
+            if args.save_steps and step % args.save_steps == 0:
+                manager.save(state)
+
+        def parts(out: Any) -> dict[str, float]:
+            return {name: float(getattr(out, name).detach()) for name in ("loss", "lm_loss", "id_loss", "token_loss")
+                    if getattr(out, name) is not None}
+
+        # Phase 1: generator warm-up, LLM frozen (paper Sec. 5.1.4).
+        if state.global_step < args.warmup_steps:
+            unwrapped.set_phase("warmup")
+            model.train()
+            progress = tqdm(total=args.warmup_steps, initial=state.global_step, desc="warm-up", disable=None)
+            while state.global_step < args.warmup_steps:
+                out = model(**self._warmup_batch(state.global_step, device))
+                accelerator.backward(out.loss)
+                accelerator.clip_grad_norm_(params, args.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                after_step(parts(out))
+                progress.update(1)
+            progress.close()
+
+        # Phase 2: joint training with dynamic codes.
+        unwrapped.set_phase("joint")
+        model.train()
+        progress = tqdm(total=total, initial=state.global_step, desc="joint", disable=None)
+        while state.global_step < total:
+            self.collator.epoch = state.epoch
+            for indices in epoch_batches(accelerator, dataloader, state):
+                state.batches_in_epoch += 1
+                # Rendered here, not in the DataLoader: Accelerate prefetches one batch ahead, which would render
+                # the batch after a code update with the codes from before it.
+                batch = {k: v.to(device) for k, v in self.collator(indices.tolist()).items()}
+                with accelerator.accumulate(model):
+                    out = model(**batch)
+                    accelerator.backward(out.loss)
+                    if accelerator.sync_gradients:
+                        accelerator.clip_grad_norm_(params, args.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                if accelerator.sync_gradients:
+                    after_step(parts(out))
+                    progress.update(1)
+                    if state.global_step >= total:
+                        break
+            else:
+                state.epoch += 1
+                state.batches_in_epoch = 0
+        progress.close()
+        flush(state.global_step)
+        if args.save_steps:
+            manager.save(state)
+        accelerator.end_training()
+        self.model = unwrapped
+        summary = {
+            "global_step": state.global_step,
+            "train_seconds": time.perf_counter() - start,
+            "code_updates": self.codes.updates,
+            "rejected_code_updates": self.codes.rejected,
+            "loss_history": self.history,
+            "task_counts": self.data.task_counts(),
+            "skipped": self.data.skipped,
+            "prompt_truncations": self.renderer.truncated,
+            "trainable_parameters": unwrapped.num_trainable_parameters(),
+            "code_history": [e for e in state.log_history if any(k.startswith("codes/") for k in e)],
+        }
+        return summary
+
+    def recommender(self) -> TTDSRecommender:
+        """The trained model with the current code tables, ready to recommend, evaluate or save."""
+        if self.codes.item_table is None:
+            raise RuntimeError("no code tables yet: call train() first")
+        return TTDSRecommender(self.model, self.tokenizer, self.codes.item_table, self.codes.user_table)
