@@ -138,7 +138,8 @@ def main(argv: Sequence[str] | None = None, description: str | None = None) -> i
     parser.add_argument("--beauty-source", default="../shared/data/amazon-beauty-2014",
                         help="S3-Rec layout Beauty files (sequences.txt + items.jsonl)")
     parser.add_argument("--source", action="append", metavar="ROW_ID=PATH",
-                        help="file a genrec-* row reads (run.json / stage2 variant JSON); remembered in its JSON")
+                        help="file a genrec-* row reads (run.json / stage2 variant JSON); remembered in its JSON; "
+                             "ROW_ID@SEED=PATH for a row that reads one run per seed")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for measured rows")
     parser.add_argument("--max-seeds", type=int, default=None,
                         help="run at most the first N seeds of multi-seed rows now (the rest stay 'not run yet')")
