@@ -53,6 +53,22 @@ BIBTEX = {
 _METRIC_NAMES = {"recall": "Recall", "ndcg": "NDCG", "hr": "HR", "mrr": "MRR"}
 
 
+def code_table_summary(table: Any) -> dict[str, Any]:
+    """The card's "code table" section: size, levels, codebook use, collisions and the content hash of ``table``
+    (a ``CodeTable``; duck-typed so that model_cards does not import tokenization)."""
+    stats = table.stats()
+    return {
+        "items": stats["num_items"],
+        "levels (semantic + collision)": f"{stats['num_semantic_levels']} + {int(stats['has_collision_level'])}",
+        "codebook sizes": stats["codebook_sizes"],
+        "codes used per level": stats["codes_used_per_level"],
+        "collision rate (items sharing a semantic code)": round(stats["collision_rate"], 4),
+        "largest collision group": stats["max_collision_group"],
+        "prefix-tree nodes per depth": stats["prefix_nodes_per_depth"],
+        "content hash": table.content_hash,
+    }
+
+
 def eval_results(
     metrics: Mapping[str, Any], *, dataset_type: str, dataset_name: str, split: str = "test"
 ) -> list[EvalResult]:

@@ -19,7 +19,7 @@ from typing import Any
 from huggingface_hub import ModelCard
 
 from genrec.data_scripts.provenance import data_terms, dataset_display_name
-from genrec.model_cards.card import build_model_card, eval_results
+from genrec.model_cards.card import build_model_card, code_table_summary, eval_results
 
 __all__ = [
     "build_run_card",
@@ -220,18 +220,7 @@ def build_run_card(
     stages = summary.get("stages", {})
     test = _metric_table(summary.get("test_metrics") or {})
     validation = _metric_table(summary.get("validation_metrics") or {})
-    table = tokenizer.code_table
-    stats = table.stats()
-    code_table = {
-        "items": stats["num_items"],
-        "levels (semantic + collision)": f"{stats['num_semantic_levels']} + {int(stats['has_collision_level'])}",
-        "codebook sizes": stats["codebook_sizes"],
-        "codes used per level": stats["codes_used_per_level"],
-        "collision rate (items sharing a semantic code)": round(stats["collision_rate"], 4),
-        "largest collision group": stats["max_collision_group"],
-        "prefix-tree nodes per depth": stats["prefix_nodes_per_depth"],
-        "content hash": table.content_hash,
-    }
+    code_table = code_table_summary(tokenizer.code_table)
     profile = summary.get("profile", {})
     run_settings = {
         "profile": profile.get("name"),

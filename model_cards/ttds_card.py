@@ -17,7 +17,7 @@ from typing import Any
 from huggingface_hub import ModelCard
 
 from genrec.data_scripts.provenance import data_terms, dataset_display_name
-from genrec.model_cards.card import build_model_card, eval_results
+from genrec.model_cards.card import build_model_card, code_table_summary, eval_results
 
 __all__ = ["build_ttds_card", "is_hub_id", "ttds_usage_snippet"]
 
@@ -63,15 +63,7 @@ def build_ttds_card(
     metrics = summary.get("metrics") or {}
     test = {k: v for k, v in (metrics.get("test") or {}).items() if isinstance(v, int | float)}
     validation = {k: v for k, v in (metrics.get("validation") or {}).items() if isinstance(v, int | float)}
-    stats = item_table.stats()
-    code_table = {
-        "items": stats["num_items"],
-        "levels (semantic + collision)": f"{stats['num_semantic_levels']} + {int(stats['has_collision_level'])}",
-        "codebook sizes": stats["codebook_sizes"],
-        "codes used per level": stats["codes_used_per_level"],
-        "collision rate": round(stats["collision_rate"], 4),
-        "content hash": item_table.content_hash,
-    }
+    code_table = code_table_summary(item_table)
     base_name = base if is_hub_id(base) else Path(str(base)).name
     run_settings = {
         "base model": base_name,
