@@ -25,6 +25,10 @@ Sources: ``ml-100k`` (:mod:`.movielens`), ``s3rec`` (:mod:`.s3rec`), ``amazon201
 (:mod:`.amazon`; download the files from the McAuley lab pages: 2014
 https://cseweb.ucsd.edu/~jmcauley/datasets/amazon/links.html, 2023 https://amazon-reviews-2023.github.io/),
 and ``hub`` (any dataset already in this layout, by Hub repo id or folder).
+
+Reading and validating a prepared folder lives in :mod:`.dataset_loading`, the card in :mod:`.dataset_card`,
+the report in :mod:`.dataset_report` and uploading in :mod:`.dataset_upload`; their public names stay
+importable from here.
 """
 
 from __future__ import annotations
@@ -33,11 +37,8 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,218 +47,35 @@ import pyarrow.compute as pc
 from datasets import Dataset, DatasetDict, concatenate_datasets
 
 from . import hub_layout
-from .provenance import data_terms, dataset_display_name
+from .provenance import dataset_display_name
 from .splits import (
     DEFAULT_MAX_HISTORY,
-    MIN_INTERACTIONS,
-    SEQUENCE_SCHEMA,
     SPLITS,
     SourceData,
     arrow_column,
     build_splits,
     check_on_error,
     empty_value,
-    sequence_features,
     truncate_history,
 )
 
 if TYPE_CHECKING:
-    from huggingface_hub import CommitInfo, CommitOperationAdd
+    pass
+
+from .dataset_card import _card_body, _dataset_title, _license_metadata
+from .dataset_loading import (  # noqa: F401  (re-exported: the import path callers use)
+    ITEMS_CONFIG,
+    SEQUENCES_CONFIG,
+    load_genrec_dataset,
+    validate_items,
+    validate_sequences,
+)
+from .dataset_report import REPORT_FILENAME, REPORT_FORMAT, PrepareReport  # noqa: F401  (re-exported)
+from .dataset_upload import add_config, dataset_push_operations, push_dataset_folder  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
 
 SOURCES: tuple[str, ...] = ("ml-100k", "s3rec", "amazon2014", "amazon2023", "hub")
-REPORT_FILENAME = "genrec_dataset.json"
-REPORT_FORMAT = "genrec.dataset_report"
-SEQUENCES_CONFIG = "sequences"
-ITEMS_CONFIG = "items"
-
-
-@dataclass
-class PrepareReport:
-    """What :func:`prepare_dataset` wrote: counts, every skip with its count, source and settings.
-
-    ``skipped`` holds what was removed (by reason), ``counts`` other numbers worth knowing (input
-    sizes, users re-sorted, items kept without a title or metadata, ...). ``seconds`` and ``out_dir``
-    are not written to disk (the files stay identical across runs).
-    """
-
-    source: str
-    max_history: int
-    kcore: int | None
-    users: int
-    items: int
-    interactions: int
-    rows: dict[str, int]
-    skipped: dict[str, int]
-    counts: dict[str, int]
-    configs: list[str]
-    files: list[dict[str, Any]]
-    notes: list[str] = field(default_factory=list)
-    out_dir: str = ""
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """The json written to ``genrec_dataset.json`` (no timings, no absolute paths)."""
-        return {
-            "format": REPORT_FORMAT,
-            "source": self.source,
-            "max_history": self.max_history,
-            "kcore": self.kcore,
-            "users": self.users,
-            "items": self.items,
-            "interactions": self.interactions,
-            "rows": dict(self.rows),
-            "skipped": dict(self.skipped),
-            "counts": dict(self.counts),
-            "configs": list(self.configs),
-            "files": [dict(f) for f in self.files],
-            "notes": list(self.notes),
-        }
-
-    def __str__(self) -> str:
-        rows = ", ".join(f"{split} {n:,}" for split, n in self.rows.items())
-        lines = [
-            f"{self.source}: {self.users:,} users, {self.items:,} items, {self.interactions:,} interactions; "
-            f"rows {rows}; max_history {self.max_history}"
-            + (f"; {self.kcore}-core" if self.kcore else "")
-            + (f" ({self.seconds:.1f} s)" if self.seconds else ""),
-        ]
-        nonzero = {k: v for k, v in self.skipped.items() if v}
-        lines.append("skipped: " + (", ".join(f"{k} {v:,}" for k, v in nonzero.items()) if nonzero else "nothing"))
-        notable = {k: v for k, v in self.counts.items() if v}
-        if notable:
-            lines.append("counts: " + ", ".join(f"{k} {v:,}" for k, v in notable.items()))
-        return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------------------
-# Reading and validating datasets in genrec's layout
-# --------------------------------------------------------------------------------------------------
-
-
-def _is_string(arrow_type: pa.DataType) -> bool:
-    return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
-
-
-def _is_list_of(arrow_type: pa.DataType, check: Any) -> bool:
-    return (pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type)) and check(arrow_type.value_type)
-
-
-def validate_sequences(sequences: DatasetDict, where: str) -> DatasetDict:
-    """Check the ``sequences`` config (splits, columns, types); returns it cast to the exact genrec schema.
-
-    Raises ``ValueError`` naming the dataset, the split and the missing or mistyped column.
-    """
-    expected = "user_id: string, item_ids: list[string], timestamps: list[int64]"
-    missing_splits = [split for split in SPLITS if split not in sequences]
-    if missing_splits:
-        raise ValueError(
-            f"{where}: config 'sequences' lacks the split(s) {missing_splits} (has {list(sequences)}); "
-            f"a genrec dataset has splits {list(SPLITS)}"
-        )
-    checks = {
-        "user_id": _is_string,
-        "item_ids": lambda t: _is_list_of(t, _is_string),
-        "timestamps": lambda t: _is_list_of(t, pa.types.is_integer),
-    }
-    out = {}
-    for split in SPLITS:
-        dataset = sequences[split]
-        schema = dataset.features.arrow_schema
-        for column, check in checks.items():
-            if column not in schema.names:
-                raise ValueError(
-                    f"{where}: config 'sequences', split '{split}' has no column '{column}' "
-                    f"(columns: {schema.names}; expected {expected})"
-                )
-            if not check(schema.field(column).type):
-                raise ValueError(
-                    f"{where}: config 'sequences', split '{split}', column '{column}' has type "
-                    f"{schema.field(column).type}; expected {expected}"
-                )
-        extra = [name for name in schema.names if name not in checks]
-        if extra:
-            logger.info("%s: sequences/%s has extra columns %s; they are dropped", where, split, extra)
-            dataset = dataset.select_columns(SEQUENCE_SCHEMA.names)
-        if dataset.features.arrow_schema != SEQUENCE_SCHEMA or dataset.column_names != SEQUENCE_SCHEMA.names:
-            dataset = dataset.select_columns(SEQUENCE_SCHEMA.names).cast(sequence_features())
-        items, times = arrow_column(dataset, "item_ids"), arrow_column(dataset, "timestamps")
-        for column, values in (("item_ids", items), ("timestamps", times)):
-            if values.null_count:
-                raise ValueError(f"{where}: config 'sequences', split '{split}': column '{column}' has null rows")
-        if not pc.all(pc.equal(pc.list_value_length(items), pc.list_value_length(times))).as_py():
-            raise ValueError(
-                f"{where}: config 'sequences', split '{split}': item_ids and timestamps differ in length in some rows"
-            )
-        out[split] = dataset
-    return DatasetDict(out)
-
-
-def validate_items(items: Dataset, where: str) -> Dataset:
-    """Check the ``items`` config (an ``item_id`` string column, unique ids); returns it unchanged."""
-    schema = items.features.arrow_schema
-    if "item_id" not in schema.names:
-        raise ValueError(f"{where}: config 'items' has no column 'item_id' (columns: {schema.names})")
-    if not _is_string(schema.field("item_id").type):
-        raise ValueError(
-            f"{where}: config 'items', column 'item_id' has type {schema.field('item_id').type}; item ids are strings"
-        )
-    ids = arrow_column(items, "item_id")
-    if ids.null_count:
-        raise ValueError(f"{where}: config 'items' has rows without an item_id")
-    if len(pc.unique(ids)) != len(ids):
-        counts = pc.value_counts(ids)
-        repeated = [v["values"] for v in counts.to_pylist() if v["counts"] > 1][:5]
-        raise ValueError(f"{where}: config 'items' lists some item ids more than once, e.g. {repeated}")
-    return items
-
-
-def _available_configs(name_or_path: str, revision: str | None = None) -> list[str]:
-    folder = Path(name_or_path).expanduser()
-    if folder.is_dir():
-        if not (folder / hub_layout.CARD_FILENAME).is_file():
-            raise ValueError(
-                f"{folder} is not a genrec dataset folder: it has no {hub_layout.CARD_FILENAME} declaring the "
-                "configs 'sequences' and 'items' (build one with `genrec prepare`)"
-            )
-        return hub_layout.config_names(folder)
-    from datasets import get_dataset_config_names
-
-    return list(get_dataset_config_names(name_or_path, revision=revision))
-
-
-def load_genrec_dataset(
-    name_or_path: str | Path, *, cache_dir: str | Path | None = None, revision: str | None = None
-) -> tuple[DatasetDict, Dataset]:
-    """Load and validate a genrec dataset (local folder or Hub repo id): ``(sequences, items)``.
-
-    ``revision``: branch, tag or commit of a Hub repo (pin it for reproducible runs); ignored for folders.
-
-    ``sequences`` is the train/validation/test ``DatasetDict``, ``items`` the ``train`` split of the
-    ``items`` config. A missing config, split or column raises ``ValueError`` naming it.
-    """
-    from datasets import load_dataset
-
-    source = str(Path(name_or_path).expanduser()) if Path(name_or_path).expanduser().is_dir() else str(name_or_path)
-    is_folder = Path(name_or_path).expanduser().is_dir()
-    configs = _available_configs(source, None if is_folder else revision)
-    for needed in (SEQUENCES_CONFIG, ITEMS_CONFIG):
-        if needed not in configs:
-            raise ValueError(
-                f"{source}: no config '{needed}' (configs: {configs}); a genrec dataset has the configs "
-                f"'{SEQUENCES_CONFIG}' (splits {list(SPLITS)}) and '{ITEMS_CONFIG}'"
-            )
-    kwargs: dict[str, Any] = {"cache_dir": str(cache_dir)} if cache_dir is not None else {}
-    if revision is not None and not is_folder:
-        kwargs["revision"] = revision
-    sequences = validate_sequences(load_dataset(source, SEQUENCES_CONFIG, **kwargs), source)
-    items_dict = load_dataset(source, ITEMS_CONFIG, **kwargs)
-    if "train" not in items_dict:
-        raise ValueError(f"{source}: config 'items' has no split 'train' (splits: {list(items_dict)})")
-    return sequences, validate_items(items_dict["train"], source)
-
-
 # --------------------------------------------------------------------------------------------------
 # Building
 # --------------------------------------------------------------------------------------------------
@@ -327,114 +145,6 @@ def _file_record(path: Path) -> dict[str, Any]:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return {"name": path.name, "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
-
-
-def _dataset_title(source: str, files: list[Path], path: str | Path | None) -> str:
-    if source == "ml-100k":
-        return "MovieLens-100K"
-    if source == "s3rec" and path is not None:
-        return f"{Path(path).name} (S3-Rec format)"
-    if source in ("amazon2014", "amazon2023") and files:
-        match = re.match(r"^(?:reviews_)?(.+?)(?:_5)?\.jsonl?(?:\.gz)?$", files[0].name)
-        category = match.group(1) if match else files[0].name
-        return f"Amazon {source[-4:]} {category.replace('_', ' ')}"
-    return str(path)
-
-
-def _card_body(title: str, report: PrepareReport, item_columns: list[str], source_label: str) -> str:
-    """The markdown body of the dataset card (what the data is, how it was split, what was skipped)."""
-    from genrec._version import __version__
-
-    rows = report.rows
-    n = lambda value: f"{value:,}"  # noqa: E731
-    lines = [
-        f"# {title} — genrec dataset",
-        "",
-        f"Built by `genrec prepare {report.source}` (genrec {__version__}) from {source_label}.",
-        "",
-        "| | |",
-        "|---|---|",
-        f"| users | {n(report.users)} |",
-        f"| items | {n(report.items)} |",
-        f"| interactions | {n(report.interactions)} |",
-        f"| rows (train / validation / test) | {n(rows['train'])} / {n(rows['validation'])} / {n(rows['test'])} |",
-        f"| max history | {report.max_history} |",
-    ]
-    if report.kcore:
-        lines.append(f"| k-core | {report.kcore} |")
-    lines += [
-        "",
-        "## Configs",
-        "",
-        "- `sequences` (default): `user_id` (string), `item_ids` (list of strings), `timestamps` (list of int64); "
-        "splits `train`, `validation`, `test`. Each row is one example: the **last** element of `item_ids` is "
-        "the target, the elements before it are the history (oldest first); `timestamps` is aligned with "
-        "`item_ids`.",
-        f"- `items` (split `train`): {', '.join(f'`{c}`' for c in item_columns)}.",
-    ]
-    for extra in report.configs:
-        if extra == "users":
-            lines.append("- `users` (split `train`): `user_id` and the `original_user_id` of the source files.")
-        elif extra not in (SEQUENCES_CONFIG, ITEMS_CONFIG):
-            lines.append(f"- `{extra}`")
-    lines += [
-        "",
-        "## Split protocol",
-        "",
-        "Leave-one-out per user, in chronological order (the protocol of the UNGER, TIGER and S3-Rec papers): "
-        "the last interaction is the test target, the second-to-last the validation target, and every "
-        "earlier interaction after the first is the target of one training example. A user with n "
-        f"interactions gives n - 3 train rows, 1 validation row and 1 test row; users with fewer than "
-        f"{MIN_INTERACTIONS} interactions are skipped. Histories keep the {report.max_history} most recent "
-        f"items (a row holds at most {report.max_history + 1} items). Interactions are sorted per user with a "
-        "stable sort (ties keep the source order); a repeated item at the same time as the interaction "
-        "before it is dropped as a duplicate.",
-        "",
-        "## Source",
-        "",
-    ]
-    lines += [f"- {note}" for note in report.notes]
-    for record in report.files:
-        lines.append(f"- `{record['name']}`: {n(record['bytes'])} bytes, sha256 `{record['sha256']}`")
-    lines += ["", "## Skipped (removed, by reason)", ""]
-    lines += [f"- {key}: {n(value)}" for key, value in report.skipped.items()] or ["- nothing"]
-    lines += ["", "## Other counts", ""]
-    lines += [f"- {key}: {n(value)}" for key, value in report.counts.items()] or ["- none"]
-    terms = data_terms(report.source)
-    lines += ["", "## Licence and provenance", "", terms.text, ""]
-    if terms.license_link:
-        lines += [f"Terms: <{terms.license_link}>.", ""]
-    if not terms.redistributable:
-        lines += [
-            "This folder is a derived copy for local use. Keep any Hub copy private (or do not upload it) "
-            "unless the owner's terms allow publishing it.",
-            "",
-        ]
-    if terms.citation:
-        lines += ["```bibtex", terms.citation, "```", ""]
-    lines += [
-        "## Files",
-        "",
-        "- `sequences/`, `items/` (and other configs): parquet shards, described by this card's YAML.",
-        "- `prepare_report.json`: the counts above, machine-readable.",
-        "- `embeddings/` (created by `genrec embed` / `genrec run`, if present): a local cache of the items' "
-        "semantic embeddings (safetensors, keyed by encoder and item texts). `genrec push --dataset` leaves it "
-        "out unless `--with-embeddings`.",
-        "",
-        "## Usage",
-        "",
-        "```python",
-        "from datasets import load_dataset",
-        "",
-        'sequences = load_dataset("<this folder or repo id>", "sequences")  # train / validation / test',
-        'items = load_dataset("<this folder or repo id>", "items", split="train")',
-        "```",
-        "",
-        "Pass `revision=` (a tag or commit) to pin a version; `genrec.data_scripts.prepare.load_genrec_dataset("
-        "repo_id, revision=...)` loads and validates both configs.",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 def _read_source(
@@ -611,17 +321,6 @@ def prepare_dataset(
     return report
 
 
-def _license_metadata(source: str) -> dict[str, Any]:
-    """The card's YAML licence fields for a source (``license: other`` + name and link of the owner's terms)."""
-    terms = data_terms(source)
-    meta: dict[str, Any] = {"license": terms.license}
-    if terms.license == "other" and terms.license_name:
-        meta["license_name"] = terms.license_name
-    if terms.license == "other" and terms.license_link:
-        meta["license_link"] = terms.license_link
-    return meta
-
-
 def _from_hub(
     name_or_path: str, max_history: int, revision: str | None = None
 ) -> tuple[PrepareReport, dict[str, Any], str, str]:
@@ -656,103 +355,3 @@ def _from_hub(
     )
     name = dataset_display_name(name_or_path)
     return report, {SEQUENCES_CONFIG: sequences, ITEMS_CONFIG: items}, Path(name).name, f"`{name}`"
-
-
-# --------------------------------------------------------------------------------------------------
-# Adding configs and uploading
-# --------------------------------------------------------------------------------------------------
-
-
-def _require_genrec_folder(folder: Path) -> list[str]:
-    if not folder.is_dir():
-        raise FileNotFoundError(f"dataset folder not found: {folder}")
-    configs = _available_configs(str(folder))
-    missing = [name for name in (SEQUENCES_CONFIG, ITEMS_CONFIG) if name not in configs]
-    if missing:
-        raise ValueError(
-            f"{folder} is not a genrec dataset folder: its card declares no config {missing} (configs: {configs}); "
-            "build one with `genrec prepare`"
-        )
-    return configs
-
-
-def add_config(folder: str | Path, config_name: str, dataset: Dataset, split: str = "train") -> None:
-    """Add (or replace) one more config, e.g. a ``code_table``, to a prepared folder: parquet + card YAML.
-
-    The folder stays loadable with ``load_dataset(folder, config_name)`` and uploadable as is. The
-    ``sequences`` and ``items`` configs cannot be replaced this way (use :func:`prepare_dataset`).
-    """
-    folder = Path(folder).expanduser()
-    _require_genrec_folder(folder)
-    if config_name in (SEQUENCES_CONFIG, ITEMS_CONFIG):
-        raise ValueError(
-            f"config '{config_name}' is the dataset itself; rebuild it with prepare_dataset instead of add_config"
-        )
-    if not isinstance(dataset, Dataset):
-        raise TypeError(f"add_config expects a datasets.Dataset, got {type(dataset).__name__}")
-    hub_layout.write_config(folder, config_name, dataset, split=split)
-    report_path = folder / REPORT_FILENAME
-    if report_path.is_file():
-        report = json.loads(report_path.read_text(encoding="utf-8"))
-        report["configs"] = sorted(set(report.get("configs", [])) | {config_name})
-        report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-
-
-def push_dataset_folder(
-    folder: str | Path,
-    repo_id: str,
-    *,
-    private: bool = False,
-    token: str | None = None,
-    commit_message: str | None = None,
-    include_embeddings: bool = False,
-    extra_operations: Sequence[CommitOperationAdd] = (),
-) -> CommitInfo:
-    """Upload a prepared folder to a Hub dataset repo as is, in one commit (``HfApi().create_commit``).
-
-    ``extra_operations`` add files or replace the folder's own at the same paths (e.g. a ``code_table``
-    config and the card that describes it, :func:`genrec.trainers.hub.code_table_config_operations`).
-
-    Creates the repo when needed. Hidden leftovers (``.*``) are not uploaded, nor the local ``embeddings/``
-    cache unless ``include_embeddings``. Returns the commit info. The card states the data owner's terms:
-    push MovieLens / Amazon derived data only where they allow it (e.g. a private repo).
-    """
-    from huggingface_hub import HfApi
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    folder = Path(folder).expanduser()
-    if not isinstance(repo_id, str) or not repo_id.strip():
-        raise ValueError(f"repo_id must be a non-empty 'owner/name' string, got {repo_id!r}")
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as error:
-        raise ValueError(f"invalid Hub repo id {repo_id!r}: {error}") from None
-    if not isinstance(private, bool):
-        raise TypeError(f"private must be a bool, got {private!r}")
-    _require_genrec_folder(folder)
-    operations = {op.path_in_repo: op for op in dataset_push_operations(folder, include_embeddings=include_embeddings)}
-    operations.update({op.path_in_repo: op for op in extra_operations})
-    api = HfApi(token=token)
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    return api.create_commit(
-        repo_id=repo_id,
-        repo_type="dataset",
-        operations=[operations[path] for path in sorted(operations)],
-        commit_message=commit_message or "Upload genrec dataset",
-    )
-
-
-def dataset_push_operations(folder: str | Path, *, include_embeddings: bool = False) -> list[CommitOperationAdd]:
-    """The commit operations that publish a prepared folder: every file but hidden ones and ``embeddings/``."""
-    from huggingface_hub import CommitOperationAdd
-
-    folder = Path(folder).expanduser()
-    operations = []
-    for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(folder).as_posix()
-        if not path.is_file() or any(part.startswith(".") for part in path.relative_to(folder).parts):
-            continue
-        if not include_embeddings and relative.startswith("embeddings/"):
-            continue
-        operations.append(CommitOperationAdd(path_in_repo=relative, path_or_fileobj=str(path)))
-    return operations
