@@ -138,16 +138,6 @@ def _json_scalar(value: Any, where: str) -> Any:
     raise TypeError(f"cannot store {where} of type {type(value).__name__} in a JSON checkpoint")
 
 
-def _from_json_scalar(value: Any) -> Any:
-    if isinstance(value, dict) and "tuple" in value:
-        return tuple(_from_json_scalar(v) for v in value["tuple"])
-    if isinstance(value, dict) and "float" in value:
-        return float(value["float"])
-    if isinstance(value, list):
-        return [_from_json_scalar(v) for v in value]
-    return value
-
-
 def optimizer_to_files(state_dict: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Split an optimiser ``state_dict`` into named tensors and a JSON-able rest (see :func:`optimizer_from_files`)."""
     tensors: dict[str, torch.Tensor] = {}
@@ -180,10 +170,10 @@ def optimizer_from_files(tensors: Mapping[str, torch.Tensor], meta: Mapping[str,
                     raise ValueError(f"optimizer checkpoint lacks the tensor {value['tensor']!r}")
                 entry[name] = tensors[value["tensor"]]
             else:
-                entry[name] = _from_json_scalar(value)
+                entry[name] = _from_json_tree(value)
         state[int(param_id)] = entry
     groups = [
-        {k: (list(v) if k == "params" else _from_json_scalar(v)) for k, v in group.items()}
+        {k: (list(v) if k == "params" else _from_json_tree(v)) for k, v in group.items()}
         for group in meta["param_groups"]
     ]
     return {"state": state, "param_groups": groups}
@@ -433,6 +423,7 @@ def _json_scalar_tree(value: Any) -> Any:
 
 
 def _from_json_tree(value: Any) -> Any:
+    """The inverse of :func:`_json_scalar` / :func:`_json_scalar_tree` (tagged tuples and non-finite floats)."""
     if isinstance(value, dict) and set(value) == {"tuple"}:
         return tuple(_from_json_tree(v) for v in value["tuple"])
     if isinstance(value, dict) and set(value) == {"float"}:
