@@ -69,6 +69,20 @@ def code_table_summary(table: Any) -> dict[str, Any]:
     }
 
 
+def dataset_fields(terms: Any, dataset: str, hub_id: str | None) -> dict[str, Any]:
+    """The :func:`build_model_card` arguments that describe the training data: the dataset (by Hub id when it
+    has one), its owner's terms, citation and licence (``terms``: ``data_scripts.provenance.data_terms``)."""
+    return {
+        "datasets": {hub_id or dataset: f"{terms.name}; leave-one-out splits prepared by `genrec prepare`"},
+        "hub_datasets": [hub_id] if hub_id else [],
+        "data_terms": terms.text,
+        "data_citation": terms.citation,
+        "license": terms.license,
+        "license_name": terms.license_name,
+        "license_link": terms.license_link,
+    }
+
+
 def eval_results(
     metrics: Mapping[str, Any], *, dataset_type: str, dataset_name: str, split: str = "test"
 ) -> list[EvalResult]:

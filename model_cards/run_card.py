@@ -19,7 +19,7 @@ from typing import Any
 from huggingface_hub import ModelCard
 
 from genrec.data_scripts.provenance import data_terms, dataset_display_name
-from genrec.model_cards.card import build_model_card, code_table_summary, eval_results
+from genrec.model_cards.card import build_model_card, code_table_summary, dataset_fields, eval_results
 
 __all__ = [
     "build_run_card",
@@ -258,13 +258,7 @@ def build_run_card(
             "(leave-one-out test split)."
         ),
         usage=usage_snippet(repo_id, history, revision=revision),
-        datasets={hub_id or dataset: f"{terms.name}; leave-one-out splits prepared by `genrec prepare`"},
-        hub_datasets=[hub_id] if hub_id else [],
-        data_terms=terms.text,
-        data_citation=terms.citation,
-        license=terms.license,
-        license_name=terms.license_name,
-        license_link=terms.license_link,
+        **dataset_fields(terms, dataset, hub_id),
         metrics={"test": test, "validation": validation},
         model_name=repo_id.split("/")[-1],
         model_index=eval_results(
