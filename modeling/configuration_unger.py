@@ -248,11 +248,16 @@ class UngerConfig(PretrainedConfig):
         """
         return cls(**{**kwargs, **code_binding(tokenizer)})
 
-    def bind_to_tokenizer(self, tokenizer: Any) -> UngerConfig:
-        """A copy of this config with the code-binding fields taken from ``tokenizer`` (others kept)."""
+    def init_values(self) -> dict[str, Any]:
+        """The keyword arguments that rebuild this config (``to_dict`` without what transformers adds)."""
         values = self.to_dict()
         for key in ("model_type", "transformers_version", "architectures"):
             values.pop(key, None)
+        return values
+
+    def bind_to_tokenizer(self, tokenizer: Any) -> UngerConfig:
+        """A copy of this config with the code-binding fields taken from ``tokenizer`` (others kept)."""
+        values = self.init_values()
         values.update(code_binding(tokenizer))
         return type(self)(**values)
 

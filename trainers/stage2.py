@@ -169,9 +169,7 @@ def resolve_stage2_config(
     """The run's config: hyper-parameters from ``config``, the code binding from ``tokenizer``, the
     distillation width from ``embeddings`` (0 without them: plain TIGER-style training)."""
     base = config if config is not None else UngerConfig()
-    values = base.bind_to_tokenizer(tokenizer).to_dict()
-    for key in ("model_type", "transformers_version", "architectures"):
-        values.pop(key, None)
+    values = base.bind_to_tokenizer(tokenizer).init_values()
     if embeddings is None:
         if base.integrated_dim:
             logger.warning("config.integrated_dim=%d but no integrated embeddings given: no distillation", base.integrated_dim)
@@ -207,9 +205,8 @@ def as_mscgrec_config(config: UngerConfig | None, tables: Mapping[str, CodeTable
                 f"{config.history_codebook_sizes}) but the tables given are {names} (sizes {sizes})"
             )
         return config
-    values = (config if config is not None else UngerConfig()).to_dict()
-    for key in ("model_type", "transformers_version", "architectures", "history_modalities",
-                "history_codebook_sizes", "history_code_hashes"):
+    values = (config if config is not None else UngerConfig()).init_values()
+    for key in ("history_modalities", "history_codebook_sizes", "history_code_hashes"):
         values.pop(key, None)
     return MSCGRecConfig(**values, history_modalities=names, history_codebook_sizes=sizes)
 
