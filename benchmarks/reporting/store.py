@@ -192,7 +192,8 @@ def compute_row(row: Row, ctx: Context, fp: str, *, force: bool) -> list[int | N
     if ctx.max_seeds is not None and row.seeds:
         seeds = seeds[: max(ctx.max_seeds, 1)]
     if "seed_sources" in row.options:  # a read row: only the seeds whose run has finished
-        seeds = [seed for seed in seeds if seed in available_seeds(row, ctx)]
+        finished = set(available_seeds(row, ctx))
+        seeds = [seed for seed in seeds if seed in finished]
     done = {r["seed"] for r in stored["runs"]} if stored else set()
     todo = [s for s in seeds if s not in done] if row.seeds else ([] if stored else [None])
     for seed in todo:
