@@ -25,7 +25,7 @@ def default_rows() -> list[Row]:
         recbole_row("ml-100k", "BERT4Rec", max_minutes=30),
         recbole_row("ml-100k", "Pop"),
     ]
-    rows += [recbole_row("beauty", m, max_minutes=180 if m != "Pop" else None)
+    rows += [recbole_row("beauty", m, max_minutes=120 if m != "Pop" else None)
              for m in ("SASRec", "GRU4Rec", "BERT4Rec", "Pop")]
     rows += [
         genrec_run_row("ml-100k", "default", seed_sources={s: f"runs/ml-100k-s{s}/run.json" for s in (2024, 2025, 2026)},
