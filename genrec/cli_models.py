@@ -267,6 +267,10 @@ Time:   ML-100K test (943 users, 20 beams): seconds to a minute; Beauty (22,363 
     p.add_argument("--max-users", type=int, default=None)
     p.add_argument("--out", type=Path, default=None, help="write the result JSON here")
     p.add_argument("--revision", default=None, help="branch, tag or commit of a Hub --model")
+    p.add_argument("--transition-weight", type=float, default=None,
+                   help="w of the transition prior mixture (1 - w) p_model + w p_transition; default: the "
+                        "model's own (a `genrec run` folder carries the weight chosen on validation); 0: the "
+                        "model alone")
     p.add_argument("--data-revision", default=None, help="branch, tag or commit of a Hub --data")
     p.set_defaults(handler=run_evaluate)
 
@@ -277,6 +281,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from genrec.trainers.metrics import format_metrics
 
     model, tokenizer = _load_unger(args.model, args.revision)
+    if args.transition_weight is not None:
+        model.set_transition_weight(args.transition_weight)
     sequences, items = load_genrec_dataset(args.data, revision=args.data_revision)
     check_catalogue(items["item_id"], tokenizer, where=f"dataset {args.data}")
     result = evaluate_model(
@@ -315,13 +321,18 @@ Time:   well under a second per history on CPU.""",
                         "(a history with no known item left gets no recommendations)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--revision", default=None, help="branch, tag or commit of a Hub --model")
+    p.add_argument("--transition-weight", type=float, default=None,
+                   help="w of the transition prior mixture (1 - w) p_model + w p_transition; default: the "
+                        "model's own (a `genrec run` folder carries the weight chosen on validation); 0: the "
+                        "model alone")
     p.set_defaults(handler=run_recommend)
 
 
 def run_recommend(args: argparse.Namespace) -> int:
     model, tokenizer = _load_unger(args.model, args.revision)
     (ranked,) = model.recommend(
-        [args.history], tokenizer, k=args.k, num_beams=args.beams, on_unknown=args.on_unknown
+        [args.history], tokenizer, k=args.k, num_beams=args.beams, on_unknown=args.on_unknown,
+        transition_weight=args.transition_weight,
     )
     if not ranked:
         raise ValueError(f"none of the history's item ids is known to the model: {args.history}")

@@ -232,6 +232,15 @@ def build_run_card(
         "validation / test beams": f"{profile.get('eval_beams')} / {profile.get('test_beams') or profile.get('eval_beams')}",
         "validation users": profile.get("max_eval_users") or "all",
     }
+    prior = summary.get("transition_prior")
+    if prior:
+        model_only = summary.get("model_test_metrics") or {}
+        run_settings["transition prior (weight chosen on validation)"] = (
+            f"w = {prior.get('weight')} over {prior.get('num_transitions')} training pairs; test metrics below "
+            "rank by (1 - w) p_model + w p_transition"
+            + (f"; the model alone: Recall@10 {model_only['recall@10']:.4f}, NDCG@10 {model_only['ndcg@10']:.4f}"
+               if "recall@10" in model_only and "ndcg@10" in model_only else "")
+        )
     finetune = summary.get("finetune") or {}
     base_model = None
     if finetune:
@@ -242,7 +251,7 @@ def build_run_card(
         if finetune.get("transfer") and _is_hub_id(str(finetune.get("source", ""))):
             base_model = str(finetune["source"])
     training: dict[str, Any] = {}
-    for name in ("prepare", "embed", "stage1", "quantize", "stage2", "export"):
+    for name in ("prepare", "embed", "stage1", "quantize", "stage2", "transition_prior", "export"):
         if "seconds" in stages.get(name, {}):
             training[f"{name} (s)"] = stages[name]["seconds"]
     training["total (s)"] = summary.get("total_seconds", round(sum(training.values()), 2))

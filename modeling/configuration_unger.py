@@ -33,6 +33,10 @@ _HASH_EXCLUDED = frozenset(
 )
 
 
+# Fields added after models were trained: at their default they leave the hash as it was, so that runs
+# started by an earlier version still resume (the hash is part of every checkpoint's fingerprint).
+_HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {"num_transitions": 0, "transition_weight": 0.0}
+
 _OWNER = "UngerConfig"
 
 
@@ -108,6 +112,15 @@ class UngerConfig(PretrainedConfig):
         constrained_training: normalise each step's softmax only over the valid children of the
             teacher-forced prefix in the code tree (default False). Beam search of such a model should score
             beams the same way (``recommend`` re-normalises the constrained scores by default).
+
+    Transition prior (genrec's addition, not the paper's; docs/quality.md measures it):
+
+    Args:
+        num_transitions: stored (item, next item) pairs of the first-order transition table installed by
+            :meth:`~UngerForGenerativeRecommendation.set_transition_prior` (0: none).
+        transition_weight: w in ``p = (1 - w) p_model + w p_transition(item | last history item)``, the
+            interpolation ``recommend`` ranks by (0: the model alone). The generative model does not memorise
+            item pairs seen once or twice in training; the table does, and the mixture beats both.
     """
 
     model_type = "unger"
@@ -143,6 +156,8 @@ class UngerConfig(PretrainedConfig):
         integrated_dim: int = 0,
         integrated_embeddings_hash: str | None = None,
         constrained_training: bool = False,
+        num_transitions: int = 0,
+        transition_weight: float = 0.0,
         use_cache: bool = True,
         pad_token_id: int = PAD_ID,
         eos_token_id: int = EOS_ID,
@@ -226,6 +241,10 @@ class UngerConfig(PretrainedConfig):
         self.integrated_dim = integrated_dim
         self.integrated_embeddings_hash = integrated_embeddings_hash
         self.constrained_training = as_bool(_OWNER, "constrained_training", constrained_training)
+        self.num_transitions = as_int(_OWNER, "num_transitions", num_transitions, minimum=0)
+        self.transition_weight = as_float(_OWNER, "transition_weight", transition_weight, minimum=0)
+        if self.transition_weight > 1:
+            raise ValueError(f"UngerConfig.transition_weight must be in [0, 1], got {transition_weight!r}.")
         self.use_cache = as_bool(_OWNER, "use_cache", use_cache)
         super().__init__(
             pad_token_id=pad_token_id,
@@ -273,7 +292,10 @@ class UngerConfig(PretrainedConfig):
 
     def config_hash(self) -> str:
         """sha256 of the fields that define the model (bookkeeping fields excluded), for provenance."""
-        fields = {k: v for k, v in self.to_dict().items() if k not in _HASH_EXCLUDED}
+        fields = {
+            k: v for k, v in self.to_dict().items()
+            if k not in _HASH_EXCLUDED and not (k in _HASH_OMITTED_AT_DEFAULT and v == _HASH_OMITTED_AT_DEFAULT[k])
+        }
         return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 

@@ -532,6 +532,8 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin):
                 persistent=True,
             )
             self.register_load_state_dict_pre_hook(_keep_item_codes_when_missing)
+        if config.num_transitions > 0:
+            self._register_transition_buffers(config.num_items, config.num_transitions)
         self._constraint: SemanticIDLogitsProcessor | None = None
         self._processors: dict[tuple[str | None, int], SemanticIDLogitsProcessor] = {}
         self._own_processors: dict[int, SemanticIDLogitsProcessor] = {}
@@ -1050,8 +1052,14 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin):
         batch_size: int = 256,
         on_unknown: str = "raise",
         renormalize: bool | None = None,
+        transition_weight: float | None = None,
     ) -> list[list[tuple[str | None, float]]]:
         """Top-``k`` items for each history (item ids, oldest first) with their beam scores, best first.
+
+        With a transition prior installed (:meth:`set_transition_prior`) and ``transition_weight`` > 0
+        (default: ``config.transition_weight``; 0 = the model alone), items are ranked by the mixture
+        ``(1 - w) p_model + w p_transition(item | last history item)`` over the beams and the last item's
+        ``num_beams`` most frequent successors, and the scores are that mixture's log-probabilities.
 
         Constrained beam search with ``num_beams`` (default ``k``; must be >= k) over the full corpus of
         ``tokenizer``'s code table, which must be the model's (checked). ``k`` is capped at the number of
@@ -1074,6 +1082,13 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin):
         num_beams = k if num_beams is None else int(num_beams)
         if num_beams < k:
             raise ValueError(f"num_beams ({num_beams}) must be >= k ({k})")
+        weight = self._transition_weight(transition_weight)
+        if weight > 0:
+            candidates = self.transition_candidates(
+                histories, tokenizer, num_beams=num_beams, batch_size=batch_size, on_unknown=on_unknown,
+                renormalize=renormalize,
+            )
+            return [mix_transition_scores(row, weight)[:k] for row in candidates]
         processor = self.logits_processor_for(tokenizer, num_beams)
         was_training = self.training
         self.eval()
@@ -1107,6 +1122,232 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin):
         finally:
             self.train(was_training)
         return results
+
+    # ------------------------------------------------------------------ transition prior
+
+    def _register_transition_buffers(self, num_items: int, num_transitions: int) -> None:
+        # CSR over code-table rows: successors of item i are targets[indptr[i]:indptr[i + 1]], most probable first.
+        self.register_buffer("transition_indptr", torch.zeros(num_items + 1, dtype=torch.int64), persistent=True)
+        self.register_buffer("transition_targets", torch.zeros(num_transitions, dtype=torch.int64), persistent=True)
+        self.register_buffer("transition_probs", torch.zeros(num_transitions, dtype=torch.float32), persistent=True)
+
+    @property
+    def has_transition_prior(self) -> bool:
+        """Whether a first-order transition table is installed (:meth:`set_transition_prior`)."""
+        return getattr(self, "transition_probs", None) is not None and self.config.num_transitions > 0
+
+    def _transition_weight(self, weight: float | None) -> float:
+        if weight is None:
+            return float(self.config.transition_weight) if self.has_transition_prior else 0.0
+        if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not 0 <= weight <= 1:
+            raise ValueError(f"transition_weight must be a number in [0, 1], got {weight!r}")
+        if weight > 0 and not self.has_transition_prior:
+            raise ValueError(
+                "transition_weight > 0 needs a transition table: call model.set_transition_prior(...) first "
+                "(`genrec run` installs one fitted on the training rows)"
+            )
+        return float(weight)
+
+    def set_transition_weight(self, weight: float) -> None:
+        """Set ``config.transition_weight`` (checked: in [0, 1], and > 0 only with a transition table)."""
+        self.config.transition_weight = self._transition_weight(weight)
+
+    @torch.no_grad()
+    def set_transition_prior(
+        self, sources: Any, targets: Any, counts: Any = None, *, weight: float | None = None
+    ) -> None:
+        """Install first-order transition counts: ``sources[j] -> targets[j]`` seen ``counts[j]`` times.
+
+        Sources and targets are code-table rows (``tokenizer.code_table.lookup_indices(item_ids)``); counts
+        default to one per pair and repeated pairs add up. Stored as p(next | item) = count / item's total,
+        saved with the weights (``config.num_transitions`` pairs). ``weight`` sets ``config.transition_weight``
+        (kept when None). Why: the generative model ranks rare but exact "bought together" pairs below a
+        first-order chain; the mixture in :meth:`recommend` keeps both strengths (docs/quality.md).
+        """
+        config = self.config
+        if config.num_items < 1:
+            raise ValueError("a transition prior needs config.num_items (build the config from the tokenizer)")
+        src = torch.as_tensor(np.asarray(sources), dtype=torch.int64).flatten()
+        dst = torch.as_tensor(np.asarray(targets), dtype=torch.int64).flatten()
+        cnt = (torch.ones(src.shape[0], dtype=torch.float64) if counts is None
+               else torch.as_tensor(np.asarray(counts), dtype=torch.float64).flatten())
+        if not (src.shape == dst.shape == cnt.shape):
+            raise ValueError(f"sources, targets and counts must have one entry per pair, got {src.shape[0]}, "
+                             f"{dst.shape[0]}, {cnt.shape[0]}")
+        for name, rows in (("sources", src), ("targets", dst)):
+            if rows.numel() and bool(((rows < 0) | (rows >= config.num_items)).any()):
+                raise ValueError(f"{name} must be code-table rows in 0..{config.num_items - 1}")
+        if cnt.numel() and not bool((cnt > 0).all() and torch.isfinite(cnt).all()):
+            raise ValueError("counts must be positive and finite")
+        pairs, inverse = torch.unique(src * config.num_items + dst, return_inverse=True)
+        summed = torch.zeros(pairs.shape[0], dtype=torch.float64).index_add_(0, inverse, cnt)
+        pair_src, pair_dst = pairs // config.num_items, pairs % config.num_items
+        totals = torch.zeros(config.num_items, dtype=torch.float64).index_add_(0, pair_src, summed)
+        probs = summed / totals[pair_src]
+        # by source, then most probable first (ties: lower row first) so that a row's prefix is its top successors
+        order = np.lexsort((pair_dst.numpy(), -probs.numpy(), pair_src.numpy()))
+        order = torch.from_numpy(order)
+        indptr = torch.zeros(config.num_items + 1, dtype=torch.int64)
+        indptr[1:] = torch.cumsum(torch.bincount(pair_src, minlength=config.num_items), 0)
+        device = self.lm_head.weight.device
+        self._register_transition_buffers(config.num_items, int(pairs.shape[0]))
+        self.transition_indptr.copy_(indptr.to(device))
+        self.transition_targets.copy_(pair_dst[order].to(device))
+        self.transition_probs.copy_(probs[order].float().to(device))
+        config.num_transitions = int(pairs.shape[0])
+        if weight is not None:
+            self.set_transition_weight(weight)
+
+    def transition_successors(self, row: int, limit: int | None = None) -> list[tuple[int, float]]:
+        """The installed successors of code-table row ``row`` as (row, probability), most probable first."""
+        if not self.has_transition_prior:
+            return []
+        start, end = (int(v) for v in self.transition_indptr[row : row + 2].tolist())
+        if limit is not None:
+            end = min(end, start + int(limit))
+        return list(zip(self.transition_targets[start:end].tolist(), self.transition_probs[start:end].tolist(),
+                        strict=True))
+
+    @torch.no_grad()
+    def transition_candidates(
+        self,
+        histories: Sequence[Sequence[str]],
+        tokenizer: Any,
+        *,
+        num_beams: int = 20,
+        successors: int | None = None,
+        batch_size: int = 256,
+        on_unknown: str = "raise",
+        renormalize: bool | None = None,
+    ) -> list[list[tuple[str, float, float]]]:
+        """Candidates of the transition mixture per history: ``(item, model log-probability, p_transition)``.
+
+        The ``num_beams`` beams of the constrained search plus the last known history item's ``successors``
+        (default ``num_beams``) most frequent successors in the installed table; a successor that no beam
+        reached gets its exact model log-probability (:meth:`score_items`). Exposed so that a weight can be
+        chosen on validation data from one decoding (:func:`mix_transition_scores` ranks them).
+        """
+        if not self.has_transition_prior:
+            raise ValueError("no transition table installed: call model.set_transition_prior(...) first")
+        limit = num_beams if successors is None else int(successors)
+        beams = self.recommend(histories, tokenizer, k=num_beams, num_beams=num_beams, batch_size=batch_size,
+                               on_unknown=on_unknown, renormalize=renormalize, transition_weight=0.0)
+        table = tokenizer.code_table
+        item_ids = table.item_ids
+        rows_out: list[dict[str, list[float]]] = []
+        missing: list[list[str]] = []
+        for history, beam in zip(histories, beams, strict=True):
+            known = [int(r) for r in table.lookup_indices(list(history)) if r >= 0]
+            follow = dict(self.transition_successors(known[-1], limit)) if known and beam else {}
+            row = {item: [score, 0.0] for item, score in beam if item is not None}
+            extra = []
+            for target, prob in follow.items():
+                item = item_ids[target]
+                if item in row:
+                    row[item][1] = prob
+                else:
+                    row[item] = [math.nan, prob]
+                    extra.append(item)
+            if known and beam:  # beams that are successors past the limit still get their probability
+                for item in row:
+                    if row[item][1] == 0.0:
+                        row[item][1] = self._transition_prob(known[-1], table.lookup_indices([item])[0])
+            rows_out.append(row)
+            missing.append(extra)
+        scores = self.score_items(histories, tokenizer, missing, batch_size=batch_size, on_unknown=on_unknown,
+                                  renormalize=renormalize)
+        for row, items, values in zip(rows_out, missing, scores, strict=True):
+            for item, value in zip(items, values, strict=True):
+                row[item][0] = float(value)
+        return [[(item, v[0], v[1]) for item, v in row.items()] for row in rows_out]
+
+    def _transition_prob(self, source: int, target: int) -> float:
+        start, end = (int(v) for v in self.transition_indptr[source : source + 2].tolist())
+        hits = torch.nonzero(self.transition_targets[start:end] == int(target)).flatten()
+        return float(self.transition_probs[start + int(hits[0])]) if hits.numel() else 0.0
+
+    @torch.no_grad()
+    def score_items(
+        self,
+        histories: Sequence[Sequence[str]],
+        tokenizer: Any,
+        candidates: Sequence[Sequence[str]],
+        *,
+        batch_size: int = 256,
+        on_unknown: str = "raise",
+        renormalize: bool | None = None,
+    ) -> list[list[float | None]]:
+        """Log-probability of each candidate item after its history: the score ``recommend`` gives that item.
+
+        Why: re-ranking candidates that come from elsewhere (another retriever, business rules, a transition
+        prior) needs the model's score of items the beams did not reach. ``candidates[i]`` are item ids for
+        ``histories[i]``; each gets the teacher-forced log-probability of its codes and ``</s>``, with each
+        step's softmax taken over the allowed tokens when ``renormalize`` (default: ``config.
+        constrained_training``, as in :meth:`generate_codes`), so a candidate that a beam also found gets the
+        beam's score. Unknown candidate ids raise ``KeyError``; a history left empty by ``on_unknown="skip"``
+        gets ``None`` for every candidate.
+        """
+        self.check_tokenizer(tokenizer)
+        if len(candidates) != len(histories):
+            raise ValueError(f"got {len(histories)} histories but {len(candidates)} candidate lists")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        renormalize = self.config.constrained_training if renormalize is None else renormalize
+        processor = self.logits_processor_for(tokenizer, 1)
+        was_training = self.training
+        self.eval()
+        results: list[list[float | None]] = []
+        try:
+            for start in range(0, len(histories), batch_size):
+                chunk = histories[start : start + batch_size]
+                wanted = [list(c) for c in candidates[start : start + batch_size]]
+                enc = tokenizer.encode_history(
+                    chunk, max_items=self.config.max_history_items, on_unknown=on_unknown, return_tensors="pt"
+                )
+                nonempty = (enc["attention_mask"].sum(dim=1) > 0).tolist()
+                rows = [r for r, ok in enumerate(nonempty) if ok and wanted[r]]
+                scored: list[list[float | None]] = [
+                    [None] * len(c) if not nonempty[r] else [] for r, c in enumerate(wanted)
+                ]
+                if rows:
+                    input_ids = enc["input_ids"][rows].to(self.device)
+                    attention_mask = enc["attention_mask"][rows].to(self.device)
+                    states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+                    counts = torch.tensor([len(wanted[r]) for r in rows], device=self.device)
+                    labels = tokenizer.encode_targets([item for r in rows for item in wanted[r]]).to(self.device)
+                    logits = self(
+                        encoder_outputs=BaseModelOutput(last_hidden_state=states.repeat_interleave(counts, 0)),
+                        attention_mask=attention_mask.repeat_interleave(counts, 0),
+                        decoder_input_ids=shift_tokens_right(
+                            labels, self.config.pad_token_id, self.config.decoder_start_token_id
+                        ),
+                        use_cache=False,
+                    ).logits.float()
+                    if renormalize:
+                        allowed = processor.teacher_forcing_mask(labels, vocab_size=self.config.vocab_size)
+                        logits = logits.masked_fill(~allowed, float("-inf"))
+                    token_scores = logits.log_softmax(-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+                    values = token_scores.sum(-1).cpu().tolist()
+                    offset = 0
+                    for r in rows:
+                        scored[r] = values[offset : offset + len(wanted[r])]
+                        offset += len(wanted[r])
+                results.extend(scored)
+        finally:
+            self.train(was_training)
+        return results
+
+
+def mix_transition_scores(
+    candidates: Sequence[tuple[str, float, float]], weight: float
+) -> list[tuple[str, float]]:
+    """Rank ``(item, model log-probability, p_transition)`` candidates by ``log((1 - w) p_model + w p_trans)``."""
+    ranked = []
+    for item, log_p, p_trans in candidates:
+        mixed = (1.0 - weight) * math.exp(log_p) + weight * p_trans
+        ranked.append((item, math.log(mixed) if mixed > 0 else -math.inf))
+    ranked.sort(key=lambda pair: -pair[1])
+    return ranked
 
 
 UngerForGenerativeRecommendation.register_for_auto_class("AutoModel")

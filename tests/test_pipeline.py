@@ -39,7 +39,15 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
 def test_every_stage_runs_and_reports_test_metrics(quick_run: tuple[Path, dict]) -> None:
     out, summary = quick_run
-    assert list(summary["stages"]) == ["prepare", "embed", "stage1", "quantize", "stage2", "export"]
+    assert list(summary["stages"]) == [
+        "prepare", "embed", "stage1", "quantize", "stage2", "transition_prior", "export"
+    ]
+    prior = summary["transition_prior"]
+    assert prior["num_transitions"] > 1000  # ML-100K's training rows hold tens of thousands of pairs
+    assert str(prior["weight"]) in prior["validation"]  # chosen among the validated weights
+    best = max(prior["validation"].values(), key=lambda m: m["ndcg@10"])["ndcg@10"]
+    assert prior["validation"][str(prior["weight"])]["ndcg@10"] == best
+    assert summary["model_test_metrics"]["num_users"] == 943  # the model alone, kept beside the mixture
     metrics = summary["test_metrics"]
     assert metrics["num_users"] == 943  # every ML-100K user has a test example
     assert metrics["invalid_rate"] == 0.0  # constrained decoding: only real items
@@ -67,8 +75,11 @@ def test_a_fresh_process_reproduces_the_recommendations(quick_run: tuple[Path, d
 
     out, summary = quick_run
     best = Path(summary["stages"]["stage2"]["path"]) / "best"
+    from genrec.trainers.transition_prior import fit_transition_prior
+
     model = UngerForGenerativeRecommendation.from_pretrained(best)
     tokenizer = SemanticIDTokenizer.from_pretrained(str(best))
+    fit_transition_prior(model, tokenizer, out / "data", weight=summary["transition_prior"]["weight"])
     expected = model.recommend(HISTORIES, tokenizer, k=10, num_beams=20)
     result = subprocess.run(
         [sys.executable, "-c", FRESH_PROCESS, str(out), json.dumps(HISTORIES)],

@@ -49,11 +49,13 @@ PER_DOMAIN_STATE = (
     "history_item_rows",
     "history_item_features",
     "history_item_ids.weight",  # history_item_embedding="id": one row per item of the source catalogue
+    "transition_indptr", "transition_targets", "transition_probs",
 )
 #: Config fields bound to one code table / one Stage-I export (set from the new domain).
 _BINDING_FIELDS = frozenset({
     "vocab_size", "num_code_levels", "codebook_sizes", "code_token_offsets", "code_table_hash", "num_items",
     "integrated_dim", "integrated_embeddings_hash",
+    "num_transitions", "transition_weight",  # the transition prior: fitted on each domain's own training rows
 })
 _BOOKKEEPING = frozenset({
     "model_type", "transformers_version", "architectures", "_name_or_path", "auto_map", "torch_dtype", "dtype",

@@ -45,6 +45,8 @@ from genrec.trainers.stage_fingerprint import FINGERPRINT_DIR, StageLedger, sett
 logger = logging.getLogger(__name__)
 
 RUN_SUMMARY_FILE = "run.json"
+TRANSITION_DIR = "transition_prior"
+TRANSITION_FILE = "transition_prior.json"
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class PipelineProfile:
     eval_beams: int = 20
     test_beams: int | None = None
     num_levels: int = 3
+    transition_prior: bool = False
 
 
 PROFILES: dict[str, PipelineProfile] = {
@@ -96,6 +99,9 @@ PROFILES: dict[str, PipelineProfile] = {
             "history_mode": "per_item", "constrained_training": True, "history_item_embedding": "integrated",
         },
         max_eval_users=5000,
+        # the model mixed with the training rows' first-order transitions, its weight chosen on validation
+        # (trainers/transition_prior.py; docs/quality.md: the model misses rare exact pairs the chain keeps)
+        transition_prior=True,
     ),
     "quick": PipelineProfile(
         name="quick",
@@ -111,6 +117,7 @@ PROFILES: dict[str, PipelineProfile] = {
             "history_item_embedding": "integrated",  # the default profile's wiring, exercised by CI
         },
         max_eval_users=128,
+        transition_prior=True,
     ),
     # The UNGER paper (§4.1.3, Table 4): Stage I to convergence (early stopping on validation Recall@10, no
     # epoch cap that binds), cluster depth 4, Stage II 20k steps with a 2k-step warm-up from 1e-7 to 1e-3,
@@ -338,9 +345,29 @@ def run_pipeline(
     summary["validation_metrics"] = stage2["validation_metrics"]
     summary["test_metrics"] = stage2["test_metrics"]
 
-    # 6. export: the run folder's root is the model's save_pretrained folder, with its model card
+    # 6. the transition prior: training-row transition counts mixed into recommend(), weight chosen on
+    #    validation; test metrics with it become the run's, the model's own are kept beside them
+    transition: dict[str, Any] | None = None
+    if run_profile.transition_prior:
+        start = time.perf_counter()
+        transition = run_transition_stage(
+            Path(stage2["best_model_dir"]), data_dir, out_dir / TRANSITION_DIR, ledger,
+            {"stage2": settings_digest(stage2_settings), "max_eval_users": run_profile.max_eval_users,
+             "eval_beams": run_profile.eval_beams, "test_beams": run_profile.test_beams or run_profile.eval_beams},
+            show_progress=show_progress,
+        )
+        summary["stages"]["transition_prior"] = {
+            "seconds": round(time.perf_counter() - start, 2), "path": str(out_dir / TRANSITION_DIR),
+            "weight": transition["weight"], "num_transitions": transition["num_transitions"],
+        }
+        summary["model_test_metrics"] = stage2["test_metrics"]
+        summary["test_metrics"] = transition["test_metrics"]
+        summary["transition_prior"] = {k: transition[k] for k in ("weight", "num_transitions", "validation")}
+
+    # 7. export: the run folder's root is the model's save_pretrained folder, with its model card
     start = time.perf_counter()
-    export_run_model(Path(stage2["best_model_dir"]), out_dir, dataset=dataset, summary=summary)
+    export_run_model(Path(stage2["best_model_dir"]), out_dir, dataset=dataset, summary=summary,
+                     transition=(data_dir, transition["weight"]) if transition else None)
     summary["stages"]["export"] = {"seconds": round(time.perf_counter() - start, 2), "path": str(out_dir)}
     summary["model_dir"] = str(out_dir)
     summary["total_seconds"] = round(time.perf_counter() - total_start, 2)
@@ -348,8 +375,61 @@ def run_pipeline(
     return summary
 
 
-def export_run_model(best_dir: Path, out_dir: Path, *, dataset: str, summary: dict[str, Any]) -> None:
+def run_transition_stage(
+    best_dir: Path, data_dir: Path, stage_dir: Path, ledger: Any, settings: dict[str, Any], *,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Fit the transition prior on the training rows, choose its weight on validation, evaluate test with it.
+
+    Reused when ``stage_dir/transition_prior.json`` exists and the fingerprint (Stage II's, the weight grid,
+    the evaluation sizes) is the same. Returns that JSON's content.
+    """
+    from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
+    from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
+    from genrec.trainers.evaluation import evaluate_model, load_examples
+    from genrec.trainers.transition_prior import (
+        SELECTION_METRIC,
+        TRANSITION_WEIGHTS,
+        choose_transition_weight,
+        fit_transition_prior,
+    )
+
+    settings = {**settings, "weights": list(TRANSITION_WEIGHTS), "metric": SELECTION_METRIC}
+    ledger.claim("transition_prior", settings, [stage_dir])
+    result_file = stage_dir / TRANSITION_FILE
+    if result_file.is_file():
+        logger.info("reusing the transition prior in %s", stage_dir)
+        return json.loads(result_file.read_text())
+    model = UngerForGenerativeRecommendation.from_pretrained(best_dir)
+    tokenizer = SemanticIDTokenizer.from_pretrained(str(best_dir))
+    pairs = fit_transition_prior(model, tokenizer, data_dir)
+    examples = load_examples(data_dir, "validation", max_history=model.config.max_history_items,
+                             max_users=settings["max_eval_users"])
+    weight, table = choose_transition_weight(
+        model, tokenizer, examples.histories, examples.targets, num_beams=settings["eval_beams"]
+    )
+    logger.info("transition prior: %d pairs; validation %s by weight %s; chosen %s", pairs, SELECTION_METRIC,
+                {w: round(m[SELECTION_METRIC], 4) for w, m in table.items()}, weight)
+    model.set_transition_weight(weight)
+    test = evaluate_model(model, tokenizer, data_dir, "test", num_beams=settings["test_beams"],
+                          show_progress=show_progress)
+    result = {"weight": weight, "num_transitions": pairs, "validation_users": len(examples.targets),
+              "validation": table, "test_metrics": test["metrics"]}
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    tmp = result_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(result_file)
+    return result
+
+
+def export_run_model(
+    best_dir: Path, out_dir: Path, *, dataset: str, summary: dict[str, Any],
+    transition: tuple[Path, float] | None = None,
+) -> None:
     """Save Stage II's best model + tokenizer (+ code table) into ``out_dir`` with a model card.
+
+    ``transition`` = (prepared dataset, weight): install the training rows' transition prior with that
+    weight in the exported model, so that its ``recommend`` ranks as the run's test metrics were measured.
 
     Records the machine in ``summary["hardware"]``; the card (``genrec.model_cards.run_card``) names the
     run folder by its own name in the usage snippet (``genrec push`` rewrites it with the repo id).
@@ -368,6 +448,10 @@ def export_run_model(best_dir: Path, out_dir: Path, *, dataset: str, summary: di
     tokenizer = SemanticIDTokenizer.from_pretrained(str(best_dir))
     if not model.has_code_table:  # a Stage II folder written before models carried their item codes
         model.set_code_table(tokenizer)
+    if transition is not None:
+        from genrec.trainers.transition_prior import fit_transition_prior
+
+        fit_transition_prior(model, tokenizer, transition[0], weight=transition[1])
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(str(out_dir))
     summary["hardware"] = describe_hardware()

@@ -1,0 +1,136 @@
+"""Candidate scoring and the first-order transition prior of UNGER's ``recommend``."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_unger_model import HISTORIES, IDS, make_tokenizer, register_auto, tiny_model
+
+from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation, mix_transition_scores
+from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
+from genrec.trainers.transition_prior import choose_transition_weight, transition_pairs
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def tok() -> SemanticIDTokenizer:
+    return make_tokenizer()
+
+
+def _rows(tok: SemanticIDTokenizer, items: list[str]) -> np.ndarray:
+    return tok.code_table.lookup_indices(items)
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_score_items_gives_the_beam_score_of_every_beam_item(tok: SemanticIDTokenizer, constrained: bool) -> None:
+    model = tiny_model(tok, constrained_training=constrained)
+    beams = model.recommend(HISTORIES, tok, k=8, num_beams=8)
+    scores = model.score_items(HISTORIES, tok, [[item for item, _ in row] for row in beams])
+    for row, values in zip(beams, scores, strict=True):
+        assert values == pytest.approx([score for _, score in row], abs=1e-4)
+    # every item's probability under the constrained softmax sums to one over the corpus
+    everything = model.score_items(HISTORIES[:1], tok, [IDS], renormalize=True)[0]
+    assert sum(math.exp(v) for v in everything) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_score_items_bad_inputs(tok: SemanticIDTokenizer) -> None:
+    model = tiny_model(tok)
+    with pytest.raises(ValueError, match="candidate lists"):
+        model.score_items(HISTORIES, tok, [[IDS[0]]])
+    with pytest.raises(KeyError):
+        model.score_items(HISTORIES[:1], tok, [["not-an-item"]])
+    assert model.score_items([["unknown"]], tok, [[IDS[0]]], on_unknown="skip") == [[None]]
+
+
+def test_set_transition_prior_stores_conditional_probabilities_most_probable_first(tok: SemanticIDTokenizer) -> None:
+    model = tiny_model(tok)
+    src = _rows(tok, ["item1", "item1", "item1", "item1", "item2"])
+    dst = _rows(tok, ["item5", "item7", "item7", "item7", "item9"])
+    model.set_transition_prior(src, dst, weight=0.4)
+    assert model.config.num_transitions == 3 and model.config.transition_weight == 0.4
+    row = model.transition_successors(int(src[0]))
+    assert [t for t, _ in row] == list(_rows(tok, ["item7", "item5"]))
+    assert [p for _, p in row] == pytest.approx([0.75, 0.25])
+    assert model.transition_successors(int(src[-1])) == [(int(dst[-1]), 1.0)]
+    assert model.transition_successors(int(_rows(tok, ["item3"])[0])) == []
+
+
+def test_weight_one_ranks_the_last_items_successors_first_and_weight_zero_is_the_model(
+    tok: SemanticIDTokenizer,
+) -> None:
+    model = tiny_model(tok)
+    plain = model.recommend(HISTORIES, tok, k=5, num_beams=10)
+    last = HISTORIES[0][-1]
+    model.set_transition_prior(_rows(tok, [last] * 3), _rows(tok, ["item20", "item20", "item33"]))
+    assert model.recommend(HISTORIES, tok, k=5, num_beams=10) == plain  # config weight 0: the model alone
+    mixed = model.recommend(HISTORIES, tok, k=5, num_beams=10, transition_weight=1.0)
+    assert [item for item, _ in mixed[0][:2]] == ["item20", "item33"]
+    assert [score for _, score in mixed[0][:2]] == pytest.approx([math.log(2 / 3), math.log(1 / 3)])
+    half = model.recommend(HISTORIES, tok, k=5, num_beams=10, transition_weight=0.5)
+    assert all(len(row) == 5 for row in half)
+    assert [s for _, s in half[0]] == sorted((s for _, s in half[0]), reverse=True)
+    # users whose last item has no successor keep the model's ranking (scores shifted by log(1 - w))
+    assert [i for i, _ in half[1]] == [i for i, _ in plain[1]]
+    assert [s for _, s in half[1]] == pytest.approx([s + math.log(0.5) for _, s in plain[1]], abs=1e-4)
+
+
+def test_transition_prior_survives_save_and_auto_load(tok: SemanticIDTokenizer, tmp_path: Path) -> None:
+    from transformers import AutoModel
+
+    register_auto()
+    model = tiny_model(tok)
+    model.set_transition_prior(_rows(tok, ["item2", "item2"]), _rows(tok, ["item4", "item6"]), weight=0.3)
+    expected = model.recommend(HISTORIES, tok, k=5, num_beams=10)
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path)
+    assert isinstance(loaded, UngerForGenerativeRecommendation) and loaded.has_transition_prior
+    assert loaded.config.transition_weight == 0.3
+    assert loaded.recommend(HISTORIES, tok, k=5, num_beams=10) == expected
+
+
+def test_transition_prior_bad_inputs(tok: SemanticIDTokenizer) -> None:
+    model = tiny_model(tok)
+    with pytest.raises(ValueError, match="set_transition_prior"):
+        model.recommend(HISTORIES, tok, k=5, transition_weight=0.5)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        model.recommend(HISTORIES, tok, k=5, transition_weight=1.5)
+    with pytest.raises(ValueError, match="code-table rows"):
+        model.set_transition_prior([0, 1], [2, len(tok.code_table)])
+    with pytest.raises(ValueError, match="one entry per pair"):
+        model.set_transition_prior([0, 1], [2])
+    with pytest.raises(ValueError, match="positive"):
+        model.set_transition_prior([0], [1], [0])
+    with pytest.raises(ValueError, match="transition_weight"):
+        type(model.config)(transition_weight=2.0)
+
+
+def test_new_config_fields_at_their_defaults_keep_the_config_hash(tok: SemanticIDTokenizer) -> None:
+    """Runs started before the transition prior existed must still resume (the hash is in their fingerprint)."""
+    config = tiny_model(tok).config
+    before = config.config_hash()
+    values = config.init_values()
+    values.pop("num_transitions"), values.pop("transition_weight")
+    assert type(config)(**values).config_hash() == before
+    assert type(config)(**{**values, "transition_weight": 0.2}).config_hash() != before
+
+
+def test_choose_transition_weight_picks_the_weight_that_validation_prefers(tok: SemanticIDTokenizer) -> None:
+    torch.manual_seed(0)
+    model = tiny_model(tok)
+    histories = [[IDS[i], IDS[i + 1]] for i in range(0, 30, 2)]
+    targets = [IDS[i + 5] for i in range(0, 30, 2)]  # a fixed successor per last item: the chain knows it
+    src, dst = transition_pairs([h + [t] for h, t in zip(histories, targets, strict=True)], tok)
+    model.set_transition_prior(src, dst)
+    best, table = choose_transition_weight(model, tok, histories, targets, num_beams=10, weights=(0.0, 0.5, 1.0))
+    assert best == 0.5  # the smallest weight that puts every target first
+    assert table["0.5"]["recall@1"] == 1.0 and table["0.0"]["recall@1"] < 1.0
+
+
+def test_mix_transition_scores_is_the_log_of_the_mixture() -> None:
+    ranked = mix_transition_scores([("a", math.log(0.5), 0.0), ("b", math.log(0.1), 1.0)], 0.5)
+    assert ranked == [("b", pytest.approx(math.log(0.55))), ("a", pytest.approx(math.log(0.25)))]
