@@ -8,11 +8,12 @@ distributions::
 
     p(item | history) = (1 - w) * p_model(item | history) + w * count(last -> item) / count(last -> *)
 
-Candidates are the model's beams plus the chain's successors of the last history item; the model's
-probability of a successor that no beam reached is computed exactly (``score_items``: teacher forcing with
-the same constrained softmax as the beams). ``w`` is chosen on the validation split (by NDCG@10, the metric
-where the chain led) and then applied once to the test split; ``w = 0`` is the model alone and is reported
-beside it, with the chain, on the same users.
+This is what ``genrec run`` (default profile) and ``genrec transition-prior RUN`` do, with every weight's
+test metrics shown as well (``genrec.trainers.transition_prior``; candidates are the model's beams plus the
+last item's successors, whose model probability is computed exactly by ``score_items``). ``w`` is chosen
+on the validation split (by NDCG@10, the metric where the chain led); its test row is the one to quote,
+the other weights' test rows show how flat the optimum is. ``w = 0`` is the model alone (on the larger
+candidate set, which can rank a little better than the plain beam search), beside the chain, same users.
 
     python benchmarks/transition_fusion.py --run runs/beauty --max-users 0 --json fusion.json
 
@@ -24,10 +25,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,41 +34,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from markov_baseline import MarkovBaseline  # noqa: E402
-
-WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-
-
-def candidate_scores(
-    model: Any, tokenizer: Any, histories: Sequence[Sequence[str]], chain: MarkovBaseline, *, beams: int,
-    successors: int, batch_size: int = 256,
-) -> list[dict[str, tuple[float, float]]]:
-    """Per history: {item: (model log-probability, transition probability)} over beams + chain successors."""
-    ranked = model.recommend(histories, tokenizer, k=beams, num_beams=beams, batch_size=batch_size)
-    rows: list[dict[str, tuple[float, float]]] = []
-    missing: list[list[str]] = []
-    for history, beam in zip(histories, ranked, strict=True):
-        followers = chain.transitions.get(history[-1], {})
-        total = sum(followers.values())
-        top = sorted(followers, key=lambda item: (-followers[item], -chain.popularity[item], item))[:successors]
-        row = {item: (score, followers.get(item, 0) / total if total else 0.0) for item, score in beam}
-        missing.append([item for item in top if item not in row])
-        for item in missing[-1]:
-            row[item] = (math.nan, followers[item] / total)
-        rows.append(row)
-    extra = model.score_items(histories, tokenizer, missing, batch_size=batch_size)
-    for row, items, scores in zip(rows, missing, extra, strict=True):
-        for item, score in zip(items, scores or [], strict=True):
-            row[item] = (float(score), row[item][1])
-    return rows
-
-
-def fuse(rows: Sequence[dict[str, tuple[float, float]]], weight: float, k: int = 20) -> list[list[str]]:
-    """Top-``k`` items per row by ``(1 - weight) * p_model + weight * p_transition``."""
-    out = []
-    for row in rows:
-        scored = sorted(row, key=lambda item: -((1 - weight) * math.exp(row[item][0]) + weight * row[item][1]))
-        out.append(scored[:k])
-    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -79,6 +43,12 @@ def main(argv: list[str] | None = None) -> None:
     from genrec.data_scripts.prepare import load_genrec_dataset
     from genrec.trainers.evaluation import load_examples
     from genrec.trainers.metrics import compute_metrics
+    from genrec.trainers.transition_prior import (
+        SELECTION_METRIC,
+        TRANSITION_WEIGHTS,
+        choose_transition_weight,
+        fit_transition_prior,
+    )
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, type=Path, help="a `genrec run` folder (or any saved model folder)")
@@ -87,7 +57,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-validation-users", type=int, default=5000,
                         help="seeded sample of validation users that choose w (0: all)")
     parser.add_argument("--beams", type=int, default=20)
-    parser.add_argument("--successors", type=int, default=20, help="chain successors added as candidates")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -98,20 +67,21 @@ def main(argv: list[str] | None = None) -> None:
     data = args.data or args.run / "data"
     sequences, _ = load_genrec_dataset(data)
     chain = MarkovBaseline(sequences["train"]["item_ids"])
-    result: dict[str, Any] = {"run": str(args.run), "beams": args.beams, "successors": args.successors}
+    pairs = fit_transition_prior(model, tokenizer, data)
+    result: dict[str, Any] = {"run": str(args.run), "beams": args.beams, "num_transitions": pairs}
     per_split: dict[str, dict[str, Any]] = {}
     for split in ("validation", "test"):
         cap = args.max_validation_users if split == "validation" else args.max_users
         examples = load_examples(data, split, max_history=model.config.max_history_items, max_users=cap or None)
-        rows = candidate_scores(model, tokenizer, examples.histories, chain, beams=args.beams,
-                                successors=args.successors)
+        _, table = choose_transition_weight(model, tokenizer, examples.histories, examples.targets,
+                                            num_beams=args.beams)
         per_split[split] = {
             "users": len(examples.targets),
-            "weights": {str(w): compute_metrics(fuse(rows, w), examples.targets) for w in WEIGHTS},
+            "weights": table,
             "markov": compute_metrics([chain.markov(h, 20) for h in examples.histories], examples.targets),
         }
         print(f"{split}: {len(examples.targets)} users, {time.perf_counter() - start:.0f} s", flush=True)
-    best = max(WEIGHTS, key=lambda w: per_split["validation"]["weights"][str(w)]["ndcg@10"])
+    best = max(TRANSITION_WEIGHTS, key=lambda w: (per_split["validation"]["weights"][str(w)][SELECTION_METRIC], -w))
     result.update(per_split=per_split, chosen_weight=best, seconds=round(time.perf_counter() - start, 1))
     keys = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
     print(f"{'':>30} " + " ".join(f"{k:>9}" for k in keys))

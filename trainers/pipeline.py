@@ -347,22 +347,12 @@ def run_pipeline(
 
     # 6. the transition prior: training-row transition counts mixed into recommend(), weight chosen on
     #    validation; test metrics with it become the run's, the model's own are kept beside them
-    transition: dict[str, Any] | None = None
+    transition = None
     if run_profile.transition_prior:
-        start = time.perf_counter()
-        transition = run_transition_stage(
-            Path(stage2["best_model_dir"]), data_dir, out_dir / TRANSITION_DIR, ledger,
-            {"stage2": settings_digest(stage2_settings), "max_eval_users": run_profile.max_eval_users,
-             "eval_beams": run_profile.eval_beams, "test_beams": run_profile.test_beams or run_profile.eval_beams},
-            show_progress=show_progress,
+        transition = _transition_stage_into_summary(
+            summary, Path(stage2["best_model_dir"]), data_dir, out_dir, ledger, settings_digest(stage2_settings),
+            asdict(run_profile), show_progress=show_progress,
         )
-        summary["stages"]["transition_prior"] = {
-            "seconds": round(time.perf_counter() - start, 2), "path": str(out_dir / TRANSITION_DIR),
-            "weight": transition["weight"], "num_transitions": transition["num_transitions"],
-        }
-        summary["model_test_metrics"] = stage2["test_metrics"]
-        summary["test_metrics"] = transition["test_metrics"]
-        summary["transition_prior"] = {k: transition[k] for k in ("weight", "num_transitions", "validation")}
 
     # 7. export: the run folder's root is the model's save_pretrained folder, with its model card
     start = time.perf_counter()
@@ -375,13 +365,70 @@ def run_pipeline(
     return summary
 
 
+def _transition_stage_into_summary(
+    summary: dict[str, Any], best_dir: Path, data_dir: Path, out_dir: Path, ledger: Any, stage2_digest: str,
+    profile: dict[str, Any], *, show_progress: bool,
+) -> dict[str, Any]:
+    """Run (or reuse) the transition-prior stage and record it in ``summary``; returns the stage's result."""
+    start = time.perf_counter()
+    test_beams = profile.get("test_beams") or profile.get("eval_beams", 20)
+    transition = run_transition_stage(
+        best_dir, data_dir, out_dir / TRANSITION_DIR, ledger,
+        {"stage2": stage2_digest, "max_eval_users": profile.get("max_eval_users"),
+         "eval_beams": profile.get("eval_beams", 20), "test_beams": test_beams},
+        show_progress=show_progress,
+    )
+    summary["stages"]["transition_prior"] = {
+        "seconds": round(time.perf_counter() - start, 2), "path": str(out_dir / TRANSITION_DIR),
+        "weight": transition["weight"], "num_transitions": transition["num_transitions"],
+    }
+    summary["model_test_metrics"] = summary.get("model_test_metrics") or summary["test_metrics"]
+    summary["test_metrics"] = transition["test_metrics"]
+    summary["transition_prior"] = {k: transition[k] for k in ("weight", "num_transitions", "validation")}
+    return transition
+
+
+def add_transition_prior(run_dir: str | Path, *, show_progress: bool = True) -> dict[str, Any]:
+    """Give a finished ``genrec run`` folder (of any genrec version) the transition prior, in place.
+
+    The prior is fitted on the run's training rows, its weight chosen on validation with the run's own
+    validation sizes, test evaluated with it; the model at the folder's root is re-exported with the prior
+    installed and ``run.json`` gains ``transition_prior`` and ``model_test_metrics`` (``test_metrics`` become
+    the mixture's). Stage II is not touched. Returns the updated summary.
+    """
+    run_dir = Path(run_dir)
+    summary_file = run_dir / RUN_SUMMARY_FILE
+    if not summary_file.is_file():
+        raise FileNotFoundError(f"{run_dir} has no {RUN_SUMMARY_FILE}: not a finished `genrec run` folder")
+    summary = json.loads(summary_file.read_text())
+    stage2_dir = Path(summary["stages"]["stage2"]["path"])
+    best_dir = stage2_dir / "best"
+    if not (best_dir / "config.json").is_file():
+        raise FileNotFoundError(f"Stage II's best model is not in {best_dir}")
+    # A folder made before fingerprints existed keeps having none: a fingerprint folder would stop a later
+    # `genrec run` from adopting its legacy stages (it would recompute them).
+    ledger = StageLedger(run_dir) if (run_dir / FINGERPRINT_DIR).is_dir() else None
+    recorded = ledger.recorded("stage2") if ledger else None
+    stage2_digest = settings_digest(recorded or summary["stages"]["stage2"])
+    _transition_stage_into_summary(summary, best_dir, run_dir / "data", run_dir, ledger, stage2_digest,
+                                   summary.get("profile", {}), show_progress=show_progress)
+    start = time.perf_counter()
+    export_run_model(best_dir, run_dir, dataset=summary["dataset"], summary=summary,
+                     transition=(run_dir / "data", summary["transition_prior"]["weight"]))
+    summary["stages"]["export"] = {"seconds": round(time.perf_counter() - start, 2), "path": str(run_dir)}
+    tmp = summary_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    tmp.replace(summary_file)
+    return summary
+
+
 def run_transition_stage(
     best_dir: Path, data_dir: Path, stage_dir: Path, ledger: Any, settings: dict[str, Any], *,
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Fit the transition prior on the training rows, choose its weight on validation, evaluate test with it.
 
-    Reused when ``stage_dir/transition_prior.json`` exists and the fingerprint (Stage II's, the weight grid,
+    ``ledger`` None (a run folder without fingerprints): always computed. Otherwise reused when ``stage_dir/transition_prior.json`` exists and the fingerprint (Stage II's, the weight grid,
     the evaluation sizes) is the same. Returns that JSON's content.
     """
     from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
@@ -395,8 +442,11 @@ def run_transition_stage(
     )
 
     settings = {**settings, "weights": list(TRANSITION_WEIGHTS), "metric": SELECTION_METRIC}
-    ledger.claim("transition_prior", settings, [stage_dir])
     result_file = stage_dir / TRANSITION_FILE
+    if ledger is None:  # no fingerprints to compare with: never reuse
+        result_file.unlink(missing_ok=True)
+    else:
+        ledger.claim("transition_prior", settings, [stage_dir])
     if result_file.is_file():
         logger.info("reusing the transition prior in %s", stage_dir)
         return json.loads(result_file.read_text())
