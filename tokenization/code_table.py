@@ -18,7 +18,7 @@ Everything is built with numpy sorts and boundary detection (no per-item Python 
 On disk a table is two files in one folder: ``code_table.parquet`` (column ``item_id`` plus one int64 column
 per level: ``level_0`` .. ``level_{S-1}`` for the S semantic levels and ``collision`` for the collision level)
 and ``code_table.json`` (sizes, levels, collision statistics, content hash, format version). Parquet I/O needs
-``pyarrow``, imported lazily inside :meth:`CodeTable.save` / :meth:`CodeTable.load`: a deliberate exception to
+``pyarrow``, imported lazily by the file I/O in :mod:`.code_table_files`: a deliberate exception to
 this folder's import rule (torch / transformers / tokenizers / safetensors / numpy only), acceptable because
 ``pyarrow`` is always installed with ``datasets``, and kept out of module import time.
 """
@@ -707,24 +707,11 @@ class CodeTable:
         """Writes ``code_table.parquet`` and ``code_table.json`` into ``directory`` (created if needed).
 
         Each file is written to a temporary name and renamed, so an interrupted save never leaves a
-        half-written file under the final name.
+        half-written file under the final name (:mod:`.code_table_files`).
         """
-        import pyarrow as pa  # lazily: see the module docstring
-        import pyarrow.parquet as pq
+        from .code_table_files import write_code_table_files
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        arrays = [pa.array(self._item_ids, type=pa.string())]
-        arrays += [pa.array(self._codes[:, d], type=pa.int64()) for d in range(self.num_levels)]
-        table = pa.Table.from_arrays(arrays, names=["item_id", *self._column_names()])
-        data_path = directory / CODE_TABLE_DATA_FILE
-        meta_path = directory / CODE_TABLE_META_FILE
-        tmp_data = data_path.with_name(data_path.name + ".tmp")
-        tmp_meta = meta_path.with_name(meta_path.name + ".tmp")
-        pq.write_table(table, tmp_data, compression="zstd")
-        tmp_meta.write_text(json.dumps(self.metadata(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp_data, data_path)
-        os.replace(tmp_meta, meta_path)
+        write_code_table_files(self, Path(directory))
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> CodeTable:
@@ -739,78 +726,18 @@ class CodeTable:
     @classmethod
     def from_files(cls, meta_path: str | os.PathLike, data_path: str | os.PathLike) -> CodeTable:
         """Loads a table from its two files (``code_table.json``, ``code_table.parquet``) wherever they are."""
-        import pyarrow.parquet as pq  # lazily: see the module docstring
+        from .code_table_files import read_code_table_files
 
         meta_path, data_path = Path(meta_path), Path(data_path)
-        for path in (meta_path, data_path):
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"code table file {path} not found; save the table with CodeTable.save"
-                )
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ValueError(
-                f"{meta_path} is not valid JSON ({error}): the file is corrupt or truncated"
-            ) from None
-        required = ("format", "version", "num_items", "num_semantic_levels", "codebook_sizes", "content_hash")
-        if not isinstance(meta, dict) or any(key not in meta for key in required):
-            raise ValueError(
-                f"{meta_path} is not a genrec code table description (needs keys {list(required)})"
-            )
-        if meta["format"] != _FORMAT_NAME:
-            raise ValueError(f"{meta_path}: format {meta['format']!r} is not {_FORMAT_NAME!r}")
-        if meta["version"] != CODE_TABLE_FORMAT_VERSION:
-            raise ValueError(
-                f"{meta_path}: code table format version {meta['version']} is not supported by this genrec "
-                f"(version {CODE_TABLE_FORMAT_VERSION}); upgrade genrec or re-save the table"
-            )
-        try:
-            data = pq.read_table(data_path)
-        except Exception as error:  # pyarrow raises ArrowInvalid / OSError subclasses for damaged files
-            raise ValueError(
-                f"cannot read {data_path} as parquet ({error}): the file is corrupt or truncated; re-save the "
-                "code table"
-            ) from None
-        num_semantic = int(meta["num_semantic_levels"])
-        sizes = [int(k) for k in meta["codebook_sizes"]]
-        expected = ["item_id", *[_level_column(d) for d in range(num_semantic)]]
-        if len(sizes) == num_semantic + 1:
-            expected.append(_COLLISION_COLUMN)
-        if data.column_names != expected:
-            raise ValueError(
-                f"{data_path} has columns {data.column_names}, expected {expected} (see {meta_path})"
-            )
-        if data.num_rows != int(meta["num_items"]):
-            raise ValueError(
-                f"{data_path} has {data.num_rows} rows but {meta_path} records {meta['num_items']} items: the "
-                "files are truncated or do not belong together"
-            )
-        for name in expected:
-            column = data.column(name)
-            if column.null_count:
-                raise ValueError(f"{data_path}: column {name!r} has {column.null_count} missing values")
-        import pyarrow as pa
-
-        if not pa.types.is_string(data.schema.field("item_id").type):
-            raise ValueError(
-                f"{data_path}: column 'item_id' must be strings, got {data.schema.field('item_id').type}"
-            )
-        for name in expected[1:]:
-            if not pa.types.is_integer(data.schema.field(name).type):
-                raise ValueError(
-                    f"{data_path}: column {name!r} must be integers, got {data.schema.field(name).type}"
-                )
-        ids = data.column("item_id").to_pylist()
-        codes = np.stack([data.column(name).to_numpy() for name in expected[1:]], axis=1)
+        ids, codes, sizes, num_semantic, expected_hash = read_code_table_files(meta_path, data_path)
         try:
             table = cls(ids, codes, sizes, num_semantic)
         except (TypeError, ValueError) as error:
             raise ValueError(f"{data_path} does not hold a valid code table: {error}") from None
-        if table.content_hash != meta["content_hash"]:
+        if table.content_hash != expected_hash:
             raise ValueError(
                 f"{data_path} does not match the content hash recorded in {meta_path} "
-                f"({table.content_hash} != {meta['content_hash']}): a file was edited, corrupted or replaced; "
+                f"({table.content_hash} != {expected_hash}): a file was edited, corrupted or replaced; "
                 "restore both files from the same save"
             )
         return table

@@ -236,10 +236,17 @@ def compute_genrec_run(row: Row, ctx: Context, seed: int | None) -> dict[str, An
     name = profile.get("name") if isinstance(profile, dict) else profile
     if row.options.get("profile") and name != row.options["profile"]:
         raise ValueError(f"{path}: profile {name!r}, but row {row.id} expects {row.options['profile']!r}")
-    metrics = run["test_metrics"]
+    prior = run.get("transition_prior") or {}
+    if row.options.get("metrics") == "model":  # the model alone: a run without a prior has nothing else
+        metrics = run.get("model_test_metrics") or run["test_metrics"]
+        prior_weight = None
+    else:
+        metrics = run["test_metrics"]
+        prior_weight = prior.get("weight")
     return {
         "metrics": metrics, "wall_time_s": run.get("total_seconds"), "seed": run.get("seed"),
         "details": {"profile": name, "run_dataset": run.get("dataset"), "model_dir": run.get("model_dir"),
+                    "transition_weight": prior_weight,
                     "num_users": metrics.get("num_users"), "invalid_rate": metrics.get("invalid_rate"),
                     "eval_beams": profile.get("eval_beams") if isinstance(profile, dict) else None,
                     "stage2_max_steps": profile.get("stage2_max_steps") if isinstance(profile, dict) else None,
@@ -267,20 +274,25 @@ def compute_stage2_variant(row: Row, ctx: Context, seed: int | None) -> dict[str
 
 
 def genrec_run_row(
-    data: str, profile: str, *, produce: str, source: str | None = None, seed_sources: dict[int, str] | None = None
+    data: str, profile: str, *, produce: str, source: str | None = None, seed_sources: dict[int, str] | None = None,
+    model_alone: bool = False,
 ) -> Row:
     """UNGER main job (``genrec run``) with ``profile`` on ``data``, read from ``source``/run.json — or, with
     ``seed_sources`` (seed -> run.json), one run per seed, shown as mean ± std over the seeds that finished
-    (``produce`` may then hold ``{seed}``)."""
+    (``produce`` may then hold ``{seed}``). ``model_alone``: the run's ``model_test_metrics`` (the generative
+    model without the transition prior that the default profile mixes in)."""
     short = "ml100k" if data == "ml-100k" else data
     options: dict[str, Any] = {"profile": profile}
+    if model_alone:
+        options["metrics"] = "model"
     if seed_sources:
         options["seed_sources"] = dict(seed_sources)
     else:
         options["source"] = source
+    suffix, what = ("-model-alone", ", the model alone (no transition prior)") if model_alone else ("", "")
     return Row(
-        id=f"{short}-genrec-{profile}", title=f"genrec UNGER, `{profile}` profile (genrec run)", dataset=data,
-        kind="read", command=produce, produce=produce, compute=compute_genrec_run,
+        id=f"{short}-genrec-{profile}{suffix}", title=f"genrec UNGER, `{profile}` profile (genrec run){what}",
+        dataset=data, kind="read", command=produce, produce=produce, compute=compute_genrec_run,
         inputs=_source_inputs, missing=_missing_source, options=options,
         seeds=tuple(seed_sources) if seed_sources else (),
         note="constrained beam search over the full corpus",

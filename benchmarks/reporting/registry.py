@@ -28,12 +28,15 @@ def default_rows() -> list[Row]:
     rows += [recbole_row("beauty", m, max_minutes=120 if m != "Pop" else None)
              for m in ("SASRec", "GRU4Rec", "BERT4Rec", "Pop")]
     rows += [
-        genrec_run_row("ml-100k", "default", seed_sources={s: f"runs/ml-100k-s{s}/run.json" for s in (2024, 2025, 2026)},
-                       produce="genrec run --dataset ml-100k --seed {seed} --out runs/ml-100k-s{seed}"),
+        *(genrec_run_row("ml-100k", "default", model_alone=alone,
+                         seed_sources={s: f"runs/ml-100k-s{s}/run.json" for s in (2024, 2025, 2026)},
+                         produce="genrec run --dataset ml-100k --seed {seed} --out runs/ml-100k-s{seed}")
+          for alone in (False, True)),
         genrec_run_row("ml-100k", "paper", source="runs/ml-100k-paper/run.json",
                        produce="genrec run --dataset ml-100k --profile paper --out runs/ml-100k-paper"),
-        genrec_run_row("beauty", "default", source="runs/beauty/run.json",
-                       produce="genrec run --dataset ../shared/data/amazon-beauty-2014 --out runs/beauty"),
+        *(genrec_run_row("beauty", "default", source="runs/beauty/run.json", model_alone=alone,
+                         produce="genrec run --dataset ../shared/data/amazon-beauty-2014 --out runs/beauty")
+          for alone in (False, True)),
         genrec_run_row("beauty", "paper", source="runs/beauty-paper/run.json",
                        produce="genrec run --dataset ../shared/data/amazon-beauty-2014 --profile paper "
                                "--out runs/beauty-paper"),

@@ -103,6 +103,9 @@ def _row_note(status: Status) -> str:
             steps = (f"{d['stage2_steps']} Stage II steps (best {d.get('stage2_best_step')})" if d.get("stage2_steps")
                      else f"{d.get('stage2_max_steps')} Stage II steps")
             parts.append(f"{d.get('eval_beams')} beams, {steps}")
+            if d.get("transition_weight") is not None:
+                parts.append(f"ranked with the transition prior, (1 - w) p_model + w p_transition, w = "
+                             f"{d['transition_weight']} chosen on validation (NDCG@10)")
         if details and details[0].get("variant"):
             parts.append(f"{details[0].get('steps')} steps, {details[0].get('eval_beams')} beams")
         if row.kind == "read":
