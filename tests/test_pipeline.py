@@ -217,3 +217,36 @@ def test_finetune_from_a_run_folder_on_a_new_domain_in_one_command(quick_run: tu
     assert "Stage II initialised from" in (out / "README.md").read_text()
     assert main(["finetune", "--from", str(source), "--base-model", "x", "--dataset", "d", "--out", str(tmp_path)]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_transition_prior_verb_on_a_run_folder_without_fingerprints(quick_run: tuple[Path, dict], tmp_path: Path,
+                                                                     capsys) -> None:
+    """`genrec transition-prior RUN` on a folder made before fingerprints existed: computed, the folder's model
+    re-exported with the prior, run.json updated, and still no fingerprint folder (which would stop a later
+    `genrec run` from adopting the legacy stages)."""
+    import shutil
+
+    from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
+
+    source, summary = quick_run
+    legacy = tmp_path / "legacy"
+    shutil.copytree(source, legacy)
+    shutil.rmtree(legacy / "fingerprints")
+    shutil.rmtree(legacy / "transition_prior")
+    run = json.loads((legacy / "run.json").read_text())
+    run["stages"]["stage2"]["path"] = str(legacy / "stage2")
+    for key in ("transition_prior", "model_test_metrics"):
+        run.pop(key)
+    run["test_metrics"] = summary["model_test_metrics"]
+    (legacy / "run.json").write_text(json.dumps(run))
+    assert main(["transition-prior", str(legacy)]) == 0
+    assert "the model alone" in capsys.readouterr().out
+    updated = json.loads((legacy / "run.json").read_text())
+    assert updated["transition_prior"]["weight"] == summary["transition_prior"]["weight"]
+    assert updated["test_metrics"] == summary["test_metrics"]  # the same computation as inside `genrec run`
+    assert updated["model_test_metrics"] == summary["model_test_metrics"]
+    assert not (legacy / "fingerprints").exists()
+    model = UngerForGenerativeRecommendation.from_pretrained(legacy)
+    assert model.has_transition_prior
+    assert model.config.transition_weight == summary["transition_prior"]["weight"]
+    assert main(["transition-prior", str(tmp_path / "nothing")]) == 2
