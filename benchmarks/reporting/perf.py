@@ -412,8 +412,8 @@ def render_training_time(rows: Sequence[Row], ctx: Context) -> list[str]:
     """Training wall time to the best validation point, from the quality rows' stored JSON (nothing measured)."""
     table = []
     for row in rows:
-        if row.section != "quality" or row.kind == "published":
-            continue
+        if row.section != "quality" or row.kind == "published" or row.options.get("metrics") == "model":
+            continue  # a model-alone row is the same run as its default row
         stored = load_row_json(ctx, row.id)
         if not stored:
             continue
@@ -430,7 +430,7 @@ def render_training_time(rows: Sequence[Row], ctx: Context) -> list[str]:
                     table.append((row, run, "–", _s(run.get("wall_time_s")),
                                   "stage timings not in the stored row (`--force` it to re-read run.json)"))
                     continue
-                before = sum(v or 0 for k, v in stages.items() if k != "stage2" and k != "export")
+                before = sum(v or 0 for k, v in stages.items() if k not in ("stage2", "transition_prior", "export"))
                 to_best = before + s2 * best / steps
                 reused = " (Stage I reused from another run: 0 s recorded)" if not stages.get("stage1") else ""
                 table.append((row, run, f"≈ {_s(to_best)}", _s(run.get("wall_time_s")),
