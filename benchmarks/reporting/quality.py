@@ -299,14 +299,57 @@ def genrec_run_row(
     )
 
 
-def stage2_variant_row(data: str, name: str, *, source: str, produce: str) -> Row:
-    """One ``benchmarks/stage2_variants.py`` variant on ``data``, read from its JSON."""
+def stage2_variant_row(data: str, name: str, *, source: str, produce: str, what: str | None = None) -> Row:
+    """One ``benchmarks/stage2_variants.py`` variant on ``data``, read from its JSON (``what``: in words)."""
     short = "ml100k" if data == "ml-100k" else data
+    title = f"genrec UNGER Stage II variant `{name}`" + (f": {what}" if what else "")
     return Row(
-        id=f"{short}-genrec-stage2-{name}", title=f"genrec UNGER Stage II variant `{name}`", dataset=data,
+        id=f"{short}-genrec-stage2-{name}", title=title, dataset=data,
         kind="read", command=produce, produce=produce, compute=compute_stage2_variant,
         inputs=_source_inputs, missing=_missing_source, options={"source": source, "variant": name, "seed": 2024},
     )
+
+
+def stage2_ablation_rows() -> list[Row]:
+    """Stage II ablations measured with ``benchmarks/stage2_variants.py`` on the default's codes and seed (2024).
+
+    Each row reads the variant's JSON; its command is the one that made it (the run folder paths are the
+    documented ``runs/<data>`` ones; ``--source ROW=PATH`` points a row at the real file).
+    """
+    data_dirs = {"ml-100k": "runs/ml-100k-s2024", "beauty": "runs/beauty"}
+    steps = {"ml-100k": 6080, "beauty": 8224}
+    eval_users = {"ml-100k": "", "beauty": " --max-eval-users 5000"}
+    variants = {  # data -> name -> (what, config overrides beyond per_item + constrained training)
+        "ml-100k": {
+            "default-nodistill": ("code-only history, no distillation (λ = 0)", {"distillation_weight": 0.0}),
+            "hie-id": ("learned item-ID history embedding", {"history_item_embedding": "id"}),
+            "new-drop01": ("code-only history, dropout 0.1", {"dropout": 0.1, "attention_dropout": 0.1}),
+            "hie-l01-enc4-drop01": ("integrated history, λ = 0.1, 4 encoder layers, dropout 0.1",
+                                    {"history_item_embedding": "integrated", "distillation_weight": 0.1,
+                                     "encoder_layers": 4, "dropout": 0.1}),
+        },
+        "beauty": {
+            "default-nodistill": ("code-only history, no distillation (λ = 0)", {"distillation_weight": 0.0}),
+            "hie-id": ("learned item-ID history embedding", {"history_item_embedding": "id"}),
+            "hie-integrated-l01": ("integrated history (the default's Stage II), λ = 0.1",
+                                   {"history_item_embedding": "integrated", "distillation_weight": 0.1}),
+            "hie-l01-enc4-drop01": ("integrated history, λ = 0.1, 4 encoder layers, dropout 0.1",
+                                    {"history_item_embedding": "integrated", "distillation_weight": 0.1,
+                                     "encoder_layers": 4, "dropout": 0.1}),
+        },
+    }
+    rows = []
+    for data, named in variants.items():
+        run = data_dirs[data]
+        for name, (what, overrides) in named.items():
+            config = json.dumps({"history_mode": "per_item", "constrained_training": True, **overrides})
+            produce = (f"python benchmarks/stage2_variants.py --data {run}/data --integrated "
+                       f"{run}/stage1/integrated_embeddings.safetensors --semantic-ids {run}/semantic_ids "
+                       f"--work-dir runs/{data}-var --name {name} --max-steps {steps[data]}{eval_users[data]} --threads 1 "
+                       f"--config '{config}' --train '{{\"lr_schedule\": \"cosine\"}}'")
+            rows.append(stage2_variant_row(data, name, source=f"runs/{data}-var/{name}.json", produce=produce,
+                                           what=what))
+    return rows
 
 
 # ---- published -----------------------------------------------------------------------------------

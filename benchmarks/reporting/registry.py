@@ -10,6 +10,7 @@ from .quality import (
     markov_row,
     published_row,
     recbole_row,
+    stage2_ablation_rows,
     stage2_variant_row,
 )
 
@@ -47,6 +48,7 @@ def default_rows() -> list[Row]:
                     "--work-dir runs/beauty-var --name default --max-steps 3000 --threads 1 "
                     "--config '{\"history_mode\": \"per_item\", \"constrained_training\": true}'"),
     ]
+    rows += stage2_ablation_rows()
     rows += [published_row(name, values) for name, values in UNGER_TABLE_BEAUTY.items()]
     rows += perf_rows()  # the Speed and Memory and storage sections
     return rows
