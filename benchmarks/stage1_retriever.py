@@ -27,7 +27,7 @@ from genrec.trainers.stage1 import VOCABULARY_FILE, evaluate_ranking, load_stage
 def evaluate_stage1(stage1_best: Path, data: Path, split: str = "test") -> dict:
     """Test (or validation) metrics of a Stage I ``best/`` folder on the prepared dataset ``data``."""
     model = UngerFusionModel.from_pretrained(stage1_best).eval()
-    dataset = load_stage1_data(data, max_history=model.config.max_history, splits=(split,))
+    dataset = load_stage1_data(data, max_history=model.config.max_history_items, splits=(split,))
     if json.loads((stage1_best / VOCABULARY_FILE).read_text()) != list(dataset.item_ids):
         raise ValueError(f"{stage1_best} was trained on another item vocabulary than {data}'s")
     start = time.perf_counter()

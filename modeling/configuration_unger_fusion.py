@@ -34,6 +34,12 @@ _HASH_EXCLUDED = frozenset(
 )
 
 
+# Renamed fields (old -> new, the transformers names UngerConfig uses too). The hash keeps hashing the old
+# names, so that Stage I fingerprints of earlier runs stay valid and their runs resume.
+_LEGACY_NAMES = {"num_heads": "num_attention_heads", "num_layers": "num_hidden_layers", "max_history": "max_history_items"}
+_HASH_NAMES = {new: old for old, new in _LEGACY_NAMES.items()}
+
+
 def _choice(name: str, value: Any, allowed: Sequence[str]) -> str:
     if value not in allowed:
         raise ValueError(f"UngerFusionConfig.{name} must be one of {list(allowed)}, got {value!r}.")
@@ -77,7 +83,7 @@ class UngerFusionConfig(PretrainedConfig):
             both on the same scale (docs/stage1.md has the measured effect).
         collaborative_encoder: ``"din"`` (the paper's choice, Zhou et al. 2018) or ``"sasrec"`` (causal
             self-attention, Kang & McAuley 2018).
-        max_history: longest history the encoder reads (paper: 20); SASRec's number of positions.
+        max_history_items: longest history the encoder reads (paper: 20); SASRec's number of positions.
         din_query: what DIN's target attention attends with. ``"last"`` (default): the most recent history
             item's representation, so the user vector does not depend on the candidate and full-corpus
             next-item prediction is one dot product per item; ``"mean"``: the masked mean of the history;
@@ -89,7 +95,7 @@ class UngerFusionConfig(PretrainedConfig):
             intensity of interest) or ``"softmax"`` over the valid history positions.
         din_mlp_hidden_sizes: hidden widths of the MLP([pooled, query]) -> user vector (DIN paper: 200, 80).
         hidden_act: activation of the MLPs (paper Table 4: ReLU); any ``transformers`` ACT2FN name.
-        num_layers, num_heads, intermediate_size: SASRec blocks (pre-LayerNorm transformer encoder layers).
+        num_hidden_layers, num_attention_heads, intermediate_size: SASRec blocks (pre-LayerNorm transformer encoder layers).
         dropout: dropout on SASRec inputs/blocks and DIN MLPs (paper Table 4: 0).
         adaln_condition: what AdaLN's scale and shift are predicted from: ``"projected"`` (default: the
             projected embedding W s + b itself, i.e. "conditioned on the input itself") or ``"semantic"``
@@ -111,6 +117,7 @@ class UngerFusionConfig(PretrainedConfig):
     """
 
     model_type = "unger_fusion"
+    attribute_map = dict(_LEGACY_NAMES)  # config.num_heads / num_layers / max_history still read (and write)
 
     def __init__(
         self,
@@ -121,14 +128,14 @@ class UngerFusionConfig(PretrainedConfig):
         fusion: str = "gate",
         collaborative_norm: str = "none",
         collaborative_encoder: str = "din",
-        max_history: int = 20,
+        max_history_items: int = 20,
         din_query: str = "last",
         din_attention_hidden_sizes: Sequence[int] = (80, 40),
         din_attention_normalization: str = "none",
         din_mlp_hidden_sizes: Sequence[int] = (200, 80),
         hidden_act: str = "relu",
-        num_layers: int = 2,
-        num_heads: int = 2,
+        num_hidden_layers: int = 2,
+        num_attention_heads: int = 2,
         intermediate_size: int = 256,
         dropout: float = 0.0,
         adaln_condition: str = "projected",
@@ -143,6 +150,17 @@ class UngerFusionConfig(PretrainedConfig):
         initializer_range: float = 0.02,
         **kwargs: Any,
     ) -> None:
+        # Names before genrec 0.2 (configs saved by earlier versions still load; attribute_map keeps
+        # config.num_heads etc. readable).
+        for old, new in _LEGACY_NAMES.items():
+            if old in kwargs:
+                value = kwargs.pop(old)
+                if new == "max_history_items":
+                    max_history_items = value
+                elif new == "num_hidden_layers":
+                    num_hidden_layers = value
+                else:
+                    num_attention_heads = value
         self.num_items = as_int(_OWNER, "num_items", num_items, minimum=1)
         self.semantic_dim = as_int(_OWNER, "semantic_dim", semantic_dim, minimum=1)
         self.hidden_size = as_int(_OWNER, "hidden_size", hidden_size, minimum=1)
@@ -150,7 +168,7 @@ class UngerFusionConfig(PretrainedConfig):
         self.fusion = _choice("fusion", fusion, FUSIONS)
         self.collaborative_norm = _choice("collaborative_norm", collaborative_norm, COLLABORATIVE_NORMS)
         self.collaborative_encoder = _choice("collaborative_encoder", collaborative_encoder, ENCODERS)
-        self.max_history = as_int(_OWNER, "max_history", max_history, minimum=1)
+        self.max_history_items = as_int(_OWNER, "max_history_items", max_history_items, minimum=1)
         self.din_query = _choice("din_query", din_query, DIN_QUERIES)
         self.din_attention_hidden_sizes = _sizes("din_attention_hidden_sizes", din_attention_hidden_sizes)
         self.din_attention_normalization = _choice(
@@ -158,8 +176,8 @@ class UngerFusionConfig(PretrainedConfig):
         )
         self.din_mlp_hidden_sizes = _sizes("din_mlp_hidden_sizes", din_mlp_hidden_sizes)
         self.hidden_act = str(hidden_act)
-        self.num_layers = as_int(_OWNER, "num_layers", num_layers, minimum=1)
-        self.num_heads = as_int(_OWNER, "num_heads", num_heads, minimum=1)
+        self.num_hidden_layers = as_int(_OWNER, "num_hidden_layers", num_hidden_layers, minimum=1)
+        self.num_attention_heads = as_int(_OWNER, "num_attention_heads", num_attention_heads, minimum=1)
         self.intermediate_size = as_int(_OWNER, "intermediate_size", intermediate_size, minimum=1)
         self.dropout = as_float(_OWNER, "dropout", dropout, minimum=0)
         self.adaln_condition = _choice("adaln_condition", adaln_condition, ADALN_CONDITIONS)
@@ -172,10 +190,10 @@ class UngerFusionConfig(PretrainedConfig):
         self.num_negatives = as_int(_OWNER, "num_negatives", num_negatives)
         self.layer_norm_eps = as_float(_OWNER, "layer_norm_eps", layer_norm_eps, above=0)
         self.initializer_range = as_float(_OWNER, "initializer_range", initializer_range, minimum=0)
-        if self.collaborative_encoder == "sasrec" and self.hidden_size % self.num_heads:
+        if self.collaborative_encoder == "sasrec" and self.hidden_size % self.num_attention_heads:
             raise ValueError(
-                f"UngerFusionConfig: hidden_size ({self.hidden_size}) must be divisible by num_heads "
-                f"({self.num_heads}) for the SASRec encoder."
+                f"UngerFusionConfig: hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
+                f"({self.num_attention_heads}) for the SASRec encoder."
             )
         if self.din_query == "target" and (self.collaborative_encoder != "din" or self.loss_type != "sampled"):
             raise ValueError(
@@ -213,7 +231,7 @@ class UngerFusionConfig(PretrainedConfig):
 
     def config_hash(self) -> str:
         """sha256 of the fields that define the model (bookkeeping fields excluded), for provenance."""
-        fields = {k: v for k, v in self.to_dict().items() if k not in _HASH_EXCLUDED}
+        fields = {_HASH_NAMES.get(k, k): v for k, v in self.to_dict().items() if k not in _HASH_EXCLUDED}
         return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 

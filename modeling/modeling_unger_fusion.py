@@ -182,17 +182,17 @@ class SASRecEncoder(nn.Module):
     def __init__(self, config: UngerFusionConfig) -> None:
         super().__init__()
         d = config.hidden_size
-        self.num_heads = config.num_heads
-        self.max_history = config.max_history
-        self.positions = nn.Embedding(config.max_history, d)
+        self.num_heads = config.num_attention_heads
+        self.max_history = config.max_history_items
+        self.positions = nn.Embedding(config.max_history_items, d)
         self.dropout = nn.Dropout(config.dropout)
         act = config.hidden_act if config.hidden_act in ("relu", "gelu") else "gelu"
         self.layers = nn.ModuleList(
             nn.TransformerEncoderLayer(
-                d, config.num_heads, config.intermediate_size, config.dropout, activation=act,
+                d, config.num_attention_heads, config.intermediate_size, config.dropout, activation=act,
                 layer_norm_eps=config.layer_norm_eps, batch_first=True, norm_first=True,
             )
-            for _ in range(config.num_layers)
+            for _ in range(config.num_hidden_layers)
         )
         self.final_norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
 

@@ -184,8 +184,8 @@ def test_mscgrec_folder_loads_and_recommends_without_genrec(tmp_path: Path) -> N
 
 def test_fusion_folder_loads_without_genrec(tmp_path: Path) -> None:
     config = UngerFusionConfig(
-        num_items=30, semantic_dim=12, hidden_size=8, max_history=6, din_attention_hidden_sizes=[8],
-        din_mlp_hidden_sizes=[16], intermediate_size=16, num_heads=2,
+        num_items=30, semantic_dim=12, hidden_size=8, max_history_items=6, din_attention_hidden_sizes=[8],
+        din_mlp_hidden_sizes=[16], intermediate_size=16, num_attention_heads=2,
     )
     torch.manual_seed(0)
     model = UngerFusionModel(config, semantic_embeddings=torch.randn(30, 12)).eval()

@@ -51,7 +51,7 @@ def ring(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def tiny_config(**overrides: object) -> UngerFusionConfig:
     values: dict[str, object] = dict(
         hidden_size=8, din_attention_hidden_sizes=[8], din_mlp_hidden_sizes=[16], intermediate_size=16,
-        max_history=20,
+        max_history_items=20,
     )
     values.update(overrides)
     return UngerFusionConfig(**values)

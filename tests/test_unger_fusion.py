@@ -24,8 +24,8 @@ MODES = ("unger", "semantic_only", "collaborative_only", "concat")
 
 def _config(**overrides: object) -> UngerFusionConfig:
     values: dict[str, object] = dict(
-        num_items=N_ITEMS, semantic_dim=SEM_DIM, hidden_size=HIDDEN, max_history=6,
-        din_attention_hidden_sizes=[8], din_mlp_hidden_sizes=[16], intermediate_size=16, num_heads=2,
+        num_items=N_ITEMS, semantic_dim=SEM_DIM, hidden_size=HIDDEN, max_history_items=6,
+        din_attention_hidden_sizes=[8], din_mlp_hidden_sizes=[16], intermediate_size=16, num_attention_heads=2,
     )
     values.update(overrides)
     return UngerFusionConfig(**values)
@@ -278,3 +278,24 @@ def test_automodel_round_trip(tmp_path) -> None:
     loaded = AutoModel.from_pretrained(tmp_path)
     assert isinstance(loaded, UngerFusionModel)
     assert torch.equal(loaded.integrated_item_embeddings(), model.integrated_item_embeddings())
+
+
+def test_configs_saved_with_the_old_field_names_load_and_keep_their_hash() -> None:
+    """num_heads / num_layers / max_history became transformers' names; old config.json files still load, the
+    old names still read, and the hash (part of Stage I's run fingerprint) is what the old names gave."""
+    import hashlib
+    import json
+
+    config = _config(num_attention_heads=2, num_hidden_layers=3, max_history_items=7)
+    old = _config(num_heads=2, num_layers=3, max_history=7)
+    assert old.to_dict() == config.to_dict()
+    assert (config.num_heads, config.num_layers, config.max_history) == (2, 3, 7)
+    assert "num_heads" not in config.to_dict() and config.to_dict()["num_attention_heads"] == 2
+    renamed = {"num_attention_heads": "num_heads", "num_hidden_layers": "num_layers", "max_history_items": "max_history"}
+    excluded = {"transformers_version", "architectures", "_name_or_path", "auto_map", "torch_dtype", "dtype",
+                "genrec_version"}
+    legacy_fields = {renamed.get(k, k): v for k, v in config.to_dict().items() if k not in excluded}
+    expected = hashlib.sha256(json.dumps(legacy_fields, sort_keys=True, default=str).encode()).hexdigest()
+    assert config.config_hash() == expected
+    with pytest.raises(ValueError, match="num_attention_heads"):
+        _config(num_heads=0)

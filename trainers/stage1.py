@@ -374,7 +374,7 @@ def train_stage1(
         output_dir, seed=seed, mixed_precision=mixed_precision,
         gradient_accumulation_steps=gradient_accumulation_steps, log_with=log_with,
     )
-    max_history = config.max_history if config is not None else UngerFusionConfig().max_history
+    max_history = config.max_history_items if config is not None else UngerFusionConfig().max_history_items
     dataset = load_stage1_data(data, max_history=max_history, revision=data_revision)
     semantic = load_semantic_embeddings(embeddings, dataset.item_ids)
     config = _resolve_config(config, len(dataset.item_ids), semantic.dim)
