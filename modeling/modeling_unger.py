@@ -1179,6 +1179,11 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin):
                 raise ValueError(f"{name} must be code-table rows in 0..{config.num_items - 1}")
         if cnt.numel() and not bool((cnt > 0).all() and torch.isfinite(cnt).all()):
             raise ValueError("counts must be positive and finite")
+        if src.numel() == 0:  # nothing to install: no table (and no empty buffers in the saved weights)
+            for name in ("transition_indptr", "transition_targets", "transition_probs"):
+                self._buffers.pop(name, None)
+            config.num_transitions, config.transition_weight = 0, 0.0
+            return
         pairs, inverse = torch.unique(src * config.num_items + dst, return_inverse=True)
         summed = torch.zeros(pairs.shape[0], dtype=torch.float64).index_add_(0, inverse, cnt)
         pair_src, pair_dst = pairs // config.num_items, pairs % config.num_items

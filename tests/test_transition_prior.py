@@ -107,6 +107,10 @@ def test_transition_prior_bad_inputs(tok: SemanticIDTokenizer) -> None:
         model.set_transition_prior([0], [1], [0])
     with pytest.raises(ValueError, match="transition_weight"):
         type(model.config)(transition_weight=2.0)
+    model.set_transition_prior([1], [2], weight=0.5)
+    model.set_transition_prior([], [], weight=0.5)  # no pairs (a tiny dataset): no table, the model alone
+    assert not model.has_transition_prior and model.config.transition_weight == 0.0
+    assert "transition_probs" not in model.state_dict()
 
 
 def test_new_config_fields_at_their_defaults_keep_the_config_hash(tok: SemanticIDTokenizer) -> None:
