@@ -250,3 +250,14 @@ def test_transition_prior_verb_on_a_run_folder_without_fingerprints(quick_run: t
     assert model.has_transition_prior
     assert model.config.transition_weight == summary["transition_prior"]["weight"]
     assert main(["transition-prior", str(tmp_path / "nothing")]) == 2
+    capsys.readouterr()
+    base = ["evaluate", "--model", str(legacy), "--data", str(legacy / "data"), "--max-users", "40", "--out"]
+    assert main([*base, str(tmp_path / "mixed.json")]) == 0
+    assert main([*base, str(tmp_path / "alone.json"), "--transition-weight", "0"]) == 0
+    mixed, alone = (json.loads((tmp_path / f"{n}.json").read_text())["metrics"] for n in ("mixed", "alone"))
+    assert mixed["num_users"] == alone["num_users"] == 40
+    assert main([*base, str(tmp_path / "bad.json"), "--transition-weight", "1.5"]) == 2
+    assert "[0, 1]" in capsys.readouterr().err
+    assert main(["recommend", "--model", str(legacy), "--history", "1", "2", "-k", "3", "--transition-weight", "1",
+                 "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out.strip().splitlines()[-1])) == 3
