@@ -9,7 +9,8 @@ decoding-modality codes. Decoding, the constraint to existing items (``generate`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,9 @@ class MSCGRecEncoder(UngerEncoder):
         self._modality_of_level = [m for m, _ in levels]
         self.modality_tokens = nn.Embedding(max(start, 1), d)
         self.decode_mask_tokens = nn.Parameter(torch.zeros(config.num_code_levels, d))
+        # modality indices (0 = the decoding modality, m + 1 = history modality m) treated as missing for every
+        # history item, at any time: set through MSCGRecForGenerativeRecommendation.hide_modalities (not saved)
+        self.hidden_modalities: frozenset[int] = frozenset()
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, L*D) decoding-modality history tokens -> one vector per history item with every modality in it."""
@@ -69,6 +73,7 @@ class MSCGRecEncoder(UngerEncoder):
         offsets = torch.tensor(self._modality_offsets, dtype=torch.long, device=device)
         mask_ids = torch.tensor(self._modality_mask_ids, dtype=torch.long, device=device)
         modality_of_level = torch.tensor(self._modality_of_level, dtype=torch.long, device=device)
+        decode_sum = None
         probability = config.mask_probability
         if self.training and probability > 0:
             # one modality per history item (decoding one included) replaced by its mask tokens, with probability p
@@ -79,6 +84,18 @@ class MSCGRecEncoder(UngerEncoder):
             hide_decode = (masked & (choice == 0) & item_mask.bool()).unsqueeze(-1).to(x.dtype)
             decode_sum = self.embed_tokens(input_ids).view(batch, items, depth, -1).sum(2)
             x = x + hide_decode * (self.decode_mask_tokens.sum(0) - decode_sum)
+        hidden = self.hidden_modalities
+        if hidden:
+            # inference-time ablation (hide_modalities): these modalities are missing for every history item
+            hide_all = torch.tensor([m + 1 in hidden for m in self._modality_of_level], dtype=torch.bool, device=device)
+            codes = codes.masked_fill(hide_all, -1)
+            if 0 in hidden:
+                if decode_sum is None:
+                    decode_sum = self.embed_tokens(input_ids).view(batch, items, depth, -1).sum(2)
+                real = item_mask.unsqueeze(-1).to(x.dtype)
+                if self.training and probability > 0:  # an item whose decoding codes are already masked: once
+                    real = real * (1 - hide_decode)
+                x = x + real * (self.decode_mask_tokens.sum(0) - decode_sum)
         if codes.shape[-1]:
             tokens = torch.where(codes >= 0, offsets + codes.clamp(min=0), mask_ids)
             x = x + self.modality_tokens(tokens).sum(2) * item_mask.unsqueeze(-1).to(x.dtype)
@@ -144,6 +161,41 @@ class MSCGRecForGenerativeRecommendation(UngerForGenerativeRecommendation):
             config.history_code_hashes[m] = str(table.content_hash)
         if columns:
             self.encoder.modality_codes.copy_(torch.from_numpy(np.concatenate(columns, axis=1)))
+
+    @property
+    def modality_names(self) -> list[str]:
+        """Every modality a history item is read in: the decoding one first, then the history modalities."""
+        config: MSCGRecConfig = self.config
+        return [config.decode_modality, *config.history_modalities]
+
+    @contextlib.contextmanager
+    def hide_modalities(self, names: Iterable[str]) -> Iterator[MSCGRecForGenerativeRecommendation]:
+        """Within the ``with`` block, treat the modalities ``names`` as missing for every history item.
+
+        Their codes are replaced by the learnable mask tokens (as for an item that lacks them), in training and
+        in inference alike; this is how the Shapley-style modality contribution of §4.3 evaluates the model
+        with a subset of modalities present. Hiding the decoding modality replaces the sum of the history
+        items' decoding-modality code embeddings by its mask tokens (the decoder still generates its codes).
+        Unknown names raise ``ValueError``; with ``history_item_embedding != "none"`` the decoding modality
+        cannot be hidden (the item's id / integrated embedding would still identify it).
+        """
+        wanted = list(names)
+        known = self.modality_names
+        unknown = [name for name in wanted if name not in known]
+        if unknown:
+            raise ValueError(f"unknown modality {unknown[0]!r}: this model reads the modalities {known}")
+        indices = frozenset(known.index(name) for name in wanted)
+        if 0 in indices and getattr(self.config, "history_item_embedding", "none") != "none":
+            raise ValueError(
+                f"cannot hide the decoding modality {known[0]!r}: history_item_embedding="
+                f"{self.config.history_item_embedding!r} still feeds each history item's own embedding"
+            )
+        previous = self.encoder.hidden_modalities
+        self.encoder.hidden_modalities = indices
+        try:
+            yield self
+        finally:
+            self.encoder.hidden_modalities = previous
 
     def modality_coverage(self) -> dict[str, float]:
         """Share of catalogue items that have codes in each history modality (1.0 = no item misses it)."""
