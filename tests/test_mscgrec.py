@@ -231,3 +231,39 @@ def test_hide_modalities_reads_a_modality_as_missing_for_every_item() -> None:
     with_ids.set_history_items(tokenizer.code_table.codes, None)
     with pytest.raises(ValueError, match="cannot hide the decoding modality"), with_ids.hide_modalities(["collaborative"]):
         pass
+
+
+def test_stacked_feed_reads_every_code_as_a_position_with_relative_biases(tmp_path: Path) -> None:
+    from transformers import AutoModel
+
+    tokenizer, table = collaborative_tokenizer(), text_table()
+    model = build(tokenizer, table, history_feed="stacked", mask_probability=0.5)
+    per_item = model.config.positions_per_item
+    assert per_item == tokenizer.code_table.num_levels + table.num_levels
+    histories = [["i1", "i2", "i3"], ["i4"]]
+    inputs = encode(tokenizer, histories)
+    model.eval()
+    states = model.get_encoder()(**inputs).last_hidden_state
+    assert states.shape[1] == 3 * per_item  # three (padded) items, every code of every modality a position
+    with model.hide_modalities(["text"]):
+        assert not torch.allclose(model.get_encoder()(**inputs).last_hidden_state, states)
+    # the relative biases are learnt: the loss reaches them
+    model.train()
+    out = model(**inputs, labels=tokenizer.encode_targets(["i6", "i7"], return_tensors="pt"))
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    assert model.encoder.item_distance_bias.weight.grad.abs().sum() > 0
+    assert model.encoder.slot_offset_bias.weight.grad.abs().sum() > 0
+    # saved, reloaded, constrained to real items
+    model.eval().save_pretrained(tmp_path)
+    tokenizer.save_pretrained(str(tmp_path))
+    again = AutoModel.from_pretrained(tmp_path).eval()
+    assert again.config.history_feed == "stacked"
+    ours = model.recommend(histories, tokenizer, k=5, num_beams=5)
+    theirs = again.recommend(histories, tokenizer, k=5, num_beams=5)
+    assert [[i for i, _ in r] for r in ours] == [[i for i, _ in r] for r in theirs]
+    assert all(item in set(IDS) for r in theirs for item, _ in r)
+    with pytest.raises(ValueError, match="history_feed must be one of"):
+        build(tokenizer, table, history_feed="flat")
+    with pytest.raises(ValueError, match="history_item_embedding must be 'none'"):
+        build(tokenizer, table, history_feed="stacked", history_item_embedding="id")
