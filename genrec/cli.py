@@ -219,6 +219,11 @@ Time:   ML-100K on 2 CPU cores: --profile default ~10 min, --profile quick ~1-2 
         help="mscgrec: chance that one modality of a history item is masked in training (paper: 0.75)",
     )
     p.add_argument(
+        "--history-feed", choices=("item_sum", "stacked"), default="item_sum",
+        help="mscgrec: one encoder position per history item (sum of its codes), or the paper's stacked feed "
+             "(every code of every modality a position, relative position biases; several times the cost)",
+    )
+    p.add_argument(
         "--stage2-steps", type=int, default=None,
         help="Stage II optimiser steps instead of the profile's length (comparisons at equal steps)",
     )
@@ -259,6 +264,7 @@ def _run_run(args: argparse.Namespace) -> int:
         decode_modality=args.decode_modality,
         mask_probability=args.mask_probability,
         stage2_max_steps=args.stage2_steps,
+        history_feed=args.history_feed,
     )
     for name, stage in summary["stages"].items():
         print(f"{name:9s} {stage['seconds']:8.1f} s  {stage['path']}")

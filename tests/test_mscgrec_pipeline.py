@@ -167,3 +167,16 @@ def test_shapley_values_of_known_games() -> None:
     assert values["b"] == pytest.approx(values["c"]) and values["a"] == pytest.approx(2 / 3)
     with pytest.raises(KeyError, match="no value for the subset"):
         shapley_values({s: 0.0 for s in subsets[:-1]}, players)
+
+
+def test_the_stacked_history_feed_runs_through_the_main_job(tiny_run: tuple[Path, dict, Path], tmp_path: Path) -> None:
+    out, _, data = tiny_run
+    run = tmp_path / "stacked"
+    summary = run_tiny(data, run, model="mscgrec", history_feed="stacked")
+    assert summary["mscgrec"]["history_feed"] == "stacked"
+    assert summary["test_metrics"]["invalid_rate"] == 0.0
+    model = MSCGRecForGenerativeRecommendation.from_pretrained(run)
+    assert model.config.history_feed == "stacked" and model.config.history_modalities == ["text"]
+    assert json.loads((run / "fingerprints" / "stage2.json").read_text())["settings"]["history_feed"] == "stacked"
+    with pytest.raises(ValueError, match="MSCGRec settings"):
+        run_tiny(data, tmp_path / "unger", history_feed="stacked")

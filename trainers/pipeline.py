@@ -235,6 +235,7 @@ def run_pipeline(
     decode_modality: str = "collaborative",
     mask_probability: float = 0.0,
     stage2_max_steps: int | None = None,
+    history_feed: str = "item_sum",
 ) -> dict[str, Any]:
     """Run the main job on ``dataset`` into ``out_dir``; return (and write to ``run.json``) its summary.
 
@@ -264,6 +265,8 @@ def run_pipeline(
             safetensors keyed by this dataset's item ids; items the file lacks miss that modality).
         decode_modality: MSCGRec only: the modality whose codes the model generates (paper: collaborative).
         mask_probability: MSCGRec only: chance that one modality of a history item is masked in training.
+        history_feed: MSCGRec only: ``"item_sum"`` (one encoder position per history item) or ``"stacked"``
+            (the paper's: one position per code of every modality, with relative position biases).
         stage2_max_steps: Stage II length in optimiser steps instead of the profile's (for comparisons at equal
             steps; recorded in Stage II's fingerprint as the profile's ``stage2_max_steps``).
 
@@ -288,8 +291,12 @@ def run_pipeline(
         )
     if model not in MODEL_FAMILIES:
         raise ValueError(f"unknown model {model!r}; choose one of {list(MODEL_FAMILIES)}")
-    if model != "mscgrec" and (modalities or mask_probability or decode_modality != "collaborative"):
-        raise ValueError("modalities, decode_modality and mask_probability are MSCGRec settings (model='mscgrec')")
+    if model != "mscgrec" and (
+        modalities or mask_probability or decode_modality != "collaborative" or history_feed != "item_sum"
+    ):
+        raise ValueError(
+            "modalities, decode_modality, mask_probability and history_feed are MSCGRec settings (model='mscgrec')"
+        )
     if model == "mscgrec" and init_from is not None:
         raise ValueError("init_from (fine-tuning) is not available for MSCGRec runs")
     num_levels = run_profile.num_levels if num_levels is None else num_levels
@@ -323,6 +330,7 @@ def run_pipeline(
             out_dir, ledger, summary, run_profile, emb_path=emb_path, emb=emb, upstream=upstream,
             num_levels=num_levels, codebook_size=codebook_size, seed=seed, modalities=modalities or {},
             decode_modality=decode_modality, mask_probability=mask_probability, show_progress=show_progress,
+            history_feed=history_feed,
         )
         summary["model_dir"] = str(out_dir)
         summary["total_seconds"] = round(time.perf_counter() - total_start, 2)

@@ -112,13 +112,15 @@ def run_mscgrec_stages(
     decode_modality: str,
     mask_probability: float,
     show_progress: bool,
+    history_feed: str = "item_sum",
 ) -> None:
     """Stage I (collaborative), per-modality quantization, MSCGRec Stage II + test, export; fills ``summary``.
 
     ``profile`` is the run's :class:`~genrec.trainers.pipeline.PipelineProfile`: its Stage I budget trains the
     collaborative model, its Stage II budget and config (minus ``history_item_embedding``: MSCGRec's history
     modalities replace UNGER's integrated-embedding feed; no distillation, which the paper does not use) train
-    MSCGRec. See the module docstring for the folders.
+    MSCGRec. ``history_feed``: MSCGRec's encoder input, ``"item_sum"`` or the paper's ``"stacked"``
+    (:class:`~genrec.modeling.configuration_mscgrec.MSCGRecConfig`). See the module docstring for the folders.
     """
     from genrec.modeling.configuration_mscgrec import MSCGRecConfig
     from genrec.modeling.configuration_unger_fusion import UngerFusionConfig
@@ -197,6 +199,8 @@ def run_mscgrec_stages(
         model="mscgrec", decode_modality=decode_modality, history_modalities=history,
         mask_probability=float(mask_probability),
     )
+    if history_feed != "item_sum":  # only then: runs made before the option keep their fingerprint
+        stage2_settings["history_feed"] = history_feed
     ledger.claim("stage2", stage2_settings, [stage2_dir])
     if (stage2_dir / "stage2_result.json").is_file():
         logger.info("reusing Stage II in %s", stage2_dir)
@@ -204,7 +208,10 @@ def run_mscgrec_stages(
     else:
         stage2 = train_stage2(
             data_dir, tokenizer_dir[decode_modality], stage2_dir,
-            config=MSCGRecConfig(**stage2_config, decode_modality=decode_modality, mask_probability=mask_probability),
+            config=MSCGRecConfig(
+                **stage2_config, decode_modality=decode_modality, mask_probability=mask_probability,
+                history_feed=history_feed,
+            ),
             history_modalities={name: tokenizer_dir[name] for name in history},
             max_steps=profile.stage2_max_steps, epochs=profile.stage2_epochs,
             warmup_steps=profile.stage2_warmup_steps, eval_every=profile.stage2_eval_every,
@@ -218,7 +225,7 @@ def run_mscgrec_stages(
     }
     summary["mscgrec"] = {
         "decode_modality": decode_modality, "history_modalities": history,
-        "mask_probability": float(mask_probability),
+        "mask_probability": float(mask_probability), "history_feed": history_feed,
         "extra_modality_files": {name: str(path) for name, path in extra_files.items()},
     }
     summary["validation_metrics"] = stage2["validation_metrics"]
