@@ -180,3 +180,16 @@ def test_the_stacked_history_feed_runs_through_the_main_job(tiny_run: tuple[Path
     assert json.loads((run / "fingerprints" / "stage2.json").read_text())["settings"]["history_feed"] == "stacked"
     with pytest.raises(ValueError, match="MSCGRec settings"):
         run_tiny(data, tmp_path / "unger", history_feed="stacked")
+
+
+def test_stage2_steps_override_the_profile_for_equal_step_comparisons(
+    tiny_run: tuple[Path, dict, Path], tmp_path: Path
+) -> None:
+    _, _, data = tiny_run
+    summary = run_tiny(data, tmp_path / "unger", stage2_max_steps=4)  # UNGER through the same prepare/embed path
+    assert summary["stages"]["stage2"]["steps"] == 4 and summary["profile"]["stage2_max_steps"] == 4
+    assert summary["stages"]["stage1"]["steps"] == 6 and "model" not in summary
+    settings = json.loads((tmp_path / "unger" / "fingerprints" / "stage2.json").read_text())["settings"]
+    assert settings["stage2_max_steps"] == 4 and settings["stage2_eval_every"] == 3
+    with pytest.raises(ValueError, match="stage2_max_steps must be >= 1"):
+        run_tiny(data, tmp_path / "bad", stage2_max_steps=0)
