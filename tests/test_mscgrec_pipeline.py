@@ -191,5 +191,6 @@ def test_stage2_steps_override_the_profile_for_equal_step_comparisons(
     assert summary["stages"]["stage1"]["steps"] == 6 and "model" not in summary
     settings = json.loads((tmp_path / "unger" / "fingerprints" / "stage2.json").read_text())["settings"]
     assert settings["stage2_max_steps"] == 4 and settings["stage2_eval_every"] == 3
+    assert settings["stage2_warmup_steps"] == 0  # at most a tenth of the run
     with pytest.raises(ValueError, match="stage2_max_steps must be >= 1"):
         run_tiny(data, tmp_path / "bad", stage2_max_steps=0)

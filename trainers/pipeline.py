@@ -268,7 +268,8 @@ def run_pipeline(
         history_feed: MSCGRec only: ``"item_sum"`` (one encoder position per history item) or ``"stacked"``
             (the paper's: one position per code of every modality, with relative position biases).
         stage2_max_steps: Stage II length in optimiser steps instead of the profile's (for comparisons at equal
-            steps; recorded in Stage II's fingerprint as the profile's ``stage2_max_steps``).
+            steps; recorded in Stage II's fingerprint as the profile's ``stage2_max_steps``); the warm-up is
+            capped at a tenth of it and validation runs at least at the end.
 
     Returns:
         The summary: per-stage seconds and outputs, Stage I validation metrics, Stage II validation and test
@@ -286,7 +287,8 @@ def run_pipeline(
             raise ValueError(f"stage2_max_steps must be >= 1, got {stage2_max_steps}")
         run_profile = replace(
             run_profile, stage2_max_steps=stage2_max_steps, stage2_epochs=None,
-            stage2_warmup_steps=min(run_profile.stage2_warmup_steps, max(stage2_max_steps - 1, 0)),
+            # the profile's warm-up, but at most a tenth of the run (a short run would otherwise be all warm-up)
+            stage2_warmup_steps=min(run_profile.stage2_warmup_steps, stage2_max_steps // 10),
             stage2_eval_every=min(run_profile.stage2_eval_every or stage2_max_steps, stage2_max_steps),
         )
     if model not in MODEL_FAMILIES:
