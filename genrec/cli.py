@@ -207,7 +207,43 @@ Time:   ML-100K on 2 CPU cores: --profile default ~10 min, --profile quick ~1-2 
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("--overwrite", action="store_true", help="recompute every stage even if OUT has it")
     p.add_argument("--revision", default=None, help="branch, tag or commit of a Hub --dataset")
+    p.add_argument(
+        "--model", choices=("unger", "mscgrec"), default="unger",
+        help="model family: UNGER (unified codes) or MSCGRec (per-modality codes: collaborative + text + --modality)",
+    )
+    p.add_argument(
+        "--modality", action="append", default=[], metavar="NAME=FILE",
+        help="mscgrec: an extra modality from a per-item ItemEmbeddings .safetensors file keyed by the dataset's "
+             "item ids (items it lacks miss the modality); repeatable",
+    )
+    p.add_argument("--decode-modality", default="collaborative", help="mscgrec: the modality the model generates")
+    p.add_argument(
+        "--mask-probability", type=float, default=0.0,
+        help="mscgrec: chance that one modality of a history item is masked in training (paper: 0.75)",
+    )
+    p.add_argument(
+        "--history-feed", choices=("item_sum", "stacked"), default="item_sum",
+        help="mscgrec: one encoder position per history item (sum of its codes), or the paper's stacked feed "
+             "(every code of every modality a position, relative position biases; several times the cost)",
+    )
+    p.add_argument(
+        "--stage2-steps", type=int, default=None,
+        help="Stage II optimiser steps instead of the profile's length (comparisons at equal steps)",
+    )
     p.set_defaults(handler=_run_run)
+
+
+def _modality_files(values: Sequence[str]) -> dict[str, str]:
+    """``["image=img.safetensors", ...]`` -> ``{"image": "img.safetensors"}`` (ValueError on a bad entry)."""
+    files: dict[str, str] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--modality {value!r}: expected NAME=FILE, e.g. image=image_embeddings.safetensors")
+        if name in files:
+            raise ValueError(f"--modality {name!r} given twice")
+        files[name] = path
+    return files
 
 
 def _run_run(args: argparse.Namespace) -> int:
@@ -226,6 +262,12 @@ def _run_run(args: argparse.Namespace) -> int:
         profile=args.profile,
         overwrite=args.overwrite,
         data_revision=args.revision,
+        model=args.model,
+        modalities=_modality_files(args.modality),
+        decode_modality=args.decode_modality,
+        mask_probability=args.mask_probability,
+        stage2_max_steps=args.stage2_steps,
+        history_feed=args.history_feed,
     )
     for name, stage in summary["stages"].items():
         print(f"{name:9s} {stage['seconds']:8.1f} s  {stage['path']}")

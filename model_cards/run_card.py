@@ -258,10 +258,22 @@ def build_run_card(
     for key, value in (summary.get("hardware") or {}).items():
         training[key.replace("_", " ")] = value
     history = example_history(run_dir / "data", tokenizer)
+    mscgrec = getattr(config, "model_type", None) == "mscgrec"
+    if mscgrec:
+        run_settings["modalities (decoding first)"] = ", ".join(
+            [str(config.decode_modality), *map(str, config.history_modalities)]
+        )
+        run_settings["modality mask probability"] = config.mask_probability
     return build_model_card(
-        title=f"UNGER generative recommender on {dataset}",
+        title=f"{'MSCGRec' if mscgrec else 'UNGER'} generative recommender on {dataset}",
         summary=(
-            "An UNGER model trained by `genrec run`: unified semantic-collaborative item codes (Stage I + "
+            "An MSCGRec model trained by `genrec run --model mscgrec`: every item quantized per modality (residual "
+            "k-means of a sequential recommender's item embeddings and of the text embeddings, each with its own "
+            "collision level); the encoder reads every modality of each history item, the decoder generates the "
+            "next item's codes in one modality under a prefix constraint. Metrics rank the full item corpus "
+            "(leave-one-out test split)."
+            if mscgrec
+            else "An UNGER model trained by `genrec run`: unified semantic-collaborative item codes (Stage I + "
             "residual hierarchical k-means) and an encoder-decoder that generates the next item's codes under "
             "a prefix constraint (Stage II with intra-modality distillation). Metrics rank the full item corpus "
             "(leave-one-out test split)."
@@ -277,8 +289,10 @@ def build_run_card(
         run_settings=run_settings,
         training=training,
         code_table=code_table,
-        papers=("unger", "mscgrec") if getattr(config, "constrained_training", False) else ("unger",),
-        tags=("unger",),
+        papers=("mscgrec",) if mscgrec else (
+            ("unger", "mscgrec") if getattr(config, "constrained_training", False) else ("unger",)
+        ),
+        tags=("mscgrec",) if mscgrec else ("unger",),
         base_model=base_model,
         training_curve=CURVE_FILE if (run_dir / CURVE_FILE).is_file() else None,
     )

@@ -10,11 +10,13 @@ item (a buffer saved with the weights) and finds them from the history item's de
 
 Interpretations (also in ``docs/mscgrec.md``):
 
-* history feed: one encoder position per history item whose input is the sum of the embeddings of all its codes
-  (decoding modality + history modalities, one token table per modality and level) plus the item's recency —
-  genrec's ``per_item`` feed. The paper stacks every code as its own position (a T5 over L x D tokens per item)
-  with two relative position embeddings, across items and within an item; on 2 CPU cores the stacked feed is
-  ~3x the cost per step for UNGER, so the per-item sum comes first (``history_mode`` must be ``per_item``).
+* history feed (``history_feed``): ``"item_sum"`` (default) gives one encoder position per history item whose
+  input is the sum of the embeddings of all its codes (decoding modality + history modalities, one token table
+  per modality and level) plus the item's recency — genrec's ``per_item`` feed, the cheap one on a CPU.
+  ``"stacked"`` is the paper's: every code of every modality is its own position (L x D per item), located by
+  two learned relative attention biases per head, one over the distance between the positions' items (clipped
+  at ``max_history_items - 1``) and one over their offset inside an item, summed (§3.3); all tables are kept
+  whole instead of sharing T5's 32 buckets. In both, ``history_mode`` stays ``per_item`` (the input layout).
 * missing modalities: an item without a modality (or whose codes are masked) contributes one learnable mask
   token per code level of that modality instead of its codes (§3.1).
 * masking in training: with probability ``mask_probability`` (paper: 0.75 when training for missing
@@ -30,7 +32,9 @@ from typing import Any
 from .config_fields import as_float, as_int_list
 from .configuration_unger import UngerConfig
 
-__all__ = ["MSCGRecConfig"]
+__all__ = ["HISTORY_FEEDS", "MSCGRecConfig"]
+
+HISTORY_FEEDS = ("item_sum", "stacked")
 
 _OWNER = "MSCGRecConfig"
 
@@ -48,6 +52,9 @@ class MSCGRecConfig(UngerConfig):
         history_code_hashes: content hashes of the history modalities' code tables (recorded when their codes
             are installed; ``set_modality_codes`` refuses tables with other content once set).
         mask_probability: chance that one modality of a history item is replaced by mask tokens in training.
+        history_feed: ``"item_sum"`` (one encoder position per history item: the sum of all its codes'
+            embeddings plus its recency) or ``"stacked"`` (the paper's: one position per code of every modality,
+            with two learned relative attention biases, across items and within an item).
         kwargs: :class:`UngerConfig` fields (``history_mode`` must stay ``"per_item"``).
     """
 
@@ -60,13 +67,14 @@ class MSCGRecConfig(UngerConfig):
         history_codebook_sizes: Sequence[Sequence[int]] = (),
         history_code_hashes: Sequence[str | None] | None = None,
         mask_probability: float = 0.0,
+        history_feed: str = "item_sum",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if self.history_mode != "per_item":
             raise ValueError(
-                f"{_OWNER}.history_mode must be 'per_item' (one encoder position per history item summing all its "
-                f"modalities' codes), got {self.history_mode!r}; the paper's stacked code feed is not implemented"
+                f"{_OWNER}.history_mode must be 'per_item' (whole items per history row; choose the encoder's feed "
+                f"with history_feed='item_sum' or 'stacked'), got {self.history_mode!r}"
             )
         names = [str(name) for name in history_modalities]
         if len(set(names)) != len(names) or any(not name for name in names):
@@ -96,11 +104,24 @@ class MSCGRecConfig(UngerConfig):
         self.history_codebook_sizes = sizes
         self.history_code_hashes = [None if h is None else str(h) for h in hashes]
         self.mask_probability = probability
+        if history_feed not in HISTORY_FEEDS:
+            raise ValueError(f"{_OWNER}.history_feed must be one of {list(HISTORY_FEEDS)}, got {history_feed!r}")
+        if history_feed == "stacked" and getattr(self, "history_item_embedding", "none") != "none":
+            raise ValueError(
+                f"{_OWNER}: the stacked history feed reads codes only; history_item_embedding must be 'none', got "
+                f"{self.history_item_embedding!r}"
+            )
+        self.history_feed = history_feed
 
     @property
     def num_modalities(self) -> int:
         """Modalities per history item: the decoding one and the history modalities."""
         return 1 + len(self.history_modalities)
+
+    @property
+    def positions_per_item(self) -> int:
+        """Encoder positions per history item in the stacked feed: every code level of every modality."""
+        return self.num_code_levels + sum(len(sizes) for sizes in self.history_codebook_sizes)
 
     @property
     def history_levels(self) -> list[tuple[int, int]]:

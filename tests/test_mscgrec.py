@@ -198,3 +198,72 @@ def test_an_unger_config_with_tables_becomes_an_mscgrec_config() -> None:
     assert config.history_modalities == ["text"] and config.history_codebook_sizes == [table.codebook_sizes]
     filled = as_mscgrec_config(MSCGRecConfig(mask_probability=0.75, d_model=32, num_attention_heads=4), {"text": table})
     assert filled.mask_probability == 0.75 and filled.history_modalities == ["text"] and filled.d_model == 32
+
+
+def test_hide_modalities_reads_a_modality_as_missing_for_every_item() -> None:
+    tokenizer, table = collaborative_tokenizer(), text_table()
+    model = build(tokenizer, table).eval()
+    with torch.no_grad():  # mask tokens that differ from zero, so that hiding is visible
+        model.encoder.decode_mask_tokens.normal_()
+    inputs = encode(tokenizer, [["i1", "i2", "i3"], ["i4"]])
+    encoder = model.get_encoder()
+    base = encoder(**inputs).last_hidden_state
+    assert model.modality_names == ["collaborative", "text"]
+    # hiding text == a model whose text table lacks every history item
+    lacking = build(tokenizer, text_table(["i0"])).eval()
+    lacking.load_state_dict({k: v for k, v in model.state_dict().items() if "modality_codes" not in k}, strict=False)
+    with model.hide_modalities(["text"]):
+        hidden_text = encoder(**inputs).last_hidden_state
+    assert torch.allclose(hidden_text, lacking.get_encoder()(**inputs).last_hidden_state, atol=1e-6)
+    assert not torch.allclose(hidden_text, base)
+    assert torch.equal(encoder(**inputs).last_hidden_state, base)  # restored after the block
+    with model.hide_modalities([]):
+        assert torch.equal(encoder(**inputs).last_hidden_state, base)
+    # hiding the decoding modality replaces the history items' code sums by its mask tokens: the histories
+    # of two different items then encode alike when their text codes are hidden too
+    one, other = encode(tokenizer, [["i1"]]), encode(tokenizer, [["i5"]])
+    with model.hide_modalities(["collaborative", "text"]):
+        assert torch.allclose(encoder(**one).last_hidden_state, encoder(**other).last_hidden_state, atol=1e-6)
+    assert not torch.allclose(encoder(**one).last_hidden_state, encoder(**other).last_hidden_state)
+    with pytest.raises(ValueError, match="unknown modality 'image'"), model.hide_modalities(["image"]):
+        pass
+    with_ids = build(tokenizer, table, history_item_embedding="id")
+    with_ids.set_history_items(tokenizer.code_table.codes, None)
+    with pytest.raises(ValueError, match="cannot hide the decoding modality"), with_ids.hide_modalities(["collaborative"]):
+        pass
+
+
+def test_stacked_feed_reads_every_code_as_a_position_with_relative_biases(tmp_path: Path) -> None:
+    from transformers import AutoModel
+
+    tokenizer, table = collaborative_tokenizer(), text_table()
+    model = build(tokenizer, table, history_feed="stacked", mask_probability=0.5)
+    per_item = model.config.positions_per_item
+    assert per_item == tokenizer.code_table.num_levels + table.num_levels
+    histories = [["i1", "i2", "i3"], ["i4"]]
+    inputs = encode(tokenizer, histories)
+    model.eval()
+    states = model.get_encoder()(**inputs).last_hidden_state
+    assert states.shape[1] == 3 * per_item  # three (padded) items, every code of every modality a position
+    with model.hide_modalities(["text"]):
+        assert not torch.allclose(model.get_encoder()(**inputs).last_hidden_state, states)
+    # the relative biases are learnt: the loss reaches them
+    model.train()
+    out = model(**inputs, labels=tokenizer.encode_targets(["i6", "i7"], return_tensors="pt"))
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    assert model.encoder.item_distance_bias.weight.grad.abs().sum() > 0
+    assert model.encoder.slot_offset_bias.weight.grad.abs().sum() > 0
+    # saved, reloaded, constrained to real items
+    model.eval().save_pretrained(tmp_path)
+    tokenizer.save_pretrained(str(tmp_path))
+    again = AutoModel.from_pretrained(tmp_path).eval()
+    assert again.config.history_feed == "stacked"
+    ours = model.recommend(histories, tokenizer, k=5, num_beams=5)
+    theirs = again.recommend(histories, tokenizer, k=5, num_beams=5)
+    assert [[i for i, _ in r] for r in ours] == [[i for i, _ in r] for r in theirs]
+    assert all(item in set(IDS) for r in theirs for item, _ in r)
+    with pytest.raises(ValueError, match="history_feed must be one of"):
+        build(tokenizer, table, history_feed="flat")
+    with pytest.raises(ValueError, match="history_item_embedding must be 'none'"):
+        build(tokenizer, table, history_feed="stacked", history_item_embedding="id")

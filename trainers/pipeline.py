@@ -26,10 +26,12 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from genrec.trainers.pipeline_mscgrec import MODALITY_TABLES_DIR
 from genrec.trainers.run_fingerprints import (
     EMBEDDINGS_DIR,
     SEMANTIC_EMBEDDINGS_FILE,
@@ -165,78 +167,28 @@ def _profile(profile: str | PipelineProfile) -> PipelineProfile:
     return PROFILES[profile]
 
 
-def run_pipeline(
+MODEL_FAMILIES = ("unger", "mscgrec")
+
+
+def prepare_and_embed(
     dataset: str,
-    out_dir: str | Path,
+    out_dir: Path,
+    ledger: StageLedger,
+    summary: dict[str, Any],
     *,
-    source: str | None = None,
-    encoder: str | None = None,
-    max_history: int = 20,
-    num_levels: int | None = None,
-    codebook_size: int = 256,
-    seed: int = 2024,
-    profile: str | PipelineProfile = "default",
-    overwrite: bool = False,
-    show_progress: bool = True,
-    always_append_collision_level: bool = False,
-    data_revision: str | None = None,
-    init_from: Any = None,
-    init_identity: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Run the main job on ``dataset`` into ``out_dir``; return (and write to ``run.json``) its summary.
-
-    Args:
-        dataset: "ml-100k" (embedded, no network), a folder in the S3-Rec layout, a raw MovieLens folder, or
-            a dataset in genrec's layout (folder or Hub id).
-        out_dir: the run folder (created; stages found there are reused when their fingerprint matches).
-        source: how to read ``dataset`` (default: inferred, see :func:`infer_source`).
-        encoder: semantic text encoder (default: the packaged all-MiniLM-L6-v2).
-        max_history: history items kept per example.
-        num_levels, codebook_size: residual k-means semantic IDs (plus a collision level where needed);
-            ``num_levels`` defaults to the profile's (3; the paper profile's cluster depth is 4).
-        seed: one seed for every stage.
-        profile: "default", "quick" (CI smoke run), "paper", or a :class:`PipelineProfile`.
-        overwrite: recompute every stage (deletes the stages' folders first).
-        show_progress: tqdm progress bars.
-        always_append_collision_level: give every item a collision code, even without collisions (so that the
-            code layout matches a source model's when fine-tuning, :mod:`genrec.trainers.finetune`).
-        data_revision: branch, tag or commit of a Hub ``dataset`` (recorded in the prepare fingerprint).
-        init_from: start Stage II from this trained UNGER model's transferable weights (a model object, a
-            folder or a Hub id; see :func:`genrec.trainers.finetune.transfer_stage2_weights`).
-        init_identity: what ``init_from`` is (e.g. its repo id and revision), recorded in Stage II's fingerprint.
-
-    Returns:
-        The summary: per-stage seconds and outputs, Stage I validation metrics, Stage II validation and test
-        metrics (``summary["test_metrics"]``) and the exported model folder (``summary["model_dir"]``).
-    """
+    source: str,
+    max_history: int,
+    encoder: str | None,
+    data_revision: str | None,
+    show_progress: bool,
+) -> tuple[Path, Any, dict[str, Any]]:
+    """Stages 1-2 of every model family: the prepared dataset (``out_dir/data``) and the semantic (text)
+    embeddings (``out_dir/embeddings``). Records both in ``summary["stages"]``; returns the embeddings' path,
+    the ``ItemEmbeddings`` and the upstream fingerprint digests (``prepare``, ``embeddings``) later stages hold."""
     from genrec.data_scripts.embeddings import embed_dataset
     from genrec.data_scripts.prepare import prepare_dataset
-    from genrec.modeling.configuration_unger import UngerConfig
-    from genrec.modeling.configuration_unger_fusion import UngerFusionConfig
-    from genrec.trainers.quantize import quantize_embeddings
-    from genrec.trainers.stage1 import train_stage1
-    from genrec.trainers.stage2 import train_stage2
 
-    run_profile = _profile(profile)
-    num_levels = run_profile.num_levels if num_levels is None else num_levels
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    source = source or infer_source(dataset)
-    data_dir, stage1_dir, sid_dir, stage2_dir = (out_dir / name for name in ("data", "stage1", "semantic_ids", "stage2"))
-    emb_dir = out_dir / EMBEDDINGS_DIR
-    if overwrite:
-        for folder in (data_dir, emb_dir, stage1_dir, sid_dir, stage2_dir, out_dir / FINGERPRINT_DIR):
-            shutil.rmtree(folder, ignore_errors=True)
-    ledger = StageLedger(out_dir)
-    adopt_legacy_run(out_dir, ledger)
-    summary: dict[str, Any] = {
-        "dataset": dataset, "source": source, "profile": asdict(run_profile), "seed": seed,
-        "num_levels": num_levels, "codebook_size": codebook_size, "max_history": max_history,
-        "encoder": encoder, "stages": {},
-        **({"dataset_revision": data_revision} if data_revision else {}),
-    }
-    total_start = time.perf_counter()
-
+    data_dir, emb_dir = out_dir / "data", out_dir / EMBEDDINGS_DIR
     # 1. prepare (reused while the input files' contents, the source and max_history are the same)
     start = time.perf_counter()
     prepare_settings = prepare_fingerprint(dataset, source, max_history)
@@ -265,7 +217,134 @@ def run_pipeline(
         "items": int(emb.embeddings.shape[0]),
         "dim": int(emb.embeddings.shape[1]),
     }
-    upstream = {"prepare": settings_digest(prepare_settings), "embeddings": emb.metadata.get("cache_key")}
+    return Path(emb_path), emb, {"prepare": settings_digest(prepare_settings), "embeddings": emb.metadata.get("cache_key")}
+
+
+def run_pipeline(
+    dataset: str,
+    out_dir: str | Path,
+    *,
+    source: str | None = None,
+    encoder: str | None = None,
+    max_history: int = 20,
+    num_levels: int | None = None,
+    codebook_size: int = 256,
+    seed: int = 2024,
+    profile: str | PipelineProfile = "default",
+    overwrite: bool = False,
+    show_progress: bool = True,
+    always_append_collision_level: bool = False,
+    data_revision: str | None = None,
+    init_from: Any = None,
+    init_identity: dict[str, Any] | None = None,
+    model: str = "unger",
+    modalities: Mapping[str, str | Path] | None = None,
+    decode_modality: str = "collaborative",
+    mask_probability: float = 0.0,
+    stage2_max_steps: int | None = None,
+    history_feed: str = "item_sum",
+) -> dict[str, Any]:
+    """Run the main job on ``dataset`` into ``out_dir``; return (and write to ``run.json``) its summary.
+
+    Args:
+        dataset: "ml-100k" (embedded, no network), a folder in the S3-Rec layout, a raw MovieLens folder, or
+            a dataset in genrec's layout (folder or Hub id).
+        out_dir: the run folder (created; stages found there are reused when their fingerprint matches).
+        source: how to read ``dataset`` (default: inferred, see :func:`infer_source`).
+        encoder: semantic text encoder (default: the packaged all-MiniLM-L6-v2).
+        max_history: history items kept per example.
+        num_levels, codebook_size: residual k-means semantic IDs (plus a collision level where needed);
+            ``num_levels`` defaults to the profile's (3; the paper profile's cluster depth is 4).
+        seed: one seed for every stage.
+        profile: "default", "quick" (CI smoke run), "paper", or a :class:`PipelineProfile`.
+        overwrite: recompute every stage (deletes the stages' folders first).
+        show_progress: tqdm progress bars.
+        always_append_collision_level: give every item a collision code, even without collisions (so that the
+            code layout matches a source model's when fine-tuning, :mod:`genrec.trainers.finetune`).
+        data_revision: branch, tag or commit of a Hub ``dataset`` (recorded in the prepare fingerprint).
+        init_from: start Stage II from this trained UNGER model's transferable weights (a model object, a
+            folder or a Hub id; see :func:`genrec.trainers.finetune.transfer_stage2_weights`).
+        init_identity: what ``init_from`` is (e.g. its repo id and revision), recorded in Stage II's fingerprint.
+        model: ``"unger"`` (the stages above) or ``"mscgrec"`` (per-modality codes: Stage I trained on item ids
+            alone for the collaborative modality, the text embeddings for the text modality, each quantized on
+            its own; Stage II is MSCGRec, see :mod:`genrec.trainers.pipeline_mscgrec`).
+        modalities: MSCGRec only: extra modalities, name -> per-item embedding file (``ItemEmbeddings``
+            safetensors keyed by this dataset's item ids; items the file lacks miss that modality).
+        decode_modality: MSCGRec only: the modality whose codes the model generates (paper: collaborative).
+        mask_probability: MSCGRec only: chance that one modality of a history item is masked in training.
+        history_feed: MSCGRec only: ``"item_sum"`` (one encoder position per history item) or ``"stacked"``
+            (the paper's: one position per code of every modality, with relative position biases).
+        stage2_max_steps: Stage II length in optimiser steps instead of the profile's (for comparisons at equal
+            steps; recorded in Stage II's fingerprint as the profile's ``stage2_max_steps``); the warm-up is
+            capped at a tenth of it and validation runs at least at the end.
+
+    Returns:
+        The summary: per-stage seconds and outputs, Stage I validation metrics, Stage II validation and test
+        metrics (``summary["test_metrics"]``) and the exported model folder (``summary["model_dir"]``).
+    """
+    from genrec.modeling.configuration_unger import UngerConfig
+    from genrec.modeling.configuration_unger_fusion import UngerFusionConfig
+    from genrec.trainers.quantize import quantize_embeddings
+    from genrec.trainers.stage1 import train_stage1
+    from genrec.trainers.stage2 import train_stage2
+
+    run_profile = _profile(profile)
+    if stage2_max_steps is not None:
+        if stage2_max_steps < 1:
+            raise ValueError(f"stage2_max_steps must be >= 1, got {stage2_max_steps}")
+        run_profile = replace(
+            run_profile, stage2_max_steps=stage2_max_steps, stage2_epochs=None,
+            # the profile's warm-up, but at most a tenth of the run (a short run would otherwise be all warm-up)
+            stage2_warmup_steps=min(run_profile.stage2_warmup_steps, stage2_max_steps // 10),
+            stage2_eval_every=min(run_profile.stage2_eval_every or stage2_max_steps, stage2_max_steps),
+        )
+    if model not in MODEL_FAMILIES:
+        raise ValueError(f"unknown model {model!r}; choose one of {list(MODEL_FAMILIES)}")
+    if model != "mscgrec" and (
+        modalities or mask_probability or decode_modality != "collaborative" or history_feed != "item_sum"
+    ):
+        raise ValueError(
+            "modalities, decode_modality, mask_probability and history_feed are MSCGRec settings (model='mscgrec')"
+        )
+    if model == "mscgrec" and init_from is not None:
+        raise ValueError("init_from (fine-tuning) is not available for MSCGRec runs")
+    num_levels = run_profile.num_levels if num_levels is None else num_levels
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    source = source or infer_source(dataset)
+    data_dir, stage1_dir, sid_dir, stage2_dir = (out_dir / name for name in ("data", "stage1", "semantic_ids", "stage2"))
+    emb_dir = out_dir / EMBEDDINGS_DIR
+    if overwrite:
+        stage_folders = (stage1_dir, sid_dir, stage2_dir, out_dir / MODALITY_TABLES_DIR)
+        for folder in (data_dir, emb_dir, *stage_folders, out_dir / FINGERPRINT_DIR):
+            shutil.rmtree(folder, ignore_errors=True)
+    ledger = StageLedger(out_dir)
+    adopt_legacy_run(out_dir, ledger)
+    summary: dict[str, Any] = {
+        "dataset": dataset, "source": source, "profile": asdict(run_profile), "seed": seed,
+        "num_levels": num_levels, "codebook_size": codebook_size, "max_history": max_history,
+        "encoder": encoder, "stages": {},
+        **({"dataset_revision": data_revision} if data_revision else {}),
+        **({"model": model} if model != "unger" else {}),
+    }
+    total_start = time.perf_counter()
+    emb_path, emb, upstream = prepare_and_embed(
+        dataset, out_dir, ledger, summary, source=source, max_history=max_history, encoder=encoder,
+        data_revision=data_revision, show_progress=show_progress,
+    )
+    if model == "mscgrec":
+        from genrec.trainers.pipeline_mscgrec import run_mscgrec_stages
+
+        run_mscgrec_stages(
+            out_dir, ledger, summary, run_profile, emb_path=emb_path, emb=emb, upstream=upstream,
+            num_levels=num_levels, codebook_size=codebook_size, seed=seed, modalities=modalities or {},
+            decode_modality=decode_modality, mask_probability=mask_probability, show_progress=show_progress,
+            history_feed=history_feed,
+        )
+        summary["model_dir"] = str(out_dir)
+        summary["total_seconds"] = round(time.perf_counter() - total_start, 2)
+        (out_dir / RUN_SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+        return summary
 
     # 3. Stage I: integrated embeddings (resumes from its checkpoints; a finished run is reused)
     start = time.perf_counter()
