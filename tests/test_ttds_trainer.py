@@ -190,8 +190,7 @@ def test_code_table_overflow_is_an_error_first_and_a_rejected_update_later(base_
     previous = build_code_table(data.item_ids, torch.tensor([[i % 8, i // 8] for i in range(30)]), model.config, "item")
     codes = CodeState(previous, None)
     renderer = PromptRenderer(tokenizer, model.config, data, codes)
-    monkeypatch.setattr(ttds_code_updates, "compute_tower_codes", lambda model, renderer, tower, **kw: torch.zeros(
-        len(renderer.data.item_ids if tower == "item" else renderer.data.user_ids), 2, dtype=torch.long))
+    monkeypatch.setattr(model.item_generator, "quantize", lambda x, **kw: torch.zeros(len(x), 2, dtype=torch.long))
     stats = ttds.update_code_tables(model, renderer, codes, batch_size=8, pad_token_id=tokenizer.pad_token_id)
     assert codes.item_table is previous and codes.rejected == 1 and stats["item_update_rejected"] == 1.0
     with pytest.raises(CollisionOverflowError):  # a first table that overflows is an error, not a silent skip
@@ -358,9 +357,10 @@ def test_finetune_cli_is_the_one_command_for_a_base_model(base_dir, tmp_path, ca
     first = load_file(tmp_path / "o" / "final" / "adapter" / "adapter_model.safetensors")
     second = load_file(tmp_path / "o2" / "final" / "adapter" / "adapter_model.safetensors")
     lora = next(k for k in first if "lora_B" in k)
-    # started from the first run's LoRA (non-zero B) and moved on; a fresh LoRA starts with B = 0
+    # started from the first run's LoRA (non-zero B) and moved on; a fresh LoRA starts with B = 0, so its B
+    # would be nearer to zero than to the first run's (both runs take the same number of Adam steps)
     assert bool(first[lora].abs().sum() > 0) and not torch.equal(first[lora], second[lora])
-    assert float((second[lora] - first[lora]).norm()) < float(first[lora].norm())
+    assert float((second[lora] - first[lora]).norm()) < float(second[lora].norm())
     assert main(["finetune", "--from", str(tmp_path / "o" / "final"), "--dataset", str(data), "--out",
                  str(tmp_path / "o3"), "--scratch"]) == 2
     assert "UNGER sources only" in capsys.readouterr().err

@@ -73,6 +73,10 @@ class TTDSTrainingArguments:
     ``learning_rate`` (paper: 5e-4). Codes are recomputed after the warm-up and every ``code_update_steps``
     joint steps (0: never again, the paper's static "TTSS" ablation), but never at the run's last step, so
     the tables saved with the model are always ones the LLM was trained with.
+
+    Code updates are damped: an entity keeps its previous code unless the new one quantises its latent
+    better by more than ``code_update_margin`` (relative; 0 = plain argmin), and with ``reset_dead_codes``
+    the towers' unused centroids are moved onto current latents before each update (RQ-VAE practice).
     """
 
     output_dir: str
@@ -88,6 +92,8 @@ class TTDSTrainingArguments:
     gradient_accumulation_steps: int = 1
     alignment_batch_size: int = 8
     code_update_steps: int = 100
+    code_update_margin: float = 0.1
+    reset_dead_codes: bool = True
     encode_batch_size: int = 32
     codebook_init_iterations: int = 10
     tasks: tuple[str, ...] = TASKS
@@ -120,6 +126,8 @@ class TTDSTrainingArguments:
         for name in ("train_batch_size", "alignment_batch_size", "encode_batch_size", "eval_batch_size", "num_beams"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.code_update_margin < 0:
+            raise ValueError(f"code_update_margin must be >= 0, got {self.code_update_margin}")
         if max(self.ks) > self.num_beams:
             raise ValueError(f"num_beams={self.num_beams} cannot rank {max(self.ks)} items (ks={self.ks})")
         self.tasks = tuple(self.tasks)

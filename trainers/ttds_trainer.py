@@ -115,7 +115,8 @@ class TTDSTrainer:
 
     def _update_codes(self, model: TTDSForCausalLM, step: int) -> dict[str, float]:
         stats = update_code_tables(model, self.renderer, self.codes, batch_size=self.args.encode_batch_size,
-                                   pad_token_id=self.pad)
+                                   pad_token_id=self.pad, margin=self.args.code_update_margin,
+                                   reset_dead_codes=self.args.reset_dead_codes, seed=self.args.seed)
         self.codes.last_update_step = step
         return stats
 
@@ -232,7 +233,8 @@ class TTDSTrainer:
                 manager.save(state)
 
         def parts(out: Any) -> dict[str, float]:
-            return {name: float(getattr(out, name).detach()) for name in ("loss", "lm_loss", "id_loss", "token_loss")
+            return {name: float(getattr(out, name).detach()) for name in ("loss", "lm_loss", "id_loss", "token_loss",
+                                                                             "reconstruction_loss")
                     if getattr(out, name) is not None}
 
         # Phase 1: generator warm-up, LLM frozen (paper Sec. 5.1.4).
