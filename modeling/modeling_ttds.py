@@ -272,14 +272,33 @@ class SemanticTokenGenerator(nn.Module):
         token_loss: str = "vq",
         commitment_cost: float = 0.25,
         reconstruction: bool = True,
+        codebook_update: str = "ema",
+        ema_decay: float = 0.99,
+        normalize_latent: bool = True,
     ) -> None:
         super().__init__()
         if token_loss not in ("vq", "literal"):
             raise ValueError(f"token_loss must be 'vq' or 'literal', got {token_loss!r}")
+        if codebook_update not in ("ema", "gradient"):
+            raise ValueError(f"codebook_update must be 'ema' or 'gradient', got {codebook_update!r}")
+        if codebook_update == "ema" and token_loss == "literal":
+            raise ValueError("token_loss='literal' moves the codebooks by gradient; use codebook_update='gradient'")
+        if not 0.0 <= float(ema_decay) < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
         widths = [int(input_dim), *[int(w) for w in hidden_sizes], int(codebook_dim)]
         self.encoder = self._mlp(widths)
         self.decoder = self._mlp(widths[::-1]) if reconstruction else None
-        self.codebooks = nn.Parameter(torch.empty(int(num_levels), int(codebook_size), int(codebook_dim)))
+        shape = (int(num_levels), int(codebook_size), int(codebook_dim))
+        self.codebook_update = codebook_update
+        self.ema_decay = float(ema_decay)
+        self.normalize_latent = bool(normalize_latent)
+        if codebook_update == "ema":
+            # Buffers, not parameters: no optimiser touches them (they are saved and checkpointed all the same).
+            self.register_buffer("codebooks", torch.empty(shape))
+            self.register_buffer("ema_count", torch.ones(shape[:2]))
+            self.register_buffer("ema_sum", torch.empty(shape))
+        else:
+            self.codebooks = nn.Parameter(torch.empty(shape))
         # Fixed per-feature standardisation of the LLM representation (set from data by init_codebooks).
         self.register_buffer("input_mean", torch.zeros(int(input_dim)))
         self.register_buffer("input_scale", torch.ones(int(input_dim)))
@@ -326,9 +345,35 @@ class SemanticTokenGenerator(nn.Module):
                 last = index == len(linears) - 1
                 nn.init.kaiming_normal_(module.weight, nonlinearity="linear" if last else "relu")
                 nn.init.zeros_(module.bias)
-        nn.init.normal_(self.codebooks, std=1.0 / math.sqrt(self.codebooks.shape[-1]))
+        with torch.no_grad():
+            nn.init.normal_(self.codebooks, std=1.0 / math.sqrt(self.codebooks.shape[-1]))
+        self._sync_ema()
         self.input_mean.zero_()
         self.input_scale.fill_(1.0)
+
+    @torch.no_grad()
+    def _sync_ema(self, levels: Sequence[int] | None = None, entries: torch.Tensor | None = None) -> None:
+        """Restarts the EMA statistics from the current centroids (count 1 each), after they were set directly
+        (initialisation, dead-code reset); all entries of ``levels`` (default all), or only ``entries``."""
+        if self.codebook_update != "ema":
+            return
+        for level in range(self.num_levels) if levels is None else levels:
+            index = slice(None) if entries is None else entries.to(self.codebooks.device)
+            self.ema_count[level, index] = 1.0
+            self.ema_sum[level, index] = self.codebooks[level, index]
+
+    @torch.no_grad()
+    def _ema_step(self, level: int, residual: torch.Tensor, code: torch.Tensor) -> None:
+        """One exponential-moving-average k-means step of level ``level`` on a training batch (VQ-VAE-2 /
+        SoundStream practice): the centroids follow the means of the residuals assigned to them, in small
+        steps, instead of Adam's scale-free steps, which are as large as a deep level's whole residual."""
+        residual = residual.detach().float()
+        counts = torch.bincount(code, minlength=self.codebook_size).to(residual.dtype)
+        sums = torch.zeros_like(self.ema_sum[level]).index_add_(0, code, residual.to(self.ema_sum.dtype))
+        decay = self.ema_decay
+        self.ema_count[level].mul_(decay).add_(counts.to(self.ema_count.dtype), alpha=1 - decay)
+        self.ema_sum[level].mul_(decay).add_(sums, alpha=1 - decay)
+        self.codebooks.data[level] = self.ema_sum[level] / self.ema_count[level].clamp_min(1e-6).unsqueeze(-1)
 
     def _sq_norm(self, diff: torch.Tensor) -> torch.Tensor:
         """Squared L2 norm over the last dim, divided by the dim for ``reduction="mean"``."""
@@ -348,7 +393,15 @@ class SemanticTokenGenerator(nn.Module):
         (e.g. the massive activations of a few channels) that would otherwise dominate every distance and
         push all entities onto the same codes.
         """
-        return self.encoder(self.standardize(x))
+        return self._latent(self.encoder(self.standardize(x)))
+
+    def _latent(self, h: torch.Tensor) -> torch.Tensor:
+        """The encoder output, scaled to norm sqrt(d) per row when ``normalize_latent`` (ViT-VQGAN's l2-normalised
+        codes): the latents cannot shrink, which is the cheapest way to lower the commitment loss and, with
+        centroids that follow them, drives every entity onto the same codes."""
+        if not self.normalize_latent:
+            return h
+        return F.normalize(h, dim=-1) * math.sqrt(h.shape[-1])
 
     @torch.no_grad()
     def set_input_statistics(self, x: torch.Tensor) -> None:
@@ -361,7 +414,7 @@ class SemanticTokenGenerator(nn.Module):
     def forward(self, x: torch.Tensor) -> GeneratorOutput:
         """Quantises LLM representations ``x`` (B, hidden) into M codes with straight-through assignments."""
         standardized = self.standardize(x)
-        latent = self.encoder(standardized)
+        latent = self._latent(self.encoder(standardized))
         residual = latent
         codes, assignments = [], []
         token_loss = latent.new_zeros(())
@@ -378,9 +431,13 @@ class SemanticTokenGenerator(nn.Module):
                 token_loss = token_loss + self._sq_norm(residual - chosen).mean()
                 residual = residual - chosen
             else:
-                token_loss = token_loss + self._sq_norm(residual.detach() - chosen).mean()
+                if self.codebook_update == "gradient":
+                    token_loss = token_loss + self._sq_norm(residual.detach() - chosen).mean()
                 token_loss = token_loss + self.commitment_cost * self._sq_norm(residual - chosen.detach()).mean()
-                residual = residual - chosen.detach()
+                next_residual = residual - chosen.detach()
+                if self.codebook_update == "ema" and self.training:
+                    self._ema_step(level, residual, code)
+                residual = next_residual
             codes.append(code)
             quantized = quantized + chosen
         reconstruction_loss = latent.new_zeros(())
@@ -463,6 +520,7 @@ class SemanticTokenGenerator(nn.Module):
                 picks = torch.multinomial(error, dead.numel(), replacement=replace, generator=generator)
                 centroids[dead] = residual[picks]
                 codebook.data.copy_(centroids.to(codebook))
+                self._sync_ema([level], dead)
                 code = torch.cdist(residual, centroids).argmin(dim=1)
             counts.append(int(dead.numel()))
             residual = residual - centroids[code]
@@ -498,6 +556,7 @@ class SemanticTokenGenerator(nn.Module):
             assign = torch.cdist(residual, centroids).argmin(dim=1)
             self.codebooks[level].copy_(centroids.to(self.codebooks.dtype))
             residual = residual - centroids[assign]
+        self._sync_ema()
 
 
 class _CenterGradient(torch.autograd.Function):
@@ -586,6 +645,9 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
             "token_loss": config.dm_vae_token_loss,
             "commitment_cost": config.commitment_cost,
             "reconstruction": config.tower_reconstruction_weight > 0,
+            "codebook_update": config.codebook_update,
+            "ema_decay": config.codebook_ema_decay,
+            "normalize_latent": config.normalize_latent,
         }
         self.item_generator = SemanticTokenGenerator(**tower_kwargs)
         self.user_generator = SemanticTokenGenerator(**tower_kwargs) if config.user_tower else None

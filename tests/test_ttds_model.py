@@ -123,7 +123,8 @@ def test_extend_tokenizer_layout_pad_and_idempotence(base_dir):
 
 def test_generator_residual_quantisation_and_straight_through():
     torch.manual_seed(0)
-    gen = SemanticTokenGenerator(16, [12, 8], 6, num_levels=3, codebook_size=5, reduction="sum", token_loss="literal")
+    gen = SemanticTokenGenerator(16, [12, 8], 6, num_levels=3, codebook_size=5, reduction="sum", token_loss="literal",
+                                 codebook_update="gradient", normalize_latent=False)
     x = torch.randn(7, 16)
     gen.init_codebooks(x, seed=1)
     out = gen(x)
@@ -146,7 +147,8 @@ def test_generator_residual_quantisation_and_straight_through():
 
 def test_vq_token_loss_uses_stop_gradients_and_decoder_reconstructs():
     torch.manual_seed(0)
-    gen = SemanticTokenGenerator(16, [12], 6, num_levels=2, codebook_size=5, reduction="sum", commitment_cost=0.25)
+    gen = SemanticTokenGenerator(16, [12], 6, num_levels=2, codebook_size=5, reduction="sum", commitment_cost=0.25,
+                                 codebook_update="gradient")
     x = torch.randn(9, 16)
     gen.init_codebooks(x, seed=1)
     out = gen(x)
@@ -197,6 +199,19 @@ def test_dead_codes_are_moved_onto_latents_and_updates_are_damped():
     copy_gen = copy.deepcopy(gen)
     assert gen.reset_dead_codes(x, seed=1) == copy_gen.reset_dead_codes(x, seed=1)
     assert torch.equal(gen.codebooks, copy_gen.codebooks)  # seeded, deterministic
+    # EMA codebooks: a training forward moves the used centroids towards their residuals, eval does not
+    frozen = gen.codebooks.clone()
+    gen.eval()
+    gen(x)
+    assert torch.equal(gen.codebooks, frozen)
+    gen.train()
+    codes = gen(x).codes
+    level0 = gen.encode(x).detach()
+    used = torch.unique(codes[:, 0])
+    for k in used.tolist():
+        members = level0[codes[:, 0] == k].mean(0)
+        assert (gen.codebooks[0, k] - members).norm() < (frozen[0, k] - members).norm() + 1e-6
+    assert not gen.codebooks.requires_grad
     # damping: a slightly moved input keeps its code with a margin; without one the greedy code wins
     latent_codes = gen.quantize(x)
     wrong = latent_codes.clone()
@@ -267,7 +282,8 @@ def test_forward_combines_losses_and_phases_control_gradients(built):
     assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if "lora_B" in n)
     assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if "trainable_tokens_delta" in n)
     assert model.item_generator.encoder[0].weight.grad.abs().sum() > 0  # L_ID through the straight-through path
-    assert model.user_generator.codebooks.grad.abs().sum() > 0
+    assert model.user_generator.encoder[0].weight.grad.abs().sum() > 0
+    assert "user_generator.codebooks" not in dict(model.named_parameters())  # EMA codebooks: no optimiser
 
     model.set_phase("warmup")  # LLM (and LoRA) frozen, towers + new rows train
     model.zero_grad(set_to_none=True)

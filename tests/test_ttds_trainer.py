@@ -17,7 +17,6 @@ from datasets import Dataset
 from safetensors.torch import load_file
 
 import genrec.trainers.ttds as ttds
-import genrec.trainers.ttds_code_updates as ttds_code_updates
 import genrec.trainers.ttds_data as ttds_data
 import genrec.trainers.ttds_trainer as ttds_trainer
 from genrec.data_scripts.splits import build_splits

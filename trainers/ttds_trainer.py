@@ -144,6 +144,17 @@ class TTDSTrainer:
         if (folder / USER_TABLE_DIR).is_dir():
             self.codes.user_table = CodeTable.load(folder / USER_TABLE_DIR)
 
+    def _param_groups(self, model: TTDSForCausalLM) -> list[dict[str, Any]]:
+        """Optimiser groups: the towers' networks at ``tower_learning_rate`` (when set), the rest (LoRA, token
+        rows) at ``learning_rate``; one LambdaLR schedule scales both."""
+        towers, rest = [], []
+        for name, param in model.named_parameters():
+            if param.requires_grad:
+                (towers if name.startswith(("item_generator.", "user_generator.")) else rest).append(param)
+        if self.args.tower_learning_rate is None or not towers:
+            return [{"params": rest + towers}]
+        return [{"params": rest}, {"params": towers, "lr": self.args.tower_learning_rate}]
+
     def _lr_lambda(self, step: int) -> float:
         """LR multiplier of ``learning_rate``: the warm-up LR during the generator warm-up, then linear
         LR warm-up over ``lr_warmup_steps`` joint steps and constant (the paper names no decay)."""
@@ -171,7 +182,7 @@ class TTDSTrainer:
             model.activation_checkpointing_enable()
         model.set_phase("joint")  # every parameter that ever trains is in the optimiser
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay)
+        optimizer = torch.optim.AdamW(self._param_groups(model), lr=args.learning_rate, weight_decay=args.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_lambda)
         dataloader = make_train_dataloader(
             _IndexDataset(len(self.data.examples)), batch_size=args.train_batch_size, seed=args.seed,
