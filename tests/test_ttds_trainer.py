@@ -212,6 +212,21 @@ def test_training_lowers_the_loss_and_updates_codes(trained):
     assert trainer.codes.item_table.num_levels == 3 and len(trainer.codes.user_table) == 14
 
 
+def test_code_updates_stay_bounded_and_settle(trained):
+    """The collapse of issue 15 (collision rate 0.55 -> 0.90, > 99.7 % of codes changing at every update)
+    must not come back: per update, the collision rate stays near the k-means start and the fraction of
+    items whose semantic code changed shrinks as training goes on."""
+    _, summary, _ = trained
+    history = summary["code_history"]
+    collisions = [e["codes/item_collision_rate"] for e in history]
+    changed = [e["codes/item_codes_changed"] for e in history if "codes/item_codes_changed" in e]
+    assert len(collisions) == 5 and len(changed) == 4, history
+    assert max(collisions) <= collisions[0] + 0.15 and max(collisions) < 0.5, collisions
+    assert max(changed) < 0.5 and changed[-1] <= changed[0], changed
+    assert all("codes/item_full_codes_changed" in e and "codes/item_dead_codes_reset" in e for e in history[1:])
+    assert all("codes/user_codes_changed" in e for e in history[1:])
+
+
 def test_evaluation_recommends_only_valid_items(trained):
     trainer, _, sequences = trained
     recommender = trainer.recommender()

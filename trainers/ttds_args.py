@@ -82,7 +82,8 @@ class TTDSTrainingArguments:
 
     Code updates are damped: an entity keeps its previous code unless the new one quantises its latent
     better by more than ``code_update_margin`` (relative; 0 = plain argmin), and with ``reset_dead_codes``
-    the towers' unused centroids are moved onto current latents before each update (RQ-VAE practice).
+    the towers' unused centroids are moved onto current latents before each update (RQ-VAE practice);
+    with ``refresh_input_statistics`` the towers' input standardisation follows the LLM's representations.
     """
 
     output_dir: str
@@ -101,6 +102,7 @@ class TTDSTrainingArguments:
     code_update_steps: int = 100
     code_update_margin: float = 0.2
     reset_dead_codes: bool = True
+    refresh_input_statistics: bool = True
     encode_batch_size: int = 32
     codebook_init_iterations: int = 10
     tasks: tuple[str, ...] = TASKS

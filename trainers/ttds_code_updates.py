@@ -46,11 +46,14 @@ def compute_tower_codes(
 
 def update_code_tables(
     model: TTDSForCausalLM, renderer: PromptRenderer, codes: CodeState, *, batch_size: int, pad_token_id: int,
-    margin: float = 0.0, reset_dead_codes: bool = False, seed: int = 0,
+    margin: float = 0.0, reset_dead_codes: bool = False, seed: int = 0, refresh_input_statistics: bool = False,
 ) -> dict[str, float]:
     """Recomputes both towers' codes from the current model and replaces the tables in ``codes``.
 
-    Per tower: every entity's text is encoded by the current LLM; with ``reset_dead_codes`` the tower's
+    Per tower: every entity's text is encoded by the current LLM; with ``refresh_input_statistics`` the
+    tower's input standardisation is re-fitted to these representations (LoRA shifts and rescales all of
+    them together during joint training; with the statistics of the start, that shared drift alone moved
+    every latent across cell borders and crowded the entities into fewer cells); with ``reset_dead_codes`` the tower's
     unused centroids are first moved onto current latents (``SemanticTokenGenerator.reset_dead_codes``,
     seeded by ``seed`` and the update count); then the codes are recomputed, damped by ``margin`` (an
     entity keeps its previous semantic code unless the new one quantises its latent better by more than
@@ -73,6 +76,8 @@ def update_code_tables(
                                    representations=True)
         device = generator.codebooks.device
         old = codes.table(tower)
+        if refresh_input_statistics:
+            generator.set_input_statistics(reps.to(device))
         if reset_dead_codes:
             reset = generator.reset_dead_codes(reps.to(device), seed=seed * 1_000_003 + codes.updates)
             stats[f"{tower}_dead_codes_reset"] = float(sum(reset))

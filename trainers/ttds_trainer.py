@@ -116,7 +116,8 @@ class TTDSTrainer:
     def _update_codes(self, model: TTDSForCausalLM, step: int) -> dict[str, float]:
         stats = update_code_tables(model, self.renderer, self.codes, batch_size=self.args.encode_batch_size,
                                    pad_token_id=self.pad, margin=self.args.code_update_margin,
-                                   reset_dead_codes=self.args.reset_dead_codes, seed=self.args.seed)
+                                   reset_dead_codes=self.args.reset_dead_codes, seed=self.args.seed,
+                                   refresh_input_statistics=self.args.refresh_input_statistics)
         self.codes.last_update_step = step
         return stats
 
