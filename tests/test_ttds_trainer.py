@@ -234,11 +234,15 @@ def test_evaluation_recommends_only_valid_items(trained):
     assert metrics["invalid_rate"] == 0.0 and metrics["num_users"] == 14
     for key in ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10"):
         assert 0.0 <= metrics[key] <= 1.0
-    lists = recommender.recommend([["1", "2"], ["30"]], ["1", None], k=10)
+    ranked = recommender.recommend([["1", "2"], ["30"]], ["1", None], k=10)
+    lists = [[item for item, _ in row] for row in ranked]
     assert all(len(row) == 10 == len(set(row)) for row in lists)
     assert all(item in recommender.item_table for row in lists for item in row)
+    assert all([s for _, s in row] == sorted((s for _, s in row), reverse=True) for row in ranked)  # best first
     with pytest.raises(KeyError, match="'999'"):
         recommender.recommend([["999"]], k=3)
+    skipped = recommender.recommend([["999"], ["999", "1", "2"]], ["1", "1"], k=10, on_unknown="skip")
+    assert skipped[0] == [] and skipped[1] == recommender.recommend([["1", "2"]], ["1"], k=10)[0]
 
 
 def test_resume_equals_an_uninterrupted_run(base_dir, tmp_path):
@@ -276,7 +280,7 @@ def test_resume_equals_an_uninterrupted_run(base_dir, tmp_path):
 # ------------------------------------------------------------------------------------------------ save / load
 
 
-def test_a_fresh_process_reproduces_the_saved_recommender(trained, tmp_path):
+def test_a_fresh_process_reproduces_the_saved_recommender(trained, tmp_path, capsys):
     trainer, _, sequences = trained
     recommender = trainer.recommender()
     folder = recommender.save_pretrained(tmp_path / "final")
@@ -293,10 +297,40 @@ def test_a_fresh_process_reproduces_the_saved_recommender(trained, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == expected
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [[list(pair) for pair in row] for row in expected]
 
     loaded = TTDSRecommender.from_pretrained(folder)
     assert loaded.item_table == recommender.item_table and loaded.user_table == recommender.user_table
+
+    # `genrec recommend` in a fresh process: the UNGER contract, (item_id, score) pairs, best first
+    cli = ("import sys; from genrec.cli import main; raise SystemExit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", cli, "recommend", "--model", str(folder), "--history",
+                           *histories[0], "-k", "10", "--json"], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected_cli = recommender.recommend([histories[0]], k=10)[0]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [{"item_id": i, "score": s} for i, s in expected_cli]
+
+    # `genrec evaluate` of the TTDS folder on its dataset = the recommender's own evaluation
+    from datasets import DatasetDict
+
+    from genrec.cli import main
+    from genrec.data_scripts.hub_layout import write_config
+
+    data = tmp_path / "data"
+    write_config(data, "sequences", DatasetDict(_sequences()), default=True)
+    write_config(data, "items", _items())
+    report = tmp_path / "eval.json"
+    assert main(["evaluate", "--model", str(folder), "--data", str(data), "--k", "1", "5", "10", "--beams", "10",
+                 "--max-users", "5", "--out", str(report)]) == 0
+    metrics = json.loads(report.read_text())["metrics"]
+    assert metrics == recommender.evaluate(sequences["test"], ks=(1, 5, 10), num_beams=10, max_users=5)
+    wrong = tmp_path / "other"
+    other_items = _items().map(lambda row: {"item_id": "x" + row["item_id"]})
+    write_config(wrong, "sequences", DatasetDict(_sequences()), default=True)
+    write_config(wrong, "items", other_items)
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(folder), "--data", str(wrong)]) == 2
+    assert "not the TTDS model's" in capsys.readouterr().err
 
 
 def test_reload_refuses_a_code_table_of_another_model(trained, tmp_path):
