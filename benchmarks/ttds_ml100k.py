@@ -13,6 +13,12 @@ Usage::
 
     python benchmarks/ttds_ml100k.py                       # defaults below, ~2-4 minutes on 2 busy cores
     python benchmarks/ttds_ml100k.py --max-steps 600 --json-out ttds_ml100k.json
+    # TTDS (dynamic codes) vs TTSS (static codes, --code-update-steps 0) vs most-popular, same steps/seed:
+    python benchmarks/ttds_ml100k.py --compare --work-dir runs/ttds_ml100k --json-out ttds_vs_ttss.json
+
+``--compare`` runs the two variants one after the other in the same work dir (``run-ttds``, ``run-ttss``;
+the data and the tiny base are prepared once); a finished variant's summary is reused when the command is
+run again (each variant's ``ttds_training.json``), so a killed comparison resumes at the missing variant.
 """
 
 from __future__ import annotations
@@ -40,8 +46,8 @@ def popularity_baseline(sequences: Any, split: str = "test", k: int = 10) -> dic
     return compute_metrics([top] * len(targets), targets, (1, 5, 10))
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Prepare data + tiny base, train, evaluate; returns the summary dict."""
+def run(args: argparse.Namespace, *, code_update_steps: int | None = None, name: str = "run") -> dict[str, Any]:
+    """Prepare data + tiny base, train, evaluate (run folder ``work_dir/name``); returns the summary dict."""
     from genrec.data_scripts.embeddings import render_item_texts
     from genrec.data_scripts.prepare import load_genrec_dataset, prepare_dataset
     from genrec.trainers.ttds import create_tiny_base, run_ttds, template_corpus
@@ -59,12 +65,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         create_tiny_base(base_dir, corpus, vocab_size=args.vocab_size, hidden_size=args.hidden_size,
                          num_layers=args.num_layers, num_heads=args.num_heads, seed=args.seed)
     prep_seconds = time.perf_counter() - t0
+    updates = args.code_update_steps if code_update_steps is None else code_update_steps
+    finished = work / name / "ttds_training.json"
+    if args.compare and finished.is_file():
+        summary = json.loads(finished.read_text())
+        if summary.get("global_step") == args.warmup_steps + args.max_steps:
+            logging.getLogger(__name__).warning("reusing the finished run %s", finished)
+            summary["popularity_test"] = popularity_baseline(sequences)
+            return summary
     summary = run_ttds(
-        data_dir, str(base_dir), work / "run",
+        data_dir, str(base_dir), work / name,
         config_overrides={"num_levels": args.num_levels, "codebook_size": args.codebook_size,
                           "num_collision_tokens": args.collision_tokens, "lora_r": 8, "lora_alpha": 16},
         training={"seed": args.seed, "warmup_steps": args.warmup_steps, "max_steps": args.max_steps,
-                  "code_update_steps": args.code_update_steps, "train_batch_size": args.batch_size,
+                  "code_update_steps": updates, "train_batch_size": args.batch_size,
                   "alignment_batch_size": 16, "encode_batch_size": 64, "logging_steps": 50,
                   "learning_rate": args.learning_rate, "num_beams": 10, "ks": [1, 5, 10],
                   "eval_batch_size": 16, "max_eval_users": args.max_eval_users, "save_steps": 0},
@@ -97,14 +111,43 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=5e-4)
     parser.add_argument("--max-eval-users", type=int, default=None, help="default: all 943 test users")
     parser.add_argument("--json-out", default=None)
+    parser.add_argument("--compare", action="store_true",
+                        help="run TTDS (dynamic codes) and TTSS (--code-update-steps 0) with everything else equal")
+    parser.add_argument("--variant", choices=("ttds", "ttss"), default=None,
+                        help="with --compare: run only this variant (two processes can run the two in parallel; a "
+                             "final --compare without it then reuses both and writes the JSON)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("genrec.trainers").setLevel(logging.INFO)  # the loop, checkpoints and TTDS trainer
+    if args.compare:
+        if not args.work_dir:
+            parser.error("--compare needs --work-dir (the two runs share the prepared data and tiny base)")
+        variants = {"ttds": None, "ttss": 0}
+        chosen = [args.variant] if args.variant else list(variants)
+        runs = {v: run(args, code_update_steps=variants[v], name=f"run-{v}") for v in chosen}
+        if args.variant:
+            print(json.dumps(_report(runs[args.variant]), indent=2))
+            return
+        report = {"command_args": vars(args), **{k: _report(v) for k, v in runs.items()}}
+        report["popularity_test"] = report["ttds"].pop("popularity_test")
+        report["ttss"].pop("popularity_test")
+        print(json.dumps({k: v for k, v in report.items() if k != "command_args"}, indent=2))
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(report, indent=2, default=str) + "\n")
+        return
     summary = run(args)
+    report = _report(summary)
+    print(json.dumps(report, indent=2))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+
+
+def _report(summary: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers of one run: test metrics, popularity, code statistics per update, timings."""
     from genrec.trainers.ttds import summarize_metrics
 
     test = summary["metrics"]["test"]
-    report = {
+    return {
         "ttds_test": summarize_metrics(test),
         "popularity_test": summarize_metrics(summary["popularity_test"]),
         "num_test_users": int(test["num_users"]),
@@ -115,13 +158,13 @@ def main() -> None:
         "user_collision_rate": round(summary.get("user_code_table", {}).get("collision_rate", float("nan")), 4),
         "first_loss": summary["loss_history"][0],
         "last_loss": summary["loss_history"][-1],
-        "seconds": {"prepare": round(summary["prepare_seconds"], 1), "train": round(summary["train_seconds"], 1),
+        "code_history": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in entry.items()}
+                         for entry in summary.get("code_history", [])],
+        "seconds": {"prepare": round(summary.get("prepare_seconds", 0.0), 1),
+                    "train": round(summary["train_seconds"], 1),
                     "eval": round(test["eval_seconds"], 1), "total": round(summary["total_seconds"], 1)},
-        "machine": summary["machine"],
+        "machine": summary.get("machine"),
     }
-    print(json.dumps(report, indent=2))
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(summary, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":

@@ -78,6 +78,8 @@ class _Format:
     meta_literal_first: bool
     item_schema: pa.Schema
     download: str
+    review_key: str
+    summary_key: str
 
 
 _FORMAT_2014 = _Format(
@@ -99,6 +101,8 @@ _FORMAT_2014 = _Format(
         ]
     ),
     download=DOWNLOAD_2014,
+    review_key="reviewText",
+    summary_key="summary",
 )
 _FORMAT_2023 = _Format(
     name="amazon2023",
@@ -121,6 +125,19 @@ _FORMAT_2023 = _Format(
         ]
     ),
     download=DOWNLOAD_2023,
+    review_key="text",
+    summary_key="title",
+)
+
+#: Schema of the ``reviews`` config: one row per kept interaction, in the order of the users' sequences.
+REVIEWS_SCHEMA = pa.schema(
+    [
+        pa.field("user_id", pa.string()),
+        pa.field("item_id", pa.string()),
+        pa.field("timestamp", pa.int64()),
+        pa.field("review", pa.string()),
+        pa.field("summary", pa.string()),
+    ]
 )
 
 
@@ -234,9 +251,13 @@ def _item_row(fmt: _Format, item_id: str, key: str, meta: dict[str, Any] | None)
 
 
 def _read_reviews(
-    path: Path, fmt: _Format, errors: LineErrors
+    path: Path, fmt: _Format, errors: LineErrors, texts: dict[tuple[str, str, int], tuple[str, str]] | None = None
 ) -> tuple[list[str], dict[str, tuple[list[str], list[int]]]]:
-    """Per-user (item key, time) lists in file order; users in order of their first review."""
+    """Per-user (item key, time) lists in file order; users in order of their first review.
+
+    With ``texts`` (a dict filled in place), also the review text and summary of each (user, item key,
+    time); the first line wins for duplicates, as the sequence cleaning keeps the first.
+    """
     by_user: dict[str, tuple[list[str], list[int]]] = {}
     keys = (fmt.user_key, fmt.item_key, fmt.time_key)
     for number, line in iter_lines(path, desc=path.name):
@@ -266,6 +287,8 @@ def _read_reviews(
             entry = by_user[user] = ([], [])
         entry[0].append(item)
         entry[1].append(stamp)
+        if texts is not None:
+            texts.setdefault((user, item, stamp), (_text(record.get(fmt.review_key)), _text(record.get(fmt.summary_key))))
     return list(by_user), by_user
 
 
@@ -332,8 +355,14 @@ def read_amazon(
     release: str,
     kcore: int = DEFAULT_KCORE,
     on_error: str = "raise",
+    keep_review_text: bool = True,
 ) -> SourceData:
-    """Read one Amazon category (``release`` "2014" or "2023"); see the module docstring for every step."""
+    """Read one Amazon category (``release`` "2014" or "2023"); see the module docstring for every step.
+
+    ``keep_review_text`` (default): also write the extra config ``reviews`` (``user_id``, ``item_id``,
+    ``timestamp``, ``review``, ``summary``; one row per kept interaction), the text the TTDS review task
+    predicts. ``False`` saves the memory of holding every review text while reading.
+    """
     fmt = {"2014": _FORMAT_2014, "2023": _FORMAT_2023}.get(str(release))
     if fmt is None:
         raise ValueError(f"release must be '2014' or '2023', got {release!r}")
@@ -347,7 +376,8 @@ def read_amazon(
                 f"{fmt.download}"
             )
     errors = LineErrors(on_error)
-    user_order, by_user = _read_reviews(reviews, fmt, errors)
+    texts: dict[tuple[str, str, int], tuple[str, str]] | None = {} if keep_review_text else None
+    user_order, by_user = _read_reviews(reviews, fmt, errors, texts)
     raw_reviews = sum(len(entry[0]) for entry in by_user.values())
 
     # Chronological order per user (stable) and duplicate removal, before k-core (as S3-Rec sorts first).
@@ -379,6 +409,7 @@ def read_amazon(
     new_item_id: dict[int, str] = {}
     sequences: list[UserSequence] = []
     original_users: list[str] = []
+    review_rows: dict[str, list[Any]] = {name: [] for name in REVIEWS_SCHEMA.names}
     starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.array([], dtype=np.int64)
     ends = np.r_[starts[1:], len(users)] if len(users) else np.array([], dtype=np.int64)
     for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
@@ -389,6 +420,13 @@ def read_amazon(
         user_id = str(len(sequences) + 1)
         sequences.append(UserSequence(user_id, ids, [flat_times[i] for i in span.tolist()]))
         original_users.append(user_order[int(users[start])])
+        if texts is not None:
+            original = user_order[int(users[start])]
+            for index, item_id in zip(span.tolist(), ids, strict=True):
+                review, summary = texts.get((original, item_keys[int(items[index])], flat_times[index]), ("", ""))
+                for name, value in zip(REVIEWS_SCHEMA.names, (user_id, item_id, flat_times[index], review, summary),
+                                       strict=True):
+                    review_rows[name].append(value)
 
     needed = {item_keys[code]: item_id for code, item_id in new_item_id.items()}
     records, repeated = _read_meta(meta, fmt, set(needed), errors)
@@ -436,22 +474,30 @@ def read_amazon(
             "(users by first review in the file, items along those users' chronological sequences). "
             "Original ids: items column `asin`"
             + (" (the parent_asin)" if fmt is _FORMAT_2023 else "")
-            + ", config `users` column `original_user_id`.",
+            + ", config `users` column `original_user_id`."
+            + (" Review text and summary per interaction: config `reviews` (user_id, item_id, timestamp, review, "
+               "summary)." if texts is not None else ""),
         ],
         files=[reviews, meta],
-        extra_configs={"users": users_table},
+        extra_configs={"users": users_table, **(
+            {"reviews": Dataset(pa.Table.from_pydict(review_rows, schema=REVIEWS_SCHEMA))} if texts is not None else {}
+        )},
     )
 
 
 def read_amazon2014(
-    reviews: str | Path, meta: str | Path, *, kcore: int = DEFAULT_KCORE, on_error: str = "raise"
+    reviews: str | Path, meta: str | Path, *, kcore: int = DEFAULT_KCORE, on_error: str = "raise",
+    keep_review_text: bool = True,
 ) -> SourceData:
     """Amazon 2014: ``reviews_<Category>_5.json.gz`` + ``meta_<Category>.json.gz`` (Python-literal lines)."""
-    return read_amazon(reviews, meta, release="2014", kcore=kcore, on_error=on_error)
+    return read_amazon(reviews, meta, release="2014", kcore=kcore, on_error=on_error,
+                       keep_review_text=keep_review_text)
 
 
 def read_amazon2023(
-    reviews: str | Path, meta: str | Path, *, kcore: int = DEFAULT_KCORE, on_error: str = "raise"
+    reviews: str | Path, meta: str | Path, *, kcore: int = DEFAULT_KCORE, on_error: str = "raise",
+    keep_review_text: bool = True,
 ) -> SourceData:
     """Amazon Reviews 2023: ``<Category>.jsonl(.gz)`` + ``meta_<Category>.jsonl(.gz)``, items by parent_asin."""
-    return read_amazon(reviews, meta, release="2023", kcore=kcore, on_error=on_error)
+    return read_amazon(reviews, meta, release="2023", kcore=kcore, on_error=on_error,
+                       keep_review_text=keep_review_text)

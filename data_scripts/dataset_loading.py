@@ -153,3 +153,23 @@ def load_genrec_dataset(
     if "train" not in items_dict:
         raise ValueError(f"{source}: config 'items' has no split 'train' (splits: {list(items_dict)})")
     return sequences, validate_items(items_dict["train"], source)
+
+
+def load_optional_config(
+    name_or_path: str | Path, config: str, *, cache_dir: str | Path | None = None, revision: str | None = None
+) -> Dataset | None:
+    """The ``train`` split of an optional extra config of a genrec dataset (e.g. ``reviews``, ``users``), or
+    ``None`` when the dataset has no such config (ML-100K has no ``reviews``)."""
+    from datasets import load_dataset
+
+    is_folder = Path(name_or_path).expanduser().is_dir()
+    source = str(Path(name_or_path).expanduser()) if is_folder else str(name_or_path)
+    if config not in _available_configs(source, None if is_folder else revision):
+        return None
+    kwargs: dict[str, Any] = {"cache_dir": str(cache_dir)} if cache_dir is not None else {}
+    if revision is not None and not is_folder:
+        kwargs["revision"] = revision
+    loaded = load_dataset(source, config, **kwargs)
+    if "train" not in loaded:
+        raise ValueError(f"{source}: config {config!r} has no split 'train' (splits: {list(loaded)})")
+    return loaded["train"]

@@ -246,15 +246,43 @@ def _load_unger(model_dir: str, revision: str | None = None) -> tuple[Any, Any]:
             AutoTokenizer.from_pretrained(model_dir, revision=revision))
 
 
+def _ttds_folder(model_dir: str, revision: str | None) -> Any:
+    """The local folder of a TTDS recommender at ``model_dir`` (folder or Hub id), or None for anything else."""
+    from genrec.trainers.ttds_recommender import resolve_recommender_folder
+
+    path = Path(model_dir).expanduser()
+    if path.is_dir():
+        config = path / "config.json"
+        if not config.is_file():
+            return None
+        try:
+            model_type = json.loads(config.read_text()).get("model_type")
+        except (json.JSONDecodeError, AttributeError):
+            return None
+        return path if model_type == "ttds" else None
+    if path.exists() or model_dir.count("/") != 1:
+        return None
+    from transformers import AutoConfig
+
+    import genrec  # noqa: F401  (registers the Auto classes)
+
+    try:
+        model_type = AutoConfig.from_pretrained(model_dir, revision=revision).model_type
+    except (OSError, ValueError):
+        return None  # the UNGER loader reports the problem
+    return resolve_recommender_folder(model_dir, revision=revision) if model_type == "ttds" else None
+
+
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
         formatter_class=_Formatter,
-        help="Recall/NDCG/MRR@K of a trained UNGER model on a split",
-        description="""Evaluate a trained UNGER model by constrained beam search over the full item corpus.
+        help="Recall/NDCG/MRR@K of a trained UNGER or TTDS model on a split",
+        description="""Evaluate a trained UNGER or TTDS model by constrained beam search over the full item corpus.
 
-Reads:  --model (a run folder or Stage II's best/: model + tokenizer), --data (prepared dataset; its
-        item catalogue must be the model's code table, e.g. OUT/data of the same `genrec run`).
+Reads:  --model (a run folder or Stage II's best/: model + tokenizer; or a TTDS folder, `genrec finetune`'s
+        OUT/final: base by name + adapter + towers + code tables), --data (prepared dataset; its item
+        catalogue must be the model's code table, e.g. OUT/data of the same `genrec run`).
 Writes: stdout (metric table); --out JSON with every metric.
 Time:   ML-100K test (943 users, 20 beams): seconds to a minute; Beauty (22,363 users): minutes on CPU.""",
     )
@@ -278,8 +306,12 @@ Time:   ML-100K test (943 users, 20 beams): seconds to a minute; Beauty (22,363 
 def run_evaluate(args: argparse.Namespace) -> int:
     from genrec.data_scripts.prepare import load_genrec_dataset
     from genrec.trainers.evaluation import check_catalogue, evaluate_model
-    from genrec.trainers.metrics import format_metrics
 
+    ttds = _ttds_folder(args.model, args.revision)
+    if ttds is not None:
+        if args.transition_weight is not None:
+            raise ValueError("--transition-weight is for UNGER models; a TTDS model has no transition prior")
+        return _evaluate_ttds(args, ttds)
     model, tokenizer = _load_unger(args.model, args.revision)
     if args.transition_weight is not None:
         model.set_transition_weight(args.transition_weight)
@@ -289,6 +321,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
         model, tokenizer, sequences, args.split, k_values=args.k, num_beams=args.beams,
         batch_size=args.batch_size, max_users=args.max_users,
     )
+    return _report_evaluation(args, result)
+
+
+def _report_evaluation(args: argparse.Namespace, result: dict[str, Any]) -> int:
+    from genrec.trainers.metrics import format_metrics
+
     print(format_metrics(result["metrics"], title=f"{args.split} ({args.model})"))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -296,6 +334,25 @@ def run_evaluate(args: argparse.Namespace) -> int:
         tmp.write_text(json.dumps(result, indent=2) + "\n")
         os.replace(tmp, args.out)  # never a half-written report
     return 0
+
+
+def _evaluate_ttds(args: argparse.Namespace, folder: Path) -> int:
+    """``genrec evaluate`` of a TTDS folder: the recommender's own full-corpus evaluation on ``--split``."""
+    from genrec.data_scripts.prepare import load_genrec_dataset
+    from genrec.trainers.ttds_recommender import TTDSRecommender
+
+    recommender = TTDSRecommender.from_pretrained(folder)
+    sequences, items = load_genrec_dataset(args.data, revision=args.data_revision)
+    known = set(recommender.item_table.item_ids)
+    unknown = [i for i in items["item_id"] if i not in known]
+    if unknown or len(known) != items.num_rows:
+        raise ValueError(
+            f"dataset {args.data}: its {items.num_rows} items are not the TTDS model's {len(known)} coded items "
+            f"(e.g. unknown {unknown[:5]}); evaluate on the dataset the model was trained on"
+        )
+    metrics = recommender.evaluate(sequences[args.split], ks=tuple(args.k), num_beams=max(args.beams, max(args.k)),
+                                   batch_size=min(args.batch_size, 32), max_users=args.max_users)
+    return _report_evaluation(args, {"model": str(args.model), "split": args.split, "metrics": metrics})
 
 
 # ---------------------------------------------------------------------------------------------- recommend
@@ -308,7 +365,7 @@ def add_recommend(sub: argparse._SubParsersAction) -> None:
         help="top-k next items for one history",
         description="""Recommend the next items for a history of item ids (oldest first) with a trained model.
 
-Reads:  --model (run folder / best/ / Hub id), --history item ids.
+Reads:  --model (UNGER run folder / best/ / Hub id, or a TTDS folder / Hub id), --history item ids.
 Writes: stdout (one "item_id<TAB>score" line per recommendation, best first; --json for JSON).
 Time:   well under a second per history on CPU.""",
     )
@@ -329,11 +386,20 @@ Time:   well under a second per history on CPU.""",
 
 
 def run_recommend(args: argparse.Namespace) -> int:
-    model, tokenizer = _load_unger(args.model, args.revision)
-    (ranked,) = model.recommend(
-        [args.history], tokenizer, k=args.k, num_beams=args.beams, on_unknown=args.on_unknown,
-        transition_weight=args.transition_weight,
-    )
+    ttds = _ttds_folder(args.model, args.revision)
+    if ttds is not None:
+        from genrec.trainers.ttds_recommender import TTDSRecommender
+
+        if args.transition_weight is not None:
+            raise ValueError("--transition-weight is for UNGER models; a TTDS model has no transition prior")
+        recommender = TTDSRecommender.from_pretrained(ttds)
+        (ranked,) = recommender.recommend([args.history], k=args.k, num_beams=args.beams, on_unknown=args.on_unknown)
+    else:
+        model, tokenizer = _load_unger(args.model, args.revision)
+        (ranked,) = model.recommend(
+            [args.history], tokenizer, k=args.k, num_beams=args.beams, on_unknown=args.on_unknown,
+            transition_weight=args.transition_weight,
+        )
     if not ranked:
         raise ValueError(f"none of the history's item ids is known to the model: {args.history}")
     if args.json:

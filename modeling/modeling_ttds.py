@@ -225,13 +225,17 @@ class GeneratorOutput(ModelOutput):
         assignments: (B, M, N) straight-through one-hot of ``codes`` (forward: exactly one-hot; backward:
             the gradient of the soft assignment ``softmax(-distance / tau)``).
         latent: (B, d) the encoder output (the level-0 residual).
-        token_loss: scalar ``L_Token`` (Formula 13), averaged over the batch.
+        token_loss: scalar ``L_Token`` (Formula 13), averaged over the batch (``token_loss="vq"``: codebook
+            term + commitment term with stop-gradients, see :class:`SemanticTokenGenerator`).
+        reconstruction_loss: scalar mean squared error of the tower's decoder, reading the quantised latent,
+            against the standardised input (0 without a decoder).
     """
 
     codes: torch.LongTensor | None = None
     assignments: torch.FloatTensor | None = None
     latent: torch.FloatTensor | None = None
     token_loss: torch.FloatTensor | None = None
+    reconstruction_loss: torch.FloatTensor | None = None
 
 
 class SemanticTokenGenerator(nn.Module):
@@ -241,6 +245,18 @@ class SemanticTokenGenerator(nn.Module):
     ``input_dim -> hidden_sizes.. -> codebook_dim``) with ReLU between them (the paper names only the widths;
     a purely linear stack would collapse to one matrix). Quantisation is residual (Formulas 10-11):
     ``i*_m = argmin_i ||r_m - c_{m,i}||^2``, ``r_{m+1} = r_m - c_{m,i*_m}``.
+
+    What keeps the codes from collapsing (RQ-VAE practice; the paper's literal Formula 13 has none of it):
+
+    * ``token_loss="vq"`` (default): level m contributes ``||sg[r_m] - c||^2 + commitment * ||r_m - sg[c]||^2``
+      (VQ-VAE / RQ-VAE codebook + commitment loss). The literal ``||r_m - c||^2`` (``"literal"``) moves
+      both sides freely, and its cheapest minimum is to shrink every latent and centroid towards one point.
+    * ``decoder`` (``reconstruction=True``, default): the mirrored MLP reconstructs the standardised input
+      from the quantised latent (straight-through), so the latents must keep the information that tells the
+      entities apart and cannot shrink to nothing.
+    * :meth:`reset_dead_codes`: unused centroids are moved onto current latents (k-means++-style sampling).
+    * :meth:`quantize` with ``previous`` codes and a ``margin``: an entity keeps its old code unless the new
+      one reconstructs its latent clearly better (damped code updates).
     """
 
     def __init__(
@@ -253,22 +269,54 @@ class SemanticTokenGenerator(nn.Module):
         *,
         temperature: float = 1.0,
         reduction: str = "mean",
+        token_loss: str = "vq",
+        commitment_cost: float = 0.25,
+        reconstruction: bool = True,
+        codebook_update: str = "ema",
+        ema_decay: float = 0.99,
+        normalize_latent: bool = True,
     ) -> None:
         super().__init__()
+        if token_loss not in ("vq", "literal"):
+            raise ValueError(f"token_loss must be 'vq' or 'literal', got {token_loss!r}")
+        if codebook_update not in ("ema", "gradient"):
+            raise ValueError(f"codebook_update must be 'ema' or 'gradient', got {codebook_update!r}")
+        if codebook_update == "ema" and token_loss == "literal":
+            raise ValueError("token_loss='literal' moves the codebooks by gradient; use codebook_update='gradient'")
+        if not 0.0 <= float(ema_decay) < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
         widths = [int(input_dim), *[int(w) for w in hidden_sizes], int(codebook_dim)]
-        layers: list[nn.Module] = []
-        for index in range(len(widths) - 1):
-            layers.append(nn.Linear(widths[index], widths[index + 1]))
-            if index < len(widths) - 2:
-                layers.append(nn.ReLU())
-        self.encoder = nn.Sequential(*layers)
-        self.codebooks = nn.Parameter(torch.empty(int(num_levels), int(codebook_size), int(codebook_dim)))
+        self.encoder = self._mlp(widths)
+        self.decoder = self._mlp(widths[::-1]) if reconstruction else None
+        shape = (int(num_levels), int(codebook_size), int(codebook_dim))
+        self.codebook_update = codebook_update
+        self.ema_decay = float(ema_decay)
+        self.normalize_latent = bool(normalize_latent)
+        if codebook_update == "ema":
+            # Buffers, not parameters: no optimiser touches them (they are saved and checkpointed all the same).
+            self.register_buffer("codebooks", torch.empty(shape))
+            self.register_buffer("ema_count", torch.ones(shape[:2]))
+            self.register_buffer("ema_sum", torch.empty(shape))
+        else:
+            self.codebooks = nn.Parameter(torch.empty(shape))
         # Fixed per-feature standardisation of the LLM representation (set from data by init_codebooks).
         self.register_buffer("input_mean", torch.zeros(int(input_dim)))
         self.register_buffer("input_scale", torch.ones(int(input_dim)))
         self.temperature = float(temperature)
         self.reduction = reduction
+        self.token_loss_kind = token_loss
+        self.commitment_cost = float(commitment_cost)
         self.reset_parameters()
+
+    @staticmethod
+    def _mlp(widths: Sequence[int]) -> nn.Sequential:
+        """Linear layers of ``widths`` with ReLU between them (none after the last)."""
+        layers: list[nn.Module] = []
+        for index in range(len(widths) - 1):
+            layers.append(nn.Linear(widths[index], widths[index + 1]))
+            if index < len(widths) - 2:
+                layers.append(nn.ReLU())
+        return nn.Sequential(*layers)
 
     @property
     def num_levels(self) -> int:
@@ -281,27 +329,61 @@ class SemanticTokenGenerator(nn.Module):
         return self.codebooks.shape[1]
 
     def reset_parameters(self) -> None:
-        """He (Kaiming-normal) weights and zero biases for the encoder; small Gaussian codebooks (replaced by
-        a data initialisation).
+        """He (Kaiming-normal) weights and zero biases for the encoder (and decoder); small Gaussian codebooks
+        (replaced by a data initialisation).
 
         The variance-preserving init keeps the spread of the (standardised) input through the stack. With
         PyTorch's default Linear init each ReLU layer shrinks the signal about 2.5x while the random biases
         stay, so after four layers the latents of all entities sit within a few percent of one shared point
         and every optimiser step reshuffles their codes.
         """
-        linears = [m for m in self.encoder if isinstance(m, nn.Linear)]
-        for index, module in enumerate(linears):
-            last = index == len(linears) - 1
-            nn.init.kaiming_normal_(module.weight, nonlinearity="linear" if last else "relu")
-            nn.init.zeros_(module.bias)
-        nn.init.normal_(self.codebooks, std=1.0 / math.sqrt(self.codebooks.shape[-1]))
+        for stack in (self.encoder, self.decoder):
+            if stack is None:
+                continue
+            linears = [m for m in stack if isinstance(m, nn.Linear)]
+            for index, module in enumerate(linears):
+                last = index == len(linears) - 1
+                nn.init.kaiming_normal_(module.weight, nonlinearity="linear" if last else "relu")
+                nn.init.zeros_(module.bias)
+        with torch.no_grad():
+            nn.init.normal_(self.codebooks, std=1.0 / math.sqrt(self.codebooks.shape[-1]))
+        self._sync_ema()
         self.input_mean.zero_()
         self.input_scale.fill_(1.0)
+
+    @torch.no_grad()
+    def _sync_ema(self, levels: Sequence[int] | None = None, entries: torch.Tensor | None = None) -> None:
+        """Restarts the EMA statistics from the current centroids (count 1 each), after they were set directly
+        (initialisation, dead-code reset); all entries of ``levels`` (default all), or only ``entries``."""
+        if self.codebook_update != "ema":
+            return
+        for level in range(self.num_levels) if levels is None else levels:
+            index = slice(None) if entries is None else entries.to(self.codebooks.device)
+            self.ema_count[level, index] = 1.0
+            self.ema_sum[level, index] = self.codebooks[level, index]
+
+    @torch.no_grad()
+    def _ema_step(self, level: int, residual: torch.Tensor, code: torch.Tensor) -> None:
+        """One exponential-moving-average k-means step of level ``level`` on a training batch (VQ-VAE-2 /
+        SoundStream practice): the centroids follow the means of the residuals assigned to them, in small
+        steps, instead of Adam's scale-free steps, which are as large as a deep level's whole residual."""
+        residual = residual.detach().float()
+        counts = torch.bincount(code, minlength=self.codebook_size).to(residual.dtype)
+        sums = torch.zeros_like(self.ema_sum[level]).index_add_(0, code, residual.to(self.ema_sum.dtype))
+        decay = self.ema_decay
+        self.ema_count[level].mul_(decay).add_(counts.to(self.ema_count.dtype), alpha=1 - decay)
+        self.ema_sum[level].mul_(decay).add_(sums, alpha=1 - decay)
+        self.codebooks.data[level] = self.ema_sum[level] / self.ema_count[level].clamp_min(1e-6).unsqueeze(-1)
 
     def _sq_norm(self, diff: torch.Tensor) -> torch.Tensor:
         """Squared L2 norm over the last dim, divided by the dim for ``reduction="mean"``."""
         sq = diff.pow(2).sum(-1)
         return sq / diff.shape[-1] if self.reduction == "mean" else sq
+
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (B, hidden) standardised per feature with the statistics recorded by :meth:`init_codebooks`."""
+        first = self.encoder[0]
+        return (x.to(dtype=first.weight.dtype) - self.input_mean) / self.input_scale
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Latent (B, codebook_dim) of LLM representations ``x`` (B, hidden), computed in float32.
@@ -311,9 +393,15 @@ class SemanticTokenGenerator(nn.Module):
         (e.g. the massive activations of a few channels) that would otherwise dominate every distance and
         push all entities onto the same codes.
         """
-        first = self.encoder[0]
-        x = (x.to(dtype=first.weight.dtype) - self.input_mean) / self.input_scale
-        return self.encoder(x)
+        return self._latent(self.encoder(self.standardize(x)))
+
+    def _latent(self, h: torch.Tensor) -> torch.Tensor:
+        """The encoder output, scaled to norm sqrt(d) per row when ``normalize_latent`` (ViT-VQGAN's l2-normalised
+        codes): the latents cannot shrink, which is the cheapest way to lower the commitment loss and, with
+        centroids that follow them, drives every entity onto the same codes."""
+        if not self.normalize_latent:
+            return h
+        return F.normalize(h, dim=-1) * math.sqrt(h.shape[-1])
 
     @torch.no_grad()
     def set_input_statistics(self, x: torch.Tensor) -> None:
@@ -325,10 +413,12 @@ class SemanticTokenGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> GeneratorOutput:
         """Quantises LLM representations ``x`` (B, hidden) into M codes with straight-through assignments."""
-        latent = self.encode(x)
+        standardized = self.standardize(x)
+        latent = self._latent(self.encoder(standardized))
         residual = latent
         codes, assignments = [], []
         token_loss = latent.new_zeros(())
+        quantized = torch.zeros_like(latent)
         for level in range(self.num_levels):
             codebook = self.codebooks[level]
             distance = (residual.unsqueeze(1) - codebook.unsqueeze(0)).pow(2).sum(-1)  # (B, N)
@@ -337,20 +427,34 @@ class SemanticTokenGenerator(nn.Module):
             soft = torch.softmax(-distance / self.temperature, dim=-1)
             assignments.append(hard + (soft - soft.detach()))  # exactly one-hot forward, soft gradient
             chosen = codebook[code]
-            token_loss = token_loss + self._sq_norm(residual - chosen).mean()
+            if self.token_loss_kind == "literal":
+                token_loss = token_loss + self._sq_norm(residual - chosen).mean()
+                residual = residual - chosen
+            else:
+                if self.codebook_update == "gradient":
+                    token_loss = token_loss + self._sq_norm(residual.detach() - chosen).mean()
+                token_loss = token_loss + self.commitment_cost * self._sq_norm(residual - chosen.detach()).mean()
+                next_residual = residual - chosen.detach()
+                if self.codebook_update == "ema" and self.training:
+                    self._ema_step(level, residual, code)
+                residual = next_residual
             codes.append(code)
-            residual = residual - chosen
+            quantized = quantized + chosen
+        reconstruction_loss = latent.new_zeros(())
+        if self.decoder is not None:
+            straight_through = latent + (quantized - latent).detach()
+            reconstruction_loss = (self.decoder(straight_through) - standardized).pow(2).mean()
         return GeneratorOutput(
             codes=torch.stack(codes, dim=1),
             assignments=torch.stack(assignments, dim=1),
             latent=latent,
             token_loss=token_loss,
+            reconstruction_loss=reconstruction_loss,
         )
 
-    @torch.no_grad()
-    def quantize(self, x: torch.Tensor) -> torch.LongTensor:
-        """(B, M) codes of LLM representations ``x`` (no gradients)."""
-        residual = self.encode(x)
+    def _greedy_codes(self, latent: torch.Tensor) -> torch.LongTensor:
+        """(B, M) residual nearest-centroid codes of latents (B, d)."""
+        residual = latent
         codes = []
         for level in range(self.num_levels):
             codebook = self.codebooks[level]
@@ -358,6 +462,69 @@ class SemanticTokenGenerator(nn.Module):
             codes.append(code)
             residual = residual - codebook[code]
         return torch.stack(codes, dim=1)
+
+    def quantization_error(self, latent: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """(B,) squared distance between latents (B, d) and the sum of their codes' (B, M) centroids."""
+        levels = torch.arange(self.num_levels, device=codes.device)
+        reconstruction = self.codebooks[levels.unsqueeze(0), codes.long()].sum(1)  # (B, d)
+        return (latent - reconstruction).pow(2).sum(-1)
+
+    @torch.no_grad()
+    def quantize(
+        self, x: torch.Tensor, *, previous: torch.Tensor | None = None, margin: float = 0.0
+    ) -> torch.LongTensor:
+        """(B, M) codes of LLM representations ``x`` (no gradients).
+
+        With ``previous`` (B, M) codes (rows with a negative entry have none) and ``margin > 0`` the update is
+        damped: an entity keeps its previous code unless the new code's quantisation error is below
+        ``previous error / (1 + margin)``. Without it, a tiny move of a latent across a cell border flips its
+        code, and the LLM has to relearn that entity's tokens.
+        """
+        latent = self.encode(x)
+        codes = self._greedy_codes(latent)
+        if previous is None or margin <= 0:
+            return codes
+        previous = previous.to(codes.device).long()
+        if previous.shape != codes.shape:
+            raise ValueError(f"previous codes have shape {tuple(previous.shape)}, expected {tuple(codes.shape)}")
+        has_previous = (previous >= 0).all(dim=1)
+        safe = previous.clamp_min(0)
+        keep = has_previous & (
+            self.quantization_error(latent, safe) <= (1.0 + float(margin)) * self.quantization_error(latent, codes)
+        )
+        return torch.where(keep.unsqueeze(1), safe, codes)
+
+    @torch.no_grad()
+    def reset_dead_codes(self, x: torch.Tensor, *, seed: int = 0) -> list[int]:
+        """Moves the centroids no entity of ``x`` (B, hidden) uses onto current residuals; returns the count per
+        level.
+
+        Level by level (the residuals of level m depend on the codes above it), each unused centroid is
+        replaced by a residual drawn with probability proportional to its squared distance from its current
+        centroid (k-means++ seeding): the new centroids split the worst-quantised, most crowded cells, which is
+        where collisions come from. Seeded and on CPU, hence identical across processes and resumes.
+        """
+        generator = torch.Generator(device="cpu").manual_seed(int(seed))
+        residual = self.encode(x).float().cpu()
+        counts: list[int] = []
+        for level in range(self.num_levels):
+            codebook = self.codebooks[level]
+            centroids = codebook.detach().float().cpu()
+            distance = torch.cdist(residual, centroids).pow(2)
+            code = distance.argmin(dim=1)
+            usage = torch.bincount(code, minlength=self.codebook_size)
+            dead = torch.nonzero(usage == 0).flatten()
+            if dead.numel():
+                error = distance.gather(1, code.unsqueeze(1)).squeeze(1) + 1e-12
+                replace = dead.numel() > residual.shape[0]
+                picks = torch.multinomial(error, dead.numel(), replacement=replace, generator=generator)
+                centroids[dead] = residual[picks]
+                codebook.data.copy_(centroids.to(codebook))
+                self._sync_ema([level], dead)
+                code = torch.cdist(residual, centroids).argmin(dim=1)
+            counts.append(int(dead.numel()))
+            residual = residual - centroids[code]
+        return counts
 
     @torch.no_grad()
     def init_codebooks(self, x: torch.Tensor, *, iterations: int = 10, seed: int = 0) -> None:
@@ -389,6 +556,7 @@ class SemanticTokenGenerator(nn.Module):
             assign = torch.cdist(residual, centroids).argmin(dim=1)
             self.codebooks[level].copy_(centroids.to(self.codebooks.dtype))
             residual = residual - centroids[assign]
+        self._sync_ema()
 
 
 class _CenterGradient(torch.autograd.Function):
@@ -417,12 +585,14 @@ class TTDSOutput(ModelOutput):
     """Output of :meth:`TTDSForCausalLM.forward`.
 
     Attributes:
-        loss: ``L_LLM + alpha * (L_ID + beta * L_Token)`` (Formula 15), with the DM-VAE terms summed over the
-            towers whose texts were given; ``L_LLM`` alone when none were.
+        loss: ``L_LLM + alpha * (L_ID + beta * L_Token + gamma * L_Rec)`` (Formula 15, plus the towers'
+            reconstruction loss weighted by ``tower_reconstruction_weight``), with the DM-VAE terms summed over
+            the towers whose texts were given; ``L_LLM`` alone when none were.
         logits: the LLM's logits over the extended vocabulary.
         lm_loss: ``L_LLM`` (mean token negative log-likelihood of the answers, Formula 9).
         id_loss: ``L_ID`` (Formula 12), summed over the towers given.
         token_loss: ``L_Token`` (Formula 13), summed over the towers given.
+        reconstruction_loss: the towers' decoder reconstruction loss, summed over the towers given.
     """
 
     loss: torch.FloatTensor | None = None
@@ -430,6 +600,7 @@ class TTDSOutput(ModelOutput):
     lm_loss: torch.FloatTensor | None = None
     id_loss: torch.FloatTensor | None = None
     token_loss: torch.FloatTensor | None = None
+    reconstruction_loss: torch.FloatTensor | None = None
 
 
 class TTDSPreTrainedModel(PreTrainedModel):
@@ -471,6 +642,12 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
             "codebook_size": config.codebook_size,
             "temperature": config.st_temperature,
             "reduction": config.dm_vae_reduction,
+            "token_loss": config.dm_vae_token_loss,
+            "commitment_cost": config.commitment_cost,
+            "reconstruction": config.tower_reconstruction_weight > 0,
+            "codebook_update": config.codebook_update,
+            "ema_decay": config.codebook_ema_decay,
+            "normalize_latent": config.normalize_latent,
         }
         self.item_generator = SemanticTokenGenerator(**tower_kwargs)
         self.user_generator = SemanticTokenGenerator(**tower_kwargs) if config.user_tower else None
@@ -732,8 +909,9 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
 
     def dm_vae_loss(
         self, tower: str, input_ids: torch.Tensor, attention_mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(L_ID, L_Token)`` of the DM-VAE (Formulas 12, 13) for a batch of item or user texts.
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(L_ID, L_Token, L_Rec)`` of the DM-VAE (Formulas 12, 13 and the towers' reconstruction loss) for a
+        batch of item or user texts.
 
         ``X^I`` is the pooled representation of the texts (stop-gradient, see the module docstring), the tower
         quantises it with straight-through assignments, and ``X^S`` is the LLM's representation of the
@@ -748,7 +926,7 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
         elif self.config.tower_id_gradient == "none":
             assignments = assignments.detach()
         semantic = self.encode_semantic_tokens(tower, assignments)
-        return self._sq_distance(semantic, target), out.token_loss
+        return self._sq_distance(semantic, target), out.token_loss, out.reconstruction_loss
 
     @torch.no_grad()
     def compute_codes(self, tower: str, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.LongTensor:
@@ -783,7 +961,7 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
         if input_ids is not None:
             out = self.llm(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
             lm_loss, logits = out.loss, out.logits
-        id_loss = token_loss = None
+        id_loss = token_loss = reconstruction_loss = None
         for tower, ids, mask in (
             ("item", item_text_input_ids, item_text_attention_mask),
             ("user", user_text_input_ids, user_text_attention_mask),
@@ -794,14 +972,18 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
                 continue
             if mask is None:
                 mask = torch.ones_like(ids)
-            tower_id, tower_token = self.dm_vae_loss(tower, ids, mask)
+            tower_id, tower_token, tower_rec = self.dm_vae_loss(tower, ids, mask)
             id_loss = tower_id if id_loss is None else id_loss + tower_id
             token_loss = tower_token if token_loss is None else token_loss + tower_token
+            reconstruction_loss = tower_rec if reconstruction_loss is None else reconstruction_loss + tower_rec
         loss = lm_loss
         if id_loss is not None:
-            dm_vae = cfg.dm_vae_alpha * (id_loss + cfg.dm_vae_beta * token_loss)
+            dm_vae = cfg.dm_vae_alpha * (
+                id_loss + cfg.dm_vae_beta * token_loss + cfg.tower_reconstruction_weight * reconstruction_loss
+            )
             loss = dm_vae if loss is None else loss + dm_vae
-        return TTDSOutput(loss=loss, logits=logits, lm_loss=lm_loss, id_loss=id_loss, token_loss=token_loss)
+        return TTDSOutput(loss=loss, logits=logits, lm_loss=lm_loss, id_loss=id_loss, token_loss=token_loss,
+                          reconstruction_loss=reconstruction_loss)
 
     def generate(self, *args: Any, **kwargs: Any) -> Any:
         """The wrapped LLM's ``generate`` (free-form; use :meth:`recommend` for constrained item decoding)."""

@@ -114,7 +114,7 @@ def test_ttds_pushed_and_loaded_by_repo_id_at_a_pinned_revision(hub: dict[str, A
     }
     (folder / TRAINING_SUMMARY).write_text(json.dumps(summary))
     write_ttds_card(folder, summary)
-    expected = recommender.recommend(HISTORIES, k=5)
+    expected = [[list(pair) for pair in row] for row in recommender.recommend(HISTORIES, k=5)]  # as JSON reads
     with torch.no_grad():
         logits = recommender.model(input_ids=torch.tensor([probe])).logits[0, -1]
 

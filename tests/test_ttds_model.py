@@ -123,7 +123,8 @@ def test_extend_tokenizer_layout_pad_and_idempotence(base_dir):
 
 def test_generator_residual_quantisation_and_straight_through():
     torch.manual_seed(0)
-    gen = SemanticTokenGenerator(16, [12, 8], 6, num_levels=3, codebook_size=5, reduction="sum")
+    gen = SemanticTokenGenerator(16, [12, 8], 6, num_levels=3, codebook_size=5, reduction="sum", token_loss="literal",
+                                 codebook_update="gradient", normalize_latent=False)
     x = torch.randn(7, 16)
     gen.init_codebooks(x, seed=1)
     out = gen(x)
@@ -142,6 +143,90 @@ def test_generator_residual_quantisation_and_straight_through():
     weights = torch.randn(3, 5)
     (out.assignments * weights).sum().backward()
     assert gen.encoder[0].weight.grad.abs().sum() > 0 and gen.codebooks.grad.abs().sum() > 0
+
+
+def test_vq_token_loss_uses_stop_gradients_and_decoder_reconstructs():
+    torch.manual_seed(0)
+    gen = SemanticTokenGenerator(16, [12], 6, num_levels=2, codebook_size=5, reduction="sum", commitment_cost=0.25,
+                                 codebook_update="gradient")
+    x = torch.randn(9, 16)
+    gen.init_codebooks(x, seed=1)
+    out = gen(x)
+    # value: sum_m (1 + commitment) * ||r_m - c_m||^2 with r_{m+1} = r_m - c_m
+    residual, expected = gen.encode(x), 0.0
+    for m in range(2):
+        centroid = gen.codebooks[m][out.codes[:, m]]
+        expected = expected + 1.25 * (residual - centroid).pow(2).sum(-1).mean()
+        residual = residual - centroid
+    torch.testing.assert_close(out.token_loss, expected)
+    # the codebook term moves only the centroids, the commitment term only the encoder: d/dlatent is
+    # commitment * 2 * sum_m (r_m - c_m) / B (the literal loss would give 1/commitment = 4x more, and also
+    # drag the centroids along through the residuals)
+    (g_latent,) = torch.autograd.grad(out.token_loss, out.latent, retain_graph=True)
+    residual, expected_grad = out.latent.detach(), torch.zeros_like(out.latent)
+    for m in range(2):
+        centroid = gen.codebooks[m][out.codes[:, m]].detach()
+        expected_grad += 0.25 * 2 * (residual - centroid) / x.shape[0]
+        residual = residual - centroid
+    torch.testing.assert_close(g_latent, expected_grad)
+    (g_codebooks,) = torch.autograd.grad(out.token_loss, gen.codebooks, retain_graph=True)
+    assert g_codebooks.abs().sum() > 0
+    # the decoder reads the quantised latent and rebuilds the standardised input
+    assert out.reconstruction_loss > 0
+    gen.zero_grad()
+    out.reconstruction_loss.backward()
+    assert gen.decoder[0].weight.grad.abs().sum() > 0 and gen.encoder[0].weight.grad.abs().sum() > 0
+    assert gen.codebooks.grad is None or gen.codebooks.grad.abs().sum() == 0
+    with pytest.raises(ValueError, match="token_loss"):
+        SemanticTokenGenerator(16, [12], 6, num_levels=2, codebook_size=5, token_loss="sg")
+    assert SemanticTokenGenerator(16, [12], 6, num_levels=2, codebook_size=5, reconstruction=False).decoder is None
+
+
+def test_dead_codes_are_moved_onto_latents_and_updates_are_damped():
+    torch.manual_seed(0)
+    gen = SemanticTokenGenerator(8, [8], 4, num_levels=2, codebook_size=6)
+    x = torch.randn(40, 8)
+    gen.init_codebooks(x, seed=0)
+    with torch.no_grad():
+        gen.codebooks[0, 4:] = 1e3  # two centroids nobody can reach
+    before = gen.quantize(x)
+    assert not bool(torch.isin(torch.tensor([4, 5]), before[:, 0]).any())
+    counts = gen.reset_dead_codes(x, seed=1)
+    assert counts[0] == 2
+    after = gen.quantize(x)
+    assert bool(torch.isin(torch.tensor([4, 5]), after[:, 0]).all())  # both now used
+    assert len({tuple(c) for c in after.tolist()}) >= len({tuple(c) for c in before.tolist()})
+    copy_gen = copy.deepcopy(gen)
+    assert gen.reset_dead_codes(x, seed=1) == copy_gen.reset_dead_codes(x, seed=1)
+    assert torch.equal(gen.codebooks, copy_gen.codebooks)  # seeded, deterministic
+    # EMA codebooks: a training forward moves the used centroids towards their residuals, eval does not
+    frozen = gen.codebooks.clone()
+    gen.eval()
+    gen(x)
+    assert torch.equal(gen.codebooks, frozen)
+    gen.train()
+    codes = gen(x).codes
+    level0 = gen.encode(x).detach()
+    used = torch.unique(codes[:, 0])
+    for k in used.tolist():
+        members = level0[codes[:, 0] == k].mean(0)
+        assert (gen.codebooks[0, k] - members).norm() < (frozen[0, k] - members).norm() + 1e-6
+    assert not gen.codebooks.requires_grad
+    # damping: a slightly moved input keeps its code with a margin; without one the greedy code wins
+    latent_codes = gen.quantize(x)
+    wrong = latent_codes.clone()
+    wrong[:, 1] = (wrong[:, 1] + 1) % 6  # a worse previous code
+    err_wrong = gen.quantization_error(gen.encode(x), wrong)
+    err_best = gen.quantization_error(gen.encode(x), latent_codes)
+    assert torch.equal(gen.quantize(x, previous=wrong, margin=0.0), latent_codes)
+    kept = gen.quantize(x, previous=wrong, margin=1e9)
+    assert bool((err_best > 0).any()) and torch.equal(kept[err_best > 0], wrong[err_best > 0])
+    mid = gen.quantize(x, previous=wrong, margin=0.5)
+    expect_keep = err_wrong <= 1.5 * err_best
+    assert torch.equal(mid, torch.where(expect_keep.unsqueeze(1), wrong, latent_codes))
+    none_yet = wrong.clone()
+    none_yet[0] = -1  # no previous code: the greedy one
+    assert torch.equal(gen.quantize(x, previous=none_yet, margin=1e9)[0], latent_codes[0])
 
 
 def test_codebook_init_is_seeded_and_spreads_codes():
@@ -185,7 +270,9 @@ def test_forward_combines_losses_and_phases_control_gradients(built):
     out = model(input_ids=ids, attention_mask=mask, labels=labels, item_text_input_ids=ids,
                 item_text_attention_mask=mask, user_text_input_ids=ids[:1], user_text_attention_mask=mask[:1])
     cfg = model.config
-    torch.testing.assert_close(out.loss, out.lm_loss + cfg.dm_vae_alpha * (out.id_loss + cfg.dm_vae_beta * out.token_loss))
+    dm_vae = out.id_loss + cfg.dm_vae_beta * out.token_loss + cfg.tower_reconstruction_weight * out.reconstruction_loss
+    torch.testing.assert_close(out.loss, out.lm_loss + cfg.dm_vae_alpha * dm_vae)
+    assert out.reconstruction_loss > 0
     assert out.logits.shape == (*ids.shape, cfg.vocab_size)
 
     model.set_phase("joint")
@@ -195,7 +282,8 @@ def test_forward_combines_losses_and_phases_control_gradients(built):
     assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if "lora_B" in n)
     assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if "trainable_tokens_delta" in n)
     assert model.item_generator.encoder[0].weight.grad.abs().sum() > 0  # L_ID through the straight-through path
-    assert model.user_generator.codebooks.grad.abs().sum() > 0
+    assert model.user_generator.encoder[0].weight.grad.abs().sum() > 0
+    assert "user_generator.codebooks" not in dict(model.named_parameters())  # EMA codebooks: no optimiser
 
     model.set_phase("warmup")  # LLM (and LoRA) frozen, towers + new rows train
     model.zero_grad(set_to_none=True)

@@ -61,7 +61,7 @@ from genrec.trainers.ttds_args import (  # noqa: F401  (re-exported: the run-fol
 )
 from genrec.trainers.ttds_code_updates import compute_tower_codes, update_code_tables
 from genrec.trainers.ttds_codes import CodeState, CollisionOverflowError, build_code_table
-from genrec.trainers.ttds_data import TTDSData
+from genrec.trainers.ttds_data import TTDSData, attach_reviews
 from genrec.trainers.ttds_prompts import PromptRenderer, TTDSCollator
 from genrec.trainers.ttds_recommender import TTDSRecommender, resolve_recommender_folder
 from genrec.trainers.ttds_tiny import (
@@ -161,6 +161,8 @@ def run_ttds(
         model = TTDSForCausalLM.from_base(config, tokenizer, dtype=torch_dtype, seed=args.seed)
     if torch.cuda.is_available() and args.cpu is not True:
         model.to("cuda")
+    if "user_text" in args.tasks:
+        sequences = _with_reviews(dataset, sequences, data_revision)
     data = TTDSData.from_datasets(
         sequences, items, users=users, tasks=args.tasks, user_tower=model.config.user_tower,
         item_text_template=args.item_text_template, user_text_max_items=args.user_text_max_items,
@@ -200,6 +202,22 @@ def run_ttds(
     (final_dir / TRAINING_SUMMARY).write_text(text)  # travels with the model (genrec push rewrites its paths)
     write_ttds_card(final_dir, summary)
     return summary
+
+
+def _with_reviews(dataset: str | Path, sequences: Any, revision: str | None) -> Any:
+    """``sequences`` with the review texts of the dataset's ``reviews`` config (Amazon), for the review task;
+    unchanged, with a log line saying the task is skipped, when the dataset has none (ML-100K)."""
+    from genrec.data_scripts.dataset_loading import load_optional_config
+
+    if any(c in sequences["train"].column_names for c in ("review", "query")):
+        return sequences
+    reviews = load_optional_config(dataset, "reviews", revision=revision)
+    if reviews is None:
+        logger.info("dataset %s has no 'reviews' config (no review text, e.g. ML-100K): the review task "
+                    "(user_text) is skipped", dataset)
+        return sequences
+    logger.info("review task: %d reviews from the dataset's 'reviews' config", reviews.num_rows)
+    return attach_reviews(sequences, reviews)
 
 
 def _card_inputs(sequences: Any, item_table: CodeTable, dataset: str | Path) -> dict[str, Any]:

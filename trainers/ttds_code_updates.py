@@ -45,21 +45,46 @@ def compute_tower_codes(
 
 
 def update_code_tables(
-    model: TTDSForCausalLM, renderer: PromptRenderer, codes: CodeState, *, batch_size: int, pad_token_id: int
+    model: TTDSForCausalLM, renderer: PromptRenderer, codes: CodeState, *, batch_size: int, pad_token_id: int,
+    margin: float = 0.0, reset_dead_codes: bool = False, seed: int = 0, refresh_input_statistics: bool = False,
 ) -> dict[str, float]:
     """Recomputes both towers' codes from the current model and replaces the tables in ``codes``.
 
-    Returns statistics for the log: collision rate, largest collision group and the fraction of items /
-    users whose code changed. A tower whose new codes overflow the reserved collision tokens keeps its
+    Per tower: every entity's text is encoded by the current LLM; with ``refresh_input_statistics`` the
+    tower's input standardisation is re-fitted to these representations (LoRA shifts and rescales all of
+    them together during joint training; with the statistics of the start, that shared drift alone moved
+    every latent across cell borders and crowded the entities into fewer cells); with ``reset_dead_codes`` the tower's
+    unused centroids are first moved onto current latents (``SemanticTokenGenerator.reset_dead_codes``,
+    seeded by ``seed`` and the update count); then the codes are recomputed, damped by ``margin`` (an
+    entity keeps its previous semantic code unless the new one quantises its latent better by more than
+    that factor).
+
+    Returns statistics for the log: collision rate, largest collision group, the fraction of entities whose
+    semantic code (first M positions) changed (``{tower}_codes_changed``), the fraction whose full code,
+    collision position included, changed (``{tower}_full_codes_changed``), and the number of centroids reset
+    (``{tower}_dead_codes_reset``). A tower whose new codes overflow the reserved collision tokens keeps its
     previous table (warning, counted in ``codes.rejected``); with no previous table the error is raised.
     """
     stats: dict[str, float] = {}
     data = renderer.data
     towers = ["item", "user"] if model.config.user_tower else ["item"]
+    num_levels = model.config.num_levels
     for tower in towers:
         ids = data.item_ids if tower == "item" else data.user_ids
-        semantic = compute_tower_codes(model, renderer, tower, batch_size=batch_size, pad_token_id=pad_token_id)
+        generator = model.generator(tower)
+        reps = compute_tower_codes(model, renderer, tower, batch_size=batch_size, pad_token_id=pad_token_id,
+                                   representations=True)
+        device = generator.codebooks.device
         old = codes.table(tower)
+        if refresh_input_statistics:
+            generator.set_input_statistics(reps.to(device))
+        if reset_dead_codes:
+            reset = generator.reset_dead_codes(reps.to(device), seed=seed * 1_000_003 + codes.updates)
+            stats[f"{tower}_dead_codes_reset"] = float(sum(reset))
+        previous = None
+        if old is not None and old.item_ids == list(ids):
+            previous = torch.from_numpy(np.array(old.codes[:, :num_levels], dtype=np.int64))
+        semantic = generator.quantize(reps.to(device), previous=previous, margin=margin).cpu()
         try:
             table = build_code_table(ids, semantic, model.config, tower)
         except CollisionOverflowError as error:
@@ -71,8 +96,9 @@ def update_code_tables(
             codes.rejected += 1
             stats[f"{tower}_update_rejected"] = 1.0
             continue
-        if old is not None and old.item_ids == table.item_ids and old.num_levels == table.num_levels:
-            stats[f"{tower}_codes_changed"] = float(np.any(old.codes != table.codes, axis=1).mean())
+        if previous is not None and old.num_levels == table.num_levels:
+            stats[f"{tower}_codes_changed"] = float((previous != semantic).any(dim=1).float().mean())
+            stats[f"{tower}_full_codes_changed"] = float(np.any(old.codes != table.codes, axis=1).mean())
         stats[f"{tower}_collision_rate"] = table.collision_rate
         stats[f"{tower}_max_collision_group"] = float(table.max_collision_group)
         if tower == "item":

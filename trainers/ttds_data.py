@@ -45,6 +45,48 @@ def _user_sequences(sequences: Any) -> tuple[dict[str, list[tuple[str, int]]], d
     return {u: sorted(v, key=lambda p: p[1]) for u, v in interactions.items()}, history
 
 
+def attach_reviews(sequences: Any, reviews: Any, *, column: str = "review") -> Any:
+    """``sequences`` with a ``review`` column on its ``train`` split, from a ``reviews`` table.
+
+    ``reviews`` is the ``reviews`` config of an Amazon dataset (``data_scripts.amazon``: ``user_id``,
+    ``item_id``, ``timestamp``, ``review``, ``summary``; one row per interaction). Each train row gets a list
+    aligned with its ``item_ids``: the review of that (user, item, time) as ``"summary: review"`` (either part
+    alone when the other is empty; ``""`` when the interaction has no review). With no ``timestamps`` column
+    in the sequences, (user, item) is matched and the first review wins. The TTDS ``user_text`` task then
+    asks for the review of each train row's last item (the paper's "user comment" task).
+    """
+    needed = {"user_id", "item_id", "review", "summary"}
+    missing = sorted(needed - set(reviews.column_names))
+    if missing:
+        raise ValueError(f"the reviews table lacks the columns {missing} (has {reviews.column_names})")
+    if "train" not in sequences:
+        raise ValueError("attach_reviews needs a 'train' split")
+    train = sequences["train"]
+    if column in train.column_names:
+        raise ValueError(f"the train split already has a {column!r} column")
+    with_time = "timestamps" in train.column_names and "timestamp" in reviews.column_names
+    table = reviews.select_columns(sorted(needed | ({"timestamp"} if with_time else set()))).to_dict()
+    texts: dict[tuple, str] = {}
+    for row in range(len(table["user_id"])):
+        review, summary = (table["review"][row] or "").strip(), (table["summary"][row] or "").strip()
+        text = f"{summary}: {review}" if summary and review else (summary or review)
+        key = (str(table["user_id"][row]), str(table["item_id"][row]))
+        if with_time:
+            key = (*key, int(table["timestamp"][row]))
+        texts.setdefault(key, text)
+    columns = train.select_columns(["user_id", "item_ids", *(["timestamps"] if with_time else [])]).to_dict()
+    values = []
+    for row, (user, seq) in enumerate(zip(columns["user_id"], columns["item_ids"], strict=True)):
+        if with_time:
+            keys = [(str(user), str(i), int(t)) for i, t in zip(seq, columns["timestamps"][row], strict=True)]
+        else:
+            keys = [(str(user), str(i)) for i in seq]
+        values.append([texts.get(key, "") for key in keys])
+    out = dict(sequences)
+    out["train"] = train.add_column(column, values)
+    return type(sequences)(out) if not isinstance(sequences, dict) else out
+
+
 @dataclass
 class TTDSData:
     """Entities, texts and instruction examples of one dataset.

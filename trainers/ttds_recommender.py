@@ -143,30 +143,53 @@ class TTDSRecommender:
         num_beams: int | None = None,
         batch_size: int = 8,
         template: int = 0,
-    ) -> list[list[str | None]]:
-        """Top-``k`` item ids per history by constrained beam search over the item codes (best first).
+        on_unknown: str = "raise",
+    ) -> list[list[tuple[str | None, float]]]:
+        """Top-``k`` ``(item_id, score)`` per history (item ids, oldest first), best first: constrained beam
+        search over the item codes; the score is the beam's log-probability (length penalty 0).
 
-        Unknown history items raise a ``KeyError`` naming the item. ``None`` would mark a generated code
-        that is no item (impossible under the constrained decoding; kept so metrics can count it).
+        The same contract as UNGER's ``UngerForGenerativeRecommendation.recommend`` (histories in,
+        ``(item_id, score)`` lists out), so ``genrec recommend`` / ``evaluate`` serve both. ``users``: the
+        users' ids, whose codes go into the prompt when known. Unknown history items raise a ``KeyError``
+        naming the item (``on_unknown="raise"``) or are left out (``"skip"``; a history with nothing left gets
+        an empty list). ``None`` would mark a generated code that is no item (impossible under the constrained
+        decoding; kept so metrics can count it).
         """
+        if on_unknown not in ("raise", "skip"):
+            raise ValueError(f"on_unknown must be 'raise' or 'skip', got {on_unknown!r}")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive int, got {k!r}")
+        k = min(k, len(self.item_table))
         num_beams = max(num_beams or k, k)
-        prompts = self.prompts(histories, users, template=template)
+        histories = [[str(i) for i in h] for h in histories]
+        users = list(users) if users is not None else [None] * len(histories)
+        if len(users) != len(histories):
+            raise ValueError(f"{len(histories)} histories but {len(users)} users")
+        if on_unknown == "skip":
+            histories = [[i for i in h if i in self.item_table] for h in histories]
+        keep = [n for n, h in enumerate(histories) if h]
+        prompts = self.prompts([histories[n] for n in keep], [users[n] for n in keep], template=template)
         prefix_index = self.item_table.prefix_index()
         device = next(self.model.llm.parameters()).device
         pad = self.tokenizer.pad_token_id
         was_training = self.model.training
         self.model.eval()
-        out: list[list[str | None]] = []
+        ranked: list[list[tuple[str | None, float]]] = []
+        ids_of = self.item_table.item_ids
         for start in tqdm(range(0, len(prompts), batch_size), desc="recommend", disable=None, leave=False):
             ids, mask = _pad_left(prompts[start : start + batch_size], pad)
-            codes, _ = self.model.recommend(
+            codes, scores = self.model.recommend(
                 ids.to(device), mask.to(device), prefix_index, num_beams=num_beams, num_return_sequences=k,
                 eos_token_id=self.tokenizer.eos_token_id, pad_token_id=pad,
             )
             rows = self.item_table.items_for_codes(codes.cpu())
-            ids_of = self.item_table.item_ids
-            out.extend([[ids_of[int(r)] if r >= 0 else None for r in row] for row in rows.tolist()])
+            for row, row_scores in zip(rows.tolist(), scores.cpu().tolist(), strict=True):
+                ranked.append([(ids_of[int(r)] if r >= 0 else None, float(sc))
+                               for r, sc in zip(row, row_scores, strict=True)])
         self.model.train(was_training)
+        out: list[list[tuple[str | None, float]]] = [[] for _ in histories]
+        for n, row in zip(keep, ranked, strict=True):
+            out[n] = row
         return out
 
     def evaluate(
@@ -188,7 +211,7 @@ class TTDSRecommender:
         recommended = self.recommend(
             [s[:-1] for s in seqs], users, k=k, num_beams=num_beams, batch_size=batch_size, template=template
         )
-        return compute_metrics(recommended, [s[-1] for s in seqs], ks)
+        return compute_metrics([[item for item, _ in row] for row in recommended], [s[-1] for s in seqs], ks)
 
 
 @dataclass

@@ -115,7 +115,9 @@ class TTDSTrainer:
 
     def _update_codes(self, model: TTDSForCausalLM, step: int) -> dict[str, float]:
         stats = update_code_tables(model, self.renderer, self.codes, batch_size=self.args.encode_batch_size,
-                                   pad_token_id=self.pad)
+                                   pad_token_id=self.pad, margin=self.args.code_update_margin,
+                                   reset_dead_codes=self.args.reset_dead_codes, seed=self.args.seed,
+                                   refresh_input_statistics=self.args.refresh_input_statistics)
         self.codes.last_update_step = step
         return stats
 
@@ -142,6 +144,17 @@ class TTDSTrainer:
         self.codes.item_table = CodeTable.load(folder / ITEM_TABLE_DIR)
         if (folder / USER_TABLE_DIR).is_dir():
             self.codes.user_table = CodeTable.load(folder / USER_TABLE_DIR)
+
+    def _param_groups(self, model: TTDSForCausalLM) -> list[dict[str, Any]]:
+        """Optimiser groups: the towers' networks at ``tower_learning_rate`` (when set), the rest (LoRA, token
+        rows) at ``learning_rate``; one LambdaLR schedule scales both."""
+        towers, rest = [], []
+        for name, param in model.named_parameters():
+            if param.requires_grad:
+                (towers if name.startswith(("item_generator.", "user_generator.")) else rest).append(param)
+        if self.args.tower_learning_rate is None or not towers:
+            return [{"params": rest + towers}]
+        return [{"params": rest}, {"params": towers, "lr": self.args.tower_learning_rate}]
 
     def _lr_lambda(self, step: int) -> float:
         """LR multiplier of ``learning_rate``: the warm-up LR during the generator warm-up, then linear
@@ -170,7 +183,7 @@ class TTDSTrainer:
             model.activation_checkpointing_enable()
         model.set_phase("joint")  # every parameter that ever trains is in the optimiser
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay)
+        optimizer = torch.optim.AdamW(self._param_groups(model), lr=args.learning_rate, weight_decay=args.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_lambda)
         dataloader = make_train_dataloader(
             _IndexDataset(len(self.data.examples)), batch_size=args.train_batch_size, seed=args.seed,
@@ -232,7 +245,8 @@ class TTDSTrainer:
                 manager.save(state)
 
         def parts(out: Any) -> dict[str, float]:
-            return {name: float(getattr(out, name).detach()) for name in ("loss", "lm_loss", "id_loss", "token_loss")
+            return {name: float(getattr(out, name).detach()) for name in ("loss", "lm_loss", "id_loss", "token_loss",
+                                                                             "reconstruction_loss")
                     if getattr(out, name) is not None}
 
         # Phase 1: generator warm-up, LLM frozen (paper Sec. 5.1.4).
