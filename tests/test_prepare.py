@@ -119,7 +119,7 @@ def test_amazon2014_end_to_end(tmp_path):
         handle.write("{'asin': 'I0', 'title': 'Yo-yo', 'categories': [['Toys & Games', 'Yo-yos']]}\n")
     report = prepare_dataset("amazon2014", tmp_path / "out", reviews=reviews, meta=meta)
     assert report.kcore == 5 and report.users == 6 and report.interactions == 30
-    assert report.configs == ["items", "sequences", "users"]
+    assert report.configs == ["items", "reviews", "sequences", "users"]
     assert report.counts["items_without_metadata"] == 5
     assert read_card(tmp_path / "out").data["pretty_name"] == "Amazon 2014 Toys and Games"
     users = load_dataset(str(tmp_path / "out"), "users", split="train", cache_dir=str(tmp_path / "cache"))
