@@ -28,6 +28,13 @@ __all__ = ["TTDSConfig"]
 _LEVEL_LETTERS = "abcdefghijklmno"  # level names in token strings; "p" is the collision level (paper: p_0, p_1)
 
 
+# The towers of TTDS folders saved before the stop-gradient / EMA / reconstruction fields existed.
+_LEGACY_TOWERS: dict[str, Any] = {
+    "dm_vae_token_loss": "literal", "codebook_update": "gradient", "normalize_latent": False,
+    "tower_reconstruction_weight": 0.0,
+}
+
+
 class TTDSConfig(PretrainedConfig):
     """Configuration of :class:`~genrec.modeling.modeling_ttds.TTDSForCausalLM`.
 
@@ -95,6 +102,15 @@ class TTDSConfig(PretrainedConfig):
     """
 
     model_type = "ttds"
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> Any:
+        """``PretrainedConfig.from_dict``; a config saved before the tower fields of genrec 0.2 existed (no
+        ``dm_vae_token_loss`` key) gets the towers it was trained with (literal Formula 13, gradient-trained
+        codebooks, no latent normalisation, no reconstruction decoder), so its saved weights still load."""
+        if "dm_vae_token_loss" not in config_dict:
+            config_dict = {**_LEGACY_TOWERS, **config_dict}
+        return super().from_dict(config_dict, **kwargs)
 
     def __init__(
         self,

@@ -406,3 +406,24 @@ def test_reload_refuses_other_base_and_incomplete_folder(built, tmp_path):
         TTDSForCausalLM.from_pretrained(tmp_path / "run")
     with pytest.raises(FileNotFoundError, match="config.json"):
         TTDSForCausalLM.from_pretrained(tmp_path / "nowhere")
+
+
+def test_a_folder_saved_before_the_new_tower_fields_loads_with_its_old_towers(base_dir, tmp_path):
+    """Folders written before dm_vae_token_loss / codebook_update / normalize_latent /
+    tower_reconstruction_weight existed have no such keys: they load with the towers they were trained with
+    (no decoder, gradient-trained codebooks), not with today's defaults, whose extra weights they lack."""
+    tokenizer = _tokenizer(base_dir)
+    legacy = {"dm_vae_token_loss": "literal", "codebook_update": "gradient", "normalize_latent": False,
+              "tower_reconstruction_weight": 0.0}
+    model = TTDSForCausalLM.from_base(_config(base_dir, **legacy), tokenizer, seed=0).eval()
+    model.save_pretrained(tmp_path / "old")
+    path = tmp_path / "old" / "config.json"
+    saved = json.loads(path.read_text())
+    for key in [*legacy, "commitment_cost", "codebook_ema_decay"]:
+        saved.pop(key, None)
+    path.write_text(json.dumps(saved))
+    again = TTDSForCausalLM.from_pretrained(tmp_path / "old")
+    assert again.config.dm_vae_token_loss == "literal" and again.config.tower_reconstruction_weight == 0.0
+    for a, b in zip(model.item_generator.state_dict().values(), again.item_generator.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert TTDSConfig().dm_vae_token_loss == "vq"  # new configs keep the new defaults
