@@ -1243,20 +1243,14 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin):
         missing: list[list[str]] = []
         for history, beam in zip(histories, beams, strict=True):
             known = [int(r) for r in table.lookup_indices(list(history)) if r >= 0]
-            follow = dict(self.transition_successors(known[-1], limit)) if known and beam else {}
-            row = {item: [score, 0.0] for item, score in beam if item is not None}
-            extra = []
-            for target, prob in follow.items():
-                item = item_ids[target]
-                if item in row:
-                    row[item][1] = prob
-                else:
-                    row[item] = [math.nan, prob]
-                    extra.append(item)
-            if known and beam:  # beams that are successors past the limit still get their probability
-                for item in row:
-                    if row[item][1] == 0.0:
-                        row[item][1] = self._transition_prob(known[-1], table.lookup_indices([item])[0])
+            # all successors of the last item, most probable first: the first `limit` are candidates, and every
+            # beam item reads its probability here too (a successor past the limit keeps its probability)
+            follow = [(item_ids[t], p) for t, p in self.transition_successors(known[-1])] if known and beam else []
+            probs = dict(follow)
+            row = {item: [score, probs.get(item, 0.0)] for item, score in beam if item is not None}
+            extra = [item for item, _ in follow[:limit] if item not in row]
+            for item in extra:
+                row[item] = [math.nan, probs[item]]
             rows_out.append(row)
             missing.append(extra)
         scores = self.score_items(histories, tokenizer, missing, batch_size=batch_size, on_unknown=on_unknown,
@@ -1265,11 +1259,6 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin):
             for item, value in zip(items, values, strict=True):
                 row[item][0] = float(value)
         return [[(item, v[0], v[1]) for item, v in row.items()] for row in rows_out]
-
-    def _transition_prob(self, source: int, target: int) -> float:
-        start, end = (int(v) for v in self.transition_indptr[source : source + 2].tolist())
-        hits = torch.nonzero(self.transition_targets[start:end] == int(target)).flatten()
-        return float(self.transition_probs[start + int(hits[0])]) if hits.numel() else 0.0
 
     @torch.no_grad()
     def score_items(
