@@ -21,7 +21,12 @@ from typing import Any, ParamSpec, TypeVar
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from accelerate.utils import (
+    DataLoaderConfiguration,
+    DistributedDataParallelKwargs,
+    ProjectConfiguration,
+    set_seed,
+)
 from torch.utils.data import DataLoader, Dataset
 
 logger = logging.getLogger(__name__)
@@ -103,12 +108,15 @@ def build_accelerator(
     gradient_accumulation_steps: int = 1,
     log_with: str | None = "auto",
     cpu: bool | None = None,
+    ddp_find_unused_parameters: bool = False,
 ) -> Accelerator:
     """A seeded ``Accelerator`` whose data order depends only on ``(seed, epoch)``.
 
     Logs (TensorBoard, when installed and ``log_with="auto"``) go to ``output_dir/logs``. ``set_seed`` is
     called before anything is built, so model initialisation is reproducible too. Call it once per
     training run: it releases the settings of a previous run's accelerator in the same process.
+    ``ddp_find_unused_parameters``: under DDP, let steps leave trainable parameters without gradients (TTDS's
+    warm-up freezes LoRA); it costs a graph traversal per step, so only trainings that need it ask.
     """
     if gradient_accumulation_steps < 1:
         raise ValueError(f"gradient_accumulation_steps must be >= 1, got {gradient_accumulation_steps}.")
@@ -122,6 +130,8 @@ def build_accelerator(
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=seed),
         cpu=bool(cpu) if cpu is not None else False,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)] if ddp_find_unused_parameters
+        else None,
     )
     set_seed(seed)
     return accelerator

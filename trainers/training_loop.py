@@ -228,6 +228,8 @@ def run_training_loop(
                 logger.warning("%s: time budget of %.0f s spent after step %d", desc, time_budget_s, step)
             if step >= max_steps and not state.stop_reason:
                 state.stop_reason = "max_steps"
+            if (step >= max_steps or state.stopped_early) and step % logging_steps:
+                running.log(accelerator, state, scheduler, progress, step)  # the last steps' losses
             if checkpoints is not None and (step % checkpoint_every == 0 or state.stopped_early or step >= max_steps):
                 checkpoints.save(state)
             for callback in callbacks:
@@ -239,5 +241,9 @@ def run_training_loop(
             state.epoch += 1
             state.batches_in_epoch = 0
     progress.close()
-    accelerator.end_training()
+    # The trackers' runs end here; the process group does not (``accelerator.end_training()`` would destroy it,
+    # and every collective after the loop — a barrier before saving, TTDS's second phase — would then fail
+    # under multi-process training).
+    for tracker in accelerator.trackers:
+        tracker.finish()
     return state

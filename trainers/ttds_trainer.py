@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from genrec.modeling.modeling_ttds import TTDSForCausalLM
 from genrec.tokenization.code_table import CodeTable
@@ -21,10 +20,10 @@ from genrec.trainers.accelerate_utils import (
     TrainingState,
     build_accelerator,
     deterministic_training,
-    epoch_batches,
     log_metrics,
     make_train_dataloader,
 )
+from genrec.trainers.training_loop import run_training_loop
 from genrec.trainers.ttds_args import CODE_STATE_FILE, ITEM_TABLE_DIR, USER_TABLE_DIR, TTDSTrainingArguments
 from genrec.trainers.ttds_code_updates import compute_tower_codes, update_code_tables
 from genrec.trainers.ttds_codes import CodeState
@@ -35,6 +34,10 @@ from genrec.trainers.ttds_recommender import TTDSRecommender
 logger = logging.getLogger(__name__)
 
 # ------------------------------------------------------------------------------------------------ trainer
+
+
+# the loss terms logged per step (None terms, e.g. the LM loss during the warm-up, are left out)
+_LOSS_KEYS = ("loss", "lm_loss", "id_loss", "token_loss", "reconstruction_loss")
 
 
 def _is_trained_key(key: str) -> bool:
@@ -171,134 +174,100 @@ class TTDSTrainer:
 
     @deterministic_training
     def train(self) -> dict[str, Any]:
-        """Runs (or resumes) warm-up + joint training; returns a summary (losses, code statistics, timings)."""
+        """Runs (or resumes) warm-up + joint training; returns a summary (losses, code statistics, timings).
+
+        Both phases are genrec's one training loop (:func:`~genrec.trainers.training_loop.run_training_loop`):
+        the warm-up to ``warmup_steps`` on DM-VAE texts drawn per step, then the joint phase to
+        ``warmup_steps + max_steps`` on the instruction examples; the code updates are a per-step callback.
+        """
         args = self.args
         output_dir = Path(args.output_dir)
         accelerator = build_accelerator(
             output_dir, seed=args.seed, mixed_precision=args.resolved_mixed_precision(),
             gradient_accumulation_steps=args.gradient_accumulation_steps, log_with=None, cpu=args.cpu,
+            # the warm-up leaves LoRA without gradients, a batch without user texts the user tower: DDP must
+            # expect parameters that take no part in a step
+            ddp_find_unused_parameters=True,
         )
         model = self.model
         if args.gradient_checkpointing:
             model.activation_checkpointing_enable()
         model.set_phase("joint")  # every parameter that ever trains is in the optimiser
-        params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(self._param_groups(model), lr=args.learning_rate, weight_decay=args.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_lambda)
         dataloader = make_train_dataloader(
             _IndexDataset(len(self.data.examples)), batch_size=args.train_batch_size, seed=args.seed,
             collate_fn=_index_batch,
         )
-        model, optimizer, dataloader, scheduler = accelerator.prepare(model, optimizer, dataloader, scheduler)
+        # the warm-up's batches are a pure function of the step (_warmup_batch): this loader only paces the loop
+        warmup_loader = make_train_dataloader(
+            _IndexDataset(max(args.warmup_steps, 1)), batch_size=1, seed=args.seed, collate_fn=_index_batch
+        )
+        model, optimizer, dataloader, warmup_loader, scheduler = accelerator.prepare(
+            model, optimizer, dataloader, warmup_loader, scheduler
+        )
         manager = CheckpointManager(
             accelerator, output_dir / "checkpoints", keep_last=args.keep_last, model=model, optimizer=optimizer,
             scheduler=scheduler, weights_filter=_is_trained_key, save_extra=self._save_code_state,
             load_extra=self._load_code_state,
         )
-        state = TrainingState(fingerprint=self._fingerprint())
-        latest = manager.latest() if args.resume else None
+        state, resumed_from = manager.start_or_resume(
+            self._fingerprint(), resume=args.resume, identity="model, data or training arguments"
+        )
         unwrapped: TTDSForCausalLM = accelerator.unwrap_model(model)
         start = time.perf_counter()
-        if latest is not None:
-            resumed = manager.load(latest)
-            if resumed.fingerprint != state.fingerprint:
-                raise ValueError(
-                    f"{latest} belongs to another job (fingerprint {resumed.fingerprint} != {state.fingerprint}); "
-                    "use another output_dir or resume=False"
-                )
-            state = resumed
+        total = args.warmup_steps + args.max_steps
+        if resumed_from is not None:
             step = state.global_step
             if self._is_update_step(step) and self.codes.last_update_step != step:
-                # The checkpoint ended an earlier, shorter run, whose last step skips the update: do it now, as
-                # an uninterrupted run would have.
+                # Checkpoints are taken before a step's code update (the loop saves, then calls back), and a
+                # run's very last step skips it: make it now, as an uninterrupted run did.
                 log_metrics(accelerator, state, self._update_codes(unwrapped, step), step=step, prefix="codes/")
         else:
-            if manager.latest() is not None:
-                manager.clear()
             self._init_codebooks()
-            stats = self._update_codes(unwrapped, 0)
-            log_metrics(accelerator, state, stats, step=0, prefix="codes/")
-        total = args.warmup_steps + args.max_steps
-        device = accelerator.device
-        running: dict[str, list[float]] = {}  # loss name -> [sum, count] since the last log
+            log_metrics(accelerator, state, self._update_codes(unwrapped, 0), step=0, prefix="codes/")
 
-        def flush(step: int) -> None:
-            if running:
-                means = {k: acc / count for k, (acc, count) in running.items()}
-                log_metrics(accelerator, state, means, step=step, prefix="train/")
-                self.history.append({"step": step, **means})
-                running.clear()
-
-        def after_step(loss_parts: dict[str, float]) -> None:
-            state.global_step += 1
-            for key, value in loss_parts.items():
-                entry = running.setdefault(key, [0.0, 0])
-                entry[0] += value
-                entry[1] += 1
-            step = state.global_step
+        def update_codes(state: TrainingState) -> None:
             # No update at the very last step: the saved tables must be ones the LLM has trained with.
+            step = state.global_step
             if step < total and self._is_update_step(step):
                 log_metrics(accelerator, state, self._update_codes(unwrapped, step), step=step, prefix="codes/")
-            if step % args.logging_steps == 0 or step in (args.warmup_steps, total):
-                flush(step)
-            if args.save_steps and step % args.save_steps == 0:
-                manager.save(state)
 
-        def parts(out: Any) -> dict[str, float]:
-            return {name: float(getattr(out, name).detach()) for name in ("loss", "lm_loss", "id_loss", "token_loss",
-                                                                             "reconstruction_loss")
-                    if getattr(out, name) is not None}
-
+        device = accelerator.device
+        loop = {
+            "accelerator": accelerator, "model": model, "optimizer": optimizer, "scheduler": scheduler,
+            "checkpoints": manager if args.save_steps else None, "loss_keys": _LOSS_KEYS,
+            "eval_every": total + 1, "checkpoint_every": args.save_steps or total + 1,
+            "logging_steps": args.logging_steps, "max_grad_norm": args.max_grad_norm, "callbacks": (update_codes,),
+        }
         # Phase 1: generator warm-up, LLM frozen (paper Sec. 5.1.4).
         if state.global_step < args.warmup_steps:
             unwrapped.set_phase("warmup")
-            model.train()
-            progress = tqdm(total=args.warmup_steps, initial=state.global_step, desc="warm-up", disable=None)
-            while state.global_step < args.warmup_steps:
-                out = model(**self._warmup_batch(state.global_step, device))
-                accelerator.backward(out.loss)
-                accelerator.clip_grad_norm_(params, args.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                after_step(parts(out))
-                progress.update(1)
-            progress.close()
+            state = run_training_loop(
+                **loop, dataloader=warmup_loader, state=state, max_steps=args.warmup_steps, desc="warm-up",
+                forward=lambda _: model(**self._warmup_batch(state.global_step, device)),
+            )
+        if state.global_step == args.warmup_steps:  # the joint phase's data order starts at its own epoch 0
+            state.epoch, state.batches_in_epoch, state.stop_reason = 0, 0, ""
 
         # Phase 2: joint training with dynamic codes.
         unwrapped.set_phase("joint")
-        model.train()
-        progress = tqdm(total=total, initial=state.global_step, desc="joint", disable=None)
-        while state.global_step < total:
+
+        def joint_forward(indices: torch.Tensor) -> Any:
+            # Rendered here, not in the DataLoader: Accelerate prefetches one batch ahead, which would render
+            # the batch after a code update with the codes from before it.
             self.collator.epoch = state.epoch
-            for indices in epoch_batches(accelerator, dataloader, state):
-                state.batches_in_epoch += 1
-                # Rendered here, not in the DataLoader: Accelerate prefetches one batch ahead, which would render
-                # the batch after a code update with the codes from before it.
-                batch = {k: v.to(device) for k, v in self.collator(indices.tolist()).items()}
-                with accelerator.accumulate(model):
-                    out = model(**batch)
-                    accelerator.backward(out.loss)
-                    if accelerator.sync_gradients:
-                        accelerator.clip_grad_norm_(params, args.max_grad_norm)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                if accelerator.sync_gradients:
-                    after_step(parts(out))
-                    progress.update(1)
-                    if state.global_step >= total:
-                        break
-            else:
-                state.epoch += 1
-                state.batches_in_epoch = 0
-        progress.close()
-        flush(state.global_step)
-        if args.save_steps:
-            manager.save(state)
-        accelerator.end_training()
+            return model(**{k: v.to(device) for k, v in self.collator(indices.tolist()).items()})
+
+        state = run_training_loop(
+            **loop, dataloader=dataloader, state=state, max_steps=total, desc="joint", forward=joint_forward,
+        )
         self.model = unwrapped
-        summary = {
+        self.history = [
+            {k.removeprefix("train/"): v for k, v in entry.items() if k != "train/lr"}
+            for entry in state.log_history if "train/loss" in entry
+        ]
+        return {
             "global_step": state.global_step,
             "train_seconds": time.perf_counter() - start,
             "code_updates": self.codes.updates,
@@ -310,7 +279,6 @@ class TTDSTrainer:
             "trainable_parameters": unwrapped.num_trainable_parameters(),
             "code_history": [e for e in state.log_history if any(k.startswith("codes/") for k in e)],
         }
-        return summary
 
     def recommender(self) -> TTDSRecommender:
         """The trained model with the current code tables, ready to recommend, evaluate or save."""

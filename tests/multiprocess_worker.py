@@ -1,0 +1,96 @@
+"""One rank of ``tests/test_multiprocess.py``: Stage I, Stage II and TTDS trained by two CPU processes (gloo).
+
+Run by ``torch.distributed.run`` (every rank runs this file); each rank writes ``rank<R>.json`` with what the
+test compares: steps, metrics and a digest of its trained parameters (DDP keeps them equal across ranks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+torch.set_num_threads(1)
+sys.path.insert(0, str(Path(__file__).parent))
+
+import testing_utils  # noqa: E402
+
+from genrec.data_scripts.embeddings import ItemEmbeddings  # noqa: E402
+from genrec.modeling.configuration_unger import UngerConfig  # noqa: E402
+from genrec.modeling.configuration_unger_fusion import UngerFusionConfig  # noqa: E402
+from genrec.tokenization.code_table import CodeTable  # noqa: E402
+from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer  # noqa: E402
+
+
+def digest(module: torch.nn.Module, keep=lambda name: True) -> str:
+    """sha256 of the parameters (not buffers) whose names ``keep`` accepts."""
+    h = hashlib.sha256()
+    for name, param in sorted(module.named_parameters(), key=lambda kv: kv[0]):
+        if keep(name):
+            h.update(name.encode())
+            h.update(param.detach().float().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def unger(out: Path, rank: int) -> dict:
+    from genrec.trainers.stage1 import train_stage1
+    from genrec.trainers.stage2 import train_stage2
+
+    splits, ids = testing_utils.ring_splits(30, 40, 0)
+    data = testing_utils.write_dataset(out / f"data-{rank}", splits, ids, description="ring walks")
+    g = torch.Generator().manual_seed(0)
+    semantic = ItemEmbeddings(ids, torch.randn(len(ids), 6, generator=g), {"stage": "test"})
+    semantic_path = semantic.save(out / f"semantic-{rank}.safetensors")
+    config = UngerFusionConfig(hidden_size=8, din_attention_hidden_sizes=[8], din_mlp_hidden_sizes=[16],
+                               intermediate_size=16, max_history_items=20)
+    stage1 = train_stage1(data, semantic_path, out / "stage1", config=config, max_steps=4, eval_every=2,
+                          batch_size=8, warmup_steps=1, lr=1e-2, log_with=None, show_progress=False)
+    codes = np.random.default_rng(0).integers(0, 4, size=(len(ids), 2))
+    tokenizer = SemanticIDTokenizer.from_code_table(CodeTable.from_codes(ids, codes, codebook_sizes=[4, 4]))
+    stage2 = train_stage2(data, tokenizer, out / "stage2", integrated_embeddings=stage1.embeddings_path,
+                          config=UngerConfig(d_model=16, num_attention_heads=2, ffn_dim=32, decoder_layers=2),
+                          max_steps=4, eval_every=2, batch_size=8, lr=1e-2, warmup_steps=1, log_with=None,
+                          show_progress=False)
+    best = json.loads((out / "stage2" / "stage2_result.json").read_text())
+    return {"stage1_steps": stage1.global_step, "stage1_recall": stage1.validation_recall_at_10,
+            "stage2_steps": stage2.global_step, "stage2_test": stage2.test_metrics, "stage2_best": best["best_step"]}
+
+
+def ttds(out: Path, rank: int) -> dict:
+    from test_ttds_trainer import _args, _items, _model, _sequences
+
+    from genrec.trainers.ttds import TTDSData, TTDSTrainer, create_tiny_base, template_corpus
+
+    base = out / "base"
+    if rank == 0:
+        corpus = template_corpus() + list(_items()["title"]) + ["Title: Year: Genres: Recently interacted with:"]
+        create_tiny_base(out / "base-tmp", corpus, vocab_size=400)
+        (out / "base-tmp").rename(base)
+    while not (base / "config.json").is_file():  # rank 1 waits for rank 0's base (no process group yet)
+        import time
+
+        time.sleep(0.2)
+    model, tokenizer = _model(base)
+    data = TTDSData.from_datasets(_sequences(), _items(), seed=0)
+    args = _args(out / "ttds", warmup_steps=2, max_steps=4, code_update_steps=2, save_steps=3, train_batch_size=4,
+                 alignment_batch_size=4, cpu=True)
+    trainer = TTDSTrainer(model, tokenizer, data, args)
+    summary = trainer.train()
+    import genrec.trainers.ttds_trainer as ttds_trainer
+
+    return {"ttds_steps": summary["global_step"], "ttds_updates": summary["code_updates"],
+            "ttds_digest": digest(trainer.model, ttds_trainer._is_trained_key),
+            "ttds_table": trainer.codes.item_table.codes.tolist()}
+
+
+if __name__ == "__main__":
+    out, which = Path(sys.argv[1]), sys.argv[2]
+    rank = int(os.environ["RANK"])
+    result = {"world_size": int(os.environ["WORLD_SIZE"])}
+    result.update(unger(out, rank) if which == "unger" else ttds(out, rank))
+    (out / f"{which}-rank{rank}.json").write_text(json.dumps(result))
