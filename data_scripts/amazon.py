@@ -57,7 +57,7 @@ import pyarrow as pa
 from datasets import Dataset
 from tqdm.auto import tqdm
 
-from .splits import LineErrors, SourceData, UserSequence, clean_user_sequence, iter_lines
+from .splits import LineErrors, SourceData, UserSequence, clean_user_sequence, iter_json_records, iter_lines
 
 logger = logging.getLogger(__name__)
 
@@ -260,18 +260,7 @@ def _read_reviews(
     """
     by_user: dict[str, tuple[list[str], list[int]]] = {}
     keys = (fmt.user_key, fmt.item_key, fmt.time_key)
-    for number, line in iter_lines(path, desc=path.name):
-        if not line.strip():
-            errors.blank_line(path)
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            errors(path, number, f"not a JSON object ({error})")
-            continue
-        if not isinstance(record, dict):
-            errors(path, number, f"expected a JSON object, got {type(record).__name__}")
-            continue
+    for number, record in iter_json_records(path, errors, desc=path.name):
         missing = [key for key in keys if record.get(key) in (None, "")]
         if missing:
             errors(path, number, f"review without {', '.join(repr(k) for k in missing)}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -71,6 +72,29 @@ def _header(path: Path, line: str, required: tuple[str, ...]) -> dict[str, int]:
     return {name: names.index(name) for name in required}
 
 
+def _atomic_rows(
+    path: Path, errors: LineErrors, required: tuple[str, ...], desc: str
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """Yield ``(line_number, {column: raw field})`` for the data lines of a RecBole atomic file.
+
+    The header (line 1) names the columns; blank lines go to ``errors``; a line with too few fields is
+    yielded with the fields it has (the caller's ``KeyError``/``IndexError`` handling reports it). An empty
+    file is a :class:`DataFormatError`.
+    """
+    columns: dict[str, int] = {}
+    for number, line in iter_lines(path, desc=desc):
+        if number == 1:
+            columns = _header(path, line, required)
+            continue
+        if not line.strip():
+            errors.blank_line(path)
+            continue
+        fields = line.split("\t")
+        yield number, {name: fields[index] for name, index in columns.items() if index < len(fields)}
+    if not columns:
+        raise DataFormatError(f"{path} is empty; expected a RecBole atomic file with a header line")
+
+
 def _timestamp(text: str) -> int:
     """A Unix timestamp from RecBole's ``float`` column (``881250949`` or ``881250949.0``)."""
     try:
@@ -90,22 +114,14 @@ def _id_order(user: str) -> tuple[int, int, str]:
 def read_interactions(path: Path, errors: LineErrors) -> list[UserSequence]:
     """Per-user (file-order) sequences from ``ml-100k.inter``; users in numeric id order."""
     by_user: dict[str, UserSequence] = {}
-    columns: dict[str, int] = {}
-    for number, line in iter_lines(path, desc=INTER_FILE):
-        if number == 1:
-            columns = _header(path, line, ("user_id", "item_id", "timestamp"))
-            continue
-        if not line.strip():
-            errors.blank_line(path)
-            continue
-        fields = line.split("\t")
+    for number, fields in _atomic_rows(path, errors, ("user_id", "item_id", "timestamp"), INTER_FILE):
         try:
-            user = fields[columns["user_id"]].strip()
-            item = fields[columns["item_id"]].strip()
-            stamp = _timestamp(fields[columns["timestamp"]].strip())
+            user = fields["user_id"].strip()
+            item = fields["item_id"].strip()
+            stamp = _timestamp(fields["timestamp"].strip())
             if not user or not item:
                 raise ValueError("empty user or item id")
-        except (IndexError, ValueError) as error:
+        except (KeyError, ValueError) as error:
             errors(path, number, f"expected tab-separated user_id, item_id, rating, timestamp ({error})")
             continue
         sequence = by_user.get(user)
@@ -113,8 +129,6 @@ def read_interactions(path: Path, errors: LineErrors) -> list[UserSequence]:
             sequence = by_user[user] = UserSequence(user, [], [])
         sequence.item_ids.append(item)
         sequence.timestamps.append(stamp)
-    if not columns:
-        raise DataFormatError(f"{path} is empty; expected a RecBole atomic file with a header line")
     return [by_user[user] for user in sorted(by_user, key=_id_order)]
 
 
@@ -122,23 +136,15 @@ def read_items(path: Path, errors: LineErrors) -> Dataset:
     """The item table from ``ml-100k.item`` (item_id, title, year, genres) in file order."""
     rows: dict[str, list] = {name: [] for name in ITEM_SCHEMA.names}
     seen: set[str] = set()
-    columns: dict[str, int] = {}
-    for number, line in iter_lines(path, desc=ITEM_FILE):
-        if number == 1:
-            columns = _header(path, line, ("item_id", "movie_title", "release_year", "class"))
-            continue
-        if not line.strip():
-            errors.blank_line(path)
-            continue
-        fields = line.split("\t")
+    for number, fields in _atomic_rows(path, errors, ("item_id", "movie_title", "release_year", "class"), ITEM_FILE):
         try:
-            item = fields[columns["item_id"]].strip()
-            title = fields[columns["movie_title"]].strip()
-            year = fields[columns["release_year"]].strip()
-            genres = fields[columns["class"]].split()
+            item = fields["item_id"].strip()
+            title = fields["movie_title"].strip()
+            year = fields["release_year"].strip()
+            genres = fields["class"].split()
             if not item:
                 raise ValueError("empty item id")
-        except (IndexError, ValueError) as error:
+        except (KeyError, ValueError) as error:
             errors(path, number, f"expected tab-separated item_id, movie_title, release_year, class ({error})")
             continue
         if item in seen:
@@ -147,8 +153,6 @@ def read_items(path: Path, errors: LineErrors) -> Dataset:
         seen.add(item)
         for name, value in zip(ITEM_SCHEMA.names, (item, title, year, genres), strict=True):
             rows[name].append(value)
-    if not columns:
-        raise DataFormatError(f"{path} is empty; expected a RecBole atomic file with a header line")
     return Dataset(pa.Table.from_pydict(rows, schema=ITEM_SCHEMA))
 
 

@@ -24,7 +24,15 @@ from typing import Any
 import pyarrow as pa
 from datasets import Dataset
 
-from .splits import DataFormatError, LineErrors, SourceData, UserSequence, count_empty, iter_lines
+from .splits import (
+    DataFormatError,
+    LineErrors,
+    SourceData,
+    UserSequence,
+    count_empty,
+    iter_json_records,
+    iter_lines,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -108,18 +116,7 @@ def read_items(path: Path, errors: LineErrors) -> Dataset:
     records: list[dict[str, Any]] = []
     seen: set[str] = set()
     columns: dict[str, bool] = {"item_id": False}  # name -> is a list field (insertion-ordered)
-    for number, line in iter_lines(path, desc=ITEMS_FILE):
-        if not line.strip():
-            errors.blank_line(path)
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            errors(path, number, f"not a JSON object ({error})")
-            continue
-        if not isinstance(record, dict):
-            errors(path, number, f"expected a JSON object, got {type(record).__name__}")
-            continue
+    for number, record in iter_json_records(path, errors, desc=ITEMS_FILE):
         item, why = _item_id(record.get("item_id"))
         if item is None:
             errors(path, number, why)

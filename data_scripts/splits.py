@@ -32,6 +32,7 @@ gzip files with file/line error reporting, the raise-or-skip error policy, :clas
 from __future__ import annotations
 
 import gzip
+import json
 import logging
 import zlib
 from collections.abc import Iterable, Iterator, Sequence, Sized
@@ -189,6 +190,30 @@ def iter_lines(path: str | Path, *, desc: str | None = None) -> Iterator[tuple[i
         raise DataFormatError(
             f"{path}: truncated or corrupt gzip file (stopped after line {number}: {error}); download it again"
         ) from None
+
+
+def iter_json_records(
+    path: str | Path, errors: LineErrors, *, desc: str | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, record)`` for every JSON-object line of a JSON-lines file (plain or gzip).
+
+    Blank lines, lines that are not JSON and JSON values that are not objects go to ``errors`` (counted,
+    or raised under ``on_error="raise"``) and are skipped, so every reader treats a bad line the same way.
+    """
+    path = Path(path)
+    for number, line in iter_lines(path, desc=desc):
+        if not line.strip():
+            errors.blank_line(path)
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            errors(path, number, f"not a JSON object ({error})")
+            continue
+        if not isinstance(record, dict):
+            errors(path, number, f"expected a JSON object, got {type(record).__name__}")
+            continue
+        yield number, record
 
 
 def arrow_column(dataset: Dataset, name: str) -> pa.ChunkedArray:

@@ -28,15 +28,24 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from .code_arrays import (
+    as_code_array,
+    build_prefix_index,
+    check_item_ids,
+    duplicate_ids,
+    edge_keys,
+    group_starts,
+    lex_order,
+    rank_in_groups,
+)
 
 __all__ = ["CODE_TABLE_DATA_FILE", "CODE_TABLE_FORMAT_VERSION", "CODE_TABLE_META_FILE", "CodeTable", "UnknownItemError"]
 
@@ -62,78 +71,10 @@ CODE_TABLE_FORMAT_VERSION = 1
 _FORMAT_NAME = "genrec.code_table"
 _COLLISION_COLUMN = "collision"
 #: Largest product of level sizes for which codes are packed into one int64 sort key (else: np.lexsort).
-_MAX_PACKED_KEY = 2**62
 
 
 def _level_column(depth: int) -> str:
     return f"level_{depth}"
-
-
-def _as_code_array(codes: Any, what: str = "codes") -> np.ndarray:
-    """``codes`` (numpy array, torch tensor or nested sequence) as a C-contiguous (N, D) int64 array."""
-    if isinstance(codes, torch.Tensor):
-        codes = codes.detach().cpu().numpy()
-    array = np.asarray(codes)
-    if array.ndim != 2:
-        raise ValueError(f"{what} must be a 2-D array (num_items, num_levels), got shape {array.shape}")
-    if array.dtype.kind not in "iu":
-        raise TypeError(f"{what} must hold integers, got dtype {array.dtype}")
-    if array.dtype.kind == "u" and array.size and int(array.max()) > np.iinfo(np.int64).max:
-        raise ValueError(f"{what} hold values that do not fit in int64")
-    return np.ascontiguousarray(array, dtype=np.int64)
-
-
-def _check_item_ids(item_ids: Sequence[str], what: str = "item_ids") -> list[str]:
-    """``item_ids`` as a list of non-empty, unique ``str`` (clear error otherwise)."""
-    if isinstance(item_ids, (str, bytes)):
-        raise TypeError(f"{what} must be a sequence of str item ids, got a single {type(item_ids).__name__}")
-    ids = list(item_ids)
-    foreign = set(map(type, ids)) - {str}
-    if foreign and all(issubclass(t, str) for t in foreign):
-        ids = list(map(str, ids))  # e.g. numpy.str_: store plain str (the hash encodes the text only)
-    elif foreign:
-        bad = next((n, i) for n, i in enumerate(ids) if not isinstance(i, str))
-        raise TypeError(
-            f"{what}[{bad[0]}] is {bad[1]!r} of type {type(bad[1]).__name__}: item ids are always str "
-            "(convert them with str() when building the table)"
-        )
-    if not all(ids):
-        raise ValueError(f"{what}[{ids.index('')}] is the empty string: item ids must be non-empty")
-    return ids
-
-
-def _duplicates(ids: Sequence[str], limit: int = 5) -> list[str]:
-    """Up to ``limit`` ids that occur more than once (only called on the error path)."""
-    return [item for item, count in Counter(ids).items() if count > 1][:limit]
-
-
-def _radix(sizes: Sequence[int]) -> np.ndarray | None:
-    """Mixed-radix weights packing a code row into one int64 key (lexicographic order), or None on overflow."""
-    if math.prod(int(k) for k in sizes) >= _MAX_PACKED_KEY:
-        return None
-    weights = np.ones(len(sizes), dtype=np.int64)
-    for d in range(len(sizes) - 2, -1, -1):
-        weights[d] = weights[d + 1] * int(sizes[d + 1])
-    return weights
-
-
-def _lex_order(codes: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
-    """Stable permutation sorting the rows of ``codes`` lexicographically (ties keep input order)."""
-    if codes.shape[1] == 0:
-        return np.arange(codes.shape[0], dtype=np.int64)
-    weights = _radix(sizes)
-    if weights is not None:
-        return np.argsort(codes @ weights, kind="stable")
-    return np.lexsort(codes.T[::-1])
-
-
-def _group_starts(sorted_codes: np.ndarray) -> np.ndarray:
-    """Boolean (N,): True where a row of lexicographically sorted codes differs from the previous row."""
-    n = sorted_codes.shape[0]
-    starts = np.ones(n, dtype=bool)
-    if n > 1:
-        starts[1:] = np.any(sorted_codes[1:] != sorted_codes[:-1], axis=1)
-    return starts
 
 
 class CodeTable:
@@ -164,8 +105,8 @@ class CodeTable:
         Validates everything (str ids, unique ids, code ranges, unique codes) and raises ``ValueError`` /
         ``TypeError`` naming the offending items.
         """
-        ids = _check_item_ids(item_ids)
-        array = _as_code_array(codes)
+        ids = check_item_ids(item_ids)
+        array = as_code_array(codes)
         sizes = [int(k) for k in codebook_sizes]
         n, depth = array.shape
         if n != len(ids):
@@ -191,10 +132,10 @@ class CodeTable:
             )
         index = dict(zip(ids, range(n), strict=True))
         if len(index) != n:
-            raise ValueError(f"duplicate item ids (each item must appear once), e.g. {_duplicates(ids)}")
-        order = _lex_order(array, sizes)
+            raise ValueError(f"duplicate item ids (each item must appear once), e.g. {duplicate_ids(ids)}")
+        order = lex_order(array, sizes)
         sorted_codes = array[order]
-        starts = _group_starts(sorted_codes)
+        starts = group_starts(sorted_codes)
         if not starts.all():
             dup = order[np.nonzero(~starts)[0][:5]]
             examples = [(ids[r], tuple(array[r].tolist())) for r in dup]
@@ -247,7 +188,7 @@ class CodeTable:
         if isinstance(item_ids, (str, bytes)):
             raise TypeError("item_ids must be a sequence of str item ids, got a single string")
         ids = list(item_ids)  # validated by the constructor
-        semantic = _as_code_array(codes)
+        semantic = as_code_array(codes)
         n, num_semantic = semantic.shape
         if n != len(ids):
             raise ValueError(f"{len(ids)} item ids but {n} code rows: they must match one to one")
@@ -268,8 +209,8 @@ class CodeTable:
                 raise ValueError(
                     f"codebook_sizes has {len(sizes)} entries but codes have {num_semantic} semantic levels"
                 )
-        order = _lex_order(semantic, sizes)
-        starts = _group_starts(semantic[order])
+        order = lex_order(semantic, sizes)
+        starts = group_starts(semantic[order])
         if starts.all() and not always_append:
             return cls(ids, semantic, sizes, num_semantic)
         if not starts.all() and collisions == "error":
@@ -282,7 +223,7 @@ class CodeTable:
                 f"({int((counts > 1).sum())} groups), e.g. {examples}; use collisions='append' to add a "
                 "collision level"
             )
-        rank = _rank_in_groups(starts)
+        rank = rank_in_groups(starts)
         collision = np.empty(n, dtype=np.int64)
         collision[order] = rank
         full = np.concatenate([semantic, collision[:, None]], axis=1)
@@ -324,7 +265,7 @@ class CodeTable:
         codes = np.stack([np.asarray(columns[c]) for c in names], axis=1)
         ids = list(columns["item_id"])
         if metadata is None:
-            codes = _as_code_array(codes)
+            codes = as_code_array(codes)
             if not codes.size:
                 raise ValueError("a CodeTable needs at least one item")
             return cls(ids, codes, [int(k) for k in codes.max(axis=0) + 1], len(levels))
@@ -522,41 +463,13 @@ class CodeTable:
         return dict(self._prefix_index)
 
     def _build_prefix_index(self) -> dict[str, torch.Tensor]:
-        order = self._order
-        sorted_codes = self._codes[order]
-        n = len(order)
-        index: dict[str, torch.Tensor] = {"level_sizes": torch.tensor(self._sizes, dtype=torch.long)}
-        new_prefix = np.zeros(n, dtype=bool)  # row starts a new prefix of the current length
-        new_prefix[0] = True
-        parent = np.zeros(n, dtype=np.int64)  # node id (at depth d) of each row's length-d prefix
-        num_nodes = 1
-        for d in range(self.num_levels):
-            if n > 1:
-                new_prefix[1:] |= sorted_codes[1:, d] != sorted_codes[:-1, d]
-            edge_rows = np.flatnonzero(new_prefix)
-            edge_parent = parent[edge_rows]
-            counts = np.bincount(edge_parent, minlength=num_nodes)
-            offsets = np.zeros(num_nodes + 1, dtype=np.int64)
-            np.cumsum(counts, out=offsets[1:])
-            index[f"offsets_{d}"] = torch.from_numpy(offsets)
-            index[f"codes_{d}"] = torch.from_numpy(np.ascontiguousarray(sorted_codes[edge_rows, d]))
-            parent = np.cumsum(new_prefix, dtype=np.int64) - 1
-            num_nodes = edge_rows.size
-        index["leaf_items"] = torch.from_numpy(np.array(order, dtype=np.int64))
-        return index
+        return build_prefix_index(self._codes[self._order], self._order, self._sizes)
 
     def _edge_keys_on(self, device: torch.device) -> list[torch.Tensor]:
         """Per depth: strictly increasing ``parent * K_d + code`` edge keys; last entry: leaf rows."""
         keys = self._edge_keys.get(device)
         if keys is None:
-            prefix = self.prefix_index()
-            keys = []
-            for d, k in enumerate(self._sizes):
-                offsets = prefix[f"offsets_{d}"]
-                parents = torch.repeat_interleave(torch.arange(offsets.numel() - 1), offsets.diff())
-                keys.append((parents * k + prefix[f"codes_{d}"]).to(device))
-            keys.append(prefix["leaf_items"].to(device))
-            self._edge_keys[device] = keys
+            keys = self._edge_keys[device] = edge_keys(self.prefix_index(), self._sizes, device)
         return keys
 
     # ------------------------------------------------------------------------------------------ cold start
@@ -573,8 +486,8 @@ class CodeTable:
         resolved without changing every existing code, so it raises ``ValueError`` (build tables that will
         grow with ``always_append=True``). Duplicate ids (among the new ones or with existing ones) raise.
         """
-        new_ids = _check_item_ids(item_ids)
-        new_codes = _as_code_array(codes)
+        new_ids = check_item_ids(item_ids)
+        new_codes = as_code_array(codes)
         m = len(new_ids)
         s = self._num_semantic
         if new_codes.shape[0] != m:
@@ -590,7 +503,7 @@ class CodeTable:
         if clash:
             raise ValueError(f"item ids already in the code table (ids must be unique), e.g. {clash}")
         if len(set(new_ids)) != m:
-            raise ValueError(f"duplicate ids among the new items, e.g. {_duplicates(new_ids)}")
+            raise ValueError(f"duplicate ids among the new items, e.g. {duplicate_ids(new_ids)}")
         semantic_sizes = np.asarray(self._sizes[:s], dtype=np.int64)
         bad = np.nonzero(np.any((new_codes < 0) | (new_codes >= semantic_sizes), axis=1))[0]
         if bad.size:
@@ -611,8 +524,8 @@ class CodeTable:
                 ) from None
         old_n = len(self)
         semantic = np.concatenate([self._codes[:, :s], new_codes])
-        order = _lex_order(semantic, self._sizes[:s])
-        starts = _group_starts(semantic[order])
+        order = lex_order(semantic, self._sizes[:s])
+        starts = group_starts(semantic[order])
         group = np.empty(old_n + m, dtype=np.int64)
         group[order] = np.cumsum(starts) - 1
         top = np.full(int(starts.sum()), -1, dtype=np.int64)
@@ -620,7 +533,7 @@ class CodeTable:
         new_group = group[old_n:]
         new_order = np.argsort(new_group, kind="stable")
         rank = np.empty(m, dtype=np.int64)
-        rank[new_order] = _rank_in_groups(_group_starts(new_group[new_order][:, None]))
+        rank[new_order] = rank_in_groups(group_starts(new_group[new_order][:, None]))
         collision = top[new_group] + 1 + rank
         sizes = [*self._sizes[:s], max(self._sizes[s], int(collision.max()) + 1)]
         if sizes[s] > self._sizes[s]:
@@ -642,7 +555,7 @@ class CodeTable:
             else:
                 s = self._num_semantic
                 # The full-code order sorts by the semantic prefix first, so it groups semantic codes too.
-                starts = _group_starts(self._codes[self._order, :s])
+                starts = group_starts(self._codes[self._order, :s])
                 counts = np.diff(np.append(np.flatnonzero(starts), len(self)))
                 shared = int(counts[counts > 1].sum())
                 self._collision_stats = (shared / len(self), int((counts > 1).sum()), int(counts.max()))
@@ -741,10 +654,3 @@ class CodeTable:
                 "restore both files from the same save"
             )
         return table
-
-
-def _rank_in_groups(starts: np.ndarray) -> np.ndarray:
-    """For rows sorted into groups (``starts`` marks each group's first row): each row's rank in its group."""
-    positions = np.arange(starts.size, dtype=np.int64)
-    first = np.maximum.accumulate(np.where(starts, positions, 0))
-    return positions - first

@@ -24,13 +24,14 @@ leaves nothing a resume could mistake for a checkpoint.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import os
 import random
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from safetensors.torch import load_file, save_file
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CHECKPOINT_PREFIX", "STATE_FILE", "CheckpointManager", "TrainingState"]
+__all__ = ["CHECKPOINT_PREFIX", "STATE_FILE", "CheckpointManager", "TrainingState", "job_fingerprint"]
 
 STATE_FILE = "trainer_state.json"
 CHECKPOINT_PREFIX = "step-"
@@ -54,6 +55,17 @@ SCHEDULER_FILE = "scheduler.json"
 SCALER_FILE = "scaler.json"
 LEGACY_OPTIMIZER = "optimizer.bin"  # accelerate.save_state (torch.save) — read only
 LEGACY_SCHEDULER = "scheduler.bin"
+
+
+def job_fingerprint(parts: Sequence[str], hparams: Mapping[str, Any]) -> str:
+    """The identity of a training job, saved in its checkpoints: sha256 over ``parts`` (hashes of the config,
+    the data, ...) and the hyper-parameters as sorted JSON. A resume into a folder whose checkpoints carry
+    another fingerprint is refused (:meth:`CheckpointManager.start_or_resume`)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode())
+    digest.update(json.dumps(dict(hparams), sort_keys=True, default=str).encode())
+    return digest.hexdigest()
 
 
 @dataclass

@@ -45,7 +45,7 @@ from genrec.trainers.accelerate_utils import (
     make_train_dataloader,
     tracker_config,
 )
-from genrec.trainers.checkpoints import CheckpointManager, TrainingState
+from genrec.trainers.checkpoints import CheckpointManager, TrainingState, job_fingerprint
 from genrec.trainers.metrics import metrics_from_ranks
 from genrec.trainers.training_loop import run_training_loop
 
@@ -283,12 +283,8 @@ def _resolve_config(config: UngerFusionConfig | None, num_items: int, semantic_d
 
 
 def _fingerprint(config: UngerFusionConfig, data: Stage1Data, semantic: ItemEmbeddings, hparams: dict[str, Any]) -> str:
-    digest = hashlib.sha256()
-    digest.update(config.config_hash().encode())
-    digest.update(data.fingerprint().encode())
-    digest.update(hashlib.sha256(semantic.embeddings.numpy().tobytes()).hexdigest().encode())
-    digest.update(json.dumps(hparams, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
+    semantic_hash = hashlib.sha256(semantic.embeddings.numpy().tobytes()).hexdigest()
+    return job_fingerprint([config.config_hash(), data.fingerprint(), semantic_hash], hparams)
 
 
 @deterministic_training

@@ -51,7 +51,7 @@ from genrec.trainers.accelerate_utils import (
     make_train_dataloader,
     tracker_config,
 )
-from genrec.trainers.checkpoints import CheckpointManager, TrainingState
+from genrec.trainers.checkpoints import CheckpointManager, TrainingState, job_fingerprint
 from genrec.trainers.evaluation import evaluate_model
 from genrec.trainers.stage2_defaults import PAPER_BATCH_SIZE, PAPER_LR, PAPER_MAX_STEPS, PAPER_WARMUP_STEPS
 from genrec.trainers.training_loop import run_training_loop
@@ -308,11 +308,7 @@ def state_digest(model: torch.nn.Module) -> str:
 
 
 def _fingerprint(config: UngerConfig, train: Stage2Data, hparams: dict[str, Any]) -> str:
-    digest = hashlib.sha256()
-    digest.update(config.config_hash().encode())
-    digest.update(train.fingerprint().encode())
-    digest.update(json.dumps(hparams, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
+    return job_fingerprint([config.config_hash(), train.fingerprint()], hparams)
 
 
 @deterministic_training
