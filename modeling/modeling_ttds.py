@@ -990,7 +990,19 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
         return self.llm.generate(*args, **kwargs)
 
     @torch.no_grad()
-    def recommend(
+    def recommend(self, *args: Any, **kwargs: Any) -> tuple[torch.LongTensor, torch.FloatTensor]:
+        """Deprecated name of :meth:`generate_item_codes` (tensors in, codes out). genrec's ``recommend``
+        contract — histories of item ids in, ``(item_id, score)`` lists out — is
+        :meth:`genrec.trainers.ttds_recommender.TTDSRecommender.recommend` for TTDS, as for every family."""
+        warnings.warn(
+            "TTDSForCausalLM.recommend(input_ids, attention_mask, prefix_index) is renamed generate_item_codes; "
+            "for item ids in and (item_id, score) lists out use TTDSRecommender.recommend(histories)",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return self.generate_item_codes(*args, **kwargs)
+
+    def generate_item_codes(
         self,
         input_ids: torch.LongTensor,
         attention_mask: torch.Tensor,
@@ -1008,7 +1020,7 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
         ids) and the beams' scores (B, k), best first; ``k = num_return_sequences`` (default ``num_beams``).
         """
         if attention_mask is not None and bool((attention_mask[:, -1] == 0).any()):
-            raise ValueError("recommend() needs left-padded prompts (the last position of every row attended)")
+            raise ValueError("generate_item_codes() needs left-padded prompts (the last position of every row attended)")
         depth = int(torch.as_tensor(prefix_index["level_sizes"]).numel())
         offsets = self.code_token_offsets("item", depth)
         sizes = torch.as_tensor(prefix_index["level_sizes"]).tolist()

@@ -348,9 +348,9 @@ def test_recommend_returns_only_valid_distinct_items(built):
     table = _item_table(model, n=20)
     prompt_texts = ["Movie 1 about love. Answer:", "Answer:", "Movie 30 about space and war, friends. Answer:"]
     enc = tokenizer(prompt_texts, padding=True, padding_side="left", return_tensors="pt")
-    codes, scores = model.recommend(enc["input_ids"], enc["attention_mask"], table.prefix_index(), num_beams=6,
-                                    num_return_sequences=5, eos_token_id=tokenizer.eos_token_id,
-                                    pad_token_id=tokenizer.pad_token_id)
+    codes, scores = model.generate_item_codes(enc["input_ids"], enc["attention_mask"], table.prefix_index(),
+                                              num_beams=6, num_return_sequences=5,
+                                              eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     assert codes.shape == (3, 5, table.num_levels) and scores.shape == (3, 5)
     rows = table.items_for_codes(codes)
     assert bool((rows >= 0).all())  # every beam is an existing item
@@ -358,8 +358,14 @@ def test_recommend_returns_only_valid_distinct_items(built):
     assert bool((scores[:, :-1] >= scores[:, 1:]).all())  # best first
     right = tokenizer(prompt_texts, padding=True, padding_side="right", return_tensors="pt")
     with pytest.raises(ValueError, match="left-padded"):
-        model.recommend(right["input_ids"], right["attention_mask"], table.prefix_index(), num_beams=2,
-                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        model.generate_item_codes(right["input_ids"], right["attention_mask"], table.prefix_index(), num_beams=2,
+                                  eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    # the old name still works for one release, with a FutureWarning pointing at the one recommend contract
+    with pytest.warns(FutureWarning, match="TTDSRecommender.recommend"):
+        old_codes, old_scores = model.recommend(enc["input_ids"], enc["attention_mask"], table.prefix_index(),
+                                                num_beams=6, num_return_sequences=5,
+                                                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    assert torch.equal(old_codes, codes) and torch.allclose(old_scores, scores)
 
 
 def test_save_load_roundtrip_is_exact(built, base_dir, tmp_path):

@@ -178,7 +178,7 @@ class TTDSRecommender:
         ids_of = self.item_table.item_ids
         for start in tqdm(range(0, len(prompts), batch_size), desc="recommend", disable=None, leave=False):
             ids, mask = _pad_left(prompts[start : start + batch_size], pad)
-            codes, scores = self.model.recommend(
+            codes, scores = self.model.generate_item_codes(
                 ids.to(device), mask.to(device), prefix_index, num_beams=num_beams, num_return_sequences=k,
                 eos_token_id=self.tokenizer.eos_token_id, pad_token_id=pad,
             )
