@@ -10,7 +10,8 @@
 # BASE: a finished `genrec run` folder (default profile) whose data, text embeddings, Stage I and codes the arms
 # reuse (read only). Resumable: an arm whose JSON exists is skipped; interrupted trainings resume.
 #   BASE=runs/ml-100k-s2024 W=runs/ml-100k-abl STEPS=1500 benchmarks/code_ablations.sh
-# Rows: `python benchmarks/report.py --only 'ml100k-genrec-abl-*'` (benchmarks/reporting/quality.py).
+# Rows: `python benchmarks/report.py --only 'ml100k-genrec-stage2-abl-*'` (benchmarks/reporting/quality.py,
+# code_ablation_rows: RESULTS.md shows them in their own table).
 set -e
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_NUM_THREADS=1
 G=${GENREC:-genrec}
@@ -61,4 +62,4 @@ for mode in semantic_only collaborative_only concat; do
 done
 stage1 abl-no-align --config '{"align_weight": 0.0}'
 stage2 abl-no-align "$W/abl-no-align/stage1/integrated_embeddings.safetensors" "$W/abl-no-align/semantic_ids" "{$STAGE2}"
-echo "all arms done: python benchmarks/report.py --only '<data>-genrec-abl-*' --source ROW=$W/NAME.json ..."
+echo "all arms done: python benchmarks/report.py --only 'ml100k-genrec-stage2-abl-*' (--source ROW=$W/NAME.json when W is not runs/ml-100k-abl)"

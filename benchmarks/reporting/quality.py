@@ -11,6 +11,7 @@ import os
 import shlex
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -349,6 +350,32 @@ def stage2_ablation_rows() -> list[Row]:
                        f"--config '{config}' --train '{{\"lr_schedule\": \"cosine\"}}'")
             rows.append(stage2_variant_row(data, name, source=f"runs/{data}-var/{name}.json", produce=produce,
                                            what=what))
+    return rows
+
+
+ABLATION_ARMS = {  # benchmarks/code_ablations.sh's arms: name -> what changes against abl-default
+    "abl-default": "the default pipeline (reference)",
+    "abl-codes-random": "random codes instead of residual k-means (same Stage I)",
+    "abl-codes-rqvae": "RQ-VAE codes instead of residual k-means (same Stage I)",
+    "abl-semantic-only": "semantic-only Stage I embedding (no collaborative half)",
+    "abl-collaborative-only": "collaborative-only Stage I embedding (item ids alone)",
+    "abl-concat": "concatenated semantic + collaborative embedding (no fusion, no alignment)",
+    "abl-no-align": "Stage I without the cross-modality alignment loss",
+    "abl-unconstrained": "plain (unconstrained) softmax training in Stage II",
+    "abl-nodistill": "Stage II without distillation (λ = 0)",
+}
+
+
+def code_ablation_rows(steps: int = 1500) -> list[Row]:
+    """The ablations of ``benchmarks/code_ablations.sh`` on ML-100K (seed 2024, ``steps`` Stage II steps each):
+    shown in their own table, since they are compared with their own reference arm at equal steps."""
+    rows = []
+    for name, what in ABLATION_ARMS.items():
+        produce = (f"BASE=runs/ml-100k-s2024 W=runs/ml-100k-abl STEPS={steps} benchmarks/code_ablations.sh  "
+                   f"# arm {name}")
+        row = stage2_variant_row("ml-100k", name, source=f"runs/ml-100k-abl/{name}.json", produce=produce,
+                                 what=f"{what}; {steps} Stage II steps")
+        rows.append(replace(row, options={**row.options, "group": "ablations"}))
     return rows
 
 

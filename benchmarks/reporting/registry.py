@@ -6,6 +6,7 @@ from .core import Row
 from .perf import perf_rows
 from .quality import (
     UNGER_TABLE_BEAUTY,
+    code_ablation_rows,
     genrec_run_row,
     markov_row,
     published_row,
@@ -49,6 +50,7 @@ def default_rows() -> list[Row]:
                     "--config '{\"history_mode\": \"per_item\", \"constrained_training\": true}'"),
     ]
     rows += stage2_ablation_rows()
+    rows += code_ablation_rows()
     rows += [published_row(name, values) for name, values in UNGER_TABLE_BEAUTY.items()]
     rows += perf_rows()  # the Speed and Memory and storage sections
     return rows

@@ -140,7 +140,8 @@ def render_markdown(rows: Sequence[Row], ctx: Context, plot_name: str | None = P
     datasets = list(dict.fromkeys(row.dataset for row in rows if row.section == "quality"))
     for data in datasets:
         info = DATASETS.get(data, {"name": data, "about": ""})
-        table, sources = [], {}
+        groups: dict[str, list[tuple[float, str, list[str]]]] = {}
+        sources: dict[str, str] = {}
         for status in statuses:
             row, stored = status.row, status.stored
             if row.dataset != data or row.section != "quality":
@@ -160,20 +161,22 @@ def render_markdown(rows: Sequence[Row], ctx: Context, plot_name: str | None = P
                 name, note = row.title, _row_note(status)
             else:
                 continue
-            table.append((metrics.get("recall@10", -1.0), row.id, [
-                f"{name} (`{row.id}`)", *(_fmt(metrics.get(k), std.get(k)) for k in QUALITY_METRICS), seeds, wall, note,
-            ]))
+            cells = [f"{name} (`{row.id}`)", *(_fmt(metrics.get(k), std.get(k)) for k in QUALITY_METRICS), seeds, wall,
+                     note]
+            (groups.setdefault(row.options.get("group", ""), [])).append((metrics.get("recall@10", -1.0), row.id, cells))
         lines += [f"## {info['name']}", "", info["about"], ""]
+        table = groups.pop("", [])
         if table:
-            lines.append("| Row | " + " | ".join(METRIC_LABELS[k] for k in QUALITY_METRICS) + " | Seeds | Wall time | Notes |")
-            lines.append("|---|" + "---:|" * len(QUALITY_METRICS) + "---|---:|---|")
-            for _, _, cells in sorted(table, key=lambda t: (-t[0], t[1])):
-                lines.append("| " + " | ".join(cells) + " |")
+            lines += _quality_table(table)
             for text, label in sources.items():
                 lines += ["", f"{label} {text}"]
         else:
             lines.append("No row measured yet.")
         lines.append("")
+        for group, grouped in groups.items():  # e.g. the ablations, compared among themselves at equal steps
+            lines += [f"### {info['name']}: {group}", "", GROUP_ABOUT.get(group, ""), ""]
+            lines += _quality_table(grouped)
+            lines.append("")
     if plot_name:
         lines += ["## Recall@10", "", f"![Recall@10 per dataset]({plot_name})", ""]
     lines += render_sections(rows, ctx)  # Speed, Memory and storage (nothing when no such row is declared)
@@ -195,6 +198,25 @@ def render_markdown(rows: Sequence[Row], ctx: Context, plot_name: str | None = P
     lines += pending or ["Nothing: every declared row has a result."]
     lines.append("")
     return "\n".join(lines)
+
+
+GROUP_ABOUT = {
+    "ablations": (
+        "Each row changes one thing against `abl-default` (the default profile's pipeline on the same data, seed "
+        "2024), every arm trained for the same number of Stage II steps (cosine schedule over them; fewer than the "
+        "main table's default run, so compare these rows with `abl-default`, not with the table above). Command: "
+        "`benchmarks/code_ablations.sh` (the row's command names its arm)."
+    ),
+}
+
+
+def _quality_table(table: list[tuple[float, str, list[str]]]) -> list[str]:
+    """A quality table's lines, rows sorted by Recall@10 (then id)."""
+    lines = ["| Row | " + " | ".join(METRIC_LABELS[k] for k in QUALITY_METRICS) + " | Seeds | Wall time | Notes |",
+             "|---|" + "---:|" * len(QUALITY_METRICS) + "---|---:|---|"]
+    for _, _, cells in sorted(table, key=lambda t: (-t[0], t[1])):
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def render_plot(rows: Sequence[Row], ctx: Context, path: Path) -> bool:
