@@ -43,8 +43,8 @@ MODEL_REPO, DATA_REPO = "genrec-test/unger-tiny", "genrec-test/tiny-data"
 
 # What `genrec push` must upload for a run folder, and nothing else (no stage folders, checkpoints, caches).
 MODEL_FILES = [
-    "README.md", "code_table.json", "code_table.parquet", "code_table.py", "code_table_files.py", "config.json",
-    "config_fields.py",
+    "README.md", "code_arrays.py", "code_table.json", "code_table.parquet", "code_table.py", "code_table_files.py",
+    "config.json", "config_fields.py",
     "configuration_unger.py", "constrained_decoding.py", "generation_config.json", "model.safetensors",
     "modeling_unger.py", "run.json", "tokenization_semantic_id.py", "tokenizer.json", "tokenizer_config.json",
 ]

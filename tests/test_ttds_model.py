@@ -396,8 +396,8 @@ def test_save_load_roundtrip_is_exact(built, base_dir, tmp_path):
     table = _item_table(model)
     left = tokenizer(["Movie 5 about space. Answer:"], return_tensors="pt")
     kwargs = {"num_beams": 4, "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
-    first = model.recommend(left["input_ids"], left["attention_mask"], table.prefix_index(), **kwargs)
-    second = again.recommend(left["input_ids"], left["attention_mask"], table.prefix_index(), **kwargs)
+    first = model.generate_item_codes(left["input_ids"], left["attention_mask"], table.prefix_index(), **kwargs)
+    second = again.generate_item_codes(left["input_ids"], left["attention_mask"], table.prefix_index(), **kwargs)
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
 
 
