@@ -66,6 +66,8 @@ def run(args: argparse.Namespace, *, code_update_steps: int | None = None, name:
                          num_layers=args.num_layers, num_heads=args.num_heads, seed=args.seed)
     prep_seconds = time.perf_counter() - t0
     updates = args.code_update_steps if code_update_steps is None else code_update_steps
+    if args.train_base:  # its own run folders: a finished frozen-base run must not be reused for it
+        name = f"{name}-train-base"
     finished = work / name / "ttds_training.json"
     if args.compare and finished.is_file():
         summary = json.loads(finished.read_text())
@@ -76,7 +78,8 @@ def run(args: argparse.Namespace, *, code_update_steps: int | None = None, name:
     summary = run_ttds(
         data_dir, str(base_dir), work / name,
         config_overrides={"num_levels": args.num_levels, "codebook_size": args.codebook_size,
-                          "num_collision_tokens": args.collision_tokens, "lora_r": 8, "lora_alpha": 16},
+                          "num_collision_tokens": args.collision_tokens, "lora_r": 8, "lora_alpha": 16,
+                          "train_base": args.train_base},
         training={"seed": args.seed, "warmup_steps": args.warmup_steps, "max_steps": args.max_steps,
                   "code_update_steps": updates, "train_batch_size": args.batch_size,
                   "alignment_batch_size": 16, "encode_batch_size": 64, "logging_steps": 50,
@@ -111,6 +114,9 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=5e-4)
     parser.add_argument("--max-eval-users", type=int, default=None, help="default: all 943 test users")
     parser.add_argument("--json-out", default=None)
+    parser.add_argument("--train-base", action="store_true",
+                        help="train the tiny base's own weights too in the joint phase (it is random: a model "
+                             "trained from scratch, not LoRA over noise); TTDSConfig.train_base")
     parser.add_argument("--compare", action="store_true",
                         help="run TTDS (dynamic codes) and TTSS (--code-update-steps 0) with everything else equal")
     parser.add_argument("--variant", choices=("ttds", "ttss"), default=None,

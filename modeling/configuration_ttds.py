@@ -93,6 +93,11 @@ class TTDSConfig(PretrainedConfig):
             LLM side: the new token rows and LoRA). See docs/ttds.md for the measurements behind the default.
         lora_r, lora_alpha, lora_dropout, lora_target_modules: LoRA over the base LLM (paper: LoRA, no
             numbers given).
+        train_base: False (default, the paper: the pretrained LLM stays frozen, LoRA adapts it). True: the
+            joint phase also trains every weight of the base LLM (full fine-tuning), for a base that has no
+            pretraining to keep — a small LLaMA-architecture model trained from scratch on the recommendation
+            tasks, as on a machine without pretrained weights. The trained base weights are saved with the
+            model (``base_weights.safetensors``); the warm-up still freezes them.
         item_token_offset, user_token_offset: token id of ``<item_a_0>`` / ``<user_a_0>``; level ``m`` code
             ``c`` is ``offset + m * codebook_size + c``, collision ``k`` is ``offset + M * N + k``.
         item_code_table_hash, user_code_table_hash: content hashes of the code tables saved with the model;
@@ -141,6 +146,7 @@ class TTDSConfig(PretrainedConfig):
         lora_alpha: int = 16,
         lora_dropout: float = 0.05,
         lora_target_modules: list[str] | None = None,
+        train_base: bool = False,
         item_token_offset: int | None = None,
         user_token_offset: int | None = None,
         item_code_table_hash: str | None = None,
@@ -212,6 +218,7 @@ class TTDSConfig(PretrainedConfig):
         self.lora_target_modules = (
             list(lora_target_modules) if lora_target_modules is not None else ["q_proj", "k_proj", "v_proj", "o_proj"]
         )
+        self.train_base = as_bool(_OWNER, "train_base", train_base)
         self.item_token_offset = item_token_offset
         self.user_token_offset = user_token_offset
         self.item_code_table_hash = item_code_table_hash

@@ -80,6 +80,9 @@ __all__ = [
 
 ADAPTER_DIR = "adapter"
 GENERATORS_FILE = "generators.safetensors"
+#: With ``config.train_base``: the trained base LLM's own weights (every LLM tensor but LoRA's and the new
+#: token rows', which the adapter holds), laid over the base loaded by name.
+BASE_WEIGHTS_FILE = "base_weights.safetensors"
 #: The files a saved TTDS model consists of (the base LLM is referenced by name, never copied).
 TTDS_FILES = ("config.json", f"{ADAPTER_DIR}/adapter_config.json", f"{ADAPTER_DIR}/adapter_model.safetensors",
               GENERATORS_FILE)
@@ -118,6 +121,10 @@ def resolve_ttds_folder(name_or_path: str | Path, **hub_kwargs: Any) -> Path:
         if needed == "config.json":
             root = Path(path).parent
     assert root is not None
+    train_base = json.loads((root / "config.json").read_text()).get("train_base")
+    if train_base and cached_file(name, BASE_WEIGHTS_FILE, _raise_exceptions_for_missing_entries=False,
+                                  **hub_kwargs) is None:
+        raise FileNotFoundError(f"the Hub repo {name} has no {BASE_WEIGHTS_FILE} (its config says train_base)")
     return root
 TOWERS = ("item", "user")
 # Base-config fields that must agree between the base found at reload time and the one trained on.
@@ -830,7 +837,8 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
         ``warmup``: the towers and the new semantic-token embedding rows train while the pretrained LLM and
         LoRA stay frozen (the paper freezes "the LLaMA-based recommender"; the new rows are kept trainable
         because without them the DM-VAE decoder, the LLM reading semantic tokens, could not reconstruct
-        anything and L_ID would carry no signal). ``joint``: LoRA, the new rows and the towers all train.
+        anything and L_ID would carry no signal). ``joint``: LoRA, the new rows and the towers all train (and,
+        with ``config.train_base``, every weight of the base LLM).
         """
         if phase not in ("warmup", "joint"):
             raise ValueError(f"phase must be 'warmup' or 'joint', got {phase!r}")
@@ -839,8 +847,8 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
                 param.requires_grad_(True)
             elif "lora_" in name:
                 param.requires_grad_(phase == "joint")
-            else:
-                param.requires_grad_(False)
+            else:  # the base LLM's own weights: frozen, unless config.train_base (joint phase only)
+                param.requires_grad_(phase == "joint" and self.config.train_base)
         for tower in TOWERS:
             module = self.item_generator if tower == "item" else self.user_generator
             if module is not None:
@@ -1093,6 +1101,23 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
             for key, value in module.state_dict().items()
         }
         save_file(tensors, str(directory / GENERATORS_FILE), metadata={"format": "pt", "genrec": "ttds-generators"})
+        if self.config.train_base:
+            save_file(self.base_weights(), str(directory / BASE_WEIGHTS_FILE),
+                      metadata={"format": "pt", "genrec": "ttds-base-weights"})
+        else:
+            (directory / BASE_WEIGHTS_FILE).unlink(missing_ok=True)  # a stale file of an earlier save
+
+    def base_weights(self) -> dict[str, torch.Tensor]:
+        """The base LLM's own tensors (names as in ``self.llm``), without LoRA's and the new token rows' (the
+        adapter holds those): what ``train_base`` changes and ``base_weights.safetensors`` stores. Tied tensors
+        are stored once (the first name)."""
+        tensors, seen = {}, set()
+        for key, value in self.llm.state_dict().items():
+            if "lora_" in key or "trainable_tokens" in key or value.data_ptr() in seen:
+                continue
+            seen.add(value.data_ptr())
+            tensors[key] = value.detach().to("cpu").contiguous()
+        return tensors
 
     @classmethod
     def from_pretrained(
@@ -1140,6 +1165,8 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
         with _quiet_peft():
             llm = peft.PeftModel.from_pretrained(base_model, str(directory / ADAPTER_DIR), is_trainable=is_trainable)
         model = cls(config, llm=llm)
+        if config.train_base:
+            model._load_base_weights(directory / BASE_WEIGHTS_FILE)
         state = load_file(str(directory / GENERATORS_FILE))
         own = {
             f"{name}.{key}"
@@ -1163,6 +1190,21 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
         if not is_trainable:
             model.eval()
         return model
+
+    def _load_base_weights(self, path: Path) -> None:
+        """Lays the trained base weights of a ``train_base`` model over the base loaded by name."""
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: the config says train_base=True, so the trained base "
+                                    "weights must be saved beside the adapter")
+        saved = load_file(str(path))
+        own = self.base_weights()
+        if set(saved) != set(own) or any(saved[k].shape != own[k].shape for k in own):
+            raise ValueError(f"{path} does not match the base LLM: missing {sorted(set(own) - set(saved))[:5]}, "
+                             f"unexpected {sorted(set(saved) - set(own))[:5]}")
+        with torch.no_grad():
+            params = dict(self.llm.state_dict(keep_vars=True))
+            for key, value in saved.items():
+                params[key].copy_(value.to(params[key].dtype))
 
     @staticmethod
     def _check_base(config: TTDSConfig, base_model: nn.Module, directory: Path) -> None:

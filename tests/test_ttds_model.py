@@ -401,6 +401,44 @@ def test_save_load_roundtrip_is_exact(built, base_dir, tmp_path):
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
 
 
+def test_train_base_trains_saves_and_reloads_the_base_weights(base_dir, tmp_path):
+    """``train_base``: the joint phase trains the base LLM's own weights too (a base trained from scratch); the
+    saved folder carries them (``base_weights.safetensors``) and a reload over the untouched base is exact. The
+    default keeps the base frozen and saves no such file."""
+    tokenizer = _tokenizer(base_dir)
+    model = TTDSForCausalLM.from_base(_config(base_dir, train_base=True), tokenizer, seed=0)
+    model.set_phase("warmup")
+    base_names = set(model.base_weights())
+    trainable = {n for n, p in model.llm.named_parameters() if p.requires_grad}
+    assert not any(n in base_names for n in trainable)  # the warm-up keeps the base frozen
+    model.set_phase("joint")
+    base_params = [p for n, p in model.llm.named_parameters() if n in base_names]
+    assert base_params and all(p.requires_grad for p in base_params)  # the joint phase trains them
+    with torch.no_grad():  # "train" the base
+        for name, param in model.llm.named_parameters():
+            if name in base_names:
+                param.add_(torch.randn(param.shape, generator=torch.Generator().manual_seed(len(name))) * 0.05)
+    model.eval()
+    model.save_pretrained(tmp_path / "run")
+    assert (tmp_path / "run" / "base_weights.safetensors").is_file()
+    again = TTDSForCausalLM.from_pretrained(tmp_path / "run")
+    ids, mask = _texts(tokenizer, ["Movie 5 about space", "x"])
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids, attention_mask=mask).logits,
+                           again(input_ids=ids, attention_mask=mask).logits)
+    fresh = TTDSForCausalLM.from_base(_config(base_dir), _tokenizer(base_dir), seed=0)  # the base as loaded by name
+    with torch.no_grad():
+        assert not torch.equal(fresh(input_ids=ids, attention_mask=mask).logits,
+                               again(input_ids=ids, attention_mask=mask).logits)
+    (tmp_path / "run" / "base_weights.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="train_base"):
+        TTDSForCausalLM.from_pretrained(tmp_path / "run")
+    fresh.set_phase("joint")  # the default: the base stays frozen and nothing extra is saved
+    assert not any(p.requires_grad for n, p in fresh.llm.named_parameters() if n in set(fresh.base_weights()))
+    fresh.save_pretrained(tmp_path / "frozen")
+    assert not (tmp_path / "frozen" / "base_weights.safetensors").exists()
+
+
 def test_reload_refuses_other_base_and_incomplete_folder(built, tmp_path):
     model, _ = built
     model.save_pretrained(tmp_path / "run")

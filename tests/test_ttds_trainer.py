@@ -280,6 +280,28 @@ def test_resume_equals_an_uninterrupted_run(base_dir, tmp_path):
 # ------------------------------------------------------------------------------------------------ save / load
 
 
+def test_train_base_trains_the_base_and_the_saved_recommender_reloads_it(base_dir, tmp_path):
+    """``train_base=True`` (a base trained from scratch): the joint phase moves the base LLM's own weights, the
+    checkpoints keep them (every weight, so a resume restores them), and the saved recommender — adapter +
+    ``base_weights.safetensors`` over the base loaded by name — recommends exactly as the trained one."""
+    sequences = _sequences()
+    model, tokenizer = _model(base_dir, train_base=True)
+    before = {k: v.clone() for k, v in model.base_weights().items()}
+    data = TTDSData.from_datasets(sequences, _items(), seed=0)
+    trainer = TTDSTrainer(model, tokenizer, data, _args(tmp_path / "run", warmup_steps=1, max_steps=3, save_steps=4,
+                                                        code_update_steps=2))
+    trainer.train()
+    after = trainer.model.base_weights()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    latest = max((tmp_path / "run" / "checkpoints").glob("step-*"))
+    assert set(after) <= {k.removeprefix("llm.") for k in load_file(str(latest / "model.safetensors"))}
+    recommender = trainer.recommender()
+    folder = recommender.save_pretrained(tmp_path / "final")
+    again = TTDSRecommender.from_pretrained(folder)
+    histories = [list(s[:-1]) for s in sequences["test"]["item_ids"]][:4]
+    assert again.recommend(histories, k=5) == recommender.recommend(histories, k=5)
+
+
 def test_a_fresh_process_reproduces_the_saved_recommender(trained, tmp_path, capsys):
     trainer, _, sequences = trained
     recommender = trainer.recommender()

@@ -208,7 +208,8 @@ class TTDSTrainer:
         )
         manager = CheckpointManager(
             accelerator, output_dir / "checkpoints", keep_last=args.keep_last, model=model, optimizer=optimizer,
-            scheduler=scheduler, weights_filter=_is_trained_key, save_extra=self._save_code_state,
+            scheduler=scheduler, weights_filter=None if self.model.config.train_base else _is_trained_key,
+            save_extra=self._save_code_state,
             load_extra=self._load_code_state,
         )
         state, resumed_from = manager.start_or_resume(
