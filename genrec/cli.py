@@ -290,7 +290,8 @@ evaluates test with it, re-exports the model at RUN's root with the prior instal
 RUN/run.json (test_metrics = the mixture's, model_test_metrics = the model alone). Stage II is not
 touched. `genrec run` does this itself for the default profile; this verb is for folders made before.
 
-Reads:  RUN (a finished `genrec run` folder).  Writes: RUN/transition_prior/, RUN's model, RUN/run.json.
+Reads:  RUN (a finished `genrec run` folder, UNGER or MSCGRec).  Writes: RUN/transition_prior/, RUN's
+        model (an MSCGRec run keeps its modality_tables/), RUN/run.json.
 Time:   ML-100K under a minute; Beauty (22k test users) 10-20 CPU minutes.""",
     )
     p.add_argument("run", type=Path, help="a finished `genrec run` folder")

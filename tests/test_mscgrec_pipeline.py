@@ -5,18 +5,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from fault_fixtures import run_tiny, write_s3rec
+from fault_fixtures import TINY, run_tiny, write_s3rec
 
 from genrec.cli import main
 from genrec.data_scripts.embeddings import ItemEmbeddings
 from genrec.modeling.modeling_mscgrec import MSCGRecForGenerativeRecommendation
 from genrec.tokenization.code_table import CodeTable
 from genrec.tokenization.modality_tables import MODALITY_TABLES_FILE, ModalityCodeTables
+from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
 from genrec.trainers.mscgrec_shapley import modality_contribution, shapley_values
 from genrec.trainers.pipeline_mscgrec import MODALITY_TABLES_DIR, load_run_modality_tables
 
@@ -156,6 +158,32 @@ def test_shapley_command_evaluates_every_subset(tiny_run: tuple[Path, dict, Path
     assert "| collaborative + text + image |" in (tmp_path / "shapley.md").read_text()
 
 
+def test_transition_prior_on_an_mscgrec_run(tiny_run: tuple[Path, dict, Path], tmp_path: Path) -> None:
+    """`genrec transition-prior RUN` on an MSCGRec run folder: the prior is fitted, its weight chosen on
+    validation, the MSCGRec model re-exported with it (modality tables kept and checked), the model's own
+    metrics kept as model_test_metrics; the reloaded model ranks with the prior, and `genrec shapley` still
+    attributes the model alone."""
+    import shutil
+
+    from genrec.trainers.pipeline import add_transition_prior
+
+    out, summary, _ = tiny_run
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    again = add_transition_prior(run, show_progress=False)
+    assert again["model_test_metrics"] == summary["test_metrics"]
+    weight = again["transition_prior"]["weight"]
+    assert "transition_prior" in again["stages"] and again["test_metrics"]["invalid_rate"] == 0.0
+    model = MSCGRecForGenerativeRecommendation.from_pretrained(run)
+    assert model.config.transition_weight == weight and model.config.num_transitions > 0
+    load_run_modality_tables(run, model)  # the tables still match the re-exported model
+    tokenizer = SemanticIDTokenizer.from_pretrained(str(run))
+    ranked = model.recommend(HISTORIES, tokenizer, k=10, num_beams=20)
+    assert all(len(row) == 10 and all(item is not None for item, _ in row) for row in ranked)
+    report = modality_contribution(run, out_dir=tmp_path / "shapley", metrics=("recall@20",), show_progress=False)
+    assert report["full"]["recall@20"] == pytest.approx(summary["test_metrics"]["recall@20"])  # the model alone
+
+
 def test_shapley_values_of_known_games() -> None:
     players = ["a", "b", "c"]
     subsets = [frozenset(s) for s in ([], ["a"], ["b"], ["c"], ["a", "b"], ["a", "c"], ["b", "c"], ["a", "b", "c"])]
@@ -172,11 +200,15 @@ def test_shapley_values_of_known_games() -> None:
 def test_the_stacked_history_feed_runs_through_the_main_job(tiny_run: tuple[Path, dict, Path], tmp_path: Path) -> None:
     out, _, data = tiny_run
     run = tmp_path / "stacked"
-    summary = run_tiny(data, run, model="mscgrec", history_feed="stacked")
+    # a profile with the transition prior (as the default): the main job runs the stage for MSCGRec too
+    summary = run_tiny(data, run, model="mscgrec", history_feed="stacked",
+                       profile=replace(TINY, transition_prior=True))
     assert summary["mscgrec"]["history_feed"] == "stacked"
     assert summary["test_metrics"]["invalid_rate"] == 0.0
+    assert list(summary["stages"])[-2:] == ["transition_prior", "export"] and "model_test_metrics" in summary
     model = MSCGRecForGenerativeRecommendation.from_pretrained(run)
     assert model.config.history_feed == "stacked" and model.config.history_modalities == ["text"]
+    assert model.config.transition_weight == summary["transition_prior"]["weight"]
     assert json.loads((run / "fingerprints" / "stage2.json").read_text())["settings"]["history_feed"] == "stacked"
     with pytest.raises(ValueError, match="MSCGRec settings"):
         run_tiny(data, tmp_path / "unger", history_feed="stacked")

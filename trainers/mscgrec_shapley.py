@@ -101,6 +101,8 @@ def modality_contribution(
             "(genrec run --model mscgrec)"
         )
     model = MSCGRecForGenerativeRecommendation.from_pretrained(run_dir).eval()
+    if model.config.num_transitions:  # the modalities' contribution to the model, not to the mixture: the
+        model.set_transition_weight(0.0)  # transition prior reads no modality and would lift every subset alike
     tokenizer = SemanticIDTokenizer.from_pretrained(str(run_dir))
     coverage = None
     if (run_dir / MODALITY_TABLES_DIR).is_dir():

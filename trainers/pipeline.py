@@ -495,13 +495,34 @@ def add_transition_prior(run_dir: str | Path, *, show_progress: bool = True) -> 
     _transition_stage_into_summary(summary, best_dir, run_dir / "data", run_dir, ledger, stage2_digest,
                                    summary.get("profile", {}), show_progress=show_progress)
     start = time.perf_counter()
-    export_run_model(best_dir, run_dir, dataset=summary["dataset"], summary=summary,
-                     transition=(run_dir / "data", summary["transition_prior"]["weight"]))
+    transition = (run_dir / "data", summary["transition_prior"]["weight"])
+    if "mscgrec" in summary:
+        from genrec.trainers.pipeline_mscgrec import BUILT_IN_MODALITIES, export_mscgrec_model
+
+        mscgrec = summary["mscgrec"]
+        names = [*BUILT_IN_MODALITIES, *mscgrec.get("extra_modality_files", {})]
+        export_mscgrec_model(best_dir, run_dir, {n: run_dir / "semantic_ids" / n / "tokenizer" for n in names},
+                             mscgrec["decode_modality"], summary=summary, transition=transition)
+    else:
+        export_run_model(best_dir, run_dir, dataset=summary["dataset"], summary=summary, transition=transition)
     summary["stages"]["export"] = {"seconds": round(time.perf_counter() - start, 2), "path": str(run_dir)}
     tmp = summary_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(summary, indent=2) + "\n")
     tmp.replace(summary_file)
     return summary
+
+
+def _stage2_model_class(best_dir: Path) -> type:
+    """The generative model class of a Stage II folder: MSCGRec's for ``model_type: mscgrec``, else UNGER's
+    (MSCGRec subclasses it, so the transition prior works the same on both)."""
+    model_type = json.loads((Path(best_dir) / "config.json").read_text()).get("model_type")
+    if model_type == "mscgrec":
+        from genrec.modeling.modeling_mscgrec import MSCGRecForGenerativeRecommendation
+
+        return MSCGRecForGenerativeRecommendation
+    from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
+
+    return UngerForGenerativeRecommendation
 
 
 def run_transition_stage(
@@ -513,7 +534,6 @@ def run_transition_stage(
     ``ledger`` None (a run folder without fingerprints): always computed. Otherwise reused when ``stage_dir/transition_prior.json`` exists and the fingerprint (Stage II's, the weight grid,
     the evaluation sizes) is the same. Returns that JSON's content.
     """
-    from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
     from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
     from genrec.trainers.evaluation import evaluate_model, load_examples
     from genrec.trainers.transition_prior import (
@@ -532,7 +552,7 @@ def run_transition_stage(
     if result_file.is_file():
         logger.info("reusing the transition prior in %s", stage_dir)
         return json.loads(result_file.read_text())
-    model = UngerForGenerativeRecommendation.from_pretrained(best_dir)
+    model = _stage2_model_class(best_dir).from_pretrained(best_dir)
     tokenizer = SemanticIDTokenizer.from_pretrained(str(best_dir))
     pairs = fit_transition_prior(model, tokenizer, data_dir)
     examples = load_examples(data_dir, "validation", max_history=model.config.max_history_items,

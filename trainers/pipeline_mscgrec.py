@@ -232,17 +232,32 @@ def run_mscgrec_stages(
     summary["test_metrics"] = stage2["test_metrics"]
     summary["profile"] = asdict(profile)
 
-    # 6. export: model + decoding tokenizer at the root, every modality's table in modality_tables/
+    # 6. the transition prior (profiles that ask for it), as for UNGER: the training rows' first-order
+    #    transitions mixed into recommend(), weight chosen on validation
+    transition = None
+    if profile.transition_prior:
+        from genrec.trainers.pipeline import _transition_stage_into_summary
+
+        result = _transition_stage_into_summary(
+            summary, Path(stage2["best_model_dir"]), data_dir, out_dir, ledger, settings_digest(stage2_settings),
+            asdict(profile), show_progress=show_progress,
+        )
+        transition = (data_dir, result["weight"])
+
+    # 7. export: model + decoding tokenizer at the root, every modality's table in modality_tables/
     start = time.perf_counter()
-    export_mscgrec_model(Path(stage2["best_model_dir"]), out_dir, tokenizer_dir, decode_modality, summary=summary)
+    export_mscgrec_model(Path(stage2["best_model_dir"]), out_dir, tokenizer_dir, decode_modality, summary=summary,
+                         transition=transition)
     summary["stages"]["export"] = {"seconds": round(time.perf_counter() - start, 2), "path": str(out_dir)}
 
 
 def export_mscgrec_model(
-    best_dir: Path, out_dir: Path, tokenizer_dirs: Mapping[str, Path], decode_modality: str, *, summary: dict[str, Any]
+    best_dir: Path, out_dir: Path, tokenizer_dirs: Mapping[str, Path], decode_modality: str, *, summary: dict[str, Any],
+    transition: tuple[Path, float] | None = None,
 ) -> ModalityCodeTables:
     """Save Stage II's best MSCGRec model + decoding tokenizer into ``out_dir`` with a model card, and every
-    modality's code table into ``out_dir/modality_tables`` (refused if a table's hash is not the model's)."""
+    modality's code table into ``out_dir/modality_tables`` (refused if a table's hash is not the model's).
+    ``transition`` = (prepared dataset, weight): install the transition prior, as UNGER's export does."""
     from genrec.model_cards.card import save_model_card
     from genrec.model_cards.run_card import (
         build_run_card,
@@ -260,6 +275,10 @@ def export_mscgrec_model(
         {name: CodeTable.load(folder) for name, folder in tokenizer_dirs.items()}, decode_modality
     )
     check_tables_match_model(model, tables)
+    if transition is not None:
+        from genrec.trainers.transition_prior import fit_transition_prior
+
+        fit_transition_prior(model, tokenizer, transition[0], weight=transition[1])
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(str(out_dir))
     tables.save(out_dir / MODALITY_TABLES_DIR)
