@@ -276,12 +276,13 @@ def compute_stage2_variant(row: Row, ctx: Context, seed: int | None) -> dict[str
 
 def genrec_run_row(
     data: str, profile: str, *, produce: str, source: str | None = None, seed_sources: dict[int, str] | None = None,
-    model_alone: bool = False,
+    model_alone: bool = False, label: str = "", label_text: str = "",
 ) -> Row:
     """UNGER main job (``genrec run``) with ``profile`` on ``data``, read from ``source``/run.json — or, with
     ``seed_sources`` (seed -> run.json), one run per seed, shown as mean ± std over the seeds that finished
     (``produce`` may then hold ``{seed}``). ``model_alone``: the run's ``model_test_metrics`` (the generative
-    model without the transition prior that the default profile mixes in)."""
+    model without the transition prior that the default profile mixes in). ``label`` / ``label_text``: a row of
+    an earlier version of the profile kept beside the current one (id suffix, words in the title)."""
     short = "ml100k" if data == "ml-100k" else data
     options: dict[str, Any] = {"profile": profile}
     if model_alone:
@@ -291,8 +292,11 @@ def genrec_run_row(
     else:
         options["source"] = source
     suffix, what = ("-model-alone", ", the model alone (no transition prior)") if model_alone else ("", "")
+    tag = f"-{label}" if label else ""
+    version = f" {label_text}" if label_text else ""
     return Row(
-        id=f"{short}-genrec-{profile}{suffix}", title=f"genrec UNGER, `{profile}` profile (genrec run){what}",
+        id=f"{short}-genrec-{profile}{tag}{suffix}",
+        title=f"genrec UNGER, `{profile}` profile{version} (genrec run){what}",
         dataset=data, kind="read", command=produce, produce=produce, compute=compute_genrec_run,
         inputs=_source_inputs, missing=_missing_source, options=options,
         seeds=tuple(seed_sources) if seed_sources else (),

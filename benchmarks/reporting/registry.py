@@ -34,6 +34,19 @@ def default_rows() -> list[Row]:
                          seed_sources={s: f"runs/ml-100k-s{s}/run.json" for s in (2024, 2025, 2026)},
                          produce="genrec run --dataset ml-100k --seed {seed} --out runs/ml-100k-s{seed}")
           for alone in (False, True)),
+        # the default profile of 2026-12-01 (Stage II with 1 encoder layer, no dropout, λ = 1), kept beside the
+        # current one (4 encoder layers, dropout 0.1, λ = 0.1)
+        *(genrec_run_row("ml-100k", "default", model_alone=alone, label="2026-12-01",
+                         label_text="of 2026-12-01 (1 encoder layer, λ = 1)",
+                         seed_sources={s: f"runs/ml-100k-s{s}-2026-12-01/run.json" for s in (2024, 2025, 2026)},
+                         produce="genrec run --dataset ml-100k --seed {seed} --out runs/ml-100k-s{seed}-2026-12-01  "
+                                 "# with genrec at commit 5cb3640")
+          for alone in (False, True)),
+        *(genrec_run_row("beauty", "default", source="runs/beauty-2026-12-01/run.json", model_alone=alone,
+                         label="2026-12-01", label_text="of 2026-12-01 (1 encoder layer, λ = 1)",
+                         produce="genrec run --dataset ../shared/data/amazon-beauty-2014 --out "
+                                 "runs/beauty-2026-12-01  # with genrec at commit 5cb3640")
+          for alone in (False, True)),
         genrec_run_row("ml-100k", "paper", source="runs/ml-100k-paper/run.json",
                        produce="genrec run --dataset ml-100k --profile paper --out runs/ml-100k-paper"),
         *(genrec_run_row("beauty", "default", source="runs/beauty/run.json", model_alone=alone,
