@@ -185,8 +185,9 @@ Writes: OUT/ = save_pretrained folder of the final model (config, model.safetens
         table, README.md model card with the metrics), loadable with AutoModel/AutoTokenizer after
         `import genrec`; OUT/data, OUT/embeddings, OUT/stage1, OUT/semantic_ids, OUT/stage2 (stages),
         OUT/fingerprints, OUT/run.json.
-Time:   ML-100K on 2 CPU cores: --profile default ~10 min, --profile quick ~1-2 min (a smoke run:
-        its metrics mean nothing); --profile paper (20k Stage II steps) is for a GPU.""",
+Time:   ML-100K at 1 thread on a shared CPU: --profile default ~60 min (Stage II 16 epochs),
+        --profile quick ~1-2 min (a smoke run: its metrics mean nothing); --profile paper (20k Stage II
+        steps) is for a GPU.""",
     )
     p.add_argument(
         "--dataset",
