@@ -93,4 +93,8 @@ if __name__ == "__main__":
     rank = int(os.environ["RANK"])
     result = {"world_size": int(os.environ["WORLD_SIZE"])}
     result.update(unger(out, rank) if which == "unger" else ttds(out, rank))
+    from accelerate import PartialState
+
+    state = PartialState()  # what the trainings ran under (the trainers build their Accelerator on it)
+    result.update(distributed_type=str(state.distributed_type), num_processes=state.num_processes)
     (out / f"{which}-rank{rank}.json").write_text(json.dumps(result))

@@ -1,8 +1,10 @@
 """Two CPU processes (gloo, ``torch.distributed.run``): Stage I, Stage II and TTDS train under DDP, finish, and
-keep their replicas equal. Guards the process group living through the whole training (the shared loop used to
-call ``accelerator.end_training()``, which destroys it, so the barrier after Stage I's loop and TTDS's joint
-phase failed under ``accelerate launch``) and TTDS's unused-parameter setting (its warm-up leaves LoRA without
-gradients)."""
+keep their replicas equal. Guards three things: that a multi-process launch on a machine without CUDA really is
+CPU data parallelism (Accelerate's ``cpu=False`` made every process an independent single-process job that
+raced the others on the output folder: ``build_accelerator`` now asks for the CPU backend there); that the
+process group lives through the whole training (the shared loop used to call ``accelerator.end_training()``,
+which destroys it, so TTDS's joint phase — and, on GPUs, every collective after a loop — failed); and TTDS's
+unused-parameter setting (its warm-up leaves LoRA without gradients)."""
 
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ def _launch(which: str, out: Path) -> list[dict]:
 def test_stage1_and_stage2_train_under_two_processes(tmp_path: Path) -> None:
     ranks = _launch("unger", tmp_path)
     assert [r["world_size"] for r in ranks] == [2, 2]
+    assert all(r["distributed_type"] == "DistributedType.MULTI_CPU" and r["num_processes"] == 2 for r in ranks)
     assert all(r["stage1_steps"] == 4 and r["stage2_steps"] == 4 for r in ranks)
     # both ranks chose the same best checkpoints and report the same metrics
     assert ranks[0]["stage1_recall"] == ranks[1]["stage1_recall"]
@@ -48,6 +51,7 @@ def test_stage1_and_stage2_train_under_two_processes(tmp_path: Path) -> None:
 def test_ttds_warmup_and_joint_phase_train_under_two_processes(tmp_path: Path) -> None:
     ranks = _launch("ttds", tmp_path)
     assert [r["world_size"] for r in ranks] == [2, 2]
+    assert all(r["distributed_type"] == "DistributedType.MULTI_CPU" and r["num_processes"] == 2 for r in ranks)
     # 2 warm-up + 4 joint steps; codes: 1 initial + after the warm-up + at joint step 2 (none at the last step)
     assert all(r["ttds_steps"] == 6 and r["ttds_updates"] == 3 for r in ranks)
     # DDP averaged every trained parameter's gradient (LoRA, token rows, towers): the replicas are equal,

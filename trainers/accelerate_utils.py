@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -100,6 +101,16 @@ def _release_previous_accelerator() -> None:
         GradientState._reset_state()
 
 
+def _resolve_cpu(cpu: bool | None) -> bool:
+    """``cpu`` for ``Accelerator``: as given; ``None`` means "the GPU when there is one", and, in a multi-process
+    launch (``accelerate launch`` / ``torchrun``: ``WORLD_SIZE`` > 1) on a machine without CUDA, ``True`` — without
+    it Accelerate runs every process as an independent single-process job (``DistributedType.NO``) instead of
+    CPU data parallelism (gloo), and the processes then race on the same output folder."""
+    if cpu is not None:
+        return bool(cpu)
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
 def build_accelerator(
     output_dir: str | Path,
     *,
@@ -129,7 +140,7 @@ def build_accelerator(
         log_with=tracker,
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=seed),
-        cpu=bool(cpu) if cpu is not None else False,
+        cpu=_resolve_cpu(cpu),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)] if ddp_find_unused_parameters
         else None,
     )
