@@ -997,7 +997,6 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
         """The wrapped LLM's ``generate`` (free-form; use :meth:`recommend` for constrained item decoding)."""
         return self.llm.generate(*args, **kwargs)
 
-    @torch.no_grad()
     def recommend(self, *args: Any, **kwargs: Any) -> tuple[torch.LongTensor, torch.FloatTensor]:
         """Deprecated name of :meth:`generate_item_codes` (tensors in, codes out). genrec's ``recommend``
         contract — histories of item ids in, ``(item_id, score)`` lists out — is
@@ -1010,6 +1009,7 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
         )
         return self.generate_item_codes(*args, **kwargs)
 
+    @torch.no_grad()
     def generate_item_codes(
         self,
         input_ids: torch.LongTensor,
@@ -1109,14 +1109,18 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
 
     def base_weights(self) -> dict[str, torch.Tensor]:
         """The base LLM's own tensors (names as in ``self.llm``), without LoRA's and the new token rows' (the
-        adapter holds those): what ``train_base`` changes and ``base_weights.safetensors`` stores. Tied tensors
-        are stored once (the first name)."""
+        adapter holds those): what ``train_base`` changes and ``base_weights.safetensors`` stores, on the CPU.
+        Tied tensors are stored once (the first name)."""
+        return {key: value.detach().to("cpu").contiguous() for key, value in self._base_tensors().items()}
+
+    def _base_tensors(self, *, keep_vars: bool = False) -> dict[str, torch.Tensor]:
+        """:meth:`base_weights`' selection, in place (``keep_vars``: the parameters themselves, to load into)."""
         tensors, seen = {}, set()
-        for key, value in self.llm.state_dict().items():
+        for key, value in self.llm.state_dict(keep_vars=keep_vars).items():
             if "lora_" in key or "trainable_tokens" in key or value.data_ptr() in seen:
                 continue
             seen.add(value.data_ptr())
-            tensors[key] = value.detach().to("cpu").contiguous()
+            tensors[key] = value
         return tensors
 
     @classmethod
@@ -1197,14 +1201,13 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
             raise FileNotFoundError(f"{path} is missing: the config says train_base=True, so the trained base "
                                     "weights must be saved beside the adapter")
         saved = load_file(str(path))
-        own = self.base_weights()
+        own = self._base_tensors(keep_vars=True)
         if set(saved) != set(own) or any(saved[k].shape != own[k].shape for k in own):
             raise ValueError(f"{path} does not match the base LLM: missing {sorted(set(own) - set(saved))[:5]}, "
                              f"unexpected {sorted(set(saved) - set(own))[:5]}")
         with torch.no_grad():
-            params = dict(self.llm.state_dict(keep_vars=True))
             for key, value in saved.items():
-                params[key].copy_(value.to(params[key].dtype))
+                own[key].copy_(value.to(own[key].dtype))
 
     @staticmethod
     def _check_base(config: TTDSConfig, base_model: nn.Module, directory: Path) -> None:

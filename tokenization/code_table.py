@@ -70,7 +70,6 @@ CODE_TABLE_META_FILE = "code_table.json"
 CODE_TABLE_FORMAT_VERSION = 1
 _FORMAT_NAME = "genrec.code_table"
 _COLLISION_COLUMN = "collision"
-#: Largest product of level sizes for which codes are packed into one int64 sort key (else: np.lexsort).
 
 
 def _level_column(depth: int) -> str:

@@ -497,12 +497,16 @@ def add_transition_prior(run_dir: str | Path, *, show_progress: bool = True) -> 
     start = time.perf_counter()
     transition = (run_dir / "data", summary["transition_prior"]["weight"])
     if "mscgrec" in summary:
-        from genrec.trainers.pipeline_mscgrec import BUILT_IN_MODALITIES, export_mscgrec_model
+        from genrec.trainers.pipeline_mscgrec import (
+            BUILT_IN_MODALITIES,
+            export_mscgrec_model,
+            modality_tokenizer_dirs,
+        )
 
         mscgrec = summary["mscgrec"]
         names = [*BUILT_IN_MODALITIES, *mscgrec.get("extra_modality_files", {})]
-        export_mscgrec_model(best_dir, run_dir, {n: run_dir / "semantic_ids" / n / "tokenizer" for n in names},
-                             mscgrec["decode_modality"], summary=summary, transition=transition)
+        export_mscgrec_model(best_dir, run_dir, modality_tokenizer_dirs(run_dir, names), mscgrec["decode_modality"],
+                             summary=summary, transition=transition)
     else:
         export_run_model(best_dir, run_dir, dataset=summary["dataset"], summary=summary, transition=transition)
     summary["stages"]["export"] = {"seconds": round(time.perf_counter() - start, 2), "path": str(run_dir)}

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,9 @@ from genrec.trainers.stage_fingerprint import StageLedger, file_sha256, settings
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BUILT_IN_MODALITIES", "MODALITY_TABLES_DIR", "check_modality_file", "run_mscgrec_stages"]
+__all__ = [
+    "BUILT_IN_MODALITIES", "MODALITY_TABLES_DIR", "check_modality_file", "modality_tokenizer_dirs", "run_mscgrec_stages",
+]
 
 BUILT_IN_MODALITIES = ("collaborative", "text")
 MODALITY_TABLES_DIR = "modality_tables"
@@ -186,7 +188,7 @@ def run_mscgrec_stages(
             for name, report in reports.items()
         },
     }
-    tokenizer_dir = {name: out_dir / "semantic_ids" / name / "tokenizer" for name in names}
+    tokenizer_dir = modality_tokenizer_dirs(out_dir, names)
 
     # 5. MSCGRec Stage II + test evaluation
     start = time.perf_counter()
@@ -249,6 +251,11 @@ def run_mscgrec_stages(
     export_mscgrec_model(Path(stage2["best_model_dir"]), out_dir, tokenizer_dir, decode_modality, summary=summary,
                          transition=transition)
     summary["stages"]["export"] = {"seconds": round(time.perf_counter() - start, 2), "path": str(out_dir)}
+
+
+def modality_tokenizer_dirs(run_dir: Path, names: Sequence[str]) -> dict[str, Path]:
+    """Each modality's tokenizer + code-table folder in an MSCGRec run folder (``genrec quantize``'s layout)."""
+    return {name: Path(run_dir) / "semantic_ids" / name / "tokenizer" for name in names}
 
 
 def export_mscgrec_model(
