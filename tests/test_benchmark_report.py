@@ -246,3 +246,20 @@ def test_published_numbers_match_the_paper(report: Any) -> None:
         values.append([float(c.split()[0].rstrip("*")) for c in numbers])
     for j, name in enumerate(names):
         assert report.UNGER_TABLE_BEAUTY[name] == tuple(v[j] for v in values), name
+
+
+def test_forget_sources_drops_remembered_per_seed_paths(report: Any, tmp_path: Path) -> None:
+    """A per-seed row keeps the paths --source gave it; --forget-sources reads the registry defaults again."""
+    for name, recall in (("old-s1", 0.30), ("ml-s1", 0.10)):
+        folder = tmp_path / "runs" / name
+        folder.mkdir(parents=True)
+        metrics = {"recall@10": recall, "recall@20": 0.2, "ndcg@10": 0.05, "ndcg@20": 0.07, "num_users": 9}
+        (folder / "run.json").write_text(json.dumps(
+            {"seed": 1, "profile": {"name": "default"}, "test_metrics": metrics, "total_seconds": 60.0}))
+    row = report.genrec_run_row("ml-100k", "default", seed_sources={1: "runs/ml-s1/run.json"},
+                                produce="genrec run --seed {seed}")
+    old = {f"{row.id}@1": tmp_path / "runs" / "old-s1" / "run.json"}
+    report.run_report([row], _ctx(report, tmp_path, sources=old), markdown_path=tmp_path / "R.md", plot=False)
+    assert report.source_path(row, _ctx(report, tmp_path), 1) == old[f"{row.id}@1"]  # remembered
+    ctx = _ctx(report, tmp_path, forget_sources=True)
+    assert report.source_path(row, ctx, 1) == tmp_path / "runs" / "ml-s1" / "run.json"

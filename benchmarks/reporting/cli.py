@@ -114,7 +114,7 @@ def build_context(args: argparse.Namespace) -> Context:
     return Context(
         data={"ml-100k": absolute(args.ml100k_data), "beauty": absolute(args.beauty_data)},
         raw={"beauty": absolute(args.beauty_source)},
-        sources=sources, threads=args.threads, max_seeds=args.max_seeds,
+        sources=sources, forget_sources=args.forget_sources, threads=args.threads, max_seeds=args.max_seeds,
     )
 
 
@@ -140,6 +140,9 @@ def main(argv: Sequence[str] | None = None, description: str | None = None) -> i
     parser.add_argument("--source", action="append", metavar="ROW_ID=PATH",
                         help="file a genrec-* row reads (run.json / stage2 variant JSON); remembered in its JSON; "
                              "ROW_ID@SEED=PATH for a row that reads one run per seed")
+    parser.add_argument("--forget-sources", action="store_true",
+                        help="ignore the source paths rows remember from earlier --source options (read --source "
+                             "and the registry defaults only): use when re-pointing a per-seed row at new runs")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for measured rows")
     parser.add_argument("--max-seeds", type=int, default=None,
                         help="run at most the first N seeds of multi-seed rows now (the rest stay 'not run yet')")

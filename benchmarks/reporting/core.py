@@ -59,6 +59,7 @@ class Context:
     data: dict[str, Path] = field(default_factory=dict)
     raw: dict[str, Path] = field(default_factory=dict)
     sources: dict[str, Path] = field(default_factory=dict)
+    forget_sources: bool = False  # ignore the source paths rows remember (the run moved, or a new default)
     threads: int = 1
     max_seeds: int | None = None
     allow_prepare: bool = True

@@ -108,7 +108,8 @@ def load_row_json(ctx: Context, row_id: str) -> dict[str, Any] | None:
 def source_path(row: Row, ctx: Context, seed: int | None = None) -> Path:
     """The file a "read" row reads: ``--source`` override, else the path its JSON remembers, else the default.
 
-    A row that reads one run per seed (option ``seed_sources``: seed -> path) is asked per seed; its overrides
+    ``--forget-sources`` skips the remembered paths: a per-seed row re-pointed at a new set of runs must not
+    keep an old seed's path that no ``--source`` replaced (it would mix two runs' seeds in one mean). A row that reads one run per seed (option ``seed_sources``: seed -> path) is asked per seed; its overrides
     are ``--source ROW_ID@SEED=PATH``. Without a seed it answers for its first seed.
     """
     if "seed_sources" in row.options:
@@ -116,7 +117,7 @@ def source_path(row: Row, ctx: Context, seed: int | None = None) -> Path:
         key = f"{row.id}@{seed}"
         if key in ctx.sources:
             return ctx.sources[key]
-        stored = load_row_json(ctx, row.id)
+        stored = None if ctx.forget_sources else load_row_json(ctx, row.id)
         remembered = ((stored or {}).get("source_paths") or {}).get(str(seed))
         if remembered:
             path = Path(remembered) if Path(remembered).is_absolute() else ctx.repo / remembered
@@ -126,7 +127,7 @@ def source_path(row: Row, ctx: Context, seed: int | None = None) -> Path:
         return default if default.is_absolute() else ctx.repo / default
     if row.id in ctx.sources:
         return ctx.sources[row.id]
-    stored = load_row_json(ctx, row.id)
+    stored = None if ctx.forget_sources else load_row_json(ctx, row.id)
     if stored and stored.get("source_path"):
         remembered = Path(stored["source_path"])
         remembered = remembered if remembered.is_absolute() else ctx.repo / remembered
