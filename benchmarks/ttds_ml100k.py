@@ -84,7 +84,8 @@ def run(args: argparse.Namespace, *, code_update_steps: int | None = None, name:
                   "code_update_steps": updates, "train_batch_size": args.batch_size,
                   "alignment_batch_size": 16, "encode_batch_size": 64, "logging_steps": 50,
                   "learning_rate": args.learning_rate, "num_beams": 10, "ks": [1, 5, 10],
-                  "eval_batch_size": 16, "max_eval_users": args.max_eval_users, "save_steps": 0},
+                  "eval_batch_size": 16, "max_eval_users": args.max_eval_users, "save_steps": 0,
+                  "max_history": args.max_history, **({"tasks": tuple(args.tasks)} if args.tasks else {})},
         dtype="float32", eval_splits=("test",),
     )
     summary["prepare_seconds"] = prep_seconds
@@ -113,6 +114,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=5e-4)
     parser.add_argument("--max-eval-users", type=int, default=None, help="default: all 943 test users")
+    parser.add_argument("--tasks", nargs="+", default=None,
+                        help="instruction tasks (default: all of TTDSTrainingArguments; ML-100K has no review "
+                             "text, so user_text is skipped with a message)")
+    parser.add_argument("--max-history", type=int, default=20, help="history items per seqrec prompt")
     parser.add_argument("--json-out", default=None)
     parser.add_argument("--train-base", action="store_true",
                         help="train the tiny base's own weights too in the joint phase (it is random: a model "

@@ -957,16 +957,23 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
         item_text_attention_mask: torch.Tensor | None = None,
         user_text_input_ids: torch.LongTensor | None = None,
         user_text_attention_mask: torch.Tensor | None = None,
+        return_logits: bool = True,
         **kwargs: Any,
     ) -> TTDSOutput:
         """Instruction loss ``L_LLM`` on ``input_ids``/``labels`` (-100 = not an answer token) plus, for the
         item and/or user texts given, ``alpha * (L_ID + beta * L_Token)`` (Formula 15).
 
         Either part may be omitted (``input_ids=None``: DM-VAE only, as in the warm-up phase).
+        ``return_logits=False`` (with ``labels``; what the trainer uses) applies the LM head only at the
+        positions that predict an answer token and returns ``logits=None``: the same loss, but a prompt's
+        positions cost no vocabulary projection (most of a tiny model's compute, and on a 7B base the
+        sequence x 32k logits tensor is the largest activation of a step).
         """
         cfg = self.config
         lm_loss = logits = None
-        if input_ids is not None:
+        if input_ids is not None and labels is not None and not return_logits and not kwargs:
+            lm_loss = self._answer_loss(input_ids, attention_mask, labels)
+        elif input_ids is not None:
             out = self.llm(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
             lm_loss, logits = out.loss, out.logits
         id_loss = token_loss = reconstruction_loss = None
@@ -992,6 +999,19 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
             loss = dm_vae if loss is None else loss + dm_vae
         return TTDSOutput(loss=loss, logits=logits, lm_loss=lm_loss, id_loss=id_loss, token_loss=token_loss,
                           reconstruction_loss=reconstruction_loss)
+
+    def _answer_loss(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, labels: torch.Tensor
+    ) -> torch.Tensor:
+        """The causal-LM loss of ``labels`` (mean over answer tokens, like the LLM's own loss) with the LM head
+        applied only where the next token is an answer token."""
+        hidden = self.decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        targets = labels[:, 1:]
+        rows, cols = (targets != -100).nonzero(as_tuple=True)
+        logits = self.base_llm.get_output_embeddings()(hidden[:, :-1][rows, cols])
+        if rows.numel() == 0:  # no answer token: a zero loss that keeps the graph (like the LLM's nan-free path)
+            return logits.sum() * 0.0
+        return nn.functional.cross_entropy(logits.float(), targets[rows, cols])
 
     def generate(self, *args: Any, **kwargs: Any) -> Any:
         """The wrapped LLM's ``generate`` (free-form; use :meth:`recommend` for constrained item decoding)."""

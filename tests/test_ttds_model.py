@@ -261,6 +261,32 @@ def test_from_base_builds_lora_with_new_rows_trainable(built):
     assert {n: p.shape for n, p in fresh.named_parameters()} == {n: p.shape for n, p in model.named_parameters()}
 
 
+def test_answer_only_loss_equals_the_full_lm_loss_and_its_gradients(built):
+    """return_logits=False (the trainer's path) projects only the answer positions: same loss, same grads."""
+    model, tokenizer = built
+    model = copy.deepcopy(model)
+    model.set_phase("joint")
+    ids, mask = _texts(tokenizer, ["Movie 3 about love", "Movie 7 about war and friends and more"])
+    ids[:, -2] = model.config.vocab_size - 1  # a new (code) token row among the answers: its delta trains too
+    labels = ids.masked_fill(mask == 0, -100)
+    labels[:, :3] = -100  # the "prompt"
+    grads = []
+    for return_logits in (True, False):
+        model.zero_grad()
+        out = model(input_ids=ids, attention_mask=mask, labels=labels, return_logits=return_logits)
+        out.loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        losses = out.lm_loss if return_logits else (out.lm_loss, out.logits)
+    full_loss = model(input_ids=ids, attention_mask=mask, labels=labels).lm_loss
+    assert losses[1] is None
+    torch.testing.assert_close(losses[0], full_loss)
+    assert grads[0].keys() == grads[1].keys() and any("trainable_tokens" in n for n in grads[0])
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-6, rtol=1e-4)
+    no_answer = torch.full_like(labels, -100)
+    assert model(input_ids=ids, attention_mask=mask, labels=no_answer, return_logits=False).lm_loss == 0
+
+
 def test_forward_combines_losses_and_phases_control_gradients(built):
     model, tokenizer = built
     model = copy.deepcopy(model)

@@ -258,7 +258,8 @@ class TTDSTrainer:
             # Rendered here, not in the DataLoader: Accelerate prefetches one batch ahead, which would render
             # the batch after a code update with the codes from before it.
             self.collator.epoch = state.epoch
-            return model(**{k: v.to(device) for k, v in self.collator(indices.tolist()).items()})
+            batch = {k: v.to(device) for k, v in self.collator(indices.tolist()).items()}
+            return model(**batch, return_logits=False)  # the loss only: no logits over the prompts
 
         state = run_training_loop(
             **loop, dataloader=dataloader, state=state, max_steps=total, desc="joint", forward=joint_forward,
