@@ -85,7 +85,7 @@ def run(args: argparse.Namespace, *, code_update_steps: int | None = None, name:
                   "alignment_batch_size": 16, "encode_batch_size": 64, "logging_steps": 50,
                   "learning_rate": args.learning_rate, "num_beams": 10, "ks": [1, 5, 10],
                   "eval_batch_size": 16, "max_eval_users": args.max_eval_users, "save_steps": 0,
-                  "max_history": args.max_history, **({"tasks": tuple(args.tasks)} if args.tasks else {})},
+                  "max_history": args.max_history, "history_loss": args.history_loss, **({"tasks": tuple(args.tasks)} if args.tasks else {})},
         dtype="float32", eval_splits=("test",),
     )
     summary["prepare_seconds"] = prep_seconds
@@ -118,6 +118,9 @@ def main() -> None:
                         help="instruction tasks (default: all of TTDSTrainingArguments; ML-100K has no review "
                              "text, so user_text is skipped with a message)")
     parser.add_argument("--max-history", type=int, default=20, help="history items per seqrec prompt")
+    parser.add_argument("--history-loss", action="store_true",
+                        help="seqrec examples are also trained on their history items' codes "
+                             "(TTDSTrainingArguments.history_loss)")
     parser.add_argument("--json-out", default=None)
     parser.add_argument("--train-base", action="store_true",
                         help="train the tiny base's own weights too in the joint phase (it is random: a model "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,8 @@ def test_resumed_run_equals_uninterrupted_run(ring: tuple[Path, Path, Path], tmp
     def interrupt(state: TrainingState) -> None:
         if state.global_step == 5:  # the newest checkpoint is step 4, in the middle of epoch 2
             raise KeyboardInterrupt
+        if state.global_step < 4:
+            time.sleep(1.5)  # slow steps before the checkpoint: their time must survive the resume
 
     with pytest.raises(KeyboardInterrupt):
         train_stage2(data, tokenizer_dir, tmp_path / "resumed", callbacks=[interrupt], **kwargs)
@@ -112,6 +115,10 @@ def test_resumed_run_equals_uninterrupted_run(ring: tuple[Path, Path, Path], tmp
     a, b = load_file(tmp_path / "full" / final), load_file(tmp_path / "resumed" / final)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.validation_metrics == full.validation_metrics
+    # the loop's wall time is summed over the resume: it holds the 4.5 s slept before the checkpoint, more than
+    # the whole resumed process took
+    assert resumed.loop_seconds > max(4.5, resumed.wall_time_s)
+    assert full.best_loop_seconds is not None and 0 < full.best_loop_seconds <= full.loop_seconds < 4.5
 
 
 def test_epochs_set_the_steps(ring: tuple[Path, Path, Path], tmp_path: Path) -> None:

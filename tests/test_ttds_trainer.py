@@ -27,6 +27,7 @@ from genrec.trainers.ttds import (
     CodeState,
     CollisionOverflowError,
     PromptRenderer,
+    TTDSCollator,
     TTDSData,
     TTDSRecommender,
     TTDSTrainer,
@@ -171,6 +172,22 @@ def test_prompts_splice_code_ids_and_answers_end_with_eos(base_dir):
     trimmed = short.prompt_ids(example, 0)
     assert short.truncated >= 1 and len(trimmed) + config.num_levels + 2 <= short.max_length  # room for the answer
     assert not _contains(trimmed, code_ids("item", "3")) and _contains(trimmed, code_ids("item", "15"))
+
+    # history_loss: the history items' code tokens are labels (separators and text are not); other tasks none
+    ids, labels = renderer.prompt_ids_and_labels(example, 0, history_labels=True)
+    assert ids == prompt and len(labels) == len(ids)
+    labeled = [t for t, label in zip(ids, labels, strict=True) if label != -100]
+    assert labeled == code_ids("item", "3") + code_ids("item", "9") + code_ids("item", "15")
+    assert all(label in (-100, t) for t, label in zip(ids, labels, strict=True))
+    assert set(renderer.prompt_ids_and_labels(example, 0)[1]) == {-100}
+    next_user_example = {"task": "next_user", "item": "4", "users": ["1", "5"], "target_user": "6"}
+    assert set(renderer.prompt_ids_and_labels(next_user_example, 0, history_labels=True)[1]) == {-100}
+    collated = TTDSCollator(renderer, seed=0, alignment_batch_size=4, pad_token_id=tokenizer.pad_token_id,
+                            history_loss=True)
+    data.examples.insert(0, {**example})
+    batch = collated([0])
+    answer = renderer.answer_ids(example)
+    assert int((batch["labels"][0] != -100).sum()) == 3 * len(code_ids("item", "3")) + len(answer)
 
 
 def _contains(sequence, part):

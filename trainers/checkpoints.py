@@ -75,7 +75,9 @@ class TrainingState:
     ``batches_in_epoch`` counts the micro-batches of epoch ``epoch`` already consumed (the number to skip
     on resume); ``stop_reason`` says why a finished run stopped (``max_steps``, ``early_stopping`` or
     ``time_budget``); ``fingerprint`` identifies the job (config + data) so a resume into a folder of another
-    job is refused.
+    job is refused. ``loop_seconds`` is the wall time spent in the training loop (steps and validation),
+    summed over every resume, and ``best_loop_seconds`` its value at the best validation step: "time to the
+    best model" of a run that was stopped and resumed, which no single process's clock knows.
     """
 
     global_step: int = 0
@@ -89,6 +91,8 @@ class TrainingState:
     stop_reason: str = ""
     fingerprint: str = ""
     log_history: list[dict[str, Any]] = field(default_factory=list)
+    loop_seconds: float = 0.0
+    best_loop_seconds: float | None = None
 
     def save(self, path: str | Path) -> None:
         """Write the state as JSON (atomically: temp file + rename)."""

@@ -369,6 +369,8 @@ def run_pipeline(
         "path": str(stage1_dir),
         "steps": stage1["global_step"],
         "best_step": stage1["best_step"],
+        "loop_seconds": stage1.get("loop_seconds"),  # summed over resumes (seconds: this invocation only)
+        "best_loop_seconds": stage1.get("best_loop_seconds"),
         "validation_recall@10": stage1["validation_recall_at_10"],
         "validation_ndcg@10": stage1["validation_ndcg_at_10"],
     }
@@ -421,6 +423,9 @@ def run_pipeline(
         "path": str(stage2_dir),
         "steps": stage2["global_step"],
         "best_step": stage2["best_step"],
+        "loop_seconds": stage2.get("loop_seconds"),  # summed over resumes (seconds: this invocation only)
+        "best_loop_seconds": stage2.get("best_loop_seconds"),
+        "resumed_from": stage2.get("resumed_from"),
     }
     if stage2.get("transfer"):
         summary["stages"]["stage2"]["transfer"] = stage2["transfer"]

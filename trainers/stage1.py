@@ -260,6 +260,8 @@ class Stage1Result:
     resumed_from: str | None = None
     num_train_examples: int = 0
     num_validation_examples: int = 0
+    loop_seconds: float = 0.0
+    best_loop_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -465,6 +467,8 @@ def train_stage1(
         wall_time_s=round(time.perf_counter() - start, 2),
         stopped_early=state.stopped_early,
         stop_reason=state.stop_reason,
+        loop_seconds=round(state.loop_seconds, 2),
+        best_loop_seconds=state.best_loop_seconds,
         resumed_from=resumed_from,
         num_train_examples=len(train_set),
         num_validation_examples=len(validation_set),

@@ -292,6 +292,8 @@ class Stage2Result:
     test_beams: int = 20
     lr_schedule: str = "constant"
     transfer: dict[str, Any] | None = None
+    loop_seconds: float = 0.0
+    best_loop_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -571,6 +573,8 @@ def train_stage2(
         test_beams=test_beams,
         lr_schedule=lr_schedule,
         transfer=transfer_report,
+        loop_seconds=round(state.loop_seconds, 2),
+        best_loop_seconds=state.best_loop_seconds,
     )
     if accelerator.is_main_process:
         (output_dir / RESULT_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")

@@ -193,6 +193,7 @@ def run_training_loop(
     running = RunningLosses(loss_keys)
     done = state.global_step >= max_steps or state.stopped_early
     model.train()
+    clock = time.perf_counter()
     while not done:
         for batch in epoch_batches(accelerator, dataloader, state):
             with accelerator.accumulate(model):
@@ -205,6 +206,8 @@ def run_training_loop(
             state.global_step += 1
             progress.update(1)
             step = state.global_step
+            now = time.perf_counter()
+            state.loop_seconds, clock = state.loop_seconds + (now - clock), now
             if step % logging_steps == 0:
                 running.log(accelerator, state, scheduler, progress, step)
             out_of_time = time_budget_s is not None and time.perf_counter() - start > time_budget_s
@@ -213,6 +216,10 @@ def run_training_loop(
                 if metric_for_best not in metrics:
                     raise ValueError(f"metric_for_best={metric_for_best!r} is not among {sorted(metrics)}")
                 improved = stopper.update(metrics[metric_for_best], step, metrics)
+                now = time.perf_counter()
+                state.loop_seconds, clock = state.loop_seconds + (now - clock), now  # validation counts too
+                if improved:
+                    state.best_loop_seconds = round(state.loop_seconds, 2)
                 log_metrics(accelerator, state, {k: v for k, v in metrics.items() if not k.startswith("hr@")},
                             step=step, prefix="validation/")
                 if improved and save_best is not None and accelerator.is_main_process:

@@ -84,6 +84,10 @@ class TTDSTrainingArguments:
     better by more than ``code_update_margin`` (relative; 0 = plain argmin), and with ``reset_dead_codes``
     the towers' unused centroids are moved onto current latents before each update (RQ-VAE practice);
     with ``refresh_input_statistics`` the towers' input standardisation follows the LLM's representations.
+
+    ``history_loss`` (not in the paper, off by default): a seqrec example's loss also covers the code tokens of
+    every item in its history, each predicted from the items before it, the way SASRec-style models learn
+    from every position of a sequence; the answer alone gives one target per ~100-200 prompt tokens.
     """
 
     output_dir: str
@@ -108,6 +112,7 @@ class TTDSTrainingArguments:
     tasks: tuple[str, ...] = TASKS
     max_examples_per_task: int | None = None
     max_history: int = 20
+    history_loss: bool = False
     max_length: int = 512
     text_max_tokens: int = 64
     user_text_max_items: int = 10

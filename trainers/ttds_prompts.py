@@ -84,25 +84,45 @@ class PromptRenderer:
         return self.bos + self.text_ids(text, limit)
 
     def _fill(self, template: str, slots: Mapping[str, list[int]]) -> list[int]:
-        ids = list(self.bos)
+        return self._fill_labeled(template, slots, {})[0]
+
+    def _fill_labeled(
+        self, template: str, slots: Mapping[str, list[int]], slot_labels: Mapping[str, list[int]]
+    ) -> tuple[list[int], list[int]]:
+        """Token ids of ``template`` with its slots filled, and their labels: -100 everywhere except inside the
+        slots ``slot_labels`` gives labels for (aligned with that slot's ids)."""
+        ids, labels = list(self.bos), [-100] * len(self.bos)
         for literal, name, _, _ in string.Formatter().parse(template):
             if literal:
-                ids.extend(self.text_ids(literal))
+                piece = self.text_ids(literal)
+                ids.extend(piece)
+                labels.extend([-100] * len(piece))
             if name is not None:
                 if name not in slots:
                     raise KeyError(f"template slot {{{name}}} has no value in {template!r}")
                 ids.extend(slots[name])
-        return ids
+                labels.extend(slot_labels.get(name, [-100] * len(slots[name])))
+        return ids, labels
 
     def _join(self, tower: str, entities: Sequence[str]) -> list[int]:
+        return self._join_labeled(tower, entities)[0]
+
+    def _join_labeled(self, tower: str, entities: Sequence[str]) -> tuple[list[int], list[int]]:
+        """The entities' code tokens separated by ", ", and labels that are the code tokens themselves (-100 on
+        the separators)."""
         sep = self.text_ids(", ")
         out: list[int] = []
+        labels: list[int] = []
         for n, entity in enumerate(entities):
             code = self.code_ids(tower, entity)
             if code is None:
                 raise KeyError(f"{tower} {entity!r} has no code in the current {tower} code table")
-            out.extend(code if n == 0 else sep + code)
-        return out
+            if n:
+                out.extend(sep)
+                labels.extend([-100] * len(sep))
+            out.extend(code)
+            labels.extend(code)
+        return out, labels
 
     def _user_slot(self, user: str | None) -> list[int]:
         code = self.code_ids("user", user) if (user is not None and self.config.user_tower) else None
@@ -119,16 +139,27 @@ class PromptRenderer:
         History-style prompts drop their oldest history items until prompt + answer fit ``max_length``
         (counted in ``truncated``).
         """
+        return self.prompt_ids_and_labels(example, template_index)[0]
+
+    def prompt_ids_and_labels(
+        self, example: Mapping[str, Any], template_index: int, *, history_labels: bool = False
+    ) -> tuple[list[int], list[int]]:
+        """:meth:`prompt_ids` and the prompt's labels: all -100, except, with ``history_labels`` on a seqrec
+        example, the code tokens of every history item (each item predicted from the ones before it, as a
+        sequential recommender is trained on every position; see ``TTDSTrainingArguments.history_loss``)."""
         templates = self.templates(example)
         template = templates[template_index % len(templates)]
         task = example["task"]
         if task in ("seqrec", "user_text"):
             history = list(example["history"])
             while True:
-                ids = self._fill(template, {"user": self._user_slot(example.get("user")),
-                                            "history": self._join("item", history)})
+                joined, joined_labels = self._join_labeled("item", history)
+                labeled = {"history": joined_labels} if (history_labels and task == "seqrec") else {}
+                ids, labels = self._fill_labeled(
+                    template, {"user": self._user_slot(example.get("user")), "history": joined}, labeled
+                )
                 if len(ids) + self.config.num_levels + 2 <= self.max_length or len(history) <= 1:
-                    return ids
+                    return ids, labels
                 history = history[1:]
                 self.truncated += 1
         if task == "next_user":
@@ -137,16 +168,17 @@ class PromptRenderer:
                 ids = self._fill(template, {"item": self._join("item", [example["item"]]),
                                             "users": self._join("user", users)})
                 if len(ids) + self.config.num_levels + 2 <= self.max_length or len(users) <= 1:
-                    return ids
+                    return ids, [-100] * len(ids)
                 users = users[1:]
                 self.truncated += 1
         item = example["item"]
         text = self._item_text[item]
-        return self._fill(template, {
+        ids = self._fill(template, {
             "item": self._join("item", [item]),
             "text": self.text_ids(" " + text, self.text_max_tokens),
             "title": self.text_ids(self._item_title[item], self.text_max_tokens),
         })
+        return ids, [-100] * len(ids)
 
     def answer_ids(self, example: Mapping[str, Any]) -> list[int]:
         """Answer token ids (the labels) of ``example``, ending with eos."""
@@ -192,8 +224,12 @@ class TTDSCollator:
     codes), not as the DataLoader's ``collate_fn``.
     """
 
-    def __init__(self, renderer: PromptRenderer, *, seed: int, alignment_batch_size: int, pad_token_id: int) -> None:
+    def __init__(
+        self, renderer: PromptRenderer, *, seed: int, alignment_batch_size: int, pad_token_id: int,
+        history_loss: bool = False,
+    ) -> None:
         self.renderer = renderer
+        self.history_loss = history_loss
         self.seed = seed
         self.epoch = 0
         self.alignment_batch_size = alignment_batch_size
@@ -213,10 +249,12 @@ class TTDSCollator:
         users: dict[str, None] = {}
         for index in indices:
             example = examples[int(index)]
-            prompt = self.renderer.prompt_ids(example, _template_choice(self.seed, self.epoch, int(index)))
+            prompt, prompt_labels = self.renderer.prompt_ids_and_labels(
+                example, _template_choice(self.seed, self.epoch, int(index)), history_labels=self.history_loss
+            )
             answer = self.renderer.answer_ids(example)
             sequences.append(prompt + answer)
-            labels.append([-100] * len(prompt) + answer)
+            labels.append(prompt_labels + answer)
             for key in ("target_item", "item"):
                 if key in example:
                     items[example[key]] = None

@@ -68,7 +68,8 @@ class TTDSTrainer:
             raise ValueError("the tokenizer has no pad token (extend_tokenizer adds one)")
         self.pad = tokenizer.pad_token_id
         self.collator = TTDSCollator(
-            self.renderer, seed=args.seed, alignment_batch_size=args.alignment_batch_size, pad_token_id=self.pad
+            self.renderer, seed=args.seed, alignment_batch_size=args.alignment_batch_size, pad_token_id=self.pad,
+            history_loss=args.history_loss,
         )
         self.history: list[dict[str, float]] = []
 

@@ -237,6 +237,11 @@ def compute_genrec_run(row: Row, ctx: Context, seed: int | None) -> dict[str, An
     name = profile.get("name") if isinstance(profile, dict) else profile
     if row.options.get("profile") and name != row.options["profile"]:
         raise ValueError(f"{path}: profile {name!r}, but row {row.id} expects {row.options['profile']!r}")
+    stage2 = (run.get("stages") or {}).get("stage2") or {}
+    resumed_from = stage2.get("resumed_from")
+    stage2_result = Path(stage2.get("path") or "") / "stage2_result.json"
+    if resumed_from is None and stage2.get("path") and stage2_result.is_file():  # run.json older than the field
+        resumed_from = json.loads(stage2_result.read_text()).get("resumed_from")
     prior = run.get("transition_prior") or {}
     if row.options.get("metrics") == "model":  # the model alone: a run without a prior has nothing else
         metrics = run.get("model_test_metrics") or run["test_metrics"]
@@ -257,7 +262,14 @@ def compute_genrec_run(row: Row, ctx: Context, seed: int | None) -> dict[str, An
                                       for name, stage in (run.get("stages") or {}).items()},
                     "stage1_steps": ((run.get("stages") or {}).get("stage1") or {}).get("steps"),
                     "stage1_best_step": ((run.get("stages") or {}).get("stage1") or {}).get("best_step"),
-                    "wall_time_note": "the run's total_seconds (all stages, as recorded by genrec run)"},
+                    "stage_loop_seconds": {name: (stage or {}).get("loop_seconds")
+                                           for name, stage in (run.get("stages") or {}).items()
+                                           if (stage or {}).get("loop_seconds") is not None},
+                    "stage2_best_loop_seconds": ((run.get("stages") or {}).get("stage2") or {}).get(
+                        "best_loop_seconds"),
+                    "stage2_resumed_from": resumed_from,
+                    "wall_time_note": "the run's total_seconds (all stages, as recorded by genrec run; a resumed "
+                                      "run's covers its last invocation only)"},
         "versions_note": "versions of the environment that read run.json (genrec run does not record its own)",
     }
 

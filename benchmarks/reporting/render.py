@@ -103,6 +103,8 @@ def _row_note(status: Status) -> str:
             steps = (f"{d['stage2_steps']} Stage II steps (best {d.get('stage2_best_step')})" if d.get("stage2_steps")
                      else f"{d.get('stage2_max_steps')} Stage II steps")
             parts.append(f"{d.get('eval_beams')} beams, {steps}")
+            if d.get("stage2_resumed_from"):
+                parts.append("Stage II was resumed: the wall time is the last invocation's")
             if d.get("transition_weight") is not None:
                 parts.append(f"ranked with the transition prior, (1 - w) p_model + w p_transition, w = "
                              f"{d['transition_weight']} chosen on validation (NDCG@10)")
