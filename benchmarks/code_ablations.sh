@@ -1,7 +1,7 @@
 #!/bin/bash
 # UNGER ablations of issue 11 on one dataset, every arm at the same Stage II length (STEPS optimiser steps,
 # cosine schedule, the default profile's Stage II: per-item history, integrated history embedding, constrained
-# training, distillation λ = 1), 20 beams, test on every user. Each arm changes ONE thing against `abl-default`:
+# training, 4 encoder layers, dropout 0.1, distillation λ = 0.1), 20 beams, test on every user. Each arm changes ONE thing against `abl-default`:
 #   codes:    abl-codes-random, abl-codes-rqvae      (quantizer of the same Stage I embeddings; default residual k-means)
 #   Stage I:  abl-semantic-only, abl-collaborative-only, abl-concat   (--mode of Stage I, then residual k-means)
 #             abl-no-align                           (Stage I with the alignment loss off: align_weight 0)
@@ -22,7 +22,10 @@ STEPS=${STEPS:-1500}
 SEED=${SEED:-2024}
 HERE=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$W/logs"
-STAGE2='"history_mode": "per_item", "constrained_training": true, "history_item_embedding": "integrated"'
+# the default profile's Stage II (trainers/pipeline.py), less the distillation weight (the nodistill arm sets 0)
+ARCH='"history_item_embedding": "integrated", "encoder_layers": 4, "dropout": 0.1'
+STAGE2_NO_LAMBDA="\"history_mode\": \"per_item\", \"constrained_training\": true, $ARCH"
+STAGE2="$STAGE2_NO_LAMBDA, \"distillation_weight\": 0.1"
 
 stage2() {  # NAME INTEGRATED_EMBEDDINGS SEMANTIC_IDS_DIR CONFIG_JSON
   if [ -f "$W/$1.json" ]; then echo "$1: done"; return 0; fi
@@ -53,8 +56,8 @@ stage2 abl-codes-random "$EMB" "$W/codes-random" "{$STAGE2}"
 quantize "$EMB" "$W/codes-rqvae" rqvae
 stage2 abl-codes-rqvae "$EMB" "$W/codes-rqvae" "{$STAGE2}"
 stage2 abl-unconstrained "$EMB" "$BASE/semantic_ids" \
-  '{"history_mode": "per_item", "constrained_training": false, "history_item_embedding": "integrated"}'
-stage2 abl-nodistill "$EMB" "$BASE/semantic_ids" "{$STAGE2, \"distillation_weight\": 0.0}"
+  "{\"history_mode\": \"per_item\", \"constrained_training\": false, $ARCH, \"distillation_weight\": 0.1}"
+stage2 abl-nodistill "$EMB" "$BASE/semantic_ids" "{$STAGE2_NO_LAMBDA, \"distillation_weight\": 0.0}"
 for mode in semantic_only collaborative_only concat; do
   name=abl-${mode//_/-}
   stage1 "$name" --mode "$mode"

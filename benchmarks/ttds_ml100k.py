@@ -50,7 +50,7 @@ def run(args: argparse.Namespace, *, code_update_steps: int | None = None, name:
     """Prepare data + tiny base, train, evaluate (run folder ``work_dir/name``); returns the summary dict."""
     from genrec.data_scripts.embeddings import render_item_texts
     from genrec.data_scripts.prepare import load_genrec_dataset, prepare_dataset
-    from genrec.trainers.ttds import create_tiny_base, run_ttds, template_corpus
+    from genrec.trainers.ttds import create_tiny_base, pretrain_tiny_base, run_ttds, template_corpus
 
     torch.set_num_threads(args.threads)
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="ttds_ml100k_"))
@@ -64,6 +64,13 @@ def run(args: argparse.Namespace, *, code_update_steps: int | None = None, name:
         corpus = template_corpus() + render_item_texts(items) + ["Recently interacted with: the user"]
         create_tiny_base(base_dir, corpus, vocab_size=args.vocab_size, hidden_size=args.hidden_size,
                          num_layers=args.num_layers, num_heads=args.num_heads, seed=args.seed)
+    if args.pretrain_base_steps:  # a tiny *pretrained* base: a language model of the item texts first
+        pretrained = work / f"tiny-llama-pretrained-{args.pretrain_base_steps}"
+        if not (pretrained / "config.json").is_file():
+            pretrain_tiny_base(base_dir, render_item_texts(items), pretrained, steps=args.pretrain_base_steps,
+                               seed=args.seed)
+        base_dir = pretrained
+        name = f"{name}-pretrained-{args.pretrain_base_steps}"
     prep_seconds = time.perf_counter() - t0
     updates = args.code_update_steps if code_update_steps is None else code_update_steps
     if args.train_base:  # its own run folders: a finished frozen-base run must not be reused for it
@@ -118,6 +125,9 @@ def main() -> None:
                         help="instruction tasks (default: all of TTDSTrainingArguments; ML-100K has no review "
                              "text, so user_text is skipped with a message)")
     parser.add_argument("--max-history", type=int, default=20, help="history items per seqrec prompt")
+    parser.add_argument("--pretrain-base-steps", type=int, default=0,
+                        help="first train the tiny base as a language model on the item texts for this many steps "
+                             "(a stand-in for a pretrained LLM; run folders get a -pretrained-N suffix)")
     parser.add_argument("--history-loss", action="store_true",
                         help="seqrec examples are also trained on their history items' codes "
                              "(TTDSTrainingArguments.history_loss)")

@@ -456,3 +456,26 @@ def test_finetune_cli_is_the_one_command_for_a_base_model(base_dir, tmp_path, ca
               "--config", "[1, 2]"])
     assert exit_info.value.code == 2
     assert "expected a JSON object" in capsys.readouterr().err
+
+
+def test_pretraining_the_tiny_base_lowers_its_text_loss_and_saves_a_loadable_base(base_dir, tmp_path):
+    """pretrain_tiny_base: a language model of the item texts (the stand-in for a pretrained LLM)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from genrec.trainers.ttds import pretrain_tiny_base
+
+    texts = list(_items()["title"])
+    tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
+
+    def text_loss(folder):
+        model = AutoModelForCausalLM.from_pretrained(str(folder)).eval()
+        enc = tokenizer(texts, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            return float(model(**enc, labels=enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)).loss)
+
+    out = pretrain_tiny_base(base_dir, texts, tmp_path / "pretrained", steps=40, batch_size=8, learning_rate=3e-3)
+    assert text_loss(out) < 0.7 * text_loss(base_dir)
+    model, _ = _model(out)  # a TTDS model builds on it like on any base
+    assert model.config.base_model_name_or_path == str(out)
+    with pytest.raises(ValueError, match="non-empty"):
+        pretrain_tiny_base(base_dir, ["", " "], tmp_path / "none", steps=1)

@@ -67,6 +67,7 @@ from genrec.trainers.ttds_recommender import TTDSRecommender, resolve_recommende
 from genrec.trainers.ttds_tiny import (
     create_tiny_base,
     iter_sizes,
+    pretrain_tiny_base,
     summarize_metrics,
     template_corpus,
     train_bpe_tokenizer,
@@ -89,6 +90,7 @@ __all__ = [
     "build_code_table",
     "compute_tower_codes",
     "create_tiny_base",
+    "pretrain_tiny_base",
     "iter_sizes",
     "main",
     "run_ttds",

@@ -78,6 +78,61 @@ def create_tiny_base(
     return out_dir
 
 
+def pretrain_tiny_base(
+    base_dir: str | Path,
+    texts: Sequence[str],
+    out_dir: str | Path,
+    *,
+    steps: int = 1000,
+    batch_size: int = 32,
+    learning_rate: float = 1e-3,
+    max_tokens: int = 64,
+    seed: int = 0,
+) -> Path:
+    """A tiny base made a (very small) pretrained language model: ``steps`` AdamW steps of next-token
+    prediction on ``texts`` (e.g. the item texts), written to ``out_dir`` with the tokenizer.
+
+    The paper's LLM arrives pretrained, so its pooled representations of item texts — what TTDS's towers
+    quantise — already carry the items' semantics and move little under LoRA. A random tiny base has no such
+    representations; trained from scratch on the tasks, they are re-learned and every dynamic code update
+    re-draws almost every code (docs/ttds.md). Pretraining on the item texts first gives a CPU-sized stand-in
+    for that starting point. Seeded: batches are a seeded sample of ``texts``.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if steps < 1 or batch_size < 1:
+        raise ValueError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}")
+    texts = [t for t in texts if t and t.strip()]
+    if not texts:
+        raise ValueError("pretrain_tiny_base needs at least one non-empty text")
+    tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+    generator = torch.Generator().manual_seed(seed)
+    losses: list[float] = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for step in range(steps):
+            picks = torch.randint(len(texts), (batch_size,), generator=generator).tolist()
+            enc = tokenizer([texts[i] for i in picks], truncation=True, max_length=max_tokens, padding=True,
+                            return_tensors="pt")
+            labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+            loss = model(**enc, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+            if (step + 1) % 100 == 0 or step + 1 == steps:
+                logger.info("pretraining the tiny base: step %d/%d, loss %.3f", step + 1, steps,
+                            sum(losses[-100:]) / len(losses[-100:]))
+    out_dir = Path(out_dir)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
 def template_corpus() -> list[str]:
     """The instruction templates' words (for training tiny tokenizers that cover the prompts)."""
     return [t for templates in TASK_TEMPLATES.values() for t in templates]
