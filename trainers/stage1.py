@@ -475,4 +475,5 @@ def train_stage1(
     )
     if accelerator.is_main_process:
         (output_dir / RESULT_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    accelerator.wait_for_everyone()  # every rank returns once the result file exists (callers may read it)
     return result
