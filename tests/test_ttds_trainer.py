@@ -106,6 +106,14 @@ def trained(base_dir, tmp_path_factory):
 # ------------------------------------------------------------------------------------------------ data
 
 
+def test_data_refuses_an_item_missing_from_the_items_table():
+    items = _items()
+    first = next(i for seq in _sequences()["test"]["item_ids"] for i in seq)
+    kept = items.filter(lambda row: row["item_id"] != first)
+    with pytest.raises(ValueError, match=rf"row \d+ names item '{first}', which is not in the items table"):
+        TTDSData.from_datasets(_sequences(), kept)
+
+
 def test_data_builds_every_task_and_skips_missing_text_cleanly():
     sequences = _sequences()
     data = TTDSData.from_datasets(sequences, _items())
