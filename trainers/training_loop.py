@@ -193,7 +193,7 @@ def run_training_loop(
     running = RunningLosses(loss_keys)
     done = state.global_step >= max_steps or state.stopped_early
     model.train()
-    clock = time.perf_counter()
+    entered, seconds_before = time.perf_counter(), state.loop_seconds  # loop time of earlier invocations
     while not done:
         for batch in epoch_batches(accelerator, dataloader, state):
             with accelerator.accumulate(model):
@@ -206,8 +206,7 @@ def run_training_loop(
             state.global_step += 1
             progress.update(1)
             step = state.global_step
-            now = time.perf_counter()
-            state.loop_seconds, clock = state.loop_seconds + (now - clock), now
+            state.loop_seconds = seconds_before + time.perf_counter() - entered
             if step % logging_steps == 0:
                 running.log(accelerator, state, scheduler, progress, step)
             out_of_time = time_budget_s is not None and time.perf_counter() - start > time_budget_s
@@ -216,8 +215,7 @@ def run_training_loop(
                 if metric_for_best not in metrics:
                     raise ValueError(f"metric_for_best={metric_for_best!r} is not among {sorted(metrics)}")
                 improved = stopper.update(metrics[metric_for_best], step, metrics)
-                now = time.perf_counter()
-                state.loop_seconds, clock = state.loop_seconds + (now - clock), now  # validation counts too
+                state.loop_seconds = seconds_before + time.perf_counter() - entered  # validation counts too
                 if improved:
                     state.best_loop_seconds = round(state.loop_seconds, 2)
                 log_metrics(accelerator, state, {k: v for k, v in metrics.items() if not k.startswith("hr@")},

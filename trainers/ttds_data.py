@@ -32,7 +32,7 @@ def _user_sequences(sequences: Any) -> tuple[dict[str, list[tuple[str, int]]], d
             continue
         data = sequences[split]
         has_time = "timestamps" in data.column_names
-        columns = data.select_columns(["user_id", "item_ids", *(["timestamps"] if has_time else [])]).to_dict()
+        columns = _columns(data, ["user_id", "item_ids", *(["timestamps"] if has_time else [])])
         for row, (user, items) in enumerate(zip(columns["user_id"], columns["item_ids"], strict=True)):
             user = str(user)
             kept = items if split == "train" else items[:-1]
@@ -226,21 +226,16 @@ class TTDSData:
 
 
 def _columns(dataset: Any, names: Sequence[str]) -> dict[str, list[Any]]:
-    """The named columns of a ``datasets.Dataset`` (or a dict of lists) as plain Python lists."""
-    if isinstance(dataset, dict):
-        return {name: list(dataset[name]) for name in names}
+    """The named columns of a ``datasets.Dataset`` as plain Python lists, read in one go."""
     return dataset.select_columns(list(names)).to_dict()
 
 
 def _distinct_items(split: Any) -> set[str]:
-    """The distinct item ids of a split's ``item_ids`` lists (as str), computed by Arrow when it can."""
-    try:
-        import pyarrow.compute as pc
+    """The distinct item ids (as str) of a ``datasets.Dataset``'s ``item_ids`` lists, computed by Arrow."""
+    import pyarrow.compute as pc
 
-        column = split.with_format("arrow")["item_ids"]
-        return {str(i) for i in pc.unique(pc.list_flatten(column)).to_pylist()}
-    except (AttributeError, TypeError, ImportError):  # not a datasets.Dataset: plain Python
-        return {str(i) for seq in split["item_ids"] for i in seq}
+    column = split.with_format("arrow")["item_ids"]
+    return {str(i) for i in pc.unique(pc.list_flatten(column)).to_pylist()}
 
 
 def _natural_key(value: str) -> tuple[int, int, str]:

@@ -430,15 +430,14 @@ def render_training_time(rows: Sequence[Row], ctx: Context) -> list[str]:
                     table.append((row, run, "–", _s(run.get("wall_time_s")),
                                   "stage timings not in the stored row (`--force` it to re-read run.json)"))
                     continue
-                loops = d.get("stage_loop_seconds") or {}
-                if d.get("stage2_best_loop_seconds") is not None:  # exact, summed over resumes
-                    before = sum((loops.get(k) if loops.get(k) is not None else v) or 0 for k, v in stages.items()
-                                 if k not in ("stage2", "transition_prior", "export"))
+                loops = d.get("stage_loop_seconds") or {}  # training loops summed over resumes, when recorded
+                before = sum((loops[k] if loops.get(k) is not None else v) or 0 for k, v in stages.items()
+                             if k not in ("stage2", "transition_prior", "export"))
+                if d.get("stage2_best_loop_seconds") is not None:  # exact
                     table.append((row, run, _s(before + d["stage2_best_loop_seconds"]), _s(run.get("wall_time_s")),
                                   f"stages before Stage II (training loops summed over resumes) + Stage II's loop "
                                   f"time at its best step {best} of {steps} (validation included)"))
                     continue
-                before = sum(v or 0 for k, v in stages.items() if k not in ("stage2", "transition_prior", "export"))
                 to_best = before + s2 * best / steps
                 reused = " (Stage I reused from another run: 0 s recorded)" if not stages.get("stage1") else ""
                 table.append((row, run, f"≈ {_s(to_best)}", _s(run.get("wall_time_s")),

@@ -237,7 +237,8 @@ def compute_genrec_run(row: Row, ctx: Context, seed: int | None) -> dict[str, An
     name = profile.get("name") if isinstance(profile, dict) else profile
     if row.options.get("profile") and name != row.options["profile"]:
         raise ValueError(f"{path}: profile {name!r}, but row {row.id} expects {row.options['profile']!r}")
-    stage2 = (run.get("stages") or {}).get("stage2") or {}
+    stages = {name: stage or {} for name, stage in (run.get("stages") or {}).items()}
+    stage1, stage2 = stages.get("stage1", {}), stages.get("stage2", {})
     resumed_from = stage2.get("resumed_from")
     stage2_result = Path(stage2.get("path") or "") / "stage2_result.json"
     if resumed_from is None and stage2.get("path") and stage2_result.is_file():  # run.json older than the field
@@ -256,17 +257,14 @@ def compute_genrec_run(row: Row, ctx: Context, seed: int | None) -> dict[str, An
                     "num_users": metrics.get("num_users"), "invalid_rate": metrics.get("invalid_rate"),
                     "eval_beams": profile.get("eval_beams") if isinstance(profile, dict) else None,
                     "stage2_max_steps": profile.get("stage2_max_steps") if isinstance(profile, dict) else None,
-                    "stage2_steps": ((run.get("stages") or {}).get("stage2") or {}).get("steps"),
-                    "stage2_best_step": ((run.get("stages") or {}).get("stage2") or {}).get("best_step"),
-                    "stage_seconds": {name: (stage or {}).get("seconds")
-                                      for name, stage in (run.get("stages") or {}).items()},
-                    "stage1_steps": ((run.get("stages") or {}).get("stage1") or {}).get("steps"),
-                    "stage1_best_step": ((run.get("stages") or {}).get("stage1") or {}).get("best_step"),
-                    "stage_loop_seconds": {name: (stage or {}).get("loop_seconds")
-                                           for name, stage in (run.get("stages") or {}).items()
-                                           if (stage or {}).get("loop_seconds") is not None},
-                    "stage2_best_loop_seconds": ((run.get("stages") or {}).get("stage2") or {}).get(
-                        "best_loop_seconds"),
+                    "stage2_steps": stage2.get("steps"),
+                    "stage2_best_step": stage2.get("best_step"),
+                    "stage_seconds": {name: stage.get("seconds") for name, stage in stages.items()},
+                    "stage1_steps": stage1.get("steps"),
+                    "stage1_best_step": stage1.get("best_step"),
+                    "stage_loop_seconds": {name: stage["loop_seconds"] for name, stage in stages.items()
+                                           if stage.get("loop_seconds") is not None},
+                    "stage2_best_loop_seconds": stage2.get("best_loop_seconds"),
                     "stage2_resumed_from": resumed_from,
                     "wall_time_note": "the run's total_seconds (all stages, as recorded by genrec run; a resumed "
                                       "run's covers its last invocation only)"},

@@ -108,9 +108,10 @@ def load_row_json(ctx: Context, row_id: str) -> dict[str, Any] | None:
 def source_path(row: Row, ctx: Context, seed: int | None = None) -> Path:
     """The file a "read" row reads: ``--source`` override, else the path its JSON remembers, else the default.
 
-    ``--forget-sources`` skips the remembered paths: a per-seed row re-pointed at a new set of runs must not
-    keep an old seed's path that no ``--source`` replaced (it would mix two runs' seeds in one mean). A row that reads one run per seed (option ``seed_sources``: seed -> path) is asked per seed; its overrides
-    are ``--source ROW_ID@SEED=PATH``. Without a seed it answers for its first seed.
+    A row that reads one run per seed (option ``seed_sources``: seed -> path) is asked per seed; its overrides
+    are ``--source ROW_ID@SEED=PATH``. Without a seed it answers for its first seed. ``--forget-sources`` skips
+    the remembered paths: a per-seed row re-pointed at a new set of runs must not keep an old seed's path that
+    no ``--source`` replaced (it would mix two runs' seeds in one mean).
     """
     if "seed_sources" in row.options:
         seed = row.seeds[0] if seed is None else seed
