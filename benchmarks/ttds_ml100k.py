@@ -88,6 +88,8 @@ def run(args: argparse.Namespace, *, code_update_steps: int | None = None, name:
                           "num_collision_tokens": args.collision_tokens, "lora_r": 8, "lora_alpha": 16,
                           "train_base": args.train_base},
         training={"seed": args.seed, "warmup_steps": args.warmup_steps, "max_steps": args.max_steps,
+                  **({"code_update_until": args.code_update_until} if args.code_update_until is not None else {}),
+                  **({"code_update_refit": True} if args.code_update_refit else {}),
                   "code_update_steps": updates, "train_batch_size": args.batch_size,
                   "alignment_batch_size": 16, "encode_batch_size": 64, "logging_steps": 50,
                   "learning_rate": args.learning_rate, "num_beams": 10, "ks": [1, 5, 10],
@@ -118,6 +120,10 @@ def main() -> None:
     parser.add_argument("--warmup-steps", type=int, default=30)
     parser.add_argument("--max-steps", type=int, default=300)
     parser.add_argument("--code-update-steps", type=int, default=100)
+    parser.add_argument("--code-update-until", type=int, default=None,
+                        help="last joint step at which the codes may be recomputed (default: to the end)")
+    parser.add_argument("--code-update-refit", action="store_true",
+                        help="re-fit the codebooks by k-means at each code update (TTDSTrainingArguments.code_update_refit)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=5e-4)
     parser.add_argument("--max-eval-users", type=int, default=None, help="default: all 943 test users")

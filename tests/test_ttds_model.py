@@ -15,6 +15,7 @@ from genrec.modeling.modeling_ttds import (
     SemanticTokenGenerator,
     TTDSForCausalLM,
     extend_tokenizer,
+    matching_renumbering,
 )
 from genrec.tokenization.code_table import CodeTable
 from genrec.trainers.ttds import create_tiny_base, template_corpus
@@ -182,6 +183,34 @@ def test_vq_token_loss_uses_stop_gradients_and_decoder_reconstructs():
     assert SemanticTokenGenerator(16, [12], 6, num_levels=2, codebook_size=5, reconstruction=False).decoder is None
 
 
+def test_refit_codebooks_renumbers_persisting_cells_to_their_previous_ids():
+    old = torch.tensor([0, 0, 1, 1, 2, 2, 2, 3])
+    permuted = torch.tensor([2, 0, 3, 1])[old]  # the same cells under other ids
+    order = matching_renumbering(permuted, old, 4)
+    assert torch.equal(torch.argsort(order)[permuted], old)  # renumbered back exactly
+    moved = permuted.clone()
+    moved[-1] = permuted[0]  # one entity changed cell: everyone else keeps their id
+    assert (torch.argsort(matching_renumbering(moved, old, 4))[moved] == old).sum() == 7
+
+    torch.manual_seed(0)
+    gen = SemanticTokenGenerator(8, [8], 4, num_levels=2, codebook_size=6)
+    x = torch.randn(60, 8)
+    gen.init_codebooks(x, seed=0)
+    before = gen.quantize(x)
+    moved = x + 0.05 * torch.randn(60, 8)  # the LLM's representations drift a little
+    cold = copy.deepcopy(gen)
+    cold.init_codebooks(moved, seed=5)  # a k-means from a fresh start: other ids
+    gen.refit_codebooks(moved, previous=before, seed=5)
+    kept = (gen.quantize(moved) == before).all(dim=1).float().mean()
+    assert kept > 0.8 and kept > (cold.quantize(moved) == before).all(dim=1).float().mean()
+    # crowded cells: centroids far from every latent are brought back, and every cell is used again
+    with torch.no_grad():
+        gen.codebooks[0, 2:] = 1e3
+    assert len(torch.unique(gen.quantize(moved)[:, 0])) == 2
+    gen.refit_codebooks(moved, previous=before, seed=5)
+    assert len(torch.unique(gen.quantize(moved)[:, 0])) == 6
+
+
 def test_dead_codes_are_moved_onto_latents_and_updates_are_damped():
     torch.manual_seed(0)
     gen = SemanticTokenGenerator(8, [8], 4, num_levels=2, codebook_size=6)
@@ -285,6 +314,8 @@ def test_answer_only_loss_equals_the_full_lm_loss_and_its_gradients(built):
         torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-6, rtol=1e-4)
     no_answer = torch.full_like(labels, -100)
     assert model(input_ids=ids, attention_mask=mask, labels=no_answer, return_logits=False).lm_loss == 0
+    with pytest.raises(ValueError, match="return_logits=False takes no extra LLM arguments"):
+        model(input_ids=ids, attention_mask=mask, labels=labels, return_logits=False, output_hidden_states=True)
 
 
 def test_forward_combines_losses_and_phases_control_gradients(built):

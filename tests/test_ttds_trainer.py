@@ -3,6 +3,7 @@ evaluation, exact resume, and a fresh process reproducing the saved recommender'
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import random
@@ -36,6 +37,7 @@ from genrec.trainers.ttds import (
     create_tiny_base,
     template_corpus,
 )
+from genrec.trainers.ttds_code_updates import compute_tower_codes, update_code_tables
 
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance", "Western"]
 
@@ -224,6 +226,20 @@ def test_code_table_overflow_is_an_error_first_and_a_rejected_update_later(base_
 # ------------------------------------------------------------------------------------------------ training
 
 
+def test_code_updates_follow_their_schedule_and_stop_at_code_update_until(tmp_path):
+    def steps(**overrides):
+        args = _args(tmp_path, **{"warmup_steps": 3, "max_steps": 20, "code_update_steps": 5, **overrides})
+        holder = type("Holder", (), {"args": args})()
+        return [s for s in range(24) if ttds_trainer.TTDSTrainer._is_update_step(holder, s)]
+
+    assert steps() == [3, 8, 13, 18, 23]  # after the warm-up, then every 5 joint steps
+    assert steps(code_update_until=10) == [3, 8, 13]  # joint steps 0, 5, 10; none after joint step 10
+    assert steps(code_update_until=0) == [3]
+    assert steps(code_update_steps=0) == [3]  # static codes (TTSS): the codes of the warm-up only
+    with pytest.raises(ValueError, match="code_update_until"):
+        _args(tmp_path, code_update_until=-1)
+
+
 def test_training_lowers_the_loss_and_updates_codes(trained):
     trainer, summary, _ = trained
     assert summary["global_step"] == 3 + 16
@@ -250,6 +266,26 @@ def test_code_updates_stay_bounded_and_settle(trained):
     assert max(changed) < 0.5 and changed[-1] <= changed[0], changed
     assert all("codes/item_full_codes_changed" in e and "codes/item_dead_codes_reset" in e for e in history[1:])
     assert all("codes/user_codes_changed" in e for e in history[1:])
+
+
+def test_a_refitting_code_update_keeps_the_codes_of_an_unchanged_model(trained):
+    """``code_update_refit``: k-means again on the same representations, from the current centroids and
+    renumbered to the previous ids, gives a valid table that keeps more items' codes than a fresh k-means."""
+    trainer, _, _ = trained
+    model, codes = copy.deepcopy(trainer.model), copy.deepcopy(trainer.codes)
+    stats = update_code_tables(model, trainer.renderer, codes, batch_size=16, pad_token_id=trainer.pad,
+                               refit_codebooks=True, seed=7)
+    assert codes.updates == trainer.codes.updates + 1 and len(codes.item_table) == len(trainer.codes.item_table)
+    assert stats["item_collision_rate"] < 0.5, stats
+    # a k-means from a fresh start instead changes more codes
+    unaligned = copy.deepcopy(trainer.model)
+    reps = compute_tower_codes(unaligned, trainer.renderer, "item", batch_size=16, pad_token_id=trainer.pad,
+                               representations=True)
+    unaligned.item_generator.init_codebooks(reps, seed=7 * 1_000_003 + trainer.codes.updates)
+    previous = torch.from_numpy(np.array(trainer.codes.item_table.codes[:, : unaligned.config.num_levels], dtype=np.int64))
+    changed = (unaligned.item_generator.quantize(reps) != previous).any(dim=1).float().mean()
+    assert stats["item_codes_changed"] < float(changed), (stats, float(changed))
+    assert "item_dead_codes_reset" not in stats  # the refit replaces the dead-code reset
 
 
 def test_evaluation_recommends_only_valid_items(trained):

@@ -80,10 +80,17 @@ class TTDSTrainingArguments:
     ML-100K) and their commitment term pulled all latents together; at 1e-4 about 3% of the level-1 codes
     change per 15 steps and the collision rate stays flat (docs/ttds.md).
 
+    ``code_update_until`` (None: to the end) is the last joint step at which the codes may be recomputed; the
+    rest of the run trains the LLM on the final tables. Each update re-draws most codes on a small LLM, and the
+    LLM then relearns which tokens name which item, so updates that stop early leave it time to fit the final,
+    collaboratively informed codes (the paper gives no update schedule).
+
     Code updates are damped: an entity keeps its previous code unless the new one quantises its latent
     better by more than ``code_update_margin`` (relative; 0 = plain argmin), and with ``reset_dead_codes``
     the towers' unused centroids are moved onto current latents before each update (RQ-VAE practice);
     with ``refresh_input_statistics`` the towers' input standardisation follows the LLM's representations.
+    ``code_update_refit`` re-fits the codebooks by residual k-means at each update instead (ids renumbered
+    to keep persisting cells' tokens; off by default, measured in docs/ttds.md).
 
     ``history_loss`` (not in the paper, off by default): a seqrec example's loss also covers the code tokens of
     every item in its history, each predicted from the items before it, the way SASRec-style models learn
@@ -104,7 +111,9 @@ class TTDSTrainingArguments:
     gradient_accumulation_steps: int = 1
     alignment_batch_size: int = 8
     code_update_steps: int = 100
+    code_update_until: int | None = None
     code_update_margin: float = 0.2
+    code_update_refit: bool = False
     reset_dead_codes: bool = True
     refresh_input_statistics: bool = True
     encode_batch_size: int = 32
@@ -140,6 +149,8 @@ class TTDSTrainingArguments:
         for name in ("train_batch_size", "alignment_batch_size", "encode_batch_size", "eval_batch_size", "num_beams"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.code_update_until is not None and self.code_update_until < 0:
+            raise ValueError(f"code_update_until must be >= 0 or None, got {self.code_update_until}")
         if self.tower_learning_rate is not None and self.tower_learning_rate < 0:
             raise ValueError(f"tower_learning_rate must be >= 0, got {self.tower_learning_rate}")
         if self.code_update_margin < 0:

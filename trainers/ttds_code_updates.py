@@ -47,6 +47,7 @@ def compute_tower_codes(
 def update_code_tables(
     model: TTDSForCausalLM, renderer: PromptRenderer, codes: CodeState, *, batch_size: int, pad_token_id: int,
     margin: float = 0.0, reset_dead_codes: bool = False, seed: int = 0, refresh_input_statistics: bool = False,
+    refit_codebooks: bool = False, refit_iterations: int = 10,
 ) -> dict[str, float]:
     """Recomputes both towers' codes from the current model and replaces the tables in ``codes``.
 
@@ -57,7 +58,10 @@ def update_code_tables(
     unused centroids are first moved onto current latents (``SemanticTokenGenerator.reset_dead_codes``,
     seeded by ``seed`` and the update count); then the codes are recomputed, damped by ``margin`` (an
     entity keeps its previous semantic code unless the new one quantises its latent better by more than
-    that factor).
+    that factor). With ``refit_codebooks`` the tower's codebooks are instead re-fitted by residual k-means to
+    the current latents, renumbered to keep the previous codes' ids where cells persist
+    (``SemanticTokenGenerator.refit_codebooks``; it implies refreshed input statistics and makes the dead-code
+    reset moot).
 
     Returns statistics for the log: collision rate, largest collision group, the fraction of entities whose
     semantic code (first M positions) changed (``{tower}_codes_changed``), the fraction whose full code,
@@ -76,14 +80,18 @@ def update_code_tables(
                                    representations=True)
         device = generator.codebooks.device
         old = codes.table(tower)
-        if refresh_input_statistics:
-            generator.set_input_statistics(reps.to(device))
-        if reset_dead_codes:
-            reset = generator.reset_dead_codes(reps.to(device), seed=seed * 1_000_003 + codes.updates)
-            stats[f"{tower}_dead_codes_reset"] = float(sum(reset))
         previous = None
         if old is not None and old.item_ids == list(ids):
             previous = torch.from_numpy(np.array(old.codes[:, :num_levels], dtype=np.int64))
+        if refit_codebooks:
+            generator.refit_codebooks(reps.to(device), previous=previous, iterations=refit_iterations,
+                                      seed=seed * 1_000_003 + codes.updates)
+        else:
+            if refresh_input_statistics:
+                generator.set_input_statistics(reps.to(device))
+            if reset_dead_codes:
+                reset = generator.reset_dead_codes(reps.to(device), seed=seed * 1_000_003 + codes.updates)
+                stats[f"{tower}_dead_codes_reset"] = float(sum(reset))
         semantic = generator.quantize(reps.to(device), previous=previous, margin=margin).cpu()
         try:
             table = build_code_table(ids, semantic, model.config, tower)

@@ -113,15 +113,18 @@ class TTDSTrainer:
         args = self.args
         if step == args.warmup_steps:
             return step > 0
-        return bool(args.code_update_steps) and step > args.warmup_steps and (
-            (step - args.warmup_steps) % args.code_update_steps == 0
-        )
+        joint = step - args.warmup_steps
+        if args.code_update_until is not None and joint > args.code_update_until:
+            return False
+        return bool(args.code_update_steps) and joint > 0 and joint % args.code_update_steps == 0
 
     def _update_codes(self, model: TTDSForCausalLM, step: int) -> dict[str, float]:
         stats = update_code_tables(model, self.renderer, self.codes, batch_size=self.args.encode_batch_size,
                                    pad_token_id=self.pad, margin=self.args.code_update_margin,
                                    reset_dead_codes=self.args.reset_dead_codes, seed=self.args.seed,
-                                   refresh_input_statistics=self.args.refresh_input_statistics)
+                                   refresh_input_statistics=self.args.refresh_input_statistics,
+                                   refit_codebooks=self.args.code_update_refit,
+                                   refit_iterations=self.args.codebook_init_iterations)
         self.codes.last_update_step = step
         return stats
 
