@@ -156,7 +156,11 @@ def main() -> None:
         chosen = [args.variant] if args.variant else list(variants)
         runs = {v: run(args, code_update_steps=variants[v], name=f"run-{v}") for v in chosen}
         if args.variant:
-            print(json.dumps(_report(runs[args.variant]), indent=2))
+            single = _report(runs[args.variant])
+            print(json.dumps(single, indent=2))
+            if args.json_out:  # one variant's report (the final --compare writes both)
+                Path(args.json_out).write_text(
+                    json.dumps({"command_args": vars(args), args.variant: single}, indent=2, default=str) + "\n")
             return
         report = {"command_args": vars(args), **{k: _report(v) for k, v in runs.items()}}
         report["popularity_test"] = report["ttds"].pop("popularity_test")

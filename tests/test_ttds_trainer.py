@@ -238,6 +238,10 @@ def test_code_updates_follow_their_schedule_and_stop_at_code_update_until(tmp_pa
     assert steps(code_update_steps=0) == [3]  # static codes (TTSS): the codes of the warm-up only
     with pytest.raises(ValueError, match="code_update_until"):
         _args(tmp_path, code_update_until=-1)
+    # the options added later leave the fingerprint of a run that does not use them as it was
+    assert "code_update_until" not in _args(tmp_path).fingerprint_fields()
+    assert _args(tmp_path, code_update_until=4).fingerprint_fields()["code_update_until"] == 4
+    assert _args(tmp_path, code_update_refit=True).fingerprint_fields()["code_update_refit"] is True
 
 
 def test_training_lowers_the_loss_and_updates_codes(trained):
@@ -265,6 +269,7 @@ def test_code_updates_stay_bounded_and_settle(trained):
     assert max(collisions) <= collisions[0] + 0.15 and max(collisions) < 0.5, collisions
     assert max(changed) < 0.5 and changed[-1] <= changed[0], changed
     assert all("codes/item_full_codes_changed" in e and "codes/item_dead_codes_reset" in e for e in history[1:])
+    assert all(0 <= e["codes/item_first_level_changed"] <= e["codes/item_codes_changed"] for e in history[1:])
     assert all("codes/user_codes_changed" in e for e in history[1:])
 
 

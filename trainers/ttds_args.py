@@ -172,4 +172,10 @@ class TTDSTrainingArguments:
         # schedule does not depend on it).
         skip = {"output_dir", "resume", "logging_steps", "save_steps", "keep_last", "eval_batch_size",
                 "max_eval_users", "cpu", "max_steps"}
+        # options added after runs existed count only when set, so that those runs still resume
+        skip |= {k for k, default in _ADDED_LATER.items() if getattr(self, k) == default}
         return {k: v for k, v in asdict(self).items() if k not in skip}
+
+
+#: Arguments added after TTDS run folders already existed, with the value that means "as before".
+_ADDED_LATER: dict[str, Any] = {"code_update_until": None, "code_update_refit": False}

@@ -64,7 +64,8 @@ def update_code_tables(
     reset moot).
 
     Returns statistics for the log: collision rate, largest collision group, the fraction of entities whose
-    semantic code (first M positions) changed (``{tower}_codes_changed``), the fraction whose full code,
+    semantic code (first M positions) changed (``{tower}_codes_changed``), the fraction whose first code
+    changed (``{tower}_first_level_changed``: the coarsest cell), the fraction whose full code,
     collision position included, changed (``{tower}_full_codes_changed``), and the number of centroids reset
     (``{tower}_dead_codes_reset``). A tower whose new codes overflow the reserved collision tokens keeps its
     previous table (warning, counted in ``codes.rejected``); with no previous table the error is raised.
@@ -106,6 +107,7 @@ def update_code_tables(
             continue
         if previous is not None and old.num_levels == table.num_levels:
             stats[f"{tower}_codes_changed"] = float((previous != semantic).any(dim=1).float().mean())
+            stats[f"{tower}_first_level_changed"] = float((previous[:, 0] != semantic[:, 0]).float().mean())
             stats[f"{tower}_full_codes_changed"] = float(np.any(old.codes != table.codes, axis=1).mean())
         stats[f"{tower}_collision_rate"] = table.collision_rate
         stats[f"{tower}_max_collision_group"] = float(table.max_collision_group)
