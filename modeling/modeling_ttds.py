@@ -37,7 +37,8 @@ Interpretations (the paper leaves these open; see also docs/ttds.md):
 
 ``modeling`` imports only torch / transformers / tokenizers / safetensors / numpy; peft is imported lazily
 where LoRA is created or loaded (it is a dependency of genrec, so the lazy import only keeps this file
-loadable as Hub remote code and fails with a clear message if peft is missing).
+loadable as Hub remote code and fails with a clear message if peft is missing); scipy likewise, only by the
+codebook refit of the code updates (:func:`matching_renumbering`).
 """
 
 from __future__ import annotations
