@@ -77,23 +77,23 @@ def update_code_tables(
     for tower in towers:
         ids = data.item_ids if tower == "item" else data.user_ids
         generator = model.generator(tower)
+        # collected on the CPU batch by batch; moved to the towers' device once for everything below
         reps = compute_tower_codes(model, renderer, tower, batch_size=batch_size, pad_token_id=pad_token_id,
-                                   representations=True)
-        device = generator.codebooks.device
+                                   representations=True).to(generator.codebooks.device)
         old = codes.table(tower)
         previous = None
         if old is not None and old.item_ids == list(ids):
             previous = torch.from_numpy(np.array(old.codes[:, :num_levels], dtype=np.int64))
         if refit_codebooks:
-            generator.refit_codebooks(reps.to(device), previous=previous, iterations=refit_iterations,
+            generator.refit_codebooks(reps, previous=previous, iterations=refit_iterations,
                                       seed=seed * 1_000_003 + codes.updates)
         else:
             if refresh_input_statistics:
-                generator.set_input_statistics(reps.to(device))
+                generator.set_input_statistics(reps)
             if reset_dead_codes:
-                reset = generator.reset_dead_codes(reps.to(device), seed=seed * 1_000_003 + codes.updates)
+                reset = generator.reset_dead_codes(reps, seed=seed * 1_000_003 + codes.updates)
                 stats[f"{tower}_dead_codes_reset"] = float(sum(reset))
-        semantic = generator.quantize(reps.to(device), previous=previous, margin=margin).cpu()
+        semantic = generator.quantize(reps, previous=previous, margin=margin).cpu()
         try:
             table = build_code_table(ids, semantic, model.config, tower)
         except CollisionOverflowError as error:
