@@ -25,7 +25,8 @@ Row kinds:
   (``benchmarks/recbole_runner.py``, run with the interpreter of a separate environment,
   ``runs/recbole-venv``, that this script creates: RecBole's pins never reach genrec's environment).
 * ``genrec-*``: read the result JSON of a ``genrec run`` folder (``run.json``) or of
-  ``benchmarks/stage2_variants.py``; the lead's long runs produce them. ``--source ROW=PATH`` points a row
+  ``benchmarks/stage2_variants.py`` or ``benchmarks/stage1_retriever.py --json`` (Stage I alone); the lead's
+  long runs produce them. ``--source ROW=PATH`` points a row
   at another file (remembered in the row's JSON).
 * published: numbers copied from a paper, marked "published" with their source; never recomputed.
 * speed / memory (``reporting/perf.py``): ``serving_speed.py``, ``scaling.py`` and ``memory_storage.py`` run in a
@@ -77,6 +78,7 @@ from reporting.quality import (  # noqa: E402,F401
     compute_genrec_run,
     compute_markov,
     compute_recbole,
+    compute_stage1_retriever,
     compute_stage2_variant,
     ensure_recbole_env,
     export_recbole,
@@ -85,6 +87,7 @@ from reporting.quality import (  # noqa: E402,F401
     published_row,
     recbole_dataset_name,
     recbole_row,
+    stage1_retriever_row,
     stage2_variant_row,
 )
 from reporting.registry import ROWS, default_rows  # noqa: E402,F401

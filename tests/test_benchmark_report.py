@@ -176,6 +176,26 @@ def test_genrec_runs_are_read_per_seed_as_they_finish(report: Any, tmp_path: Pat
         report.compute_genrec_run(row, _ctx(report, tmp_path), 3)
 
 
+def test_stage1_retriever_row_reads_the_scripts_json(report: Any, tmp_path: Path) -> None:
+    """The Stage I retriever row is "not run yet" until stage1_retriever.py's JSON exists, then shows its test
+    metrics; validation metrics are refused (the table is test-split only)."""
+    row = report.stage1_retriever_row("ml-100k", "runs/ml")
+    md = tmp_path / "RESULTS.md"
+    report.run_report([row], _ctx(report, tmp_path), markdown_path=md, plot=False)
+    assert "python benchmarks/stage1_retriever.py --run runs/ml --json runs/ml/stage1_retriever.json" in md.read_text()
+    assert not (tmp_path / "results" / f"{row.id}.json").exists()
+    metrics = {"recall@10": 0.09, "recall@20": 0.18, "ndcg@10": 0.04, "ndcg@20": 0.06}
+    out = tmp_path / "runs" / "ml" / "stage1_retriever.json"
+    out.parent.mkdir(parents=True)
+    out.write_text(json.dumps({"split": "test", "metrics": metrics, "num_users": 9, "wall_time_s": 0.5}))
+    report.run_report([row], _ctx(report, tmp_path), markdown_path=md, plot=False)
+    stored = json.loads((tmp_path / "results" / f"{row.id}.json").read_text())
+    assert stored["metrics"]["recall@10"] == pytest.approx(0.09) and "0.0900" in md.read_text()
+    out.write_text(json.dumps({"split": "validation", "metrics": metrics}))
+    with pytest.raises(ValueError, match="validation"):
+        report.compute_stage1_retriever(row, _ctx(report, tmp_path), None)
+
+
 def test_results_md_lists_missing_rows_and_marks_published(report: Any, tmp_path: Path) -> None:
     present, absent = tmp_path / "present.txt", tmp_path / "absent.txt"
     present.write_text("abc")

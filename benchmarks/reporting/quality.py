@@ -284,6 +284,38 @@ def compute_stage2_variant(row: Row, ctx: Context, seed: int | None) -> dict[str
     }
 
 
+def compute_stage1_retriever(row: Row, ctx: Context, seed: int | None) -> dict[str, Any]:
+    """Read a ``benchmarks/stage1_retriever.py --json`` result (keys ``metrics``, ``num_users``, ``stage1``)."""
+    path = source_path(row, ctx)
+    result = json.loads(path.read_text())
+    if result.get("split", "test") != "test":
+        raise ValueError(f"{path}: {result.get('split')} metrics, but row {row.id} shows the test split")
+    metrics = result["metrics"]
+    return {
+        "metrics": metrics, "wall_time_s": result.get("wall_time_s"), "seed": row.options.get("seed"),
+        "details": {"stage1": result.get("stage1"), "data": result.get("data"), "num_users": result.get("num_users"),
+                    "wall_time_note": "ranking the test users only (Stage I's training is the run's)"},
+        "versions_note": "versions of the environment that read the JSON",
+    }
+
+
+def stage1_retriever_row(data: str, run: str) -> Row:
+    """UNGER Stage I's fusion model (DIN over integrated item embeddings) as a retriever on its own: one dot
+    product per item, full ranking. Read from the ``--json`` of ``benchmarks/stage1_retriever.py`` on the
+    default profile's run folder ``run`` (seed 2024)."""
+    short = "ml100k" if data == "ml-100k" else data
+    source = f"{run}/stage1_retriever.json"
+    produce = f"python benchmarks/stage1_retriever.py --run {run} --json {source}"
+    return Row(
+        id=f"{short}-genrec-stage1-retriever",
+        title="genrec UNGER Stage I alone (DIN retriever over the integrated item embeddings)",
+        dataset=data, kind="read", command=produce, produce=produce, compute=compute_stage1_retriever,
+        inputs=_source_inputs, missing=_missing_source, options={"source": source, "seed": 2024},
+        note="the default profile's Stage I (seed 2024); full-softmax ranking over every item, no codes, "
+             "no beam search; wall time: ranking the test users only",
+    )
+
+
 def genrec_run_row(
     data: str, profile: str, *, produce: str, source: str | None = None, seed_sources: dict[int, str] | None = None,
     model_alone: bool = False, label: str = "", label_text: str = "",

@@ -11,6 +11,7 @@ from .quality import (
     markov_row,
     published_row,
     recbole_row,
+    stage1_retriever_row,
     stage2_ablation_rows,
     stage2_variant_row,
 )
@@ -61,6 +62,10 @@ def default_rows() -> list[Row]:
                     "runs/beauty/stage1/integrated_embeddings.safetensors --semantic-ids runs/beauty/semantic_ids "
                     "--work-dir runs/beauty-var --name default --max-steps 3000 --threads 1 "
                     "--config '{\"history_mode\": \"per_item\", \"constrained_training\": true}'"),
+    ]
+    rows += [
+        stage1_retriever_row("ml-100k", "runs/ml-100k-s2024"),
+        stage1_retriever_row("beauty", "runs/beauty"),
     ]
     rows += stage2_ablation_rows()
     rows += code_ablation_rows()
