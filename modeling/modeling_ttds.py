@@ -505,7 +505,7 @@ class SemanticTokenGenerator(nn.Module):
     @torch.no_grad()
     def refit_codebooks(
         self, x: torch.Tensor, *, previous: torch.Tensor | None = None, iterations: int = 10, seed: int = 0
-    ) -> None:
+    ) -> list[int]:
         """Residual k-means of the codebooks on the current latents of ``x``, started from the current
         centroids, then renumbered to keep the previous codes' token ids where the cells persist.
 
@@ -518,13 +518,13 @@ class SemanticTokenGenerator(nn.Module):
         update right after the warm-up). The renumbering (per level, the one-to-one assignment of centroid ids
         that keeps the most entities on their previous id, :func:`matching_renumbering`) then undoes any swap.
         ``previous``: (B, M) codes, rows with a negative entry ignored. Re-fits the input standardisation to
-        ``x`` first, as :meth:`init_codebooks` does.
+        ``x`` first, as :meth:`init_codebooks` does. Returns the number of unused centroids moved per level.
         """
         self.set_input_statistics(x)
-        self.reset_dead_codes(x, seed=seed)
+        dead = self.reset_dead_codes(x, seed=seed)
         self.init_codebooks(x, iterations=iterations, seed=seed, warm_start=True)
         if previous is None:
-            return
+            return dead
         new = self._greedy_codes(self.encode(x)).cpu()
         previous = previous.cpu().long()
         rows = (previous >= 0).all(dim=1)
@@ -532,6 +532,7 @@ class SemanticTokenGenerator(nn.Module):
             order = matching_renumbering(new[rows, level], previous[rows, level], self.codebook_size)
             self.codebooks[level].copy_(self.codebooks[level][order.to(self.codebooks.device)].clone())
         self._sync_ema()
+        return dead
 
     @torch.no_grad()
     def reset_dead_codes(self, x: torch.Tensor, *, seed: int = 0) -> list[int]:

@@ -207,7 +207,7 @@ def test_refit_codebooks_renumbers_persisting_cells_to_their_previous_ids():
     with torch.no_grad():
         gen.codebooks[0, 2:] = 1e3
     assert len(torch.unique(gen.quantize(moved)[:, 0])) == 2
-    gen.refit_codebooks(moved, previous=before, seed=5)
+    assert gen.refit_codebooks(moved, previous=before, seed=5)[0] == 4  # the four unreachable ones, counted
     assert len(torch.unique(gen.quantize(moved)[:, 0])) == 6
 
 

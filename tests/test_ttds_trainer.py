@@ -290,7 +290,8 @@ def test_a_refitting_code_update_keeps_the_codes_of_an_unchanged_model(trained):
     previous = torch.from_numpy(np.array(trainer.codes.item_table.codes[:, : unaligned.config.num_levels], dtype=np.int64))
     changed = (unaligned.item_generator.quantize(reps) != previous).any(dim=1).float().mean()
     assert stats["item_codes_changed"] < float(changed), (stats, float(changed))
-    assert "item_dead_codes_reset" not in stats  # the refit replaces the dead-code reset
+    # the refit moves unused centroids first, and says how many
+    assert stats["item_dead_codes_reset"] >= 0 and float(stats["item_dead_codes_reset"]).is_integer()
 
 
 def test_evaluation_recommends_only_valid_items(trained):

@@ -60,8 +60,8 @@ def update_code_tables(
     entity keeps its previous semantic code unless the new one quantises its latent better by more than
     that factor). With ``refit_codebooks`` the tower's codebooks are instead re-fitted by residual k-means to
     the current latents, renumbered to keep the previous codes' ids where cells persist
-    (``SemanticTokenGenerator.refit_codebooks``; it implies refreshed input statistics and makes the dead-code
-    reset moot).
+    (``SemanticTokenGenerator.refit_codebooks``; it implies refreshed input statistics and runs the dead-code
+    reset itself, before its Lloyd iterations).
 
     Returns statistics for the log: collision rate, largest collision group, the fraction of entities whose
     semantic code (first M positions) changed (``{tower}_codes_changed``), the fraction whose first code
@@ -85,8 +85,9 @@ def update_code_tables(
         if old is not None and old.item_ids == list(ids):
             previous = torch.from_numpy(np.array(old.codes[:, :num_levels], dtype=np.int64))
         if refit_codebooks:
-            generator.refit_codebooks(reps, previous=previous, iterations=refit_iterations,
-                                      seed=seed * 1_000_003 + codes.updates)
+            reset = generator.refit_codebooks(reps, previous=previous, iterations=refit_iterations,
+                                              seed=seed * 1_000_003 + codes.updates)
+            stats[f"{tower}_dead_codes_reset"] = float(sum(reset))
         else:
             if refresh_input_statistics:
                 generator.set_input_statistics(reps)
