@@ -10,6 +10,8 @@
 # BASE: a finished `genrec run` folder (default profile) whose data, text embeddings, Stage I and codes the arms
 # reuse (read only). Resumable: an arm whose JSON exists is skipped; interrupted trainings resume.
 #   BASE=runs/ml-100k-s2024 W=runs/ml-100k-abl STEPS=1500 benchmarks/code_ablations.sh
+# ARMS="abl-nodistill abl-unconstrained": only these arms (two invocations with disjoint ARMS share one W and
+# run side by side; the shared quantizations are made by whichever needs them, so give them disjoint arms).
 # Rows: `python benchmarks/report.py --only 'ml100k-genrec-stage2-abl-*'` (benchmarks/reporting/quality.py,
 # code_ablation_rows: RESULTS.md shows them in their own table).
 set -e
@@ -27,7 +29,11 @@ ARCH='"history_item_embedding": "integrated", "encoder_layers": 4, "dropout": 0.
 STAGE2_NO_LAMBDA="\"history_mode\": \"per_item\", \"constrained_training\": true, $ARCH"
 STAGE2="$STAGE2_NO_LAMBDA, \"distillation_weight\": 0.1"
 
+ARMS=${ARMS:-}
+wanted() { [ -z "$ARMS" ] || [[ " $ARMS " == *" $1 "* ]]; }
+
 stage2() {  # NAME INTEGRATED_EMBEDDINGS SEMANTIC_IDS_DIR CONFIG_JSON
+  if ! wanted "$1"; then return 0; fi
   if [ -f "$W/$1.json" ]; then echo "$1: done"; return 0; fi
   echo "$1: Stage II ($STEPS steps) ..."
   $PY "$HERE/stage2_variants.py" --data "$BASE/data" --integrated "$2" --semantic-ids "$3" --work-dir "$W" \
@@ -41,6 +47,7 @@ quantize() {  # EMBEDDINGS OUT METHOD
 }
 stage1() {  # NAME EXTRA_ARGS...
   local name=$1; shift
+  if ! wanted "$name"; then return 0; fi
   if [ ! -f "$W/$name/stage1/integrated_embeddings.safetensors" ]; then
     echo "$name: Stage I ..."
     $G stage1 --data "$BASE/data" --embeddings "$BASE/embeddings/semantic.safetensors" --out "$W/$name/stage1" \
@@ -51,9 +58,9 @@ stage1() {  # NAME EXTRA_ARGS...
 
 EMB="$BASE/stage1/integrated_embeddings.safetensors"
 stage2 abl-default "$EMB" "$BASE/semantic_ids" "{$STAGE2}"
-quantize "$EMB" "$W/codes-random" random
+wanted abl-codes-random && quantize "$EMB" "$W/codes-random" random
 stage2 abl-codes-random "$EMB" "$W/codes-random" "{$STAGE2}"
-quantize "$EMB" "$W/codes-rqvae" rqvae
+wanted abl-codes-rqvae && quantize "$EMB" "$W/codes-rqvae" rqvae
 stage2 abl-codes-rqvae "$EMB" "$W/codes-rqvae" "{$STAGE2}"
 stage2 abl-unconstrained "$EMB" "$BASE/semantic_ids" \
   "{\"history_mode\": \"per_item\", \"constrained_training\": false, $ARCH, \"distillation_weight\": 0.1}"
