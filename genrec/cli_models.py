@@ -283,7 +283,7 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
 Reads:  --model (a run folder or Stage II's best/: model + tokenizer; or a TTDS folder, `genrec finetune`'s
         OUT/final: base by name + adapter + towers + code tables), --data (prepared dataset; its item
         catalogue must be the model's code table, e.g. OUT/data of the same `genrec run`).
-Writes: stdout (metric table); --out JSON with every metric.
+Writes: stdout (metric table); --out JSON with every metric (--per-user: and each user's target rank).
 Time:   ML-100K test (943 users, 20 beams): seconds to a minute; Beauty (22,363 users): minutes on CPU.""",
     )
     p.add_argument("--model", required=True, help="model folder (or Hub id) with its tokenizer")
@@ -294,6 +294,9 @@ Time:   ML-100K test (943 users, 20 beams): seconds to a minute; Beauty (22,363 
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--max-users", type=int, default=None)
     p.add_argument("--out", type=Path, default=None, help="write the result JSON here")
+    p.add_argument("--per-user", action="store_true",
+                   help="also write each user's target rank into --out (benchmarks/paired_compare.py pairs two "
+                        "such files: is one model ahead of another beyond the test set's noise?)")
     p.add_argument("--revision", default=None, help="branch, tag or commit of a Hub --model")
     p.add_argument("--transition-weight", type=float, default=None,
                    help="w of the transition prior mixture (1 - w) p_model + w p_transition; default: the "
@@ -307,6 +310,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from genrec.data_scripts.prepare import load_genrec_dataset
     from genrec.trainers.evaluation import check_catalogue, evaluate_model
 
+    if args.per_user and args.out is None:
+        raise ValueError("--per-user writes the ranks into the --out JSON; give --out too")
     ttds = _ttds_folder(args.model, args.revision)
     if ttds is not None:
         if args.transition_weight is not None:
@@ -319,7 +324,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     check_catalogue(items["item_id"], tokenizer, where=f"dataset {args.data}")
     result = evaluate_model(
         model, tokenizer, sequences, args.split, k_values=args.k, num_beams=args.beams,
-        batch_size=args.batch_size, max_users=args.max_users,
+        batch_size=args.batch_size, max_users=args.max_users, per_user=args.per_user,
     )
     return _report_evaluation(args, result)
 
@@ -351,8 +356,12 @@ def _evaluate_ttds(args: argparse.Namespace, folder: Path) -> int:
             f"(e.g. unknown {unknown[:5]}); evaluate on the dataset the model was trained on"
         )
     metrics = recommender.evaluate(sequences[args.split], ks=tuple(args.k), num_beams=max(args.beams, max(args.k)),
-                                   batch_size=min(args.batch_size, 32), max_users=args.max_users)
-    return _report_evaluation(args, {"model": str(args.model), "split": args.split, "metrics": metrics})
+                                   batch_size=min(args.batch_size, 32), max_users=args.max_users,
+                                   per_user=args.per_user)
+    result = {"model": str(args.model), "split": args.split, "metrics": metrics}
+    if args.per_user:
+        result["per_user"] = metrics.pop("per_user")
+    return _report_evaluation(args, result)
 
 
 # ---------------------------------------------------------------------------------------------- recommend

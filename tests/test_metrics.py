@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from genrec.trainers.metrics import compute_metrics, format_metrics, metrics_from_ranks, target_ranks
+from genrec.trainers.metrics import (
+    compute_metrics,
+    format_metrics,
+    metrics_from_ranks,
+    paired_bootstrap,
+    per_user_scores,
+    target_ranks,
+)
 
 
 def test_hand_checked_values() -> None:
@@ -52,3 +59,31 @@ def test_evaluate_metric_matches_library() -> None:
     references = ["b", "e"]
     got = metric.compute(predictions=predictions, references=references, ks=[1, 3])
     assert got == compute_metrics(predictions, references, ks=[1, 3])
+
+
+def test_per_user_scores_average_to_the_metrics() -> None:
+    ranks = np.array([0, 1, 3, 12, 7, 0, 2])
+    metrics = metrics_from_ranks(ranks, ks=(1, 5, 10))
+    for name in ("hr@1", "hr@5", "recall@10", "ndcg@5", "ndcg@10", "mrr@10"):
+        assert per_user_scores(ranks, name).mean() == pytest.approx(metrics[name]), name
+    with pytest.raises(ValueError, match="hr@10"):
+        per_user_scores(ranks, "precision@10")
+
+
+def test_paired_bootstrap_separates_a_real_difference_from_noise() -> None:
+    rng = np.random.default_rng(0)
+    b = np.where(rng.random(900) < 0.10, rng.integers(1, 11, 900), 0)  # HR@10 about 0.10
+    same = paired_bootstrap(b, b, "hr@10", resamples=2000)
+    assert same["diff"] == 0.0 and same["ci_low"] == same["ci_high"] == 0.0 and same["share_a_better"] == 0.0
+    better = b.copy()
+    better[np.flatnonzero(b == 0)[:60]] = 1  # A also finds 60 more targets, at rank 1
+    ahead = paired_bootstrap(better, b, "ndcg@10", resamples=2000)
+    assert ahead["diff"] > 0 and ahead["ci_low"] > 0 and ahead["share_a_better"] == 1.0
+    assert ahead["only_a"] == 60 and ahead["only_b"] == 0
+    noisy = b.copy()  # one more hit, one fewer: inside the noise
+    noisy[np.flatnonzero(b == 0)[0]], noisy[np.flatnonzero(b > 0)[0]] = 1, 0
+    level = paired_bootstrap(noisy, b, "hr@10", resamples=2000, seed=3)
+    assert level["ci_low"] < 0 < level["ci_high"]
+    assert paired_bootstrap(better, b, "ndcg@10", resamples=2000) == ahead  # seeded
+    with pytest.raises(ValueError, match="same"):
+        paired_bootstrap(b, b[:-1], "hr@10")

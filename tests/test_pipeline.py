@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from genrec.cli import main
+from genrec.trainers.metrics import metrics_from_ranks
 from genrec.trainers.pipeline import PROFILES, run_pipeline
 
 HISTORIES = [["1", "2", "3"], ["50"], ["100", "181", "258", "7", "9"]]
@@ -110,6 +111,16 @@ def test_cli_recommend_and_evaluate_read_the_run_folder(quick_run: tuple[Path, d
     code = main(["evaluate", "--model", str(out), "--data", str(out / "data"), "--split", "test", "--out", str(report)])
     assert code == 0
     assert json.loads(report.read_text())["metrics"] == pytest.approx(summary["test_metrics"])
+    # --per-user: each user's target rank, from which the same metrics follow (benchmarks/paired_compare.py)
+    code = main(["evaluate", "--model", str(out), "--data", str(out / "data"), "--per-user", "--out", str(report)])
+    result = json.loads(report.read_text())
+    per_user = result["per_user"]
+    assert code == 0 and len(per_user["user_id"]) == len(per_user["rank"]) == result["num_users"]
+    assert metrics_from_ranks(per_user["rank"], ks=(1, 5, 10, 20))["ndcg@10"] == pytest.approx(
+        result["metrics"]["ndcg@10"])
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(out), "--data", str(out / "data"), "--per-user"]) == 2
+    assert "--out" in capsys.readouterr().err
 
 
 def test_paper_profile_is_the_papers_table_4() -> None:

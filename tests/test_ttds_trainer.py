@@ -24,6 +24,7 @@ from genrec.data_scripts.splits import build_splits
 from genrec.modeling.configuration_ttds import TTDSConfig
 from genrec.modeling.modeling_ttds import TTDSForCausalLM
 from genrec.tokenization.code_table import CodeTable
+from genrec.trainers.metrics import metrics_from_ranks
 from genrec.trainers.ttds import (
     CodeState,
     CollisionOverflowError,
@@ -299,6 +300,10 @@ def test_evaluation_recommends_only_valid_items(trained):
     recommender = trainer.recommender()
     metrics = recommender.evaluate(sequences["test"], ks=(1, 5, 10), batch_size=7)
     assert metrics["invalid_rate"] == 0.0 and metrics["num_users"] == 14
+    again = recommender.evaluate(sequences["test"], ks=(1, 5, 10), batch_size=7, per_user=True)
+    ranks = again.pop("per_user")
+    assert again == metrics and ranks["user_id"] == [str(u) for u in sequences["test"]["user_id"]]
+    assert metrics_from_ranks(ranks["rank"], ks=(1, 5, 10))["ndcg@10"] == pytest.approx(metrics["ndcg@10"])
     for key in ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10"):
         assert 0.0 <= metrics[key] <= 1.0
     ranked = recommender.recommend([["1", "2"], ["30"]], ["1", None], k=10)

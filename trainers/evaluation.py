@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from genrec.trainers.metrics import DEFAULT_KS, compute_metrics
+from genrec.trainers.metrics import DEFAULT_KS, compute_metrics, target_ranks
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EvaluationExamples", "check_catalogue", "evaluate_model", "load_examples"]
+__all__ = ["EvaluationExamples", "check_catalogue", "evaluate_model", "load_examples", "per_user_ranks"]
 
 
 @dataclass
@@ -144,6 +144,7 @@ def evaluate_model(
     max_users: int | None = None,
     show_progress: bool = True,
     check_items: bool = True,
+    per_user: bool = False,
 ) -> dict[str, Any]:
     """Recall/HR/NDCG/MRR@K and invalid-item rate of ``model`` on ``split``, ranking the full corpus.
 
@@ -159,6 +160,9 @@ def evaluate_model(
         show_progress: tqdm bar over batches (silent when not on a TTY).
         check_items: for a dataset folder / Hub id, refuse it unless its ``items`` catalogue is the model's
             (see :func:`check_catalogue`).
+        per_user: also return each user's target rank (``per_user``: ``user_id``, ``target``, ``rank``; 1-based,
+            0 = not in the top ``max(k_values)``), which paired comparisons of two models need
+            (:func:`~genrec.trainers.metrics.paired_bootstrap`, ``benchmarks/paired_compare.py``).
 
     Returns:
         ``{"split": split, "metrics": {metric: value}, "num_users", "num_skipped_no_history", "num_beams",
@@ -192,7 +196,7 @@ def evaluate_model(
     metrics = compute_metrics(recommended, examples.targets, ks) if examples.targets else {}
     if metrics and metrics["invalid_rate"] > 0:
         logger.warning("%s: %.4f of the recommended entries are not items", split, metrics["invalid_rate"])
-    return {
+    result = {
         "split": split,
         "metrics": metrics,
         "num_users": len(examples.targets),
@@ -200,3 +204,16 @@ def evaluate_model(
         "num_beams": int(num_beams),
         "k_values": ks,
     }
+    if per_user:
+        result["per_user"] = per_user_ranks(examples.user_ids, recommended, examples.targets, top)
+    return result
+
+
+def per_user_ranks(
+    user_ids: Sequence[str], recommended: Sequence[Sequence[str | None]], targets: Sequence[str], k: int
+) -> dict[str, list]:
+    """Each user's 1-based target rank in its top ``k`` (0 = absent), keyed by user: the per-user record that
+    ``benchmarks/paired_compare.py`` pairs between two models."""
+    ranks = target_ranks([list(items)[:k] for items in recommended], targets)
+    return {"user_id": [str(u) for u in user_ids], "target": [str(t) for t in targets], "rank": ranks.tolist(),
+            "k": int(k)}

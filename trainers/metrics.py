@@ -25,7 +25,10 @@ import numpy as np
 
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10, 20)
 
-__all__ = ["DEFAULT_KS", "target_ranks", "metrics_from_ranks", "compute_metrics", "format_metrics"]
+__all__ = [
+    "DEFAULT_KS", "target_ranks", "metrics_from_ranks", "compute_metrics", "format_metrics", "per_user_scores",
+    "paired_bootstrap",
+]
 
 
 def target_ranks(recommended: Sequence[Sequence[str | None]], targets: Sequence[str]) -> np.ndarray:
@@ -67,6 +70,61 @@ def metrics_from_ranks(ranks: np.ndarray | Sequence[int], ks: Iterable[int] = DE
         out[f"ndcg@{k}"] = float((hit / np.log2(safe + 1)).sum() / n) if n else 0.0
         out[f"mrr@{k}"] = float((hit / safe).sum() / n) if n else 0.0
     return out
+
+
+def per_user_scores(ranks: np.ndarray | Sequence[int], metric: str) -> np.ndarray:
+    """Each user's contribution to ``metric`` (``hr@K``, ``recall@K``, ``ndcg@K`` or ``mrr@K``): the
+    metric is the mean of these, so two models evaluated on the same users can be compared user by user."""
+    name, _, cut = metric.partition("@")
+    if not cut.isdigit() or int(cut) < 1 or name not in {"hr", "recall", "ndcg", "mrr"}:
+        raise ValueError(f"metric must look like hr@10, recall@10, ndcg@10 or mrr@10, got {metric!r}")
+    ranks = np.asarray(ranks, dtype=np.int64)
+    hit = (ranks > 0) & (ranks <= int(cut))
+    safe = np.where(ranks > 0, ranks, 1)
+    if name in {"hr", "recall"}:
+        return hit.astype(np.float64)
+    return hit / (np.log2(safe + 1) if name == "ndcg" else safe)
+
+
+def paired_bootstrap(
+    ranks_a: np.ndarray | Sequence[int],
+    ranks_b: np.ndarray | Sequence[int],
+    metric: str,
+    *,
+    resamples: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Whether model A's ``metric`` differs from model B's on the same users, beyond the test set's noise.
+
+    Two models' test numbers on a few hundred users move by several hits between seeds and users; the
+    difference of their means says little without its spread. Both rank arrays list the same users in
+    the same order (1-based target rank, 0 = not retrieved). The users are resampled with replacement
+    (paired: one draw picks a user for both models), ``resamples`` times, seeded. Returns the two means, the
+    difference ``a - b``, its percentile interval at ``confidence`` and ``share_a_better`` (the fraction
+    of resamples in which A's mean is above B's), plus the users where exactly one of them scores (``only_a``,
+    ``only_b``: for HR, the discordant pairs of a McNemar test).
+    """
+    a, b = per_user_scores(ranks_a, metric), per_user_scores(ranks_b, metric)
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError(f"paired comparison needs the same non-empty set of users, got {a.size} and {b.size}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    diff = a - b
+    rng = np.random.default_rng(seed)
+    draws = np.empty(int(resamples))
+    for start in range(0, int(resamples), 1000):  # chunks: bounded memory for large test sets
+        count = min(1000, int(resamples) - start)
+        picks = rng.integers(0, diff.size, size=(count, diff.size))
+        draws[start : start + count] = diff[picks].mean(axis=1)
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(draws, [tail, 1.0 - tail])
+    return {
+        "metric": metric, "num_users": int(diff.size), "mean_a": float(a.mean()), "mean_b": float(b.mean()),
+        "diff": float(diff.mean()), "ci_low": float(low), "ci_high": float(high), "confidence": confidence,
+        "share_a_better": float((draws > 0).mean()),
+        "only_a": int(((a > 0) & (b == 0)).sum()), "only_b": int(((b > 0) & (a == 0)).sum()),
+    }
 
 
 def compute_metrics(

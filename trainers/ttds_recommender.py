@@ -201,8 +201,13 @@ class TTDSRecommender:
         batch_size: int = 8,
         template: int = 0,
         max_users: int | None = None,
-    ) -> dict[str, float]:
-        """Full-corpus HR@K / NDCG@K (and recall, MRR, invalid rate) on a ``sequences`` split (one row per user)."""
+        per_user: bool = False,
+    ) -> dict[str, Any]:
+        """Full-corpus HR@K / NDCG@K (and recall, MRR, invalid rate) on a ``sequences`` split (one row per user).
+
+        ``per_user``: the result also holds ``per_user`` (each user's target rank, as
+        :func:`genrec.trainers.evaluation.per_user_ranks` writes it) for paired comparisons of two models.
+        """
         users = [str(u) for u in split["user_id"]]
         seqs = [[str(i) for i in s] for s in split["item_ids"]]
         if max_users is not None:
@@ -211,7 +216,14 @@ class TTDSRecommender:
         recommended = self.recommend(
             [s[:-1] for s in seqs], users, k=k, num_beams=num_beams, batch_size=batch_size, template=template
         )
-        return compute_metrics([[item for item, _ in row] for row in recommended], [s[-1] for s in seqs], ks)
+        lists = [[item for item, _ in row] for row in recommended]
+        targets = [s[-1] for s in seqs]
+        metrics: dict[str, Any] = compute_metrics(lists, targets, ks)
+        if per_user:
+            from genrec.trainers.evaluation import per_user_ranks
+
+            metrics["per_user"] = per_user_ranks(users, lists, targets, k)
+        return metrics
 
 
 @dataclass

@@ -1,0 +1,50 @@
+"""benchmarks/paired_compare.py: pairs two `genrec evaluate --per-user` files user by user."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "paired_compare.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("genrec_bench_paired_compare", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write(path: Path, users: list[str], targets: list[str], ranks: list[int]) -> Path:
+    path.write_text(json.dumps({"metrics": {}, "per_user": {"user_id": users, "target": targets, "rank": ranks}}))
+    return path
+
+
+def test_pairs_by_user_not_by_position(tmp_path: Path) -> None:
+    compare = _script().compare
+    users, targets = [str(u) for u in range(200)], [f"i{u}" for u in range(200)]
+    ranks_b = [0] * 200
+    ranks_a = [1] * 50 + [0] * 150  # A hits the first 50 users at rank 1, B hits nobody
+    a = _write(tmp_path / "a.json", users, targets, ranks_a)
+    # B's file lists the users in reverse order: pairing must follow the ids
+    b = _write(tmp_path / "b.json", users[::-1], targets[::-1], ranks_b)
+    result = compare(a, b, ["hr@1", "ndcg@10"], resamples=500)
+    hr = result["comparisons"][0]
+    assert hr["mean_a"] == pytest.approx(0.25) and hr["mean_b"] == 0.0 and hr["ci_low"] > 0
+    assert hr["only_a"] == 50 and hr["only_b"] == 0
+
+
+def test_refuses_files_of_different_users_or_targets(tmp_path: Path) -> None:
+    compare = _script().compare
+    a = _write(tmp_path / "a.json", ["1", "2"], ["x", "y"], [1, 0])
+    assert compare(a, a, ["hr@1"], resamples=10)["comparisons"][0]["diff"] == 0.0
+    with pytest.raises(ValueError, match="different users"):
+        compare(a, _write(tmp_path / "b.json", ["1", "3"], ["x", "y"], [1, 0]), ["hr@1"])
+    with pytest.raises(ValueError, match="different targets"):
+        compare(a, _write(tmp_path / "c.json", ["1", "2"], ["x", "z"], [1, 0]), ["hr@1"])
+    (tmp_path / "d.json").write_text(json.dumps({"metrics": {}}))
+    with pytest.raises(ValueError, match="--per-user"):
+        compare(a, tmp_path / "d.json", ["hr@1"])
