@@ -483,6 +483,9 @@ def test_finetune_cli_is_the_one_command_for_a_base_model(base_dir, tmp_path, ca
     assert set(printed) == {"validation", "test"}
     summary = json.loads((tmp_path / "o" / ttds.TRAINING_SUMMARY).read_text())
     assert summary["metrics"]["test"]["invalid_rate"] == 0.0
+    ranks = json.loads((tmp_path / "o" / "test_ranks.json").read_text())  # paired_compare.py's input
+    assert metrics_from_ranks(ranks["per_user"]["rank"], ks=(10,))["ndcg@10"] == pytest.approx(
+        summary["metrics"]["test"]["ndcg@10"])
     assert TTDSRecommender.from_pretrained(tmp_path / "o" / "final") is not None
     card = (tmp_path / "o" / "final" / "README.md").read_text()
     assert "model-index:" in card and "library_name: genrec" in card and "- ttds" in card

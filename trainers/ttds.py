@@ -129,8 +129,10 @@ def run_ttds(
     catalogue. ``config_overrides`` go to :class:`TTDSConfig` (fresh runs only), ``training`` to
     :class:`TTDSTrainingArguments`. ``dtype="auto"``: bf16 weights on a bf16-capable GPU, else float32.
     The recommender is saved to ``output_dir/final`` with a model card (``README.md``); the summary (losses,
-    code statistics, metrics per split, timings) to ``output_dir/ttds_training.json`` and returned. Test-split
-    numbers are the ones to report; validation numbers are labelled as such.
+    code statistics, metrics per split, timings) to ``output_dir/ttds_training.json`` and returned; each
+    evaluated user's target rank to ``output_dir/{split}_ranks.json`` (the format of ``genrec evaluate
+    --per-user``, for paired comparisons of two runs). Test-split numbers are the ones to report; validation
+    numbers are labelled as such.
     """
     from transformers import AutoTokenizer
 
@@ -183,9 +185,13 @@ def run_ttds(
         t0 = time.perf_counter()
         metrics = recommender.evaluate(
             sequences[split], ks=args.ks, num_beams=args.num_beams, batch_size=args.eval_batch_size,
-            template=args.eval_template, max_users=args.max_eval_users,
+            template=args.eval_template, max_users=args.max_eval_users, per_user=True,
         )
         metrics["eval_seconds"] = time.perf_counter() - t0
+        # each user's target rank, in `genrec evaluate --per-user`'s format (benchmarks/paired_compare.py)
+        per_user = metrics.pop("per_user")
+        (output_dir / f"{split}_ranks.json").write_text(json.dumps(
+            {"model": str(final_dir), "split": split, "metrics": metrics, "per_user": per_user}) + "\n")
         summary["metrics"][split] = metrics
         logger.info("%s: %s", split, summarize_metrics(metrics, args.ks))
     summary.update({
