@@ -10,6 +10,10 @@ on) and rank the full corpus for every user of the evaluated split, scored by ge
 
     python benchmarks/markov_baseline.py runs/ml-100k/data --json markov_ml100k.json
     python benchmarks/markov_baseline.py runs/beauty/data --split validation
+    python benchmarks/markov_baseline.py runs/ml-100k/data --per-user runs/floors   # + floors/{pop,markov}.json
+
+``--per-user DIR`` writes each user's target rank per baseline in ``genrec evaluate --per-user``'s format, so
+``benchmarks/paired_compare.py`` can say whether a model clears the floor beyond the test set's noise.
 
 A few seconds on Beauty (22,363 users, 12,101 items) on one CPU core.
 """
@@ -61,17 +65,34 @@ class MarkovBaseline:
         return ranked
 
 
-def evaluate_baselines(data: str | Path, split: str = "test", k: int = max(KS)) -> dict[str, Any]:
-    """Fit both baselines on ``data``'s train rows and score them on ``split`` (full ranking)."""
+def evaluate_baselines(
+    data: str | Path, split: str = "test", k: int = max(KS), *, per_user: bool = False
+) -> dict[str, Any]:
+    """Fit both baselines on ``data``'s train rows and score them on ``split`` (full ranking).
+
+    ``per_user``: the result also holds ``per_user`` (``{"pop": ..., "markov": ...}``, each user's target rank
+    as :func:`genrec.trainers.evaluation.per_user_ranks` records it).
+    """
     from genrec.data_scripts.prepare import load_genrec_dataset
 
     sequences, _ = load_genrec_dataset(data)
     start = time.perf_counter()
     baseline = MarkovBaseline(sequences["train"]["item_ids"])
-    rows = [seq for seq in sequences[split]["item_ids"] if seq is not None and len(seq) >= 2]
+    table = sequences[split]
+    users = table["user_id"] if "user_id" in table.column_names else [str(i) for i in range(len(table))]
+    kept = [(str(user), seq) for user, seq in zip(users, table["item_ids"], strict=True)
+            if seq is not None and len(seq) >= 2]
+    rows = [seq for _, seq in kept]
     targets = [seq[-1] for seq in rows]
     pop = [baseline.most_popular(k)] * len(rows)
     markov = [baseline.markov(seq[:-1], k) for seq in rows]
+    extra: dict[str, Any] = {}
+    if per_user:
+        from genrec.trainers.evaluation import per_user_ranks
+
+        ids = [user for user, _ in kept]
+        extra["per_user"] = {"pop": per_user_ranks(ids, pop, targets, k),
+                             "markov": per_user_ranks(ids, markov, targets, k)}
     return {
         "data": str(data),
         "split": split,
@@ -80,6 +101,7 @@ def evaluate_baselines(data: str | Path, split: str = "test", k: int = max(KS)) 
         "markov": compute_metrics(markov, targets, ks=KS),
         "wall_time_s": round(time.perf_counter() - start, 2),
         "machine": f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}",
+        **extra,
     }
 
 
@@ -88,8 +110,17 @@ def main() -> None:
     parser.add_argument("data", help="a folder written by `genrec prepare` (or a genrec run's data/ folder)")
     parser.add_argument("--split", default="test", choices=("validation", "test"))
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
+    parser.add_argument("--per-user", type=Path, default=None, metavar="DIR",
+                        help="write DIR/pop.json and DIR/markov.json: each user's target rank (paired_compare.py)")
     args = parser.parse_args()
-    result = evaluate_baselines(args.data, args.split)
+    result = evaluate_baselines(args.data, args.split, per_user=args.per_user is not None)
+    per_user = result.pop("per_user", None)
+    if per_user is not None:
+        args.per_user.mkdir(parents=True, exist_ok=True)
+        for name, ranks in per_user.items():
+            (args.per_user / f"{name}.json").write_text(json.dumps(
+                {"model": name, "data": str(args.data), "split": args.split, "metrics": result[name],
+                 "per_user": ranks}) + "\n")
     print(f"{args.data} ({args.split}, {result['num_users']} users, full corpus):")
     print("model    " + "  ".join(f"{m:>9s}" for m in ("recall@10", "recall@20", "ndcg@10", "ndcg@20")))
     for name in ("pop", "markov"):
