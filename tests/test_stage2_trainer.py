@@ -19,7 +19,14 @@ from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
 from genrec.tokenization.code_table import CodeTable
 from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
 from genrec.trainers.accelerate_utils import TrainingState
-from genrec.trainers.stage2 import RESULT_FILE, build_stage2_optimizer, collate_trimmed, train_stage2
+from genrec.trainers.metrics import metrics_from_ranks
+from genrec.trainers.stage2 import (
+    RESULT_FILE,
+    TEST_RANKS_FILE,
+    build_stage2_optimizer,
+    collate_trimmed,
+    train_stage2,
+)
 
 N_ITEMS, N_USERS = 30, 40
 
@@ -73,6 +80,9 @@ def test_trains_keeps_best_and_reports_test(ring: tuple[Path, Path, Path], tmp_p
     assert result.num_test_users == N_USERS and result.validation_metrics["num_users"] == N_USERS
     saved = json.loads((tmp_path / RESULT_FILE).read_text())
     assert saved["test_metrics"] == result.test_metrics
+    ranks = json.loads((tmp_path / TEST_RANKS_FILE).read_text())  # benchmarks/paired_compare.py's input
+    assert len(ranks["per_user"]["rank"]) == N_USERS and metrics_from_ranks(
+        ranks["per_user"]["rank"], ks=(10,))["ndcg@10"] == pytest.approx(result.test_metrics["ndcg@10"])
     state = json.loads((max((tmp_path / "checkpoints").glob("step-*")) / "trainer_state.json").read_text())
     losses = [e["train/loss_rec"] for e in state["log_history"] if "train/loss_rec" in e]
     assert losses[-1] < losses[0]

@@ -12,6 +12,8 @@ end, evaluates that model on the *test* split (the reported numbers). It writes:
 * ``output_dir/best/``: the best model (``save_pretrained``: config + safetensors) and its tokenizer
   (``tokenizer.json`` + code table), loadable with ``AutoModel`` / ``AutoTokenizer`` after ``import genrec``;
 * ``output_dir/stage2_result.json``: the numbers of :class:`Stage2Result` (validation and test metrics);
+* ``output_dir/test_ranks.json``: each test user's target rank (``genrec evaluate --per-user``'s format), for
+  paired comparisons of two runs (``benchmarks/paired_compare.py``);
 * ``output_dir/checkpoints/step-*``: resumable checkpoints (the last ``keep_checkpoints``), which make a
   resumed run bit-identical to an uninterrupted one (see ``genrec.trainers.accelerate_utils``);
 * ``output_dir/logs/``: TensorBoard logs when tensorboard is installed.
@@ -60,6 +62,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "RESULT_FILE",
+    "TEST_RANKS_FILE",
     "Stage2Data",
     "Stage2Result",
     "build_stage2_optimizer",
@@ -72,6 +75,7 @@ __all__ = [
 ]
 
 RESULT_FILE = "stage2_result.json"
+TEST_RANKS_FILE = "test_ranks.json"  # each test user's target rank (benchmarks/paired_compare.py)
 EVAL_KS = (1, 5, 10, 20)
 
 
@@ -547,10 +551,12 @@ def train_stage2(
         best = model_class.from_pretrained(best_dir).to(accelerator.device)
         test = evaluate_model(
             best, tokenizer, sequences, "test", k_values=EVAL_KS, num_beams=test_beams,
-            batch_size=eval_batch_size, show_progress=show_progress,
+            batch_size=eval_batch_size, show_progress=show_progress, per_user=True,
         )
         test_metrics, num_test_users = test["metrics"], test["num_users"]
         skipped["test"] = test["num_skipped_no_history"]
+        if accelerator.is_main_process:  # each user's rank, `genrec evaluate --per-user`'s format (paired_compare.py)
+            (output_dir / TEST_RANKS_FILE).write_text(json.dumps({"model": str(best_dir), **test}) + "\n")
     result = Stage2Result(
         output_dir=str(output_dir),
         best_model_dir=str(best_dir),
