@@ -75,6 +75,7 @@ from reporting.quality import (  # noqa: E402,F401
     REIMPLEMENTED_BY_UNGER,
     UNGER_SOURCE,
     UNGER_TABLE_BEAUTY,
+    code_ablation_rows,
     compute_genrec_run,
     compute_markov,
     compute_recbole,

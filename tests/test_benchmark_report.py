@@ -196,6 +196,31 @@ def test_stage1_retriever_row_reads_the_scripts_json(report: Any, tmp_path: Path
         report.compute_stage1_retriever(row, _ctx(report, tmp_path), None)
 
 
+def test_ablation_rows_show_the_paired_difference_to_their_reference(report: Any, tmp_path: Path) -> None:
+    """An ablation arm whose Stage II wrote test_ranks.json beside the reference's shows A - reference with its
+    bootstrap interval, and says whether it is beyond the noise."""
+    rows = {row.options["variant"]: row for row in report.code_ablation_rows()}
+    arm, ref = rows["abl-codes-random"], rows["abl-default"]
+    work = tmp_path / "runs" / "ml-100k-abl"
+    users = [str(u) for u in range(300)]
+    for name, hits in (("abl-default", 30), ("abl-codes-random", 90)):
+        metrics = {"recall@10": hits / 300, "recall@20": 0.4, "ndcg@10": hits / 600, "ndcg@20": 0.2}
+        (work / "runs" / name).mkdir(parents=True)
+        (work / f"{name}.json").write_text(json.dumps({"test": metrics, "variant": name, "steps": 10}))
+        ranks = [1] * hits + [0] * (300 - hits)
+        (work / "runs" / name / "test_ranks.json").write_text(json.dumps(
+            {"metrics": metrics, "per_user": {"user_id": users, "target": users, "rank": ranks}}))
+    md = tmp_path / "RESULTS.md"
+    report.run_report([ref, arm], _ctx(report, tmp_path), markdown_path=md, plot=False)
+    paired = json.loads((tmp_path / "results" / f"{arm.id}.json").read_text())["runs"][0]["details"][
+        "paired_vs_reference"]
+    assert paired["reference"] == "abl-default" and paired["comparisons"][0]["diff"] == pytest.approx(0.2)
+    line = next(line for line in md.read_text().splitlines() if arm.id in line)
+    assert "minus `abl-default`" in line and "beyond the noise at recall@10, ndcg@10" in line
+    ref_line = next(line for line in md.read_text().splitlines() if f"(`{ref.id}`)" in line)
+    assert "minus" not in ref_line  # the reference is not compared with itself
+
+
 def test_results_md_lists_missing_rows_and_marks_published(report: Any, tmp_path: Path) -> None:
     present, absent = tmp_path / "present.txt", tmp_path / "absent.txt"
     present.write_text("abc")

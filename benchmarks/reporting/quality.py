@@ -45,16 +45,21 @@ UNGER_SOURCE = (
 # ---- pop / markov --------------------------------------------------------------------------------
 
 
-def _load_markov_module(ctx: Context) -> Any:
-    """``benchmarks/markov_baseline.py`` as a module (benchmarks/ is not a package)."""
+def _load_bench_module(ctx: Context, script: str) -> Any:
+    """``benchmarks/<script>`` as a module (benchmarks/ is not a package)."""
     import importlib.util
 
-    path = ctx.repo / "benchmarks" / "markov_baseline.py"
-    spec = importlib.util.spec_from_file_location("genrec_bench_markov_baseline", path)
+    path = ctx.repo / "benchmarks" / script
+    spec = importlib.util.spec_from_file_location(f"genrec_bench_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     assert spec.loader is not None
     spec.loader.exec_module(module)
     return module
+
+
+def _load_markov_module(ctx: Context) -> Any:
+    """``benchmarks/markov_baseline.py`` as a module."""
+    return _load_bench_module(ctx, "markov_baseline.py")
 
 
 _MARKOV_CACHE: dict[tuple[str, str], dict[str, Any]] = {}
@@ -272,14 +277,44 @@ def compute_genrec_run(row: Row, ctx: Context, seed: int | None) -> dict[str, An
     }
 
 
+PAIRED_METRICS = ("recall@10", "ndcg@10")
+
+
+def _ranks_files(row: Row, ctx: Context) -> tuple[Path, Path] | None:
+    """An ablation arm's and its reference arm's per-user test ranks (``W/runs/NAME/test_ranks.json``, written
+    by Stage II), when both exist."""
+    reference = row.options.get("reference")
+    if not reference or reference == row.options.get("variant"):
+        return None
+    runs = source_path(row, ctx).parent / "runs"
+    mine, ref = runs / row.options["variant"] / "test_ranks.json", runs / reference / "test_ranks.json"
+    return (mine, ref) if mine.is_file() and ref.is_file() else None
+
+
+def _ablation_inputs(row: Row, ctx: Context) -> dict[str, Path] | None:
+    inputs = _source_inputs(row, ctx)
+    files = _ranks_files(row, ctx)
+    if inputs is None or files is None:
+        return inputs
+    return {**inputs, "ranks": files[0], "reference_ranks": files[1]}
+
+
 def compute_stage2_variant(row: Row, ctx: Context, seed: int | None) -> dict[str, Any]:
-    """Read a ``benchmarks/stage2_variants.py`` JSON (keys ``test``, ``wall_time_s``, ``variant``)."""
+    """Read a ``benchmarks/stage2_variants.py`` JSON (keys ``test``, ``wall_time_s``, ``variant``); an ablation
+    arm with per-user ranks beside its reference's also gets the paired difference (``paired_compare.py``)."""
     path = source_path(row, ctx)
     result = json.loads(path.read_text())
+    details = {k: result.get(k) for k in ("variant", "steps", "best_step", "eval_beams", "threads", "hardware",
+                                          "config", "train", "distillation")}
+    files = _ranks_files(row, ctx)
+    if files is not None:
+        compare = _load_bench_module(Context(), "paired_compare.py").compare  # the script of this checkout
+        paired = compare(files[0], files[1], list(PAIRED_METRICS))
+        details["paired_vs_reference"] = {"reference": row.options["reference"],
+                                          "comparisons": paired["comparisons"]}
     return {
         "metrics": result["test"], "wall_time_s": result.get("wall_time_s"), "seed": row.options.get("seed"),
-        "details": {k: result.get(k) for k in ("variant", "steps", "best_step", "eval_beams", "threads", "hardware",
-                                                "config", "train", "distillation")},
+        "details": details,
         "versions_note": "versions of the environment that read the JSON (stage2_variants.py records torch only)",
     }
 
@@ -421,7 +456,8 @@ def code_ablation_rows(steps: int = 1500) -> list[Row]:
                    f"# arm {name}")
         row = stage2_variant_row("ml-100k", name, source=f"runs/ml-100k-abl/{name}.json", produce=produce,
                                  what=f"{what}; {steps} Stage II steps")
-        rows.append(replace(row, options={**row.options, "group": "ablations"}))
+        rows.append(replace(row, inputs=_ablation_inputs,
+                            options={**row.options, "group": "ablations", "reference": "abl-default"}))
     return rows
 
 

@@ -110,6 +110,15 @@ def _row_note(status: Status) -> str:
                              f"{d['transition_weight']} chosen on validation (NDCG@10)")
         if details and details[0].get("variant"):
             parts.append(f"{details[0].get('steps')} steps, {details[0].get('eval_beams')} beams")
+        if details and details[0].get("paired_vs_reference"):
+            paired = details[0]["paired_vs_reference"]
+            comparisons = paired["comparisons"]
+            spans = ", ".join(f"{c['metric']} {c['diff']:+.4f} [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]"
+                              for c in comparisons)
+            clear = [c["metric"] for c in comparisons if c["ci_low"] > 0 or c["ci_high"] < 0]
+            verdict = (f"beyond the noise at {', '.join(clear)}" if clear else "inside the noise")
+            parts.append(f"minus `{paired['reference']}`, paired over {comparisons[0]['num_users']} users (95 % "
+                         f"bootstrap interval): {spans}, {verdict}")
         if row.kind == "read":
             parts.append(f"read from `{stored.get('source_path')}`")
         if status.stale:
