@@ -87,3 +87,5 @@ def test_paired_bootstrap_separates_a_real_difference_from_noise() -> None:
     assert paired_bootstrap(better, b, "ndcg@10", resamples=2000) == ahead  # seeded
     with pytest.raises(ValueError, match="same"):
         paired_bootstrap(b, b[:-1], "hr@10")
+    with pytest.raises(ValueError, match="resamples"):
+        paired_bootstrap(b, b, "hr@10", resamples=0)

@@ -110,11 +110,14 @@ def paired_bootstrap(
         raise ValueError(f"paired comparison needs the same non-empty set of users, got {a.size} and {b.size}")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if int(resamples) < 1:
+        raise ValueError(f"resamples must be >= 1, got {resamples}")
     diff = a - b
     rng = np.random.default_rng(seed)
     draws = np.empty(int(resamples))
-    for start in range(0, int(resamples), 1000):  # chunks: bounded memory for large test sets
-        count = min(1000, int(resamples) - start)
+    chunk = max(1, 2_000_000 // diff.size)  # resamples per draw: ~16 MB of indices whatever the test set's size
+    for start in range(0, int(resamples), chunk):
+        count = min(chunk, int(resamples) - start)
         picks = rng.integers(0, diff.size, size=(count, diff.size))
         draws[start : start + count] = diff[picks].mean(axis=1)
     tail = (1.0 - confidence) / 2.0
