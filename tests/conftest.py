@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -41,3 +44,20 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def load_benchmark_script(script: str, name: str | None = None) -> ModuleType:
+    """``benchmarks/<script>`` as a fresh module (benchmarks/ is not a package), registered in ``sys.modules``
+    under ``name`` (default ``genrec_bench_<stem>``) because dataclasses resolve annotations through it."""
+    path = REPO_ROOT / "benchmarks" / script
+    spec = importlib.util.spec_from_file_location(name or f"genrec_bench_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def benchmark_script() -> Callable[..., ModuleType]:
+    """:func:`load_benchmark_script`, for tests of the scripts under ``benchmarks/``."""
+    return load_benchmark_script

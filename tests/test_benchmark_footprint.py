@@ -6,33 +6,23 @@ number in RESULTS.md) and the rendering of the new report sections from stored J
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _load(name: str, path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope="module")
+def footprint(benchmark_script) -> Any:
+    return benchmark_script("memory_storage.py", "genrec_bench_memory_storage")
 
 
 @pytest.fixture(scope="module")
-def footprint() -> Any:
-    return _load("genrec_bench_memory_storage", BENCH / "memory_storage.py")
-
-
-@pytest.fixture(scope="module")
-def report() -> Any:
-    return _load("genrec_benchmark_report_perf", BENCH / "report.py")
+def report(benchmark_script) -> Any:
+    return benchmark_script("report.py", "genrec_benchmark_report_perf")
 
 
 def test_code_bytes_per_item(footprint: Any) -> None:

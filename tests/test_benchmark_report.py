@@ -6,24 +6,16 @@ The report module is loaded by path (benchmarks/ is not a package). The rows her
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-REPORT_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "report.py"
-
 
 @pytest.fixture(scope="module")
-def report() -> Any:
-    spec = importlib.util.spec_from_file_location("genrec_benchmark_report", REPORT_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+def report(benchmark_script) -> Any:
+    return benchmark_script("report.py", "genrec_benchmark_report")
 
 
 def _fake_row(report: Any, input_file: Path, calls: list[int | None], *, row_id: str = "toy-row",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -10,15 +9,6 @@ from datasets import Dataset, DatasetDict
 
 from genrec.data_scripts.hub_layout import write_config
 from genrec.trainers.metrics import metrics_from_ranks
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "markov_baseline.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("genrec_bench_markov_baseline_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _data(tmp_path: Path) -> Path:
@@ -37,8 +27,8 @@ def _data(tmp_path: Path) -> Path:
     return data
 
 
-def test_markov_follows_the_last_item_and_backs_off_to_popularity(tmp_path: Path) -> None:
-    module = _script()
+def test_markov_follows_the_last_item_and_backs_off_to_popularity(benchmark_script, tmp_path: Path) -> None:
+    module = benchmark_script("markov_baseline.py")
     result = module.evaluate_baselines(_data(tmp_path), "test", per_user=True)
     assert result["num_users"] == 2  # the row without a history is not ranked
     markov, pop = result["per_user"]["markov"], result["per_user"]["pop"]

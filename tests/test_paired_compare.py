@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "paired_compare.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("genrec_bench_paired_compare", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _write(path: Path, users: list[str], targets: list[str], ranks: list[int]) -> Path:
@@ -23,8 +13,8 @@ def _write(path: Path, users: list[str], targets: list[str], ranks: list[int]) -
     return path
 
 
-def test_pairs_by_user_not_by_position(tmp_path: Path) -> None:
-    compare = _script().compare
+def test_pairs_by_user_not_by_position(benchmark_script, tmp_path: Path) -> None:
+    compare = benchmark_script("paired_compare.py").compare
     users, targets = [str(u) for u in range(200)], [f"i{u}" for u in range(200)]
     ranks_b = [0] * 200
     ranks_a = [1] * 50 + [0] * 150  # A hits the first 50 users at rank 1, B hits nobody
@@ -37,8 +27,8 @@ def test_pairs_by_user_not_by_position(tmp_path: Path) -> None:
     assert hr["only_a"] == 50 and hr["only_b"] == 0
 
 
-def test_refuses_files_of_different_users_or_targets(tmp_path: Path) -> None:
-    compare = _script().compare
+def test_refuses_files_of_different_users_or_targets(benchmark_script, tmp_path: Path) -> None:
+    compare = benchmark_script("paired_compare.py").compare
     a = _write(tmp_path / "a.json", ["1", "2"], ["x", "y"], [1, 0])
     assert compare(a, a, ["hr@1"], resamples=10)["comparisons"][0]["diff"] == 0.0
     with pytest.raises(ValueError, match="different users"):
