@@ -116,11 +116,12 @@ def main() -> None:
     result = evaluate_baselines(args.data, args.split, per_user=args.per_user is not None)
     per_user = result.pop("per_user", None)
     if per_user is not None:
+        from genrec.trainers.evaluation import write_per_user_ranks
+
         args.per_user.mkdir(parents=True, exist_ok=True)
         for name, ranks in per_user.items():
-            (args.per_user / f"{name}.json").write_text(json.dumps(
-                {"model": name, "data": str(args.data), "split": args.split, "metrics": result[name],
-                 "per_user": ranks}) + "\n")
+            write_per_user_ranks(args.per_user / f"{name}.json", model=name, split=args.split,
+                                 metrics=result[name], per_user=ranks, data=str(args.data))
     print(f"{args.data} ({args.split}, {result['num_users']} users, full corpus):")
     print("model    " + "  ".join(f"{m:>9s}" for m in ("recall@10", "recall@20", "ndcg@10", "ndcg@20")))
     for name in ("pop", "markov"):

@@ -14,6 +14,7 @@ target missing from the tokenizer's code table is an error naming the split, row
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +28,10 @@ from genrec.trainers.metrics import DEFAULT_KS, compute_metrics, target_ranks
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EvaluationExamples", "check_catalogue", "evaluate_model", "load_examples", "per_user_ranks"]
+__all__ = [
+    "EvaluationExamples", "check_catalogue", "evaluate_model", "load_examples", "per_user_ranks",
+    "write_per_user_ranks",
+]
 
 
 @dataclass
@@ -217,3 +221,13 @@ def per_user_ranks(
     ranks = target_ranks([list(items)[:k] for items in recommended], targets)
     return {"user_id": [str(u) for u in user_ids], "target": [str(t) for t in targets], "rank": ranks.tolist(),
             "k": int(k)}
+
+
+def write_per_user_ranks(
+    path: str | Path, *, model: str, split: str, metrics: dict[str, Any], per_user: dict[str, list], **extra: Any
+) -> None:
+    """The per-user ranks file (``genrec evaluate --per-user``'s layout: ``model``, ``split``, ``metrics``,
+    ``per_user`` from :func:`per_user_ranks`, plus ``extra`` keys) that ``benchmarks/paired_compare.py`` reads;
+    the one writer for Stage II, TTDS runs and the floors."""
+    Path(path).write_text(json.dumps(
+        {"model": str(model), "split": split, "metrics": metrics, "per_user": per_user, **extra}) + "\n")

@@ -54,7 +54,7 @@ from genrec.trainers.accelerate_utils import (
     tracker_config,
 )
 from genrec.trainers.checkpoints import CheckpointManager, TrainingState, job_fingerprint
-from genrec.trainers.evaluation import evaluate_model
+from genrec.trainers.evaluation import evaluate_model, write_per_user_ranks
 from genrec.trainers.stage2_defaults import PAPER_BATCH_SIZE, PAPER_LR, PAPER_MAX_STEPS, PAPER_WARMUP_STEPS
 from genrec.trainers.training_loop import run_training_loop
 
@@ -556,7 +556,7 @@ def train_stage2(
         test_metrics, num_test_users = test["metrics"], test["num_users"]
         skipped["test"] = test["num_skipped_no_history"]
         if accelerator.is_main_process:  # each user's rank, `genrec evaluate --per-user`'s format (paired_compare.py)
-            (output_dir / TEST_RANKS_FILE).write_text(json.dumps({"model": str(best_dir), **test}) + "\n")
+            write_per_user_ranks(output_dir / TEST_RANKS_FILE, model=str(best_dir), **test)
     result = Stage2Result(
         output_dir=str(output_dir),
         best_model_dir=str(best_dir),

@@ -49,6 +49,7 @@ import torch
 from genrec.modeling.configuration_ttds import TTDSConfig
 from genrec.modeling.modeling_ttds import TTDSForCausalLM, extend_tokenizer
 from genrec.tokenization.code_table import CodeTable
+from genrec.trainers.evaluation import write_per_user_ranks
 from genrec.trainers.ttds_args import (  # noqa: F401  (re-exported: the run-folder layout)
     CODE_STATE_FILE,
     ITEM_TABLE_DIR,
@@ -190,8 +191,8 @@ def run_ttds(
         metrics["eval_seconds"] = time.perf_counter() - t0
         # each user's target rank, in `genrec evaluate --per-user`'s format (benchmarks/paired_compare.py)
         per_user = metrics.pop("per_user")
-        (output_dir / f"{split}_ranks.json").write_text(json.dumps(
-            {"model": str(final_dir), "split": split, "metrics": metrics, "per_user": per_user}) + "\n")
+        write_per_user_ranks(output_dir / f"{split}_ranks.json", model=str(final_dir), split=split,
+                             metrics=metrics, per_user=per_user)
         summary["metrics"][split] = metrics
         logger.info("%s: %s", split, summarize_metrics(metrics, args.ks))
     summary.update({
