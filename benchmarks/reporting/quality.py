@@ -18,6 +18,7 @@ from typing import Any
 from .core import (
     QUALITY_METRICS,
     RECBOLE_VENV,
+    REPO,
     Context,
     Row,
     _dataset_inputs,
@@ -45,21 +46,16 @@ UNGER_SOURCE = (
 # ---- pop / markov --------------------------------------------------------------------------------
 
 
-def _load_bench_module(ctx: Context, script: str) -> Any:
-    """``benchmarks/<script>`` as a module (benchmarks/ is not a package)."""
+def _load_bench_module(repo: Path, script: str) -> Any:
+    """``repo/benchmarks/<script>`` as a module (benchmarks/ is not a package)."""
     import importlib.util
 
-    path = ctx.repo / "benchmarks" / script
+    path = repo / "benchmarks" / script
     spec = importlib.util.spec_from_file_location(f"genrec_bench_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     assert spec.loader is not None
     spec.loader.exec_module(module)
     return module
-
-
-def _load_markov_module(ctx: Context) -> Any:
-    """``benchmarks/markov_baseline.py`` as a module."""
-    return _load_bench_module(ctx, "markov_baseline.py")
 
 
 _MARKOV_CACHE: dict[tuple[str, str], dict[str, Any]] = {}
@@ -70,7 +66,7 @@ def compute_markov(row: Row, ctx: Context, seed: int | None) -> dict[str, Any]:
     folder = ctx.data[row.data_key]
     key = (str(folder.resolve()), "test")
     if key not in _MARKOV_CACHE:
-        _MARKOV_CACHE[key] = _load_markov_module(ctx).evaluate_baselines(folder, "test")
+        _MARKOV_CACHE[key] = _load_bench_module(ctx.repo, "markov_baseline.py").evaluate_baselines(folder, "test")
     result = _MARKOV_CACHE[key]
     return {
         "metrics": result[row.options["model"]],
@@ -308,7 +304,7 @@ def compute_stage2_variant(row: Row, ctx: Context, seed: int | None) -> dict[str
                                           "config", "train", "distillation")}
     files = _ranks_files(row, ctx)
     if files is not None:
-        compare = _load_bench_module(Context(), "paired_compare.py").compare  # the script of this checkout
+        compare = _load_bench_module(REPO, "paired_compare.py").compare  # the script of this checkout
         paired = compare(files[0], files[1], list(PAIRED_METRICS))
         details["paired_vs_reference"] = {"reference": row.options["reference"],
                                           "comparisons": paired["comparisons"]}
