@@ -7,8 +7,8 @@
 #             abl-no-align                           (Stage I with the alignment loss off: align_weight 0)
 #   Stage II: abl-unconstrained                      (plain softmax training instead of constrained)
 #             abl-nodistill                          (distillation weight 0)
-# BASE: a finished `genrec run` folder (default profile) whose data, text embeddings, Stage I and codes the arms
-# reuse (read only). Resumable: an arm whose JSON exists is skipped; interrupted trainings resume.
+# BASE: a `genrec run` folder (default profile) whose data, text embeddings, Stage I and codes the arms
+# reuse (read only); `genrec run --dataset ml-100k --seed 2024 --until quantize --out BASE` makes one in ~5 min. Resumable: an arm whose JSON exists is skipped; interrupted trainings resume.
 #   BASE=runs/ml-100k-s2024 W=runs/ml-100k-abl STEPS=1500 benchmarks/code_ablations.sh
 # ARMS="abl-nodistill abl-unconstrained": only these arms (two invocations with disjoint ARMS share one W and
 # run side by side; the shared quantizations are made by whichever needs them, so give them disjoint arms).

@@ -231,6 +231,11 @@ Time:   ML-100K at 1 thread on a shared CPU: --profile default ~60 min (Stage II
         "--stage2-steps", type=int, default=None,
         help="Stage II optimiser steps instead of the profile's length (comparisons at equal steps)",
     )
+    p.add_argument(
+        "--until", choices=("embed", "stage1", "quantize"), default=None,  # = pipeline.STOP_STAGES (lazy import)
+        help="stop after this stage (embed: data + text embeddings; stage1: + integrated embeddings; quantize: "
+             "+ the code table), e.g. for ablations or the Stage I retriever; rerun without it to go on",
+    )
     p.set_defaults(handler=_run_run)
 
 
@@ -269,9 +274,13 @@ def _run_run(args: argparse.Namespace) -> int:
         mask_probability=args.mask_probability,
         stage2_max_steps=args.stage2_steps,
         history_feed=args.history_feed,
+        until=args.until,
     )
     for name, stage in summary["stages"].items():
         print(f"{name:9s} {stage['seconds']:8.1f} s  {stage['path']}")
+    if summary.get("stopped_after"):
+        print(f"stopped after {summary['stopped_after']} (--until): {args.out}; rerun without --until to go on")
+        return 0
     print(format_metrics(summary["test_metrics"], title=f"test metrics ({args.dataset}, profile {args.profile})"))
     print(f"model: {summary['model_dir']} (AutoModel / AutoTokenizer after `import genrec`)")
     return 0

@@ -7,6 +7,7 @@ The report module is loaded by path (benchmarks/ is not a package). The rows her
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +212,19 @@ def test_ablation_rows_show_the_paired_difference_to_their_reference(report: Any
     assert "minus `abl-default`" in line and "beyond the noise at recall@10, ndcg@10" in line
     ref_line = next(line for line in md.read_text().splitlines() if f"(`{ref.id}`)" in line)
     assert "minus" not in ref_line  # the reference is not compared with itself
+    # the report keeps each arm's ranks: an arm measured after the reference's run folder is gone still pairs
+    kept = tmp_path / "results" / "ranks" / f"{ref.id}.json"
+    assert json.loads(kept.read_text())["per_user"]["rank"] == [1] * 30 + [0] * 270
+    shutil.rmtree(work / "runs" / "abl-default")
+    late = rows["abl-nodistill"]
+    (work / "runs" / "abl-nodistill").mkdir(parents=True)
+    (work / "abl-nodistill.json").write_text(json.dumps({"test": {"recall@10": 0.0}, "variant": "abl-nodistill"}))
+    (work / "runs" / "abl-nodistill" / "test_ranks.json").write_text(json.dumps(
+        {"per_user": {"user_id": users, "target": users, "rank": [0] * 300}}))
+    report.run_report([late], _ctx(report, tmp_path), markdown_path=md, plot=False)
+    paired = json.loads((tmp_path / "results" / f"{late.id}.json").read_text())["runs"][0]["details"][
+        "paired_vs_reference"]
+    assert paired["comparisons"][0]["diff"] == pytest.approx(-0.1)
 
 
 def test_results_md_lists_missing_rows_and_marks_published(report: Any, tmp_path: Path) -> None:

@@ -272,3 +272,31 @@ def test_transition_prior_verb_on_a_run_folder_without_fingerprints(quick_run: t
     assert main(["recommend", "--model", str(legacy), "--history", "1", "2", "-k", "3", "--transition-weight", "1",
                  "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out.strip().splitlines()[-1])) == 3
+
+
+def test_until_stops_after_the_stage_and_a_later_run_goes_on(
+    quick_run: tuple[Path, dict], tmp_path: Path, capsys
+) -> None:
+    """`genrec run --until quantize` leaves data, embeddings, Stage I and the code table, trains no Stage II,
+    and says so in run.json; the stages it reuses are the full run's (copied here with their fingerprints)."""
+    import shutil
+
+    from genrec.cli import build_parser
+    from genrec.trainers.pipeline import STOP_STAGES
+
+    out, summary = quick_run
+    partial = tmp_path / "partial"
+    for name in ("data", "embeddings", "stage1", "semantic_ids", "fingerprints"):
+        shutil.copytree(out / name, partial / name)
+    assert main(["run", "--quick", "--out", str(partial), "--until", "quantize"]) == 0
+    assert "stopped after quantize" in capsys.readouterr().out
+    stopped = json.loads((partial / "run.json").read_text())
+    assert stopped["stopped_after"] == "quantize" and "test_metrics" not in stopped
+    assert list(stopped["stages"]) == ["prepare", "embed", "stage1", "quantize"]
+    assert stopped["stages"]["quantize"]["codebook_sizes"] == summary["stages"]["quantize"]["codebook_sizes"]
+    assert not (partial / "stage2").exists() and not (partial / "model.safetensors").exists()
+    with pytest.raises(ValueError, match="until='stage2'"):
+        run_pipeline("ml-100k", partial, profile="quick", until="stage2", show_progress=False)
+    until = next(a for a in build_parser()._subparsers._group_actions[0].choices["run"]._actions
+                 if a.dest == "until")
+    assert tuple(until.choices) == STOP_STAGES  # the CLI's list (kept inline for a fast import) is the pipeline's

@@ -146,6 +146,10 @@ PROFILES: dict[str, PipelineProfile] = {
 }
 
 
+# the stages ``run_pipeline(until=...)`` / ``genrec run --until`` can stop after, in pipeline order
+STOP_STAGES = ("embed", "stage1", "quantize")
+
+
 def infer_source(dataset: str) -> str:
     """Which ``genrec prepare`` source reads ``dataset`` (a name, a folder or a Hub id)."""
     if dataset.lower() in {"ml-100k", "ml100k", "movielens-100k"}:
@@ -246,6 +250,7 @@ def run_pipeline(
     mask_probability: float = 0.0,
     stage2_max_steps: int | None = None,
     history_feed: str = "item_sum",
+    until: str | None = None,
 ) -> dict[str, Any]:
     """Run the main job on ``dataset`` into ``out_dir``; return (and write to ``run.json``) its summary.
 
@@ -280,6 +285,11 @@ def run_pipeline(
         stage2_max_steps: Stage II length in optimiser steps instead of the profile's (for comparisons at equal
             steps; recorded in Stage II's fingerprint as the profile's ``stage2_max_steps``); the warm-up is
             capped at a tenth of it and validation runs at least at the end.
+        until: stop after this stage (one of :data:`STOP_STAGES`: ``"embed"``, ``"stage1"``, ``"quantize"``):
+            the run folder then holds the prepared data, text embeddings, integrated embeddings or code table
+            (what ablations, the Stage I retriever and code-table users need) without training Stage II;
+            ``run.json`` records ``stopped_after`` and has no test metrics. A later call without ``until``
+            reuses those stages and goes on.
 
     Returns:
         The summary: per-stage seconds and outputs, Stage I validation metrics, Stage II validation and test
@@ -292,6 +302,10 @@ def run_pipeline(
     from genrec.trainers.stage2 import train_stage2
 
     run_profile = _profile(profile)
+    if until is not None and until not in STOP_STAGES:
+        raise ValueError(f"until={until!r}: choose one of {list(STOP_STAGES)} (or None to run every stage)")
+    if until not in (None, "embed") and model == "mscgrec":
+        raise ValueError(f"until={until!r} is an UNGER stage; an MSCGRec run can stop after 'embed'")
     if stage2_max_steps is not None:
         if stage2_max_steps < 1:
             raise ValueError(f"stage2_max_steps must be >= 1, got {stage2_max_steps}")
@@ -335,6 +349,8 @@ def run_pipeline(
         dataset, out_dir, ledger, summary, source=source, max_history=max_history, encoder=encoder,
         data_revision=data_revision, show_progress=show_progress,
     )
+    if until == "embed":
+        return _stopped(summary, out_dir, until, total_start)
     if model == "mscgrec":
         from genrec.trainers.pipeline_mscgrec import run_mscgrec_stages
 
@@ -375,6 +391,8 @@ def run_pipeline(
         "validation_ndcg@10": stage1["validation_ndcg_at_10"],
     }
     integrated = stage1_dir / "integrated_embeddings.safetensors"
+    if until == "stage1":
+        return _stopped(summary, out_dir, until, total_start)
 
     # 4. semantic IDs of the integrated embeddings (quantize.json is written last: it marks a finished stage)
     start = time.perf_counter()
@@ -396,6 +414,8 @@ def run_pipeline(
         "codebook_sizes": quantized["codebook_sizes"],
         "collision_rate": quantized["collision_rate"],
     }
+    if until == "quantize":
+        return _stopped(summary, out_dir, until, total_start)
 
     # 5. Stage II + test evaluation (resumes from its checkpoints; a finished run is reused)
     start = time.perf_counter()
@@ -449,6 +469,15 @@ def run_pipeline(
     summary["model_dir"] = str(out_dir)
     summary["total_seconds"] = round(time.perf_counter() - total_start, 2)
     (out_dir / RUN_SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _stopped(summary: dict[str, Any], out_dir: Path, stage: str, total_start: float) -> dict[str, Any]:
+    """Finish a run that ``until`` stopped after ``stage``: its ``run.json`` says so and holds no test metrics."""
+    summary["stopped_after"] = stage
+    summary["total_seconds"] = round(time.perf_counter() - total_start, 2)
+    (out_dir / RUN_SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    logger.info("stopped after %s as asked (until=%r): %s holds the stages so far", stage, stage, out_dir)
     return summary
 
 

@@ -276,15 +276,33 @@ def compute_genrec_run(row: Row, ctx: Context, seed: int | None) -> dict[str, An
 PAIRED_METRICS = ("recall@10", "ndcg@10")
 
 
+def stored_ranks_path(ctx: Context, row_id: str) -> Path:
+    """Where the report keeps a row's per-user test ranks (``results/ranks/<row>.json``), so that a paired
+    comparison with it survives the run folder that wrote them."""
+    return ctx.results_dir / "ranks" / f"{row_id}.json"
+
+
+def _reference_row_id(row: Row) -> str:
+    variant, reference = row.options["variant"], row.options["reference"]
+    return row.id[: -len(variant)] + reference
+
+
 def _ranks_files(row: Row, ctx: Context) -> tuple[Path, Path] | None:
-    """An ablation arm's and its reference arm's per-user test ranks (``W/runs/NAME/test_ranks.json``, written
-    by Stage II), when both exist."""
+    """An ablation arm's and its reference arm's per-user test ranks, when both exist: each from its run folder
+    (``W/runs/NAME/test_ranks.json``, written by Stage II) or, when that is gone, from the copy the report kept
+    when it last computed the row (:func:`stored_ranks_path`)."""
     reference = row.options.get("reference")
     if not reference or reference == row.options.get("variant"):
         return None
     runs = source_path(row, ctx).parent / "runs"
-    mine, ref = runs / row.options["variant"] / "test_ranks.json", runs / reference / "test_ranks.json"
-    return (mine, ref) if mine.is_file() and ref.is_file() else None
+    found = []
+    for run_name, row_id in ((row.options["variant"], row.id), (reference, _reference_row_id(row))):
+        candidates = (runs / run_name / "test_ranks.json", stored_ranks_path(ctx, row_id))
+        path = next((c for c in candidates if c.is_file()), None)
+        if path is None:
+            return None
+        found.append(path)
+    return found[0], found[1]
 
 
 def _ablation_inputs(row: Row, ctx: Context) -> dict[str, Path] | None:
@@ -295,6 +313,17 @@ def _ablation_inputs(row: Row, ctx: Context) -> dict[str, Path] | None:
     return {**inputs, "ranks": files[0], "reference_ranks": files[1]}
 
 
+def _keep_ranks(row: Row, ctx: Context) -> None:
+    """Copy the row's per-user ranks from its run folder into ``results/ranks/`` (the run folder may not last)."""
+    if "variant" not in row.options:
+        return
+    ranks = source_path(row, ctx).parent / "runs" / row.options["variant"] / "test_ranks.json"
+    if ranks.is_file():
+        kept = stored_ranks_path(ctx, row.id)
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.write_bytes(ranks.read_bytes())
+
+
 def compute_stage2_variant(row: Row, ctx: Context, seed: int | None) -> dict[str, Any]:
     """Read a ``benchmarks/stage2_variants.py`` JSON (keys ``test``, ``wall_time_s``, ``variant``); an ablation
     arm with per-user ranks beside its reference's also gets the paired difference (``paired_compare.py``)."""
@@ -302,6 +331,8 @@ def compute_stage2_variant(row: Row, ctx: Context, seed: int | None) -> dict[str
     result = json.loads(path.read_text())
     details = {k: result.get(k) for k in ("variant", "steps", "best_step", "eval_beams", "threads", "hardware",
                                           "config", "train", "distillation")}
+    if row.options.get("group") == "ablations":
+        _keep_ranks(row, ctx)
     files = _ranks_files(row, ctx)
     if files is not None:
         compare = _load_bench_module(REPO, "paired_compare.py").compare  # the script of this checkout
