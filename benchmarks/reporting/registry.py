@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .core import Row
 from .perf import perf_rows
 from .quality import (
@@ -15,6 +17,14 @@ from .quality import (
     stage2_ablation_rows,
     stage2_variant_row,
 )
+
+# What the paper-profile runs cost on the 2-core CPU machine (docs/quality.md, "The `paper` profile"): more than
+# one 3-hour session, and run folders do not outlive a session's machine, so they wait for a GPU or a longer one.
+PAPER_PROFILE_COST = {
+    "ml-100k": "measured 2026-12-02: Stage I 4.5 min, Stage II 0.62 s/step at 1 thread beside one other job, "
+               "so 20k steps ~3.5 h plus validation and the 100-beam test: longer than a 3-h session here",
+    "beauty": "estimated ~3.5-4 h on 2 CPU cores (docs/quality.md); a GPU run is well under an hour",
+}
 
 
 def default_rows() -> list[Row]:
@@ -48,14 +58,16 @@ def default_rows() -> list[Row]:
                          produce="genrec run --dataset ../shared/data/amazon-beauty-2014 --out "
                                  "runs/beauty-2026-12-01  # with genrec at commit 5cb3640")
           for alone in (False, True)),
-        genrec_run_row("ml-100k", "paper", source="runs/ml-100k-paper/run.json",
-                       produce="genrec run --dataset ml-100k --profile paper --out runs/ml-100k-paper"),
+        replace(genrec_run_row("ml-100k", "paper", source="runs/ml-100k-paper/run.json",
+                               produce="genrec run --dataset ml-100k --profile paper --out runs/ml-100k-paper"),
+                cost=PAPER_PROFILE_COST["ml-100k"]),
         *(genrec_run_row("beauty", "default", source="runs/beauty/run.json", model_alone=alone,
                          produce="genrec run --dataset ../shared/data/amazon-beauty-2014 --out runs/beauty")
           for alone in (False, True)),
-        genrec_run_row("beauty", "paper", source="runs/beauty-paper/run.json",
-                       produce="genrec run --dataset ../shared/data/amazon-beauty-2014 --profile paper "
-                               "--out runs/beauty-paper"),
+        replace(genrec_run_row("beauty", "paper", source="runs/beauty-paper/run.json",
+                               produce="genrec run --dataset ../shared/data/amazon-beauty-2014 --profile paper "
+                                       "--out runs/beauty-paper"),
+                cost=PAPER_PROFILE_COST["beauty"]),
         stage2_variant_row(
             "beauty", "default", source="runs/beauty-var/default.json",
             produce="python benchmarks/stage2_variants.py --data runs/beauty/data --integrated "

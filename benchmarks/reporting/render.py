@@ -213,10 +213,13 @@ def render_markdown(rows: Sequence[Row], ctx: Context, plot_name: str | None = P
 
 GROUP_ABOUT = {
     "ablations": (
-        "Each row changes one thing against `abl-default` (the default profile's pipeline on the same data, seed "
-        "2024), every arm trained for the same number of Stage II steps (cosine schedule over them; fewer than the "
-        "main table's default run, so compare these rows with `abl-default`, not with the table above). Command: "
-        "`benchmarks/code_ablations.sh` (the row's command names its arm)."
+        "Each row changes one thing against its reference, the default profile's pipeline on the same data and "
+        "Stage I base, seed 2024: `abl-default`, or `abl-default-b2` for the semantic-only, collaborative-only and "
+        "concat arms, which ran on a second base built by the same command in a later session (Stage I is not "
+        "bit-identical across the two: the two references differ by that much). Every arm is trained for the same "
+        "number of Stage II steps (cosine schedule over them; fewer than the main table's default run, so compare "
+        "these rows with their reference, not with the table above). Command: `benchmarks/code_ablations.sh` (the "
+        "row's command names its arm)."
     ),
 }
 
