@@ -167,6 +167,16 @@ def test_genrec_runs_are_read_per_seed_as_they_finish(report: Any, tmp_path: Pat
         {"seed": 7, "profile": {"name": "default"}, "test_metrics": {"recall@10": 0.5}, "total_seconds": 1.0}))
     with pytest.raises(ValueError, match="seed 7"):
         report.compute_genrec_run(row, _ctx(report, tmp_path), 3)
+    # a run cut with --stage2-steps, or stopped with --until, is not a default-profile run
+    cut = {"seed": 3, "profile": {"name": "default", "stage2_epochs": None, "stage2_max_steps": 1},
+           "test_metrics": {"recall@10": 0.5}, "total_seconds": 1.0}
+    (tmp_path / "runs" / "ml-s3" / "run.json").write_text(json.dumps(cut))
+    with pytest.raises(ValueError, match="--stage2-steps"):
+        report.compute_genrec_run(row, _ctx(report, tmp_path), 3)
+    (tmp_path / "runs" / "ml-s3" / "run.json").write_text(json.dumps(
+        {"seed": 3, "profile": {"name": "default"}, "stopped_after": "quantize", "total_seconds": 1.0}))
+    with pytest.raises(ValueError, match="stopped after quantize"):
+        report.compute_genrec_run(row, _ctx(report, tmp_path), 3)
 
 
 def test_stage1_retriever_row_reads_the_scripts_json(report: Any, tmp_path: Path) -> None:

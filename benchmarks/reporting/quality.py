@@ -238,6 +238,9 @@ def compute_genrec_run(row: Row, ctx: Context, seed: int | None) -> dict[str, An
     name = profile.get("name") if isinstance(profile, dict) else profile
     if row.options.get("profile") and name != row.options["profile"]:
         raise ValueError(f"{path}: profile {name!r}, but row {row.id} expects {row.options['profile']!r}")
+    if run.get("stopped_after"):
+        raise ValueError(f"{path}: a run stopped after {run['stopped_after']} (--until), it has no test metrics")
+    _check_stage2_length(path, profile, name)
     stages = {name: stage or {} for name, stage in (run.get("stages") or {}).items()}
     stage1, stage2 = stages.get("stage1", {}), stages.get("stage2", {})
     resumed_from = stage2.get("resumed_from")
@@ -271,6 +274,22 @@ def compute_genrec_run(row: Row, ctx: Context, seed: int | None) -> dict[str, An
                                       "run's covers its last invocation only)"},
         "versions_note": "versions of the environment that read run.json (genrec run does not record its own)",
     }
+
+
+def _check_stage2_length(path: Path, profile: Any, name: str | None) -> None:
+    """A profile row shows runs of that profile's Stage II length only: a run cut with ``--stage2-steps`` (its
+    profile then records ``stage2_epochs`` None and the given steps) is refused instead of averaged in."""
+    from genrec.trainers.pipeline import PROFILES
+
+    shipped = PROFILES.get(name or "")
+    if shipped is None or not isinstance(profile, dict) or "stage2_max_steps" not in profile:
+        return
+    length = (profile.get("stage2_epochs"), profile.get("stage2_max_steps"))
+    if length != (shipped.stage2_epochs, shipped.stage2_max_steps):
+        raise ValueError(
+            f"{path}: Stage II length (epochs, steps) {length}, but the {name!r} profile's is "
+            f"{(shipped.stage2_epochs, shipped.stage2_max_steps)}: a run made with --stage2-steps is not a "
+            f"{name!r}-profile run")
 
 
 PAIRED_METRICS = ("recall@10", "ndcg@10")
@@ -473,6 +492,8 @@ ABLATION_ARMS = {  # benchmarks/code_ablations.sh's arms: name -> what changes a
     "abl-semantic-only": "semantic-only Stage I embedding (no collaborative half)",
     "abl-collaborative-only": "collaborative-only Stage I embedding (item ids alone)",
     "abl-concat": "concatenated semantic + collaborative embedding (no fusion, no alignment)",
+    "abl-default-s2025": "the default pipeline, seed 2025 on a base of seed 2025 (reference of the seed-2025 arm)",
+    "abl-collaborative-only-s2025": "collaborative-only Stage I embedding, seed 2025 (the seed-2024 arm again)",
 }
 # The arms ran on two BASE folders built by the same command in two sessions (the first one's folder did not
 # survive its machine): Stage I is not bit-identical across them (Stage I retriever test Recall@20 0.1813 vs
@@ -481,6 +502,8 @@ SECOND_BASE_ARMS = ("abl-semantic-only", "abl-collaborative-only", "abl-concat")
 
 
 def _ablation_reference(name: str) -> str:
+    if name.endswith("-s2025"):
+        return "abl-default-s2025"
     if name == "abl-default-b2" or name in SECOND_BASE_ARMS:
         return "abl-default-b2"
     return "abl-default"
@@ -491,10 +514,15 @@ def code_ablation_rows(steps: int = 1500) -> list[Row]:
     shown in their own table, since they are compared with their own reference arm at equal steps."""
     rows = []
     for name, what in ABLATION_ARMS.items():
-        arm = "abl-default" if name == "abl-default-b2" else name
+        arm = "abl-default" if name == "abl-default-b2" else name.removesuffix("-s2025")
+        seed = 2025 if name.endswith("-s2025") else 2024
         produce = (f"BASE=runs/ml-100k-s2024 W=runs/ml-100k-abl STEPS={steps} benchmarks/code_ablations.sh  "
                    f"# arm {arm}")
-        if _ablation_reference(name) == "abl-default-b2":
+        if seed == 2025:
+            produce = (f"genrec run --dataset ml-100k --seed 2025 --until quantize --out runs/ml-100k-base-s2025 && "
+                       f"BASE=runs/ml-100k-base-s2025 W=runs/ml-100k-abl-s2025 SEED=2025 STEPS={steps} ARMS={arm} "
+                       f"benchmarks/code_ablations.sh  # then rename its JSON and runs/ folder to {name}")
+        elif _ablation_reference(name) == "abl-default-b2":
             produce = (f"genrec run --dataset ml-100k --seed 2024 --until quantize --out runs/ml-100k-base2 && "
                        f"BASE=runs/ml-100k-base2 W=runs/ml-100k-abl-b2 STEPS={steps} ARMS={arm} "
                        f"benchmarks/code_ablations.sh")
@@ -503,7 +531,8 @@ def code_ablation_rows(steps: int = 1500) -> list[Row]:
         row = stage2_variant_row("ml-100k", name, source=f"runs/ml-100k-abl/{name}.json", produce=produce,
                                  what=f"{what}; {steps} Stage II steps")
         rows.append(replace(row, inputs=_ablation_inputs,
-                            options={**row.options, "group": "ablations", "reference": _ablation_reference(name)}))
+                            options={**row.options, "group": "ablations", "reference": _ablation_reference(name),
+                                     "seed": seed}))
     return rows
 
 
