@@ -21,8 +21,8 @@ from .quality import (
 # What the paper-profile runs cost on the 2-core CPU machine (docs/quality.md, "The `paper` profile"): more than
 # one 3-hour session, and run folders do not outlive a session's machine, so they wait for a GPU or a longer one.
 PAPER_PROFILE_COST = {
-    "ml-100k": "measured 2026-12-02: Stage I 4.5 min, Stage II 0.62 s/step at 1 thread beside one other job, "
-               "so 20k steps ~3.5 h plus validation and the 100-beam test: longer than a 3-h session here",
+    "ml-100k": "measured 2026-12-02: Stage II 0.62 s/step at 1 thread beside another job (~3.5 h), 0.33 s/step "
+               "at 2 threads alone: ~2.2 h in all, so start it first in a session, OMP_NUM_THREADS=2, nothing beside",
     "beauty": "estimated ~3.5-4 h on 2 CPU cores (docs/quality.md); a GPU run is well under an hour",
 }
 
