@@ -295,6 +295,10 @@ def test_until_stops_after_the_stage_and_a_later_run_goes_on(
     assert list(stopped["stages"]) == ["prepare", "embed", "stage1", "quantize"]
     assert stopped["stages"]["quantize"]["codebook_sizes"] == summary["stages"]["quantize"]["codebook_sizes"]
     assert not (partial / "stage2").exists() and not (partial / "model.safetensors").exists()
+    # on a finished run folder --until only reuses stages: its run.json (test metrics) is kept
+    before = (out / "run.json").read_text()
+    assert run_pipeline("ml-100k", out, profile="quick", until="stage1", show_progress=False)["stopped_after"] == "stage1"
+    assert (out / "run.json").read_text() == before
     with pytest.raises(ValueError, match="until='stage2'"):
         run_pipeline("ml-100k", partial, profile="quick", until="stage2", show_progress=False)
     until = next(a for a in build_parser()._subparsers._group_actions[0].choices["run"]._actions

@@ -473,10 +473,14 @@ def run_pipeline(
 
 
 def _stopped(summary: dict[str, Any], out_dir: Path, stage: str, total_start: float) -> dict[str, Any]:
-    """Finish a run that ``until`` stopped after ``stage``: its ``run.json`` says so and holds no test metrics."""
+    """Finish a run that ``until`` stopped after ``stage``: its ``run.json`` says so and holds no test metrics
+    (a finished run's ``run.json`` in the same folder is kept: its stages were only reused)."""
     summary["stopped_after"] = stage
     summary["total_seconds"] = round(time.perf_counter() - total_start, 2)
-    (out_dir / RUN_SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    run_file = out_dir / RUN_SUMMARY_FILE
+    finished = run_file.is_file() and "test_metrics" in json.loads(run_file.read_text())
+    if not finished:
+        run_file.write_text(json.dumps(summary, indent=2) + "\n")
     logger.info("stopped after %s as asked (until=%r): %s holds the stages so far", stage, stage, out_dir)
     return summary
 
