@@ -350,7 +350,7 @@ def compute_stage2_variant(row: Row, ctx: Context, seed: int | None) -> dict[str
     result = json.loads(path.read_text())
     details = {k: result.get(k) for k in ("variant", "steps", "best_step", "eval_beams", "threads", "hardware",
                                           "config", "train", "distillation")}
-    if row.options.get("group") == "ablations":
+    if row.options.get("reference"):  # an ablation arm or its reference: keep the ranks it will be paired by
         _keep_ranks(row, ctx)
     files = _ranks_files(row, ctx)
     if files is not None:
@@ -533,6 +533,23 @@ def code_ablation_rows(steps: int = 1500) -> list[Row]:
         rows.append(replace(row, inputs=_ablation_inputs,
                             options={**row.options, "group": "ablations", "reference": _ablation_reference(name),
                                      "seed": seed}))
+    return rows
+
+
+def beauty_code_source_rows(steps: int = 3000) -> list[Row]:
+    """Beauty: collaborative-only codes against the default's fused codes (the ML-100K ablation that stood out at
+    one seed), ``steps`` Stage II steps each on one Stage I base, paired user by user."""
+    arms = {"abl-default": "the default pipeline (reference)",
+            "abl-collaborative-only": "collaborative-only Stage I embedding (item ids alone)"}
+    rows = []
+    for name, what in arms.items():
+        produce = ("genrec run --dataset ../shared/data/amazon-beauty-2014 --seed 2024 --until quantize --out "
+                   f"runs/beauty-base && BASE=runs/beauty-base W=runs/beauty-abl STEPS={steps} ARMS={name} "
+                   "benchmarks/code_ablations.sh")
+        row = stage2_variant_row("beauty", name, source=f"runs/beauty-abl/{name}.json", produce=produce,
+                                 what=f"{what}; {steps} Stage II steps")
+        rows.append(replace(row, inputs=_ablation_inputs,
+                            options={**row.options, "group": "code source", "reference": "abl-default"}))
     return rows
 
 

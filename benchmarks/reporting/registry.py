@@ -8,6 +8,7 @@ from .core import Row
 from .perf import perf_rows
 from .quality import (
     UNGER_TABLE_BEAUTY,
+    beauty_code_source_rows,
     code_ablation_rows,
     genrec_run_row,
     markov_row,
@@ -81,6 +82,7 @@ def default_rows() -> list[Row]:
     ]
     rows += stage2_ablation_rows()
     rows += code_ablation_rows()
+    rows += beauty_code_source_rows()
     rows += [published_row(name, values) for name, values in UNGER_TABLE_BEAUTY.items()]
     rows += perf_rows()  # the Speed and Memory and storage sections
     return rows

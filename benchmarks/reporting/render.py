@@ -212,6 +212,11 @@ def render_markdown(rows: Sequence[Row], ctx: Context, plot_name: str | None = P
 
 
 GROUP_ABOUT = {
+    "code source": (
+        "Collaborative-only codes (Stage I on item ids alone, then residual k-means) against the default's fused "
+        "codes, both with the default profile's Stage II for the same number of steps on one Stage I base, seed "
+        "2024, all test users, the model alone (no transition prior); paired user by user with `abl-default`."
+    ),
     "ablations": (
         "Each row changes one thing against its reference, the default profile's pipeline on the same data and "
         "Stage I base, seed 2024: `abl-default`, or `abl-default-b2` for the semantic-only, collaborative-only and "
