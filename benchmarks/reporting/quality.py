@@ -260,6 +260,7 @@ def compute_genrec_run(row: Row, ctx: Context, seed: int | None) -> dict[str, An
                     "transition_weight": prior_weight,
                     "num_users": metrics.get("num_users"), "invalid_rate": metrics.get("invalid_rate"),
                     "eval_beams": profile.get("eval_beams") if isinstance(profile, dict) else None,
+                    "test_beams": profile.get("test_beams") if isinstance(profile, dict) else None,
                     "stage2_max_steps": profile.get("stage2_max_steps") if isinstance(profile, dict) else None,
                     "stage2_steps": stage2.get("steps"),
                     "stage2_best_step": stage2.get("best_step"),

@@ -102,7 +102,8 @@ def _row_note(status: Status) -> str:
             d = details[0]
             steps = (f"{d['stage2_steps']} Stage II steps (best {d.get('stage2_best_step')})" if d.get("stage2_steps")
                      else f"{d.get('stage2_max_steps')} Stage II steps")
-            parts.append(f"{d.get('eval_beams')} beams, {steps}")
+            beams = d.get("test_beams") or d.get("eval_beams")  # test metrics use the test beams
+            parts.append(f"{beams} beams at test, {steps}")
             if d.get("stage2_resumed_from"):
                 parts.append("Stage II was resumed: the wall time is the last invocation's")
             if d.get("transition_weight") is not None:
