@@ -541,11 +541,11 @@ def beauty_code_source_rows(steps: int = 3000) -> list[Row]:
     """Beauty: collaborative-only codes against the default's fused codes (the ML-100K ablation that stood out at
     one seed), ``steps`` Stage II steps each on one Stage I base, paired user by user."""
     arms = {"abl-default": "the default pipeline (reference)",
-            "abl-collaborative-only": "collaborative-only Stage I embedding (item ids alone)"}
+            "abl-collaborative-only": ABLATION_ARMS["abl-collaborative-only"]}
     rows = []
     for name, what in arms.items():
         produce = ("genrec run --dataset ../shared/data/amazon-beauty-2014 --seed 2024 --until quantize --out "
-                   f"runs/beauty-base && BASE=runs/beauty-base W=runs/beauty-abl STEPS={steps} ARMS={name} "
+                   f"runs/beauty-s2024 && BASE=runs/beauty-s2024 W=runs/beauty-abl STEPS={steps} ARMS={name} "
                    "benchmarks/code_ablations.sh")
         row = stage2_variant_row("beauty", name, source=f"runs/beauty-abl/{name}.json", produce=produce,
                                  what=f"{what}; {steps} Stage II steps")
