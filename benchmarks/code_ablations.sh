@@ -24,7 +24,7 @@ STEPS=${STEPS:-1500}
 SEED=${SEED:-2024}
 HERE=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$W/logs"
-# the default profile's Stage II (trainers/pipeline.py), less the distillation weight (the nodistill arm sets 0)
+# the default profile's Stage II (trainers/jobs/run.py), less the distillation weight (the nodistill arm sets 0)
 ARCH='"history_item_embedding": "integrated", "encoder_layers": 4, "dropout": 0.1'
 STAGE2_NO_LAMBDA="\"history_mode\": \"per_item\", \"constrained_training\": true, $ARCH"
 STAGE2="$STAGE2_NO_LAMBDA, \"distillation_weight\": 0.1"

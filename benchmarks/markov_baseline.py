@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from genrec.trainers.metrics import compute_metrics
+from genrec.trainers.evaluation.metrics import compute_metrics
 
 KS = (1, 5, 10, 20)
 
@@ -71,7 +71,7 @@ def evaluate_baselines(
     """Fit both baselines on ``data``'s train rows and score them on ``split`` (full ranking).
 
     ``per_user``: the result also holds ``per_user`` (``{"pop": ..., "markov": ...}``, each user's target rank
-    as :func:`genrec.trainers.evaluation.per_user_ranks` records it).
+    as :func:`genrec.trainers.evaluation.evaluator.per_user_ranks` records it).
     """
     from genrec.data_scripts.prepare import load_genrec_dataset
 
@@ -88,7 +88,7 @@ def evaluate_baselines(
     markov = [baseline.markov(seq[:-1], k) for seq in rows]
     extra: dict[str, Any] = {}
     if per_user:
-        from genrec.trainers.evaluation import per_user_ranks
+        from genrec.trainers.evaluation.evaluator import per_user_ranks
 
         ids = [user for user, _ in kept]
         extra["per_user"] = {"pop": per_user_ranks(ids, pop, targets, k),
@@ -116,7 +116,7 @@ def main() -> None:
     result = evaluate_baselines(args.data, args.split, per_user=args.per_user is not None)
     per_user = result.pop("per_user", None)
     if per_user is not None:
-        from genrec.trainers.evaluation import write_per_user_ranks
+        from genrec.trainers.evaluation.evaluator import write_per_user_ranks
 
         args.per_user.mkdir(parents=True, exist_ok=True)
         for name, ranks in per_user.items():

@@ -44,7 +44,7 @@ def markov_gap(
 
     import genrec  # noqa: F401  (registers the Auto classes)
     from genrec.data_scripts.prepare import load_genrec_dataset
-    from genrec.trainers.evaluation import load_examples
+    from genrec.trainers.evaluation.evaluator import load_examples
 
     model = AutoModel.from_pretrained(str(run))
     tokenizer = AutoTokenizer.from_pretrained(str(run))

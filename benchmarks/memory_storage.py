@@ -306,7 +306,7 @@ def child_train(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from genrec.modeling.configuration_unger import UngerConfig
-    from genrec.trainers.stage2 import train_stage2
+    from genrec.trainers.stages.stage2 import train_stage2
 
     logging.disable(logging.INFO)
     torch.set_num_threads(args.threads)

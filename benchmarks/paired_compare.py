@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from genrec.trainers.metrics import paired_bootstrap
+from genrec.trainers.evaluation.metrics import paired_bootstrap
 
 
 def load_ranks(path: Path) -> dict[str, tuple[str, int]]:

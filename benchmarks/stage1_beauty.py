@@ -9,7 +9,7 @@ items with the packaged all-MiniLM-L6-v2 (``embed_dataset``, cached), then train
 * optionally one run per fusion (``--fusions sum gate mlp``) with the same step budget, to choose the
   default fusion on validation Recall@10, and one per ablation mode (``--modes semantic_only``).
 
-and prints the modality balance (``genrec.trainers.modality_balance``) of the concat embeddings and of the
+and prints the modality balance (``genrec.trainers.analysis.modality_balance``) of the concat embeddings and of the
 UNGER integrated embeddings against S (the raw semantic embeddings) and C (the collaborative embeddings
 of the ID-only DIN, as in the paper). All metrics are on the *validation* split. Numbers go to stdout and
 ``<work-dir>/stage1_beauty.json``.
@@ -38,8 +38,8 @@ from genrec.data_scripts.embeddings import ItemEmbeddings, embed_dataset
 from genrec.data_scripts.prepare import prepare_dataset
 from genrec.modeling.configuration_unger_fusion import UngerFusionConfig
 from genrec.modeling.modeling_unger_fusion import UngerFusionModel
-from genrec.trainers.modality_balance import modality_balance, plot_embeddings
-from genrec.trainers.stage1 import train_stage1
+from genrec.trainers.analysis.modality_balance import modality_balance, plot_embeddings
+from genrec.trainers.stages.stage1 import train_stage1
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "amazon-beauty-2014"
 

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from genrec.modeling.modeling_unger_fusion import UngerFusionModel
-from genrec.trainers.stage1 import VOCABULARY_FILE, evaluate_ranking, load_stage1_data
+from genrec.trainers.stages.stage1 import VOCABULARY_FILE, evaluate_ranking, load_stage1_data
 
 
 def evaluate_stage1(stage1_best: Path, data: Path, split: str = "test") -> dict:

@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 
 from genrec.modeling.configuration_unger import UngerConfig
-from genrec.trainers.quantize import quantize_embeddings
-from genrec.trainers.stage2 import train_stage2
+from genrec.trainers.stages.quantize import quantize_embeddings
+from genrec.trainers.stages.stage2 import train_stage2
 
 PAPER = {"recall@10": 0.0939, "recall@20": 0.1289, "ndcg@10": 0.0559, "ndcg@20": 0.0646}
 

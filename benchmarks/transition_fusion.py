@@ -9,7 +9,7 @@ distributions::
     p(item | history) = (1 - w) * p_model(item | history) + w * count(last -> item) / count(last -> *)
 
 This is what ``genrec run`` (default profile) and ``genrec transition-prior RUN`` do, with every weight's
-test metrics shown as well (``genrec.trainers.transition_prior``; candidates are the model's beams plus the
+test metrics shown as well (``genrec.trainers.stages.transition_prior``; candidates are the model's beams plus the
 last item's successors, whose model probability is computed exactly by ``score_items``). ``w`` is chosen
 on the validation split (by NDCG@10, the metric where the chain led); its test row is the one to quote,
 the other weights' test rows show how flat the optimum is. ``w = 0`` is the model alone (on the larger
@@ -41,9 +41,9 @@ def main(argv: list[str] | None = None) -> None:
 
     import genrec  # noqa: F401  (registers the Auto classes)
     from genrec.data_scripts.prepare import load_genrec_dataset
-    from genrec.trainers.evaluation import load_examples
-    from genrec.trainers.metrics import compute_metrics
-    from genrec.trainers.transition_prior import (
+    from genrec.trainers.evaluation.evaluator import load_examples
+    from genrec.trainers.evaluation.metrics import compute_metrics
+    from genrec.trainers.stages.transition_prior import (
         SELECTION_METRIC,
         TRANSITION_WEIGHTS,
         choose_transition_weight,

@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--json-out", default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    from genrec.trainers.ttds import run_ttds
+    from genrec.trainers.jobs.ttds import run_ttds
 
     report = {}
     for name in args.arms:

@@ -3,7 +3,7 @@
 What it does: prepares ML-100K from the files inside the recbole wheel (``genrec.data_scripts.prepare``),
 writes a tiny random ``LlamaForCausalLM`` + a byte-level BPE tokenizer trained on the item texts and the
 instruction templates (``create_tiny_base``: the folder then plays the role of ``meta-llama/Llama-2-7b-hf``),
-and runs the full TTDS job (``genrec.trainers.ttds.run_ttds``): generator warm-up with the LLM frozen, joint
+and runs the full TTDS job (``genrec.trainers.jobs.ttds.run_ttds``): generator warm-up with the LLM frozen, joint
 LoRA training with dynamic item/user codes, constrained beam search over all 1,682 items for every test user,
 HR@1/5/10 and NDCG@5/10 with the shared metrics. A most-popular baseline on the same split is printed for
 scale. A tiny random LLM has no language knowledge, so the numbers measure the plumbing, not the paper's
@@ -38,7 +38,7 @@ import torch
 
 def popularity_baseline(sequences: Any, split: str = "test", k: int = 10) -> dict[str, float]:
     """HR/NDCG of recommending the k most frequent training targets to everyone (a scale reference)."""
-    from genrec.trainers.metrics import compute_metrics
+    from genrec.trainers.evaluation.metrics import compute_metrics
 
     counts = Counter(seq[-1] for seq in sequences["train"]["item_ids"])
     top = [item for item, _ in counts.most_common(k)]
@@ -50,7 +50,8 @@ def run(args: argparse.Namespace, *, code_update_steps: int | None = None, name:
     """Prepare data + tiny base, train, evaluate (run folder ``work_dir/name``); returns the summary dict."""
     from genrec.data_scripts.embeddings import render_item_texts
     from genrec.data_scripts.prepare import load_genrec_dataset, prepare_dataset
-    from genrec.trainers.ttds import create_tiny_base, pretrain_tiny_base, run_ttds, template_corpus
+    from genrec.trainers.jobs.ttds import run_ttds
+    from genrec.trainers.ttds import create_tiny_base, pretrain_tiny_base, template_corpus
 
     torch.set_num_threads(args.threads)
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="ttds_ml100k_"))

@@ -40,7 +40,7 @@ def main() -> None:
     from genrec.modeling.configuration_ttds import TTDSConfig
     from genrec.modeling.modeling_ttds import TTDSForCausalLM
     from genrec.trainers.ttds import TTDSData, TTDSTrainer, TTDSTrainingArguments, build_code_table
-    from genrec.trainers.ttds_code_updates import compute_tower_codes
+    from genrec.trainers.ttds.code_updates import compute_tower_codes
 
     torch.set_num_threads(1)
     work = Path(args.work_dir)

@@ -21,7 +21,7 @@ from .dataset_report import PrepareReport
 
 logger = logging.getLogger(__name__)
 
-def _dataset_title(source: str, files: list[Path], path: str | Path | None) -> str:
+def dataset_title(source: str, files: list[Path], path: str | Path | None) -> str:
     if source == "ml-100k":
         return "MovieLens-100K"
     if source == "s3rec" and path is not None:
@@ -33,7 +33,7 @@ def _dataset_title(source: str, files: list[Path], path: str | Path | None) -> s
     return str(path)
 
 
-def _card_body(title: str, report: PrepareReport, item_columns: list[str], source_label: str) -> str:
+def card_body(title: str, report: PrepareReport, item_columns: list[str], source_label: str) -> str:
     """The markdown body of the dataset card (what the data is, how it was split, what was skipped)."""
     from genrec._version import __version__
 
@@ -130,7 +130,7 @@ def _card_body(title: str, report: PrepareReport, item_columns: list[str], sourc
 
 
 
-def _license_metadata(source: str) -> dict[str, Any]:
+def license_metadata(source: str) -> dict[str, Any]:
     """The card's YAML licence fields for a source (``license: other`` + name and link of the owner's terms)."""
     terms = data_terms(source)
     meta: dict[str, Any] = {"license": terms.license}

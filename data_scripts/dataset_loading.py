@@ -110,7 +110,7 @@ def validate_items(items: Dataset, where: str) -> Dataset:
     return items
 
 
-def _available_configs(name_or_path: str, revision: str | None = None) -> list[str]:
+def available_configs(name_or_path: str, revision: str | None = None) -> list[str]:
     folder = Path(name_or_path).expanduser()
     if folder.is_dir():
         if not (folder / hub_layout.CARD_FILENAME).is_file():
@@ -138,7 +138,7 @@ def load_genrec_dataset(
 
     source = str(Path(name_or_path).expanduser()) if Path(name_or_path).expanduser().is_dir() else str(name_or_path)
     is_folder = Path(name_or_path).expanduser().is_dir()
-    configs = _available_configs(source, None if is_folder else revision)
+    configs = available_configs(source, None if is_folder else revision)
     for needed in (SEQUENCES_CONFIG, ITEMS_CONFIG):
         if needed not in configs:
             raise ValueError(
@@ -164,7 +164,7 @@ def load_optional_config(
 
     is_folder = Path(name_or_path).expanduser().is_dir()
     source = str(Path(name_or_path).expanduser()) if is_folder else str(name_or_path)
-    if config not in _available_configs(source, None if is_folder else revision):
+    if config not in available_configs(source, None if is_folder else revision):
         return None
     kwargs: dict[str, Any] = {"cache_dir": str(cache_dir)} if cache_dir is not None else {}
     if revision is not None and not is_folder:

@@ -15,7 +15,7 @@ from . import hub_layout
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo, CommitOperationAdd
 
-from .dataset_loading import ITEMS_CONFIG, SEQUENCES_CONFIG, _available_configs
+from .dataset_loading import ITEMS_CONFIG, SEQUENCES_CONFIG, available_configs
 from .dataset_report import REPORT_FILENAME
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 def _require_genrec_folder(folder: Path) -> list[str]:
     if not folder.is_dir():
         raise FileNotFoundError(f"dataset folder not found: {folder}")
-    configs = _available_configs(str(folder))
+    configs = available_configs(str(folder))
     missing = [name for name in (SEQUENCES_CONFIG, ITEMS_CONFIG) if name not in configs]
     if missing:
         raise ValueError(
@@ -73,7 +73,7 @@ def push_dataset_folder(
     """Upload a prepared folder to a Hub dataset repo as is, in one commit (``HfApi().create_commit``).
 
     ``extra_operations`` add files or replace the folder's own at the same paths (e.g. a ``code_table``
-    config and the card that describes it, :func:`genrec.trainers.hub.code_table_config_operations`).
+    config and the card that describes it, :func:`genrec.trainers.jobs.push.code_table_config_operations`).
 
     Creates the repo when needed. Hidden leftovers (``.*``) are not uploaded, nor the local ``embeddings/``
     cache unless ``include_embeddings``. Returns the commit info. The card states the data owner's terms:

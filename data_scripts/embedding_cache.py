@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from datasets import Dataset
 
 from .item_embeddings import FORMAT_VERSION, ItemEmbeddings
-from .item_text import _hash_rows, _item_ids, default_template, render_item_texts
+from .item_text import checked_item_ids, default_template, hash_item_texts, render_item_texts
 from .text_encoders import (
     DEFAULT_ENCODER,
     EncoderSpec,
@@ -99,8 +99,8 @@ def _plan(
     resolved = resolve_pooling(spec, pooling)
     template = default_template(items.column_names) if template is None else template
     texts = render_item_texts(items, template)
-    item_ids = _item_ids(items)
-    rows_hash = _hash_rows(item_ids, texts)
+    item_ids = checked_item_ids(items)
+    rows_hash = hash_item_texts(item_ids, texts)
     key_fields = {
         "format": FORMAT_VERSION,
         "encoder": spec.identity,

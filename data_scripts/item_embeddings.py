@@ -24,7 +24,7 @@ _HEADER_KEY = "genrec_item_embeddings"
 _TENSOR_NAME = "embeddings"
 # safetensors refuses headers above 100 MB; keep a margin for the other metadata.
 _MAX_HEADER_BYTES = 90_000_000
-_ITEM_ID = "item_id"
+ITEM_ID_COLUMN = "item_id"
 
 # --------------------------------------------------------------------------------------------------
 # ItemEmbeddings (the on-disk artefact)

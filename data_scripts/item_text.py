@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from datasets import Dataset
 
-from .item_embeddings import _ITEM_ID
+from .item_embeddings import ITEM_ID_COLUMN
 
 logger = logging.getLogger(__name__)
 
@@ -261,17 +261,17 @@ def _render_rows(
     return texts
 
 
-def _item_ids(items: Dataset) -> list[str]:
+def checked_item_ids(items: Dataset) -> list[str]:
     """The items' ids, checked: present, strings, unique."""
-    if _ITEM_ID not in items.column_names:
-        raise ValueError(f"the items have no '{_ITEM_ID}' column (columns: {items.column_names}).")
-    ids = items[_ITEM_ID]
+    if ITEM_ID_COLUMN not in items.column_names:
+        raise ValueError(f"the items have no '{ITEM_ID_COLUMN}' column (columns: {items.column_names}).")
+    ids = items[ITEM_ID_COLUMN]
     ids = list(ids)
     bad = [i for i, v in enumerate(ids) if not isinstance(v, str)]
     if bad:
         raise ValueError(
             f"item ids must be strings; row {bad[0]} has {ids[bad[0]]!r} ({type(ids[bad[0]]).__name__}); "
-            f"cast the column first: items.cast_column('{_ITEM_ID}', datasets.Value('string'))."
+            f"cast the column first: items.cast_column('{ITEM_ID_COLUMN}', datasets.Value('string'))."
         )
     if len(set(ids)) != len(ids):
         dupes = sorted(v for v, n in Counter(ids).items() if n > 1)
@@ -300,7 +300,7 @@ def render_item_texts(items: Dataset, template: str | None = None) -> list[str]:
     """
     template = default_template(items.column_names) if template is None else template
     segments = _parse_template(template, items.column_names)
-    ids = _item_ids(items)
+    ids = checked_item_ids(items)
     roots = sorted({f.root for s in segments for f in s.fields})
     columns = items.select_columns(roots).to_dict() if roots else {}
     texts = _render_rows(segments, columns, ids, template)
@@ -317,7 +317,7 @@ def render_item_texts(items: Dataset, template: str | None = None) -> list[str]:
     return texts
 
 
-def _hash_rows(item_ids: Sequence[str], texts: Sequence[str]) -> str:
+def hash_item_texts(item_ids: Sequence[str], texts: Sequence[str]) -> str:
     digest = hashlib.sha256()
     for item_id, text in zip(item_ids, texts, strict=True):
         digest.update(json.dumps([item_id, text], ensure_ascii=False).encode("utf-8"))
@@ -331,4 +331,4 @@ def items_hash(items: Dataset, template: str | None) -> str:
     Changing a column the template does not use keeps the hash; changing a title, the order of the items
     or the template's wording changes it. ``template=None`` means :func:`default_template`.
     """
-    return _hash_rows(_item_ids(items), render_item_texts(items, template))
+    return hash_item_texts(checked_item_ids(items), render_item_texts(items, template))

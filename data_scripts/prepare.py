@@ -62,7 +62,7 @@ from .splits import (
 if TYPE_CHECKING:
     pass
 
-from .dataset_card import _card_body, _dataset_title, _license_metadata
+from .dataset_card import card_body, dataset_title, license_metadata
 from .dataset_loading import (  # noqa: F401  (re-exported: the import path callers use)
     ITEMS_CONFIG,
     SEQUENCES_CONFIG,
@@ -290,7 +290,7 @@ def prepare_dataset(
             files=[_file_record(f) for f in data.files],
             notes=list(data.notes),
         )
-        title = _dataset_title(source, data.files, path)
+        title = dataset_title(source, data.files, path)
         label = ", ".join(f"`{f.name}`" for f in data.files)
     report.configs = sorted(configs)
 
@@ -302,11 +302,11 @@ def prepare_dataset(
         item_columns = configs[ITEMS_CONFIG].column_names
         hub_layout.update_card(
             staging,
-            body=_card_body(title, report, item_columns, label),
+            body=card_body(title, report, item_columns, label),
             metadata={
                 "pretty_name": title,
                 "tags": ["recommendation", "sequential-recommendation", "genrec"],
-                **_license_metadata(report.source),
+                **license_metadata(report.source),
             },
         )
         (staging / REPORT_FILENAME).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")

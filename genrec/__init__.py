@@ -43,19 +43,19 @@ _EXPORTS: dict[str, str] = {
     "TTDSConfig": "genrec.modeling.configuration_ttds",
     "TTDSForCausalLM": "genrec.modeling.modeling_ttds",
     # training and evaluation
-    "quantize_embeddings": "genrec.trainers.quantize",
-    "train_stage1": "genrec.trainers.stage1",
-    "train_stage2": "genrec.trainers.stage2",
-    "evaluate_model": "genrec.trainers.evaluation",
-    "modality_balance": "genrec.trainers.modality_balance",
-    "run_pipeline": "genrec.trainers.pipeline",
-    "run_ttds": "genrec.trainers.ttds",
+    "quantize_embeddings": "genrec.trainers.stages.quantize",
+    "train_stage1": "genrec.trainers.stages.stage1",
+    "train_stage2": "genrec.trainers.stages.stage2",
+    "evaluate_model": "genrec.trainers.evaluation.evaluator",
+    "modality_balance": "genrec.trainers.analysis.modality_balance",
+    "run_pipeline": "genrec.trainers.jobs.run",
+    "run_ttds": "genrec.trainers.jobs.ttds",
     "TTDSRecommender": "genrec.trainers.ttds",
     # metrics
-    "compute_metrics": "genrec.trainers.metrics",
-    "metrics_from_ranks": "genrec.trainers.metrics",
-    "target_ranks": "genrec.trainers.metrics",
-    "format_metrics": "genrec.trainers.metrics",
+    "compute_metrics": "genrec.trainers.evaluation.metrics",
+    "metrics_from_ranks": "genrec.trainers.evaluation.metrics",
+    "target_ranks": "genrec.trainers.evaluation.metrics",
+    "format_metrics": "genrec.trainers.evaluation.metrics",
     # data
     "prepare_dataset": "genrec.data_scripts.prepare",
     "load_genrec_dataset": "genrec.data_scripts.prepare",
@@ -122,14 +122,20 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         load_quantizer,
     )
     from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
-    from genrec.trainers.evaluation import evaluate_model
-    from genrec.trainers.metrics import compute_metrics, format_metrics, metrics_from_ranks, target_ranks
-    from genrec.trainers.modality_balance import modality_balance
-    from genrec.trainers.pipeline import run_pipeline
-    from genrec.trainers.quantize import quantize_embeddings
-    from genrec.trainers.stage1 import train_stage1
-    from genrec.trainers.stage2 import train_stage2
-    from genrec.trainers.ttds import TTDSRecommender, run_ttds
+    from genrec.trainers.analysis.modality_balance import modality_balance
+    from genrec.trainers.evaluation.evaluator import evaluate_model
+    from genrec.trainers.evaluation.metrics import (
+        compute_metrics,
+        format_metrics,
+        metrics_from_ranks,
+        target_ranks,
+    )
+    from genrec.trainers.jobs.run import run_pipeline
+    from genrec.trainers.jobs.ttds import run_ttds
+    from genrec.trainers.stages.quantize import quantize_embeddings
+    from genrec.trainers.stages.stage1 import train_stage1
+    from genrec.trainers.stages.stage2 import train_stage2
+    from genrec.trainers.ttds import TTDSRecommender
 
 
 def __getattr__(name: str) -> Any:

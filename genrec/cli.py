@@ -148,7 +148,7 @@ Time:   residual k-means, 3 x 256, on Beauty's 12,101 items: seconds on 2 CPU co
 
 
 def _run_quantize(args: argparse.Namespace) -> int:
-    from genrec.trainers.quantize import quantize_embeddings
+    from genrec.trainers.stages.quantize import quantize_embeddings
 
     result = quantize_embeddings(
         args.embeddings, args.out, method=args.method, num_levels=args.levels,
@@ -232,7 +232,7 @@ Time:   ML-100K at 1 thread on a shared CPU: --profile default ~60 min (Stage II
         help="Stage II optimiser steps instead of the profile's length (comparisons at equal steps)",
     )
     p.add_argument(
-        "--until", choices=("embed", "stage1", "quantize"), default=None,  # = pipeline.STOP_STAGES (lazy import)
+        "--until", choices=("embed", "stage1", "quantize"), default=None,  # = jobs.profiles.STOP_STAGES (lazy import)
         help="stop after this stage (embed: data + text embeddings; stage1: + integrated embeddings; quantize: "
              "+ the code table), e.g. for ablations or the Stage I retriever; rerun without it to go on",
     )
@@ -253,8 +253,8 @@ def _modality_files(values: Sequence[str]) -> dict[str, str]:
 
 
 def _run_run(args: argparse.Namespace) -> int:
-    from genrec.trainers.metrics import format_metrics
-    from genrec.trainers.pipeline import run_pipeline
+    from genrec.trainers.evaluation.metrics import format_metrics
+    from genrec.trainers.jobs.run import run_pipeline
 
     summary = run_pipeline(
         args.dataset,
@@ -309,8 +309,8 @@ Time:   ML-100K under a minute; Beauty (22k test users) 10-20 CPU minutes.""",
 
 
 def _run_transition_prior(args: argparse.Namespace) -> int:
-    from genrec.trainers.metrics import format_metrics
-    from genrec.trainers.pipeline import add_transition_prior
+    from genrec.trainers.evaluation.metrics import format_metrics
+    from genrec.trainers.jobs.run import add_transition_prior
 
     summary = add_transition_prior(args.run)
     prior = summary["transition_prior"]

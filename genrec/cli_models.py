@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from genrec.trainers import stage2_defaults
+from genrec.trainers.stages import stage2_defaults
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -66,7 +66,7 @@ Time:   ML-100K: a few minutes; Beauty: under 20 minutes on 2 CPU cores (early s
 
 def run_stage1(args: argparse.Namespace) -> int:
     from genrec.modeling.configuration_unger_fusion import UngerFusionConfig
-    from genrec.trainers.stage1 import train_stage1
+    from genrec.trainers.stages.stage1 import train_stage1
 
     values = {"mode": args.mode, "collaborative_encoder": args.encoder, **args.config}
     if args.fusion:
@@ -119,7 +119,7 @@ Time:   seconds (2,000 sampled items).""",
 
 def run_balance(args: argparse.Namespace) -> int:
     from genrec.data_scripts.embeddings import ItemEmbeddings
-    from genrec.trainers.modality_balance import modality_balance, plot_embeddings
+    from genrec.trainers.analysis.modality_balance import modality_balance, plot_embeddings
 
     fused = ItemEmbeddings.load(args.fused)
     semantic = ItemEmbeddings.load(args.semantic).reorder(fused.item_ids)
@@ -182,8 +182,8 @@ Time:   ~0.13 s (per_item, default) / ~0.35 s (flattened) per batch-256 step on 
 
 def run_train(args: argparse.Namespace) -> int:
     from genrec.modeling.configuration_unger import UngerConfig
-    from genrec.trainers.metrics import format_metrics
-    from genrec.trainers.stage2 import train_stage2
+    from genrec.trainers.evaluation.metrics import format_metrics
+    from genrec.trainers.stages.stage2 import train_stage2
 
     values = dict(args.config)
     if args.history_mode:
@@ -248,7 +248,7 @@ def _load_unger(model_dir: str, revision: str | None = None) -> tuple[Any, Any]:
 
 def _ttds_folder(model_dir: str, revision: str | None) -> Any:
     """The local folder of a TTDS recommender at ``model_dir`` (folder or Hub id), or None for anything else."""
-    from genrec.trainers.ttds_recommender import resolve_recommender_folder
+    from genrec.trainers.ttds.recommender import resolve_recommender_folder
 
     path = Path(model_dir).expanduser()
     if path.is_dir():
@@ -308,7 +308,7 @@ Time:   ML-100K test (943 users, 20 beams): seconds to a minute; Beauty (22,363 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from genrec.data_scripts.prepare import load_genrec_dataset
-    from genrec.trainers.evaluation import check_catalogue, evaluate_model
+    from genrec.trainers.evaluation.evaluator import check_catalogue, evaluate_model
 
     if args.per_user and args.out is None:
         raise ValueError("--per-user writes the ranks into the --out JSON; give --out too")
@@ -330,7 +330,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _report_evaluation(args: argparse.Namespace, result: dict[str, Any]) -> int:
-    from genrec.trainers.metrics import format_metrics
+    from genrec.trainers.evaluation.metrics import format_metrics
 
     print(format_metrics(result["metrics"], title=f"{args.split} ({args.model})"))
     if args.out:
@@ -344,7 +344,7 @@ def _report_evaluation(args: argparse.Namespace, result: dict[str, Any]) -> int:
 def _evaluate_ttds(args: argparse.Namespace, folder: Path) -> int:
     """``genrec evaluate`` of a TTDS folder: the recommender's own full-corpus evaluation on ``--split``."""
     from genrec.data_scripts.prepare import load_genrec_dataset
-    from genrec.trainers.ttds_recommender import TTDSRecommender
+    from genrec.trainers.ttds.recommender import TTDSRecommender
 
     recommender = TTDSRecommender.from_pretrained(folder)
     sequences, items = load_genrec_dataset(args.data, revision=args.data_revision)
@@ -397,7 +397,7 @@ Time:   well under a second per history on CPU.""",
 def run_recommend(args: argparse.Namespace) -> int:
     ttds = _ttds_folder(args.model, args.revision)
     if ttds is not None:
-        from genrec.trainers.ttds_recommender import TTDSRecommender
+        from genrec.trainers.ttds.recommender import TTDSRecommender
 
         if args.transition_weight is not None:
             raise ValueError("--transition-weight is for UNGER models; a TTDS model has no transition prior")
@@ -489,8 +489,8 @@ def run_finetune(args: argparse.Namespace) -> int:
         raise ValueError("give --from (an UNGER model, a TTDS folder or a LLaMA base) or --base-model (TTDS)")
     model_type = "llama-base" if args.base_model else _source_model_type(args.source, args.revision)
     if model_type == "unger":
-        from genrec.trainers.finetune import finetune_unger
-        from genrec.trainers.metrics import format_metrics
+        from genrec.trainers.evaluation.metrics import format_metrics
+        from genrec.trainers.jobs.finetune import finetune_unger
 
         summary = finetune_unger(
             args.source, args.dataset, args.out, revision=args.revision, profile=args.profile,
@@ -502,7 +502,8 @@ def run_finetune(args: argparse.Namespace) -> int:
         return 0
     if args.scratch or args.stage2_steps is not None:
         raise ValueError("--scratch / --stage2-steps apply to UNGER sources only")
-    from genrec.trainers.ttds import run_ttds, summarize_metrics
+    from genrec.trainers.jobs.ttds import run_ttds
+    from genrec.trainers.ttds import summarize_metrics
 
     base = args.base_model
     init_from = None
@@ -561,7 +562,7 @@ def run_push(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{args.folder} is not a folder")
     if args.dataset:
         from genrec.data_scripts.prepare import push_dataset_folder
-        from genrec.trainers.hub import code_table_config_operations, find_run_code_table
+        from genrec.trainers.jobs.push import code_table_config_operations, find_run_code_table
 
         source = None if args.no_code_table else (args.code_table or find_run_code_table(args.folder))
         extra = [] if source is None else code_table_config_operations(args.folder, source, repo_id=args.repo_id)
@@ -574,7 +575,7 @@ def run_push(args: argparse.Namespace) -> int:
     else:
         if not (args.folder / "config.json").is_file():
             raise FileNotFoundError(f"{args.folder} has no config.json: push a run folder or a best/ folder")
-        from genrec.trainers.hub import push_run_folder
+        from genrec.trainers.jobs.push import push_run_folder
 
         url = push_run_folder(
             args.folder, args.repo_id, private=args.private, revision=args.revision, dataset_repo=args.dataset_repo
@@ -613,7 +614,7 @@ Time:   2^D full evaluations for D modalities: 4 for text + collaborative (ML-10
 
 
 def run_shapley(args: argparse.Namespace) -> int:
-    from genrec.trainers.mscgrec_shapley import DEFAULT_METRICS, RESULT_MD, modality_contribution
+    from genrec.trainers.analysis.shapley import DEFAULT_METRICS, RESULT_MD, modality_contribution
 
     modality_contribution(
         args.run, data=args.data, split=args.split, metrics=args.metrics or DEFAULT_METRICS, num_beams=args.beams,

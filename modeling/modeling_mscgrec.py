@@ -19,7 +19,7 @@ from torch import nn
 from transformers.modeling_outputs import BaseModelOutput
 
 from .configuration_mscgrec import MSCGRecConfig
-from .modeling_unger import UngerEncoder, UngerForGenerativeRecommendation, _padding_bias
+from .modeling_unger import UngerEncoder, UngerForGenerativeRecommendation, padding_bias
 
 __all__ = ["MSCGRecEncoder", "MSCGRecForGenerativeRecommendation"]
 
@@ -170,7 +170,7 @@ class MSCGRecEncoder(UngerEncoder):
         x, mask = self.embed(input_ids, attention_mask)
         x = self.dropout(x)
         items = input_ids.shape[1] // self.config.num_code_levels
-        bias = _padding_bias(mask, x.dtype) + self.relative_bias(items, x.dtype)
+        bias = padding_bias(mask, x.dtype) + self.relative_bias(items, x.dtype)
         for layer in self.layers:
             x = layer(x, bias)
         return BaseModelOutput(last_hidden_state=self.layer_norm(x))

@@ -1078,7 +1078,7 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
     def recommend(self, *args: Any, **kwargs: Any) -> tuple[torch.LongTensor, torch.FloatTensor]:
         """Deprecated name of :meth:`generate_item_codes` (tensors in, codes out). genrec's ``recommend``
         contract — histories of item ids in, ``(item_id, score)`` lists out — is
-        :meth:`genrec.trainers.ttds_recommender.TTDSRecommender.recommend` for TTDS, as for every family."""
+        :meth:`genrec.trainers.ttds.recommender.TTDSRecommender.recommend` for TTDS, as for every family."""
         warnings.warn(
             "TTDSForCausalLM.recommend(input_ids, attention_mask, prefix_index) is renamed generate_item_codes; "
             "for item ids in and (item_id, score) lists out use TTDSRecommender.recommend(histories)",

@@ -148,7 +148,7 @@ def check_tokenizer_compatibility(config: UngerConfig, tokenizer: Any) -> None:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _padding_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def padding_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """(B, 1, 1, S) additive attention bias: 0 for real keys, the dtype's minimum for padding.
 
     A finite minimum (not -inf) keeps a row without any real key finite (uniform attention) instead of NaN.
@@ -416,7 +416,7 @@ class UngerEncoder(nn.Module):
             attention_mask = (input_ids != self.config.pad_token_id).long()
         x, mask = self.embed(input_ids, attention_mask)
         x = self.dropout(x)
-        bias = _padding_bias(mask, x.dtype)
+        bias = padding_bias(mask, x.dtype)
         for layer in self.layers:
             x = layer(x, bias)
         return BaseModelOutput(last_hidden_state=self.layer_norm(x))
@@ -460,7 +460,7 @@ class UngerDecoder(nn.Module):
             blocked = keys[None, :] > position_ids[:, None]
             causal = torch.zeros(blocked.shape, dtype=x.dtype, device=device)
             causal = causal.masked_fill(blocked, torch.finfo(x.dtype).min)[None, None]
-        encoder_bias = _padding_bias(encoder_mask, x.dtype)
+        encoder_bias = padding_bias(encoder_mask, x.dtype)
         for layer in self.layers:
             x = layer(x, causal, encoder_hidden_states, encoder_bias, past_key_values)
         return self.layer_norm(x)

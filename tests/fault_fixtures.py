@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from genrec.trainers.pipeline import PipelineProfile, run_pipeline
+from genrec.trainers.jobs.profiles import PipelineProfile
+from genrec.trainers.jobs.run import run_pipeline
 
 #: Every trained stage in a handful of steps; eval over 20 beams of a 40-item corpus.
 TINY = PipelineProfile(
@@ -94,14 +95,14 @@ def die():
     os.kill(os.getpid(), signal.SIGKILL)
 
 if kill in ("stage1", "stage2"):  # right after the step-3 checkpoint of that stage is complete
-    from genrec.trainers import accelerate_utils
-    save = accelerate_utils.CheckpointManager.save
+    from genrec.trainers.engine import checkpoints
+    save = checkpoints.CheckpointManager.save
     def killing_save(self, state):
         path = save(self, state)
         if self.root.parent.name == kill and state.global_step == 3:
             die()
         return path
-    accelerate_utils.CheckpointManager.save = killing_save
+    checkpoints.CheckpointManager.save = killing_save
 elif kill == "quantize":  # the quantizer is saved, the tokenizer and code table are not
     from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
     def killing_save_pretrained(self, *args, **kwargs):

@@ -38,8 +38,8 @@ def digest(module: torch.nn.Module, keep=lambda name: True) -> str:
 
 
 def unger(out: Path, rank: int) -> dict:
-    from genrec.trainers.stage1 import train_stage1
-    from genrec.trainers.stage2 import train_stage2
+    from genrec.trainers.stages.stage1 import train_stage1
+    from genrec.trainers.stages.stage2 import train_stage2
 
     splits, ids = testing_utils.ring_splits(30, 40, 0)
     data = testing_utils.write_dataset(out / f"data-{rank}", splits, ids, description="ring walks")
@@ -81,7 +81,7 @@ def ttds(out: Path, rank: int) -> dict:
                  alignment_batch_size=4, cpu=True)
     trainer = TTDSTrainer(model, tokenizer, data, args)
     summary = trainer.train()
-    import genrec.trainers.ttds_trainer as ttds_trainer
+    import genrec.trainers.ttds.trainer as ttds_trainer
 
     return {"ttds_steps": summary["global_step"], "ttds_updates": summary["code_updates"],
             "ttds_digest": digest(trainer.model, ttds_trainer._is_trained_key),

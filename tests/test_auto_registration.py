@@ -34,7 +34,7 @@ FIRST_IMPORTS = [
     "genrec.modeling.modeling_unger",
     "genrec.modeling.modeling_unger_fusion",
     "genrec.trainers.ttds",
-    "genrec.trainers.pipeline",
+    "genrec.trainers.jobs.run",
 ]
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from genrec.trainers.checkpoints import (
+from genrec.trainers.engine.checkpoints import (
     CheckpointManager,
     TrainingState,
     optimizer_from_files,
@@ -150,7 +150,7 @@ def test_accelerate_checkpoints_of_older_versions_still_resume(tmp_path: Path, c
 
     accelerator2, model2, optimizer2, scheduler2 = build(seed=3)
     manager = CheckpointManager(accelerator2, tmp_path, model=model2, optimizer=optimizer2, scheduler=scheduler2)
-    with caplog.at_level(logging.WARNING, logger="genrec.trainers.checkpoints"):
+    with caplog.at_level(logging.WARNING, logger="genrec.trainers.engine.checkpoints"):
         state = manager.load(manager.latest())
     assert state.global_step == 2 and "older genrec" in caplog.text
     assert all(torch.equal(expected[k], v) for k, v in model2.state_dict().items())

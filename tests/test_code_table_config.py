@@ -16,7 +16,7 @@ from huggingface_hub import CommitInfo, HfApi
 from genrec.cli import main
 from genrec.data_scripts.prepare import load_genrec_dataset, prepare_dataset
 from genrec.tokenization.code_table import CodeTable
-from genrec.trainers.hub import CODE_TABLE_CONFIG, code_table_config_operations, find_run_code_table
+from genrec.trainers.jobs.push import CODE_TABLE_CONFIG, code_table_config_operations, find_run_code_table
 
 
 @pytest.fixture(scope="module")

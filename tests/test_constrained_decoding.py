@@ -28,7 +28,7 @@ from transformers import (
 from genrec.modeling.constrained_decoding import DEFAULT_DENSE_MAX_BYTES, SemanticIDLogitsProcessor
 from genrec.tokenization.code_table import CodeTable
 from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
-from genrec.trainers.metrics import compute_metrics
+from genrec.trainers.evaluation.metrics import compute_metrics
 
 PAD, EOS, BOS = 0, 1, 2
 NUM_SPECIALS = 3

@@ -11,8 +11,8 @@ from genrec.modeling.configuration_unger import UngerConfig
 from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
 from genrec.tokenization.code_table import CodeTable
 from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
-from genrec.trainers.evaluation import evaluate_model, load_examples
-from genrec.trainers.metrics import compute_metrics
+from genrec.trainers.evaluation.evaluator import evaluate_model, load_examples
+from genrec.trainers.evaluation.metrics import compute_metrics
 
 N_ITEMS = 15  # fewer than the largest cut-off: every item is returned, so recall@20 must be exactly 1
 IDS = [f"p{k}" for k in range(N_ITEMS)]

@@ -13,7 +13,11 @@ from genrec.modeling.configuration_unger import UngerConfig
 from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
 from genrec.tokenization.code_table import CodeTable
 from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
-from genrec.trainers.finetune import check_code_layout, source_architecture, transfer_stage2_weights
+from genrec.trainers.stages.weight_transfer import (
+    check_code_layout,
+    source_architecture,
+    transfer_stage2_weights,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -108,7 +112,7 @@ def test_source_architecture_leaves_out_the_code_binding() -> None:
 
 
 def test_a_source_without_distillation_gives_a_new_model_without_a_distillation_head() -> None:
-    from genrec.trainers.stage2 import resolve_stage2_config
+    from genrec.trainers.stages.stage2 import resolve_stage2_config
 
     plain = {**ARCH, "history_item_embedding": "none", "integrated_dim": 0}
     source_tok, target_tok = _tokenizer(30, 0, [4, 4], "a"), _tokenizer(30, 1, [4, 4], "b")

@@ -4,11 +4,17 @@ Layers, bottom up (DESIGN.md): ``modeling`` and ``tokenization`` (each self-cont
 carries the modeling files as remote code, so they may import only their own siblings), ``data_scripts``,
 ``model_cards``, ``trainers``, and the CLI in the package root (``genrec/``). ``genrec._version`` imports
 nothing and may be read from any layer but ``modeling``.
+
+Inside ``trainers/`` the rooms are layered too: ``engine`` (the loop) -> ``evaluation`` -> ``stages`` / ``ttds``
+-> ``jobs`` (what the CLI calls) -> ``analysis`` (studies of finished run folders). Across the whole package
+there is no import cycle (function-level imports included) and no module imports another subpackage's
+underscore names.
 """
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -88,8 +94,146 @@ def test_modeling_files_use_only_relative_sibling_imports() -> None:
 def test_the_checker_sees_an_upward_import(tmp_path: Path) -> None:
     """The rule is live: an upward import in a sample file is reported."""
     sample = tmp_path / "sample.py"
-    sample.write_text("from genrec.trainers.stage2 import train_stage2\nfrom genrec import __version__\n"
+    sample.write_text("from genrec.trainers.stages.stage2 import train_stage2\nfrom genrec import __version__\n"
                       "from ..modeling import modeling_unger\nfrom .base import Quantizer\n")
     assert genrec_imports(sample, ("genrec", "data_scripts")) == {"trainers", "__version__", "modeling", "data_scripts"}
     assert genrec_imports(sample, ("genrec", "tokenization", "quantizers")) == {"trainers", "__version__", "tokenization"}
     assert set(ALLOWED) >= SUBPACKAGES
+
+
+# trainers/ room -> the other rooms it may import
+TRAINER_ROOMS: dict[str, set[str]] = {
+    "engine": set(),
+    "evaluation": {"engine"},
+    "stages": {"engine", "evaluation"},
+    "ttds": {"engine", "evaluation"},
+    "jobs": {"engine", "evaluation", "stages", "ttds"},
+    "analysis": {"engine", "evaluation", "stages", "ttds", "jobs"},
+}
+PACKAGE_FOLDERS = {"genrec": "genrec", **{name: f"genrec.{name}" for name in SUBPACKAGES}}
+
+
+def package_modules() -> dict[str, Path]:
+    """Every module of the installed namespace, dotted name -> file (``genrec.trainers.jobs.run`` -> ...)."""
+    modules = {}
+    for folder, dotted in PACKAGE_FOLDERS.items():
+        for path in (ROOT / folder).rglob("*.py"):
+            parts = path.relative_to(ROOT / folder).with_suffix("").parts
+            parts = parts[:-1] if parts[-1] == "__init__" else parts
+            modules[".".join([dotted, *parts])] = path
+    return modules
+
+
+def imported_names(module: str, path: Path) -> Iterator[tuple[str, str | None]]:
+    """(module imported, name taken from it or None) for every genrec import of ``path`` at any depth."""
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.split(".")[0] == "genrec":
+                for alias in node.names:
+                    yield target, alias.name
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "genrec":
+                    yield alias.name, None
+
+
+def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """module -> the genrec modules it imports (``from pkg import submodule`` counts as the submodule)."""
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        edges = graph.setdefault(module, set())
+        for target, name in imported_names(module, path):
+            sub = f"{target}.{name}"
+            edges.add(sub if sub in modules else target)
+    return graph
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in graph:
+                continue
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return cycles
+
+
+def test_no_import_cycles() -> None:
+    cycles = find_cycles(import_graph(package_modules()))
+    assert not cycles, f"import cycles (function-level imports included): {cycles}"
+
+
+def test_the_cycle_finder_sees_a_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert find_cycles(graph) == [["a", "b", "c"]]
+    assert find_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def subpackage_of(module: str) -> str:
+    """``genrec.trainers.jobs.run`` -> ``genrec.trainers.jobs`` (a package is its own subpackage)."""
+    return module if package_modules().get(module, Path()).name == "__init__.py" else module.rsplit(".", 1)[0]
+
+
+def test_no_module_imports_another_subpackages_private_names() -> None:
+    modules = package_modules()
+    wrong = []
+    for module, path in modules.items():
+        for target, name in imported_names(module, path):
+            private = bool(name) and name.startswith("_") and not name.startswith("__")
+            if private and f"{target}.{name}" not in modules and subpackage_of(target) != subpackage_of(module):
+                wrong.append(f"{module} imports {target}.{name}")
+    assert not wrong, wrong
+
+
+@pytest.mark.parametrize("room", sorted(TRAINER_ROOMS))
+def test_trainer_rooms_import_only_downwards(room: str) -> None:
+    wrong = []
+    for path in sorted((ROOT / "trainers" / room).rglob("*.py")):
+        module = ".".join(["genrec", *path.relative_to(ROOT).with_suffix("").parts])
+        for target, _ in imported_names(module, path):
+            parts = target.split(".")
+            other = parts[2] if parts[:2] == ["genrec", "trainers"] and len(parts) > 2 else room
+            if other != room and other not in TRAINER_ROOMS[room]:
+                wrong.append(f"{path.relative_to(ROOT)} imports {target}")
+    assert not wrong, f"trainers/{room} may import only {sorted(TRAINER_ROOMS[room])}: {wrong}"
+
+
+def test_trainers_has_no_loose_modules() -> None:
+    """Every trainers module lives in a room; the package's own __init__ is only its map."""
+    loose = sorted(p.name for p in (ROOT / "trainers").glob("*.py") if p.name != "__init__.py")
+    assert not loose, f"trainers/ modules outside a room: {loose}"
+    rooms = {p.parent.name for p in (ROOT / "trainers").glob("*/__init__.py")}
+    assert rooms == set(TRAINER_ROOMS)

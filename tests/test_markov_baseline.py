@@ -8,7 +8,7 @@ import pytest
 from datasets import Dataset, DatasetDict
 
 from genrec.data_scripts.hub_layout import write_config
-from genrec.trainers.metrics import metrics_from_ranks
+from genrec.trainers.evaluation.metrics import metrics_from_ranks
 
 
 def _data(tmp_path: Path) -> Path:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from genrec.trainers.metrics import (
+from genrec.trainers.evaluation.metrics import (
     compute_metrics,
     format_metrics,
     metrics_from_ranks,
@@ -52,7 +52,7 @@ def test_format_metrics_table() -> None:
 
 
 def test_evaluate_metric_matches_library() -> None:
-    from genrec.trainers.metrics_evaluate import load_ranking_metric
+    from genrec.trainers.evaluation.metric_loader import load_ranking_metric
 
     metric = load_ranking_metric()
     predictions = [["a", "b", None], ["c", "d", "e"]]

@@ -8,8 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genrec.trainers import modality_balance as mb
-from genrec.trainers.modality_balance import modality_balance, plot_embeddings, similarity_log_distributions
+from genrec.trainers.analysis import modality_balance as mb
+from genrec.trainers.analysis.modality_balance import (
+    modality_balance,
+    plot_embeddings,
+    similarity_log_distributions,
+)
 
 
 def _sets(n: int = 200) -> tuple[torch.Tensor, torch.Tensor]:

@@ -159,7 +159,7 @@ def test_save_reload_auto_and_recommend_only_valid_items(tmp_path: Path) -> None
 def test_train_stage2_trains_mscgrec_from_modality_tables(tmp_path: Path) -> None:
     import testing_utils
 
-    from genrec.trainers.stage2 import train_stage2
+    from genrec.trainers.stages.stage2 import train_stage2
 
     splits, ids = testing_utils.ring_splits(N, 30)
     data = testing_utils.write_dataset(tmp_path / "data", splits, ids, description="MSCGRec test data.")
@@ -189,7 +189,7 @@ def test_train_stage2_trains_mscgrec_from_modality_tables(tmp_path: Path) -> Non
 
 def test_an_unger_config_with_tables_becomes_an_mscgrec_config() -> None:
     from genrec.modeling.configuration_unger import UngerConfig
-    from genrec.trainers.stage2 import as_mscgrec_config
+    from genrec.trainers.stages.stage2 import as_mscgrec_config
 
     tokenizer, table = collaborative_tokenizer(), text_table()
     unger = UngerConfig.from_tokenizer(tokenizer, d_model=32, num_attention_heads=4, constrained_training=True)

@@ -19,8 +19,8 @@ from genrec.modeling.modeling_mscgrec import MSCGRecForGenerativeRecommendation
 from genrec.tokenization.code_table import CodeTable
 from genrec.tokenization.modality_tables import MODALITY_TABLES_FILE, ModalityCodeTables
 from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
-from genrec.trainers.mscgrec_shapley import modality_contribution, shapley_values
-from genrec.trainers.pipeline_mscgrec import MODALITY_TABLES_DIR, load_run_modality_tables
+from genrec.trainers.analysis.shapley import modality_contribution, shapley_values
+from genrec.trainers.jobs.run_mscgrec import MODALITY_TABLES_DIR, load_run_modality_tables
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -165,7 +165,7 @@ def test_transition_prior_on_an_mscgrec_run(tiny_run: tuple[Path, dict, Path], t
     attributes the model alone."""
     import shutil
 
-    from genrec.trainers.pipeline import add_transition_prior
+    from genrec.trainers.jobs.run import add_transition_prior
 
     out, summary, _ = tiny_run
     run = tmp_path / "run"

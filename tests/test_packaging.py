@@ -11,7 +11,12 @@ import pytest
 
 from conftest import REPO_ROOT
 
-SUBPACKAGES = ["modeling", "tokenization", "trainers", "data_scripts", "model_cards"]
+TOP_LEVEL = ["modeling", "tokenization", "trainers", "data_scripts", "model_cards"]
+# every folder with an __init__.py below the top-level folders is a package of the wheel (trainers/engine, ...)
+SUBPACKAGES = sorted(
+    path.parent.relative_to(REPO_ROOT).as_posix().replace("/", ".")
+    for top in TOP_LEVEL for path in (REPO_ROOT / top).rglob("__init__.py")
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +33,13 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_wheel_maps_top_level_folders_into_one_namespace(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "genrec/__init__.py" in names and "genrec/cli.py" in names
+    assert {"trainers", "trainers.jobs", "tokenization.quantizers"} <= set(SUBPACKAGES)
     for sub in SUBPACKAGES:
-        assert f"genrec/{sub}/__init__.py" in names, f"{sub}/ missing from the wheel"
+        folder = sub.replace(".", "/")
+        assert f"genrec/{folder}/__init__.py" in names, f"{folder}/ missing from the wheel"
+        modules = {p.name for p in (REPO_ROOT / folder).glob("*.py")}
+        missing = sorted(m for m in modules if f"genrec/{folder}/{m}" not in names)
+        assert not missing, f"{folder}/: {missing} missing from the wheel"
     assert not any(name.startswith(("tests/", "benchmarks/", "modeling/")) for name in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "genrec = genrec.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
@@ -70,6 +80,6 @@ def test_import_genrec_is_lazy() -> None:
 def test_public_names_resolve() -> None:
     import genrec
 
-    assert genrec.compute_metrics.__module__ == "genrec.trainers.metrics"
+    assert genrec.compute_metrics.__module__ == "genrec.trainers.evaluation.metrics"
     with pytest.raises(AttributeError, match="no attribute"):
         genrec.does_not_exist  # noqa: B018

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from genrec.cli import main
-from genrec.trainers.metrics import metrics_from_ranks
-from genrec.trainers.pipeline import PROFILES, run_pipeline
+from genrec.trainers.evaluation.metrics import metrics_from_ranks
+from genrec.trainers.jobs.profiles import PROFILES
+from genrec.trainers.jobs.run import run_pipeline
 
 HISTORIES = [["1", "2", "3"], ["50"], ["100", "181", "258", "7", "9"]]
 
@@ -76,7 +77,7 @@ def test_a_fresh_process_reproduces_the_recommendations(quick_run: tuple[Path, d
 
     out, summary = quick_run
     best = Path(summary["stages"]["stage2"]["path"]) / "best"
-    from genrec.trainers.transition_prior import fit_transition_prior
+    from genrec.trainers.stages.transition_prior import fit_transition_prior
 
     model = UngerForGenerativeRecommendation.from_pretrained(best)
     tokenizer = SemanticIDTokenizer.from_pretrained(str(best))
@@ -282,7 +283,7 @@ def test_until_stops_after_the_stage_and_a_later_run_goes_on(
     import shutil
 
     from genrec.cli import build_parser
-    from genrec.trainers.pipeline import STOP_STAGES
+    from genrec.trainers.jobs.profiles import STOP_STAGES
 
     out, summary = quick_run
     partial = tmp_path / "partial"

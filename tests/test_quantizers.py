@@ -384,7 +384,7 @@ def test_rqvae_fit_is_reproducible() -> None:
 
 
 def test_train_rqvae_with_accelerate(tmp_path: Path) -> None:
-    from genrec.trainers.rqvae import TRAINING_LOG_NAME, train_rqvae
+    from genrec.trainers.stages.rqvae import TRAINING_LOG_NAME, train_rqvae
 
     x, _ = blobs(n_clusters=4, per=32, dim=8, seed=12)
     q = RQVAEQuantizer(hidden_dims=[16], latent_dim=4, num_levels=2, codebook_size=4)

@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 from genrec.data_scripts.embeddings import ItemEmbeddings
 from genrec.modeling.configuration_unger_fusion import UngerFusionConfig
 from genrec.modeling.modeling_unger_fusion import UngerFusionModel
-from genrec.trainers.accelerate_utils import CheckpointManager, TrainingState
-from genrec.trainers.stage1 import EMBEDDINGS_FILE, load_stage1_data, train_stage1
+from genrec.trainers.engine.checkpoints import CheckpointManager, TrainingState
+from genrec.trainers.stages.stage1 import EMBEDDINGS_FILE, load_stage1_data, train_stage1
 
 N_ITEMS, N_USERS = 40, 40
 

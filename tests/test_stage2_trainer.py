@@ -18,9 +18,9 @@ from genrec.modeling.configuration_unger import UngerConfig
 from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
 from genrec.tokenization.code_table import CodeTable
 from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
-from genrec.trainers.accelerate_utils import TrainingState
-from genrec.trainers.metrics import metrics_from_ranks
-from genrec.trainers.stage2 import (
+from genrec.trainers.engine.checkpoints import TrainingState
+from genrec.trainers.evaluation.metrics import metrics_from_ranks
+from genrec.trainers.stages.stage2 import (
     RESULT_FILE,
     TEST_RANKS_FILE,
     build_stage2_optimizer,

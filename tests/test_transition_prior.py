@@ -12,7 +12,7 @@ from test_unger_model import HISTORIES, IDS, make_tokenizer, register_auto, tiny
 
 from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation, mix_transition_scores
 from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
-from genrec.trainers.transition_prior import choose_transition_weight, transition_pairs
+from genrec.trainers.stages.transition_prior import choose_transition_weight, transition_pairs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -29,13 +29,8 @@ from genrec.cli import main
 from genrec.modeling.configuration_ttds import TTDSConfig
 from genrec.modeling.modeling_ttds import TTDSForCausalLM
 from genrec.tokenization.code_table import CodeTable
-from genrec.trainers.ttds import (
-    TRAINING_SUMMARY,
-    TTDSRecommender,
-    create_tiny_base,
-    template_corpus,
-    write_ttds_card,
-)
+from genrec.trainers.jobs.ttds import write_ttds_card
+from genrec.trainers.ttds import TRAINING_SUMMARY, TTDSRecommender, create_tiny_base, template_corpus
 
 BASE_REPO, TTDS_REPO = "genrec-test/tiny-llama", "genrec-test/ttds-tiny"
 HISTORIES = [["1", "2", "3"], ["7", "4"]]

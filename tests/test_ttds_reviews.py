@@ -13,9 +13,9 @@ from datasets import Dataset, DatasetDict
 
 from genrec.data_scripts.amazon import read_amazon2014, read_amazon2023
 from genrec.data_scripts.prepare import load_genrec_dataset, prepare_dataset
+from genrec.trainers.jobs.ttds import with_reviews
 from genrec.trainers.ttds import TTDSData
-from genrec.trainers.ttds import _with_reviews as with_reviews
-from genrec.trainers.ttds_data import attach_reviews
+from genrec.trainers.ttds.data import attach_reviews
 
 # (reviewer, asin, unix time); every user and item has >= 3 reviews (3-core)
 ROWS = [(u, a, 100 * k + j) for j, u in enumerate(["U1", "U2", "U3", "U4"]) for k, a in enumerate("ABCD")]
@@ -71,7 +71,7 @@ def test_prepared_amazon_folder_gives_the_review_task(tmp_path, caplog):
     out = tmp_path / "toy"
     prepare_dataset("amazon2014", out, reviews=reviews, meta=meta, kcore=3)
     sequences, items = load_genrec_dataset(out)
-    with caplog.at_level(logging.INFO, logger="genrec.trainers.ttds"):
+    with caplog.at_level(logging.INFO, logger="genrec.trainers.jobs.ttds"):
         with_text = with_reviews(out, sequences, None)
     assert "review task: 17 reviews" in caplog.text
     train = with_text["train"]
@@ -105,7 +105,7 @@ def test_without_reviews_the_task_is_skipped_with_a_message(tmp_path, caplog):
     folder = tmp_path / "ml"
     write_config(folder, "sequences", sequences, default=True)
     write_config(folder, "items", Dataset.from_dict({"item_id": ["1", "2"], "title": ["a", "b"]}))
-    with caplog.at_level(logging.INFO, logger="genrec.trainers.ttds"):
+    with caplog.at_level(logging.INFO, logger="genrec.trainers.jobs.ttds"):
         assert with_reviews(folder, sequences, None) is sequences
     assert "no 'reviews' config" in caplog.text and "skipped" in caplog.text
 

@@ -18,13 +18,13 @@ from datasets import Dataset
 from safetensors.torch import load_file
 
 import genrec.trainers.ttds as ttds
-import genrec.trainers.ttds_data as ttds_data
-import genrec.trainers.ttds_trainer as ttds_trainer
+import genrec.trainers.ttds.data as ttds_data
+import genrec.trainers.ttds.trainer as ttds_trainer
 from genrec.data_scripts.splits import build_splits
 from genrec.modeling.configuration_ttds import TTDSConfig
 from genrec.modeling.modeling_ttds import TTDSForCausalLM
 from genrec.tokenization.code_table import CodeTable
-from genrec.trainers.metrics import metrics_from_ranks
+from genrec.trainers.evaluation.metrics import metrics_from_ranks
 from genrec.trainers.ttds import (
     CodeState,
     CollisionOverflowError,
@@ -38,7 +38,7 @@ from genrec.trainers.ttds import (
     create_tiny_base,
     template_corpus,
 )
-from genrec.trainers.ttds_code_updates import compute_tower_codes, update_code_tables
+from genrec.trainers.ttds.code_updates import compute_tower_codes, update_code_tables
 
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance", "Western"]
 

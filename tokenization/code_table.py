@@ -46,6 +46,16 @@ from .code_arrays import (
     lex_order,
     rank_in_groups,
 )
+from .code_table_files import (
+    CODE_TABLE_DATA_FILE,
+    CODE_TABLE_FORMAT_VERSION,
+    CODE_TABLE_META_FILE,
+    COLLISION_COLUMN,
+    FORMAT_NAME,
+    level_column,
+    read_code_table_files,
+    write_code_table_files,
+)
 
 __all__ = ["CODE_TABLE_DATA_FILE", "CODE_TABLE_FORMAT_VERSION", "CODE_TABLE_META_FILE", "CodeTable", "UnknownItemError"]
 
@@ -62,19 +72,6 @@ class UnknownItemError(KeyError, ValueError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
-
-#: File names of a saved table (both live in the same folder; the tokenizer saves them beside its own files).
-CODE_TABLE_DATA_FILE = "code_table.parquet"
-CODE_TABLE_META_FILE = "code_table.json"
-#: Bumped whenever the on-disk layout or the canonical hash encoding changes.
-CODE_TABLE_FORMAT_VERSION = 1
-_FORMAT_NAME = "genrec.code_table"
-_COLLISION_COLUMN = "collision"
-
-
-def _level_column(depth: int) -> str:
-    return f"level_{depth}"
-
 
 class CodeTable:
     """Item id (``str``) <-> code tuple (one small int per level); every item has a unique code.
@@ -255,9 +252,9 @@ class CodeTable:
         levels = sorted(
             (c for c in columns if c.startswith("level_") and c[6:].isdigit()), key=lambda c: int(c[6:])
         )
-        if [_level_column(d) for d in range(len(levels))] != levels or not levels:
+        if [level_column(d) for d in range(len(levels))] != levels or not levels:
             raise ValueError(f"code table columns need level_0 .. level_{{S-1}}, got {sorted(columns)}")
-        names = [*levels, _COLLISION_COLUMN] if _COLLISION_COLUMN in columns else levels
+        names = [*levels, COLLISION_COLUMN] if COLLISION_COLUMN in columns else levels
         unknown = set(columns) - {"item_id", *names}
         if unknown:
             raise ValueError(f"unexpected code table columns {sorted(unknown)}")
@@ -329,7 +326,7 @@ class CodeTable:
         if self._hash is None:
             digest = hashlib.sha256()
             header = {
-                "format": _FORMAT_NAME,
+                "format": FORMAT_NAME,
                 "version": CODE_TABLE_FORMAT_VERSION,
                 "num_items": len(self),
                 "num_levels": self.num_levels,
@@ -584,7 +581,7 @@ class CodeTable:
         """What ``code_table.json`` holds: format, version, levels, sizes, collision statistics, hash."""
         rate, groups, largest = self._collisions()
         return {
-            "format": _FORMAT_NAME,
+            "format": FORMAT_NAME,
             "version": CODE_TABLE_FORMAT_VERSION,
             "num_items": len(self),
             "num_levels": self.num_levels,
@@ -601,8 +598,8 @@ class CodeTable:
     # ------------------------------------------------------------------------------------------ serialisation
 
     def _column_names(self) -> list[str]:
-        names = [_level_column(d) for d in range(self._num_semantic)]
-        return [*names, _COLLISION_COLUMN] if self.has_collision_level else names
+        names = [level_column(d) for d in range(self._num_semantic)]
+        return [*names, COLLISION_COLUMN] if self.has_collision_level else names
 
     def to_columns(self) -> dict[str, list]:
         """Plain columns (``item_id`` + one int column per level) for a ``datasets.Dataset``.
@@ -621,8 +618,6 @@ class CodeTable:
         Each file is written to a temporary name and renamed, so an interrupted save never leaves a
         half-written file under the final name (:mod:`.code_table_files`).
         """
-        from .code_table_files import write_code_table_files
-
         write_code_table_files(self, Path(directory))
 
     @classmethod
@@ -638,8 +633,6 @@ class CodeTable:
     @classmethod
     def from_files(cls, meta_path: str | os.PathLike, data_path: str | os.PathLike) -> CodeTable:
         """Loads a table from its two files (``code_table.json``, ``code_table.parquet``) wherever they are."""
-        from .code_table_files import read_code_table_files
-
         meta_path, data_path = Path(meta_path), Path(data_path)
         ids, codes, sizes, num_semantic, expected_hash = read_code_table_files(meta_path, data_path)
         try:

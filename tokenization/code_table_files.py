@@ -17,14 +17,18 @@ from typing import Any
 
 import numpy as np
 
-from .code_table import (
-    _COLLISION_COLUMN,
-    _FORMAT_NAME,
-    CODE_TABLE_DATA_FILE,
-    CODE_TABLE_FORMAT_VERSION,
-    CODE_TABLE_META_FILE,
-    _level_column,
-)
+#: File names of a saved table (both live in the same folder; the tokenizer saves them beside its own files).
+CODE_TABLE_DATA_FILE = "code_table.parquet"
+CODE_TABLE_META_FILE = "code_table.json"
+#: Bumped whenever the on-disk layout or the canonical hash encoding changes.
+CODE_TABLE_FORMAT_VERSION = 1
+FORMAT_NAME = "genrec.code_table"
+COLLISION_COLUMN = "collision"
+
+
+def level_column(depth: int) -> str:
+    """The column name of semantic level ``depth`` in the table's parquet file."""
+    return f"level_{depth}"
 
 _REQUIRED_META = ("format", "version", "num_items", "num_semantic_levels", "codebook_sizes", "content_hash")
 
@@ -56,8 +60,8 @@ def _read_meta(meta_path: Path) -> dict[str, Any]:
         raise ValueError(f"{meta_path} is not valid JSON ({error}): the file is corrupt or truncated") from None
     if not isinstance(meta, dict) or any(key not in meta for key in _REQUIRED_META):
         raise ValueError(f"{meta_path} is not a genrec code table description (needs keys {list(_REQUIRED_META)})")
-    if meta["format"] != _FORMAT_NAME:
-        raise ValueError(f"{meta_path}: format {meta['format']!r} is not {_FORMAT_NAME!r}")
+    if meta["format"] != FORMAT_NAME:
+        raise ValueError(f"{meta_path}: format {meta['format']!r} is not {FORMAT_NAME!r}")
     if meta["version"] != CODE_TABLE_FORMAT_VERSION:
         raise ValueError(
             f"{meta_path}: code table format version {meta['version']} is not supported by this genrec "
@@ -85,9 +89,9 @@ def read_code_table_files(
         ) from None
     num_semantic = int(meta["num_semantic_levels"])
     sizes = [int(k) for k in meta["codebook_sizes"]]
-    expected = ["item_id", *[_level_column(d) for d in range(num_semantic)]]
+    expected = ["item_id", *[level_column(d) for d in range(num_semantic)]]
     if len(sizes) == num_semantic + 1:
-        expected.append(_COLLISION_COLUMN)
+        expected.append(COLLISION_COLUMN)
     if data.column_names != expected:
         raise ValueError(f"{data_path} has columns {data.column_names}, expected {expected} (see {meta_path})")
     if data.num_rows != int(meta["num_items"]):

@@ -181,7 +181,7 @@ def rss_row(data: str, source: str) -> Row:
                  "model_globs": ("data/sequences/*", "data/genrec_dataset.json", "semantic_ids/tokenizer/*",
                                  "stage1/integrated_embeddings.safetensors"),
                  "scripts": ("benchmarks/memory_storage.py", "benchmarks/serving_speed.py",
-                             "trainers/stage2.py", "modeling/modeling_unger.py"),
+                             "trainers/stages/stage2.py", "modeling/modeling_unger.py"),
                  "render": render_rss},
         cost="about 5 min on one shared CPU thread",
     )

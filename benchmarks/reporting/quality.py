@@ -85,7 +85,7 @@ def markov_row(data: str, model: str) -> Row:
         command="python benchmarks/markov_baseline.py {data} --split test",
         compute=compute_markov,
         inputs=lambda row, ctx: _with_scripts(
-            ctx, _dataset_inputs(ctx, row.data_key), ["benchmarks/markov_baseline.py", "trainers/metrics.py"]),
+            ctx, _dataset_inputs(ctx, row.data_key), ["benchmarks/markov_baseline.py", "trainers/evaluation/metrics.py"]),
         missing=_missing_dataset,
         packages=("genrec",),
         options={"data": data, "model": model},
@@ -280,7 +280,7 @@ def compute_genrec_run(row: Row, ctx: Context, seed: int | None) -> dict[str, An
 def _check_stage2_length(path: Path, profile: Any, name: str | None) -> None:
     """A profile row shows runs of that profile's Stage II length only: a run cut with ``--stage2-steps`` (its
     profile then records ``stage2_epochs`` None and the given steps) is refused instead of averaged in."""
-    from genrec.trainers.pipeline import PROFILES
+    from genrec.trainers.jobs.profiles import PROFILES
 
     shipped = PROFILES.get(name or "")
     if shipped is None or not isinstance(profile, dict) or "stage2_max_steps" not in profile:

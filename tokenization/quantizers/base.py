@@ -19,7 +19,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .kmeans import _chunks, _sum_sq
+from .kmeans import row_chunks, sum_sq
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def code_statistics(codes: torch.Tensor, codebook_sizes: Sequence[int]) -> dict[
 _REGISTRY: dict[str, type[Quantizer]] = {}
 
 
-def _as_codebook_sizes(codebook_size: int | Sequence[int], num_levels: int) -> list[int]:
+def as_codebook_sizes(codebook_size: int | Sequence[int], num_levels: int) -> list[int]:
     sizes = (
         [int(codebook_size)] * num_levels
         if isinstance(codebook_size, int)
@@ -237,7 +237,7 @@ class Quantizer(abc.ABC):
             )
         if device is not None:
             x = x.to(device)
-        return _l2_normalize(x) if self.normalize else x
+        return l2_normalize(x) if self.normalize else x
 
     def _check_codes(self, codes: torch.Tensor | np.ndarray | Sequence[Sequence[int]]) -> torch.Tensor:
         c = torch.as_tensor(codes)
@@ -274,15 +274,15 @@ class Quantizer(abc.ABC):
             raise ValueError(f"{c.shape[0]} code rows for {x.shape[0]} embeddings")
         stats = code_statistics(c, self.codebook_sizes)
         recon_sq = 0.0
-        for s, e in _chunks(x.shape[0], 65536):
-            recon_sq += _sum_sq(self.decode(c[s:e]) - x[s:e].cpu())
+        for s, e in row_chunks(x.shape[0], 65536):
+            recon_sq += sum_sq(self.decode(c[s:e]) - x[s:e].cpu())
         return QuantizerDiagnostics(
             quantizer_type=self.quantizer_type,
             num_items=int(x.shape[0]),
             codebook_sizes=list(self.codebook_sizes),
             residual_mse=self._residual_mse(x, c),
             reconstruction_mse=recon_sq / x.numel(),
-            input_mean_square=_sum_sq(x) / x.numel(),
+            input_mean_square=sum_sq(x) / x.numel(),
             mse_space="latent" if self.quantizer_type == "rqvae" else "input",
             **stats,
         )
@@ -392,7 +392,7 @@ def _read_saved(directory: str | os.PathLike[str]) -> tuple[dict[str, Any], dict
     return config, tensors, weights_path
 
 
-def _need(tensors: dict[str, torch.Tensor], name: str, shape: tuple[int, ...], source: str) -> torch.Tensor:
+def required_tensor(tensors: dict[str, torch.Tensor], name: str, shape: tuple[int, ...], source: str) -> torch.Tensor:
     if name not in tensors:
         raise ValueError(f"{source} has no tensor {name!r}; the file does not match its {CONFIG_NAME}")
     t = tensors[name]
@@ -401,10 +401,10 @@ def _need(tensors: dict[str, torch.Tensor], name: str, shape: tuple[int, ...], s
     return t
 
 
-def _l2_normalize(x: torch.Tensor) -> torch.Tensor:
+def l2_normalize(x: torch.Tensor) -> torch.Tensor:
     """Unit-norm rows (computed in float64, returned float32); all-zero rows stay zero."""
     out = torch.empty_like(x)
-    for s, e in _chunks(x.shape[0], 65536):
+    for s, e in row_chunks(x.shape[0], 65536):
         x64 = x[s:e].double()
         out[s:e] = x64 / torch.linalg.vector_norm(x64, dim=1, keepdim=True).clamp_min(1e-12)
     return out

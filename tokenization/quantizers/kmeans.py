@@ -23,14 +23,14 @@ _RERANK_CANDIDATES = 4
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _chunks(n: int, chunk_size: int) -> Iterator[tuple[int, int]]:
+def row_chunks(n: int, chunk_size: int) -> Iterator[tuple[int, int]]:
     for start in range(0, n, chunk_size):
         yield start, min(start + chunk_size, n)
 
 
-def _sum_sq(x: torch.Tensor, chunk_size: int = 65536) -> float:
+def sum_sq(x: torch.Tensor, chunk_size: int = 65536) -> float:
     """Sum of squares of all elements in float64, chunked over rows (no full-size float64 copy)."""
-    return float(sum(x[s:e].double().square().sum() for s, e in _chunks(x.shape[0], chunk_size)))
+    return float(sum(x[s:e].double().square().sum() for s, e in row_chunks(x.shape[0], chunk_size)))
 
 
 def _mean_feature_variance(x: torch.Tensor) -> float:
@@ -48,7 +48,7 @@ def _assign_fast(
     c_sq = (centroids * centroids).sum(1)
     labels = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
     mind = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
-    for s, e in _chunks(x.shape[0], chunk_size):
+    for s, e in row_chunks(x.shape[0], chunk_size):
         xc = x[s:e]
         d = torch.addmm(c_sq, xc, centroids.T, beta=1.0, alpha=-2.0)
         val, idx = d.min(dim=1)
@@ -57,7 +57,7 @@ def _assign_fast(
     return labels, mind
 
 
-def _nearest_exact(x: torch.Tensor, centroids: torch.Tensor, centroids64: torch.Tensor) -> torch.Tensor:
+def nearest_exact(x: torch.Tensor, centroids: torch.Tensor, centroids64: torch.Tensor) -> torch.Tensor:
     """Nearest centroid of each row of ``x`` (one chunk), independent of the other rows in the chunk.
 
     A float32 matrix product ranks the centroids. Where the two best are further apart than the float32
@@ -94,7 +94,7 @@ def _cluster_sums(
     sums = torch.zeros(k, x.shape[1], dtype=torch.float64, device=x.device)
     if x64 is not None and not x.is_cuda:  # one call: fewer thread synchronisations
         return sums.index_put_((labels,), x64, accumulate=True)
-    for s, e in _chunks(x.shape[0], chunk_size):
+    for s, e in row_chunks(x.shape[0], chunk_size):
         xc = x64[s:e] if x64 is not None else x[s:e].double()
         if x.is_cuda:  # index_add_ uses atomics on CUDA (non-deterministic order); a one-hot GEMM does not
             sums += F.one_hot(labels[s:e], k).double().T @ xc

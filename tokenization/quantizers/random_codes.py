@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import CONFIG_NAME, EmbeddingsLike, Quantizer, _as_codebook_sizes, _need
-from .kmeans import _chunks
+from .base import CONFIG_NAME, EmbeddingsLike, Quantizer, as_codebook_sizes, required_tensor
+from .kmeans import row_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class RandomQuantizer(Quantizer):
         normalize: bool = False,
     ) -> None:
         self.num_levels = int(num_levels)
-        self.codebook_sizes = _as_codebook_sizes(codebook_size, self.num_levels)
+        self.codebook_sizes = as_codebook_sizes(codebook_size, self.num_levels)
         if self.num_levels > 8:
             raise ValueError(
                 f"RandomQuantizer supports at most 8 levels (one BLAKE2b digest), got {num_levels}"
@@ -79,7 +79,7 @@ class RandomQuantizer(Quantizer):
         cents: list[torch.Tensor] = []
         for level, k in enumerate(self.codebook_sizes):
             sums = torch.zeros(k, x.shape[1], dtype=torch.float64)
-            for s, e in _chunks(x.shape[0], 65536):
+            for s, e in row_chunks(x.shape[0], 65536):
                 r = x[s:e].double()
                 for j, c in enumerate(cents):
                     r -= c.double()[codes[s:e, j]]
@@ -112,7 +112,7 @@ class RandomQuantizer(Quantizer):
 
     def _residual_mse(self, x: torch.Tensor, codes: torch.Tensor) -> list[float]:
         totals = [0.0] * self.num_levels
-        for s, e in _chunks(x.shape[0], 65536):
+        for s, e in row_chunks(x.shape[0], 65536):
             r = x[s:e].cpu().double()
             for level in range(self.num_levels):
                 r -= self.centroids[level].double()[codes[s:e, level]]
@@ -148,7 +148,7 @@ class RandomQuantizer(Quantizer):
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{source}: its {CONFIG_NAME} is incomplete or invalid ({err!r})") from err
         q.centroids = [
-            _need(tensors, f"centroids.{lv}", (k, dim), source).float()
+            required_tensor(tensors, f"centroids.{lv}", (k, dim), source).float()
             for lv, k in enumerate(q.codebook_sizes)
         ]
         q._dim = dim

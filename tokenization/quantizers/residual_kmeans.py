@@ -11,8 +11,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import CONFIG_NAME, EmbeddingsLike, Quantizer, _as_codebook_sizes, _need, as_float_embeddings
-from .kmeans import _chunks, _nearest_exact, _sum_sq, kmeans
+from .base import (
+    CONFIG_NAME,
+    EmbeddingsLike,
+    Quantizer,
+    as_codebook_sizes,
+    as_float_embeddings,
+    required_tensor,
+)
+from .kmeans import kmeans, nearest_exact, row_chunks, sum_sq
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +85,7 @@ class ResidualKMeansQuantizer(Quantizer):
         device: str | torch.device | None = None,
     ) -> None:
         self.num_levels = int(num_levels)
-        self.codebook_sizes = _as_codebook_sizes(codebook_size, self.num_levels)
+        self.codebook_sizes = as_codebook_sizes(codebook_size, self.num_levels)
         if resolve_collisions not in ("none", "reassign"):
             raise ValueError(f"resolve_collisions must be 'none' or 'reassign', got {resolve_collisions!r}")
         if max_iter < 1 or chunk_size < 1:
@@ -169,8 +176,8 @@ class ResidualKMeansQuantizer(Quantizer):
             cent = res.centroids.contiguous()
             cent64 = cent.double()
             cents.append(cent)
-            for s, e in _chunks(n, self.chunk_size):
-                lab = _nearest_exact(residual[s:e], cent, cent64)
+            for s, e in row_chunks(n, self.chunk_size):
+                lab = nearest_exact(residual[s:e], cent, cent64)
                 codes[s:e, level] = lab.cpu()
                 residual[s:e] -= cent[lab]
             info["levels"].append(
@@ -182,7 +189,7 @@ class ResidualKMeansQuantizer(Quantizer):
                     "n_reseeded": res.n_reseeded,
                     "n_distinct_seeds": res.n_distinct_seeds,
                     "used_codes": int(torch.unique(codes[:, level]).numel()),
-                    "residual_mse": _sum_sq(residual) / residual.numel(),
+                    "residual_mse": sum_sq(residual) / residual.numel(),
                 }
             )
             logger.info("k-means level %d/%d: %s", level + 1, self.num_levels, info["levels"][-1])
@@ -266,10 +273,10 @@ class ResidualKMeansQuantizer(Quantizer):
         x = self._prepare(embeddings, self._compute_device)
         n = x.shape[0]
         codes = torch.empty(n, self.num_levels, dtype=torch.long)
-        for s, e in _chunks(n, self.chunk_size):
+        for s, e in row_chunks(n, self.chunk_size):
             r = x[s:e].clone()
             for level in range(self.num_levels):
-                lab = _nearest_exact(r, self.centroids[level], self._centroids64[level])
+                lab = nearest_exact(r, self.centroids[level], self._centroids64[level])
                 codes[s:e, level] = lab.cpu()
                 r -= self.centroids[level][lab]
         if self._memo_codes.shape[0]:
@@ -307,12 +314,12 @@ class ResidualKMeansQuantizer(Quantizer):
 
     def _residual_mse(self, x: torch.Tensor, codes: torch.Tensor) -> list[float]:
         totals = [0.0] * self.num_levels
-        for s, e in _chunks(x.shape[0], self.chunk_size):
+        for s, e in row_chunks(x.shape[0], self.chunk_size):
             r = x[s:e].to(self._compute_device).clone()
             c = codes[s:e].to(self._compute_device)
             for level in range(self.num_levels):
                 r -= self.centroids[level][c[:, level]]
-                totals[level] += _sum_sq(r)
+                totals[level] += sum_sq(r)
         return [t / x.numel() for t in totals]
 
     # -- save / load ---------------------------------------------------------------------------------------
@@ -362,10 +369,10 @@ class ResidualKMeansQuantizer(Quantizer):
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{source}: its {CONFIG_NAME} is incomplete or invalid ({err!r})") from err
         q._set_centroids(
-            [_need(tensors, f"centroids.{lv}", (k, dim), source) for lv, k in enumerate(q.codebook_sizes)]
+            [required_tensor(tensors, f"centroids.{lv}", (k, dim), source) for lv, k in enumerate(q.codebook_sizes)]
         )
-        q._memo_embeddings = _need(tensors, "reassigned.embeddings", (m, dim), source).float()
-        q._memo_codes = _need(tensors, "reassigned.codes", (m, q.num_levels), source).long()
-        q._memo_nearest = _need(tensors, "reassigned.nearest_codes", (m, q.num_levels), source).long()
+        q._memo_embeddings = required_tensor(tensors, "reassigned.embeddings", (m, dim), source).float()
+        q._memo_codes = required_tensor(tensors, "reassigned.codes", (m, q.num_levels), source).long()
+        q._memo_nearest = required_tensor(tensors, "reassigned.nearest_codes", (m, q.num_levels), source).long()
         q.fit_info = dict(config.get("fit_info") or {})
         return q

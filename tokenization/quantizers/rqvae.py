@@ -18,11 +18,11 @@ from .base import (
     EmbeddingsLike,
     Quantizer,
     QuantizerDiagnostics,
-    _as_codebook_sizes,
-    _l2_normalize,
+    as_codebook_sizes,
     as_float_embeddings,
+    l2_normalize,
 )
-from .kmeans import _chunks, _nearest_exact, kmeans
+from .kmeans import kmeans, nearest_exact, row_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def _mlp(dims: Sequence[int]) -> nn.Sequential:
 class RQVAEQuantizer(Quantizer, nn.Module):
     """TIGER's RQ-VAE: MLP encoder -> residual quantization by L learned codebooks -> MLP decoder.
 
-    Training (:meth:`training_step`, shared by :meth:`fit` and ``genrec.trainers.rqvae.train_rqvae``)
+    Training (:meth:`training_step`, shared by :meth:`fit` and ``genrec.trainers.stages.rqvae.train_rqvae``)
     minimises ``||x - dec(z_q)||^2 + sum_l ||sg[r_l] - e_l||^2 + beta ||r_l - sg[e_l]||^2`` (reconstruction,
     codebook and commitment terms; squared norms averaged over the batch), with the straight-through
     estimator carrying reconstruction gradients from ``z_q`` to the encoder. Codebooks are initialised by
@@ -88,7 +88,7 @@ class RQVAEQuantizer(Quantizer, nn.Module):
     ) -> None:
         nn.Module.__init__(self)
         self.num_levels = int(num_levels)
-        self.codebook_sizes = _as_codebook_sizes(codebook_size, self.num_levels)
+        self.codebook_sizes = as_codebook_sizes(codebook_size, self.num_levels)
         self.hidden_dims = [int(h) for h in hidden_dims]
         self.latent_dim = int(latent_dim)
         self.beta = float(beta)
@@ -173,7 +173,7 @@ class RQVAEQuantizer(Quantizer, nn.Module):
         assert self.encoder is not None and self.decoder is not None
         x = x.to(self.codebooks[0].device)
         if self.normalize:
-            x = _l2_normalize(x)
+            x = l2_normalize(x)
         z = self.encoder(x)
         with torch.autocast(device_type=z.device.type, enabled=False):
             z = z.float()
@@ -188,7 +188,7 @@ class RQVAEQuantizer(Quantizer, nn.Module):
                 if self.training and self.dead_code_steps > 0:
                     restarted += self._restart_dead_codes(level, r.detach())
                 w = cb.float()
-                idx = _nearest_exact(r.detach(), w.detach(), w.detach().double())
+                idx = nearest_exact(r.detach(), w.detach(), w.detach().double())
                 e = w[idx]
                 codebook_loss = codebook_loss + (e - r.detach()).square().sum(1).mean()
                 commitment_loss = commitment_loss + (r - e.detach()).square().sum(1).mean()
@@ -249,7 +249,7 @@ class RQVAEQuantizer(Quantizer, nn.Module):
         for epoch in range(self.epochs):
             perm = torch.randperm(n, generator=g).to(device)
             totals: dict[str, float] = {}
-            for s, e in _chunks(n, self.batch_size):
+            for s, e in row_chunks(n, self.batch_size):
                 out = self.training_step(x[perm[s:e]])
                 optimizer.zero_grad(set_to_none=True)
                 out["loss"].backward()
@@ -286,11 +286,11 @@ class RQVAEQuantizer(Quantizer, nn.Module):
         codes = torch.empty(x.shape[0], self.num_levels, dtype=torch.long)
         books = [cb.detach().float() for cb in self.codebooks]
         books64 = [b.double() for b in books]
-        for s, e in _chunks(x.shape[0], self.chunk_size):
+        for s, e in row_chunks(x.shape[0], self.chunk_size):
             r = self._latent64(x[s:e])
             for level in range(self.num_levels):
                 # screen in float32, re-rank in float64: same rule as k-means, batch-independent
-                lab = _nearest_exact(r.float(), books[level], books64[level])
+                lab = nearest_exact(r.float(), books[level], books64[level])
                 codes[s:e, level] = lab.cpu()
                 r = r - books64[level][lab]
         return codes
@@ -308,7 +308,7 @@ class RQVAEQuantizer(Quantizer, nn.Module):
     def _residual_mse(self, x: torch.Tensor, codes: torch.Tensor) -> list[float]:
         device = self.codebooks[0].device
         totals = [0.0] * self.num_levels
-        for s, e in _chunks(x.shape[0], self.chunk_size):
+        for s, e in row_chunks(x.shape[0], self.chunk_size):
             r = self._latent64(x[s:e].to(device))
             c = codes[s:e].to(device)
             for level in range(self.num_levels):

@@ -15,7 +15,7 @@ end, evaluates that model on the *test* split (the reported numbers). It writes:
 * ``output_dir/test_ranks.json``: each test user's target rank (``genrec evaluate --per-user``'s format), for
   paired comparisons of two runs (``benchmarks/paired_compare.py``);
 * ``output_dir/checkpoints/step-*``: resumable checkpoints (the last ``keep_checkpoints``), which make a
-  resumed run bit-identical to an uninterrupted one (see ``genrec.trainers.accelerate_utils``);
+  resumed run bit-identical to an uninterrupted one (see ``genrec.trainers.engine.accelerator``);
 * ``output_dir/logs/``: TensorBoard logs when tensorboard is installed.
 
 With ``integrated_embeddings`` (Stage I's ``integrated_embeddings.safetensors``) the model is trained with the
@@ -47,16 +47,21 @@ from genrec.modeling.modeling_mscgrec import MSCGRecForGenerativeRecommendation
 from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
 from genrec.tokenization.code_table import CodeTable
 from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
-from genrec.trainers.accelerate_utils import (
+from genrec.trainers.engine.accelerator import (
     build_accelerator,
     deterministic_training,
     make_train_dataloader,
     tracker_config,
 )
-from genrec.trainers.checkpoints import CheckpointManager, TrainingState, job_fingerprint
-from genrec.trainers.evaluation import evaluate_model, write_per_user_ranks
-from genrec.trainers.stage2_defaults import PAPER_BATCH_SIZE, PAPER_LR, PAPER_MAX_STEPS, PAPER_WARMUP_STEPS
-from genrec.trainers.training_loop import run_training_loop
+from genrec.trainers.engine.checkpoints import CheckpointManager, TrainingState, job_fingerprint
+from genrec.trainers.engine.loop import run_training_loop
+from genrec.trainers.evaluation.evaluator import evaluate_model, write_per_user_ranks
+from genrec.trainers.stages.stage2_defaults import (
+    PAPER_BATCH_SIZE,
+    PAPER_LR,
+    PAPER_MAX_STEPS,
+    PAPER_WARMUP_STEPS,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +242,7 @@ def build_stage2_optimizer(
       annealing lets the last steps settle instead of ending at the full learning rate; measured in
       docs/stage2.md).
 
-    ``accelerate_utils.build_optimizer_and_scheduler`` warms up from 0 (``transformers.get_scheduler``); the
+    ``engine.accelerator.build_optimizer_and_scheduler`` warms up from 0 (``transformers.get_scheduler``); the
     paper's non-zero start needs this schedule. The factor is a plain function of the step, so a resumed run
     (scheduler step restored from the checkpoint) follows the same curve.
     """
@@ -404,7 +409,7 @@ def train_stage2(
             checkpoint); may raise to stop the run.
         show_progress: tqdm progress bars (silent when not on a TTY).
         init_from: fine-tuning: a trained UNGER model (object, folder or Hub id at ``init_revision``) whose
-            transferable weights initialise this model (:func:`genrec.trainers.finetune.transfer_stage2_weights`:
+            transferable weights initialise this model (:func:`genrec.trainers.stages.weight_transfer.transfer_stage2_weights`:
             the transformer and the code-token rows both vocabularies have; the catalogue stays this dataset's).
         data_revision: branch, tag or commit of a Hub ``data``.
     """
@@ -474,7 +479,7 @@ def train_stage2(
     distill = config.uses_distillation
     transfer_report: dict[str, Any] | None = None
     if init_from is not None:
-        from genrec.trainers.finetune import load_source_model, transfer_stage2_weights
+        from genrec.trainers.stages.weight_transfer import load_source_model, transfer_stage2_weights
 
         source_model = init_from if isinstance(init_from, torch.nn.Module) else load_source_model(init_from, init_revision)
         transfer_report = transfer_stage2_weights(

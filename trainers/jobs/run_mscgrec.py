@@ -1,6 +1,6 @@
 """The main job's MSCGRec stages (``genrec run --model mscgrec``): per-modality codes, MSCGRec Stage II, export.
 
-After :func:`genrec.trainers.pipeline.prepare_and_embed` (dataset + text embeddings), in the same run folder:
+After :func:`genrec.trainers.jobs.run.prepare_and_embed` (dataset + text embeddings), in the same run folder:
 
 * ``stage1/``: UNGER's Stage I trainer with ``mode="collaborative_only"`` — a sequential recommender over item
   ids alone, trained on the training split (validation early stopping); its item embeddings are the
@@ -10,13 +10,13 @@ After :func:`genrec.trainers.pipeline.prepare_and_embed` (dataset + text embeddi
   (Stage I's embeddings), ``text`` (the text embeddings) and every extra ``--modality NAME=FILE`` (a user's
   per-item embedding file; the items it lacks miss that modality);
 * ``stage2/``: :class:`~genrec.modeling.modeling_mscgrec.MSCGRecForGenerativeRecommendation` trained by
-  :func:`~genrec.trainers.stage2.train_stage2` on the decoding modality's tokenizer (default collaborative,
+  :func:`~genrec.trainers.stages.stage2.train_stage2` on the decoding modality's tokenizer (default collaborative,
   the paper's choice), reading the other modalities per history item; test metrics of its best model;
 * the run folder's root: the model's ``save_pretrained`` folder (decoding tokenizer + code table, model card)
   and ``modality_tables/`` (:class:`~genrec.tokenization.modality_tables.ModalityCodeTables`: every modality's
   code table, hash-checked against the model's config on load).
 
-Every stage is fingerprinted like UNGER's (:class:`~genrec.trainers.stage_fingerprint.StageLedger`), so a rerun
+Every stage is fingerprinted like UNGER's (:class:`~genrec.trainers.jobs.ledger.StageLedger`), so a rerun
 reuses finished stages, resumes interrupted trainings and recomputes what changed.
 """
 
@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from genrec.tokenization.modality_tables import ModalityCodeTables, check_modality_name
-from genrec.trainers.run_fingerprints import FINGERPRINT_FORMAT, stage1_fingerprint, stage2_fingerprint
-from genrec.trainers.stage_fingerprint import StageLedger, file_sha256, settings_digest
+from genrec.trainers.jobs.fingerprints import FINGERPRINT_FORMAT, stage1_fingerprint, stage2_fingerprint
+from genrec.trainers.jobs.ledger import StageLedger, file_sha256, settings_digest
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def _quantize_modality(
     num_levels: int, codebook_size: int, seed: int, show_progress: bool,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Residual k-means codes of one modality in ``semantic_ids/<name>/`` (reused when its fingerprint holds)."""
-    from genrec.trainers.quantize import quantize_embeddings
+    from genrec.trainers.stages.quantize import quantize_embeddings
 
     folder = out_dir / "semantic_ids" / name
     settings = {
@@ -118,7 +118,7 @@ def run_mscgrec_stages(
 ) -> None:
     """Stage I (collaborative), per-modality quantization, MSCGRec Stage II + test, export; fills ``summary``.
 
-    ``profile`` is the run's :class:`~genrec.trainers.pipeline.PipelineProfile`: its Stage I budget trains the
+    ``profile`` is the run's :class:`~genrec.trainers.jobs.profiles.PipelineProfile`: its Stage I budget trains the
     collaborative model, its Stage II budget and config (minus ``history_item_embedding``: MSCGRec's history
     modalities replace UNGER's integrated-embedding feed; no distillation, which the paper does not use) train
     MSCGRec. ``history_feed``: MSCGRec's encoder input, ``"item_sum"`` or the paper's ``"stacked"``
@@ -126,8 +126,8 @@ def run_mscgrec_stages(
     """
     from genrec.modeling.configuration_mscgrec import MSCGRecConfig
     from genrec.modeling.configuration_unger_fusion import UngerFusionConfig
-    from genrec.trainers.stage1 import train_stage1
-    from genrec.trainers.stage2 import train_stage2
+    from genrec.trainers.stages.stage1 import train_stage1
+    from genrec.trainers.stages.stage2 import train_stage2
 
     names = [*BUILT_IN_MODALITIES, *modalities]
     if decode_modality not in names:
@@ -238,9 +238,9 @@ def run_mscgrec_stages(
     #    transitions mixed into recommend(), weight chosen on validation
     transition = None
     if profile.transition_prior:
-        from genrec.trainers.pipeline import _transition_stage_into_summary
+        from genrec.trainers.jobs.transition import transition_stage_into_summary
 
-        result = _transition_stage_into_summary(
+        result = transition_stage_into_summary(
             summary, Path(stage2["best_model_dir"]), data_dir, out_dir, ledger, settings_digest(stage2_settings),
             asdict(profile), show_progress=show_progress,
         )
@@ -283,7 +283,7 @@ def export_mscgrec_model(
     )
     check_tables_match_model(model, tables)
     if transition is not None:
-        from genrec.trainers.transition_prior import fit_transition_prior
+        from genrec.trainers.stages.transition_prior import fit_transition_prior
 
         fit_transition_prior(model, tokenizer, transition[0], weight=transition[1])
     model.save_pretrained(out_dir)

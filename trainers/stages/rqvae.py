@@ -1,6 +1,6 @@
 """Accelerate training loop for the RQ-VAE quantizer (TIGER's semantic IDs).
 
-The loop is genrec's one training loop (:func:`genrec.trainers.training_loop.run_training_loop`). The maths lives in ``genrec.tokenization.quantizers.RQVAEQuantizer.training_step`` (its ``forward``); this
+The loop is genrec's one training loop (:func:`genrec.trainers.engine.loop.run_training_loop`). The maths lives in ``genrec.tokenization.quantizers.RQVAEQuantizer.training_step`` (its ``forward``); this
 module only adds what Accelerate brings — device placement, mixed precision, multi-process data parallelism
 — plus a per-epoch loss log. ``RQVAEQuantizer.fit`` is the dependency-free equivalent (plain torch loop).
 """
@@ -23,9 +23,9 @@ from accelerate.utils import DataLoaderConfiguration, broadcast
 from torch.utils.data import TensorDataset
 
 from genrec.tokenization.quantizers import RQVAEQuantizer, as_float_embeddings
-from genrec.trainers.accelerate_utils import make_train_dataloader, resolve_mixed_precision
-from genrec.trainers.checkpoints import TrainingState
-from genrec.trainers.training_loop import run_training_loop
+from genrec.trainers.engine.accelerator import make_train_dataloader, resolve_mixed_precision
+from genrec.trainers.engine.checkpoints import TrainingState
+from genrec.trainers.engine.loop import run_training_loop
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def train_rqvae(
         "num_processes": accelerator.num_processes,
         "history": history,
         "fit_seconds": round(time.perf_counter() - start, 3),
-        "trainer": "genrec.trainers.rqvae.train_rqvae",
+        "trainer": "genrec.trainers.stages.rqvae.train_rqvae",
     }
     if output_dir is not None:
         accelerator.wait_for_everyone()

@@ -4,7 +4,7 @@
 dataset (``sequences`` config: the LAST element of ``item_ids`` is the target, the elements before it the
 history), recommends the top-K items of the whole corpus with constrained beam search (only codes of existing
 items can be generated, so ``invalid_rate`` reads 0), and scores the ranked lists with
-:func:`genrec.trainers.metrics.compute_metrics`, the one metric implementation of genrec. The output names
+:func:`genrec.trainers.evaluation.metrics.compute_metrics`, the one metric implementation of genrec. The output names
 its split: test numbers are the ones to report; trainers evaluate the ``validation`` split for model
 selection and label those numbers as validation numbers.
 
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from genrec.trainers.metrics import DEFAULT_KS, compute_metrics, target_ranks
+from genrec.trainers.evaluation.metrics import DEFAULT_KS, compute_metrics, target_ranks
 
 logger = logging.getLogger(__name__)
 
@@ -166,12 +166,12 @@ def evaluate_model(
             (see :func:`check_catalogue`).
         per_user: also return each user's target rank (``per_user``: ``user_id``, ``target``, ``rank``; 1-based,
             0 = not in the top ``max(k_values)``), which paired comparisons of two models need
-            (:func:`~genrec.trainers.metrics.paired_bootstrap`, ``benchmarks/paired_compare.py``).
+            (:func:`~genrec.trainers.evaluation.metrics.paired_bootstrap`, ``benchmarks/paired_compare.py``).
 
     Returns:
         ``{"split": split, "metrics": {metric: value}, "num_users", "num_skipped_no_history", "num_beams",
         "k_values"}``; ``metrics`` holds ``recall@K``, ``hr@K``, ``ndcg@K``, ``mrr@K``, ``invalid_rate`` and
-        ``num_users`` exactly as :func:`~genrec.trainers.metrics.compute_metrics` computes them.
+        ``num_users`` exactly as :func:`~genrec.trainers.evaluation.metrics.compute_metrics` computes them.
     """
     ks = sorted({int(k) for k in k_values})
     if not ks or ks[0] < 1:

@@ -14,9 +14,9 @@ from typing import Any
 import torch
 
 from genrec.modeling.configuration_ttds import TTDSConfig
-from genrec.trainers.ttds_args import TASK_TEMPLATES
-from genrec.trainers.ttds_codes import CodeState
-from genrec.trainers.ttds_data import TTDSData
+from genrec.trainers.ttds.args import TASK_TEMPLATES
+from genrec.trainers.ttds.codes import CodeState
+from genrec.trainers.ttds.data import TTDSData
 
 logger = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ def _template_choice(seed: int, epoch: int, index: int) -> int:
     return int.from_bytes(digest, "little")
 
 
-class _IndexDataset(torch.utils.data.Dataset):
+class IndexDataset(torch.utils.data.Dataset):
     """Example indices 0..n-1 (the collator renders them)."""
 
     def __init__(self, n: int) -> None:
@@ -240,7 +240,7 @@ class TTDSCollator:
     def _texts(self, tower: str, entities: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         index = self._item_index if tower == "item" else self._user_index
         rows = [self.renderer.entity_text_ids(tower, index[e]) for e in entities if e in index]
-        return _pad_right(rows, self.pad_token_id)
+        return pad_right(rows, self.pad_token_id)
 
     def __call__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         examples = self.renderer.data.examples
@@ -261,8 +261,8 @@ class TTDSCollator:
             for key in ("user", "target_user"):
                 if key in example:
                     users[example[key]] = None
-        input_ids, attention_mask = _pad_right(sequences, self.pad_token_id)
-        label_ids, _ = _pad_right(labels, -100)
+        input_ids, attention_mask = pad_right(sequences, self.pad_token_id)
+        label_ids, _ = pad_right(labels, -100)
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": label_ids}
         if items:
             ids, mask = self._texts("item", list(items)[: self.alignment_batch_size])
@@ -274,12 +274,12 @@ class TTDSCollator:
         return batch
 
 
-def _index_batch(indices: Sequence[int]) -> torch.Tensor:
+def index_batch(indices: Sequence[int]) -> torch.Tensor:
     """The DataLoader's batch: example indices only (rendering happens at the step that uses them)."""
     return torch.tensor(list(indices), dtype=torch.long)
 
 
-def _pad_right(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_right(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max((len(r) for r in rows), default=0)
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -289,7 +289,7 @@ def _pad_right(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, t
     return ids, mask
 
 
-def _pad_left(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_left(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)

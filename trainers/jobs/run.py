@@ -7,7 +7,7 @@ This module only sequences library calls; each stage's logic lives in its own mo
 present in the run folder are reused (and interrupted trainings resume from their checkpoints) when they
 were made with the same settings and inputs, so running the same command again continues where it stopped
 instead of starting over. Each stage records a fingerprint of its settings and inputs in
-``fingerprints/<stage>.json`` before it starts (:mod:`genrec.trainers.run_fingerprints`); a stage whose
+``fingerprints/<stage>.json`` before it starts (:mod:`genrec.trainers.jobs.fingerprints`); a stage whose
 fingerprint differs (another ``--levels``, ``--codebook-size``, ``--max-history``, ``--profile``, ``--seed``,
 encoder, or changed input files), and every stage downstream of it, is deleted and recomputed, with a log
 line naming the difference.
@@ -27,12 +27,11 @@ import logging
 import shutil
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from genrec.trainers.pipeline_mscgrec import MODALITY_TABLES_DIR
-from genrec.trainers.run_fingerprints import (
+from genrec.trainers.jobs.fingerprints import (
     EMBEDDINGS_DIR,
     SEMANTIC_EMBEDDINGS_FILE,
     adopt_legacy_run,
@@ -41,140 +40,20 @@ from genrec.trainers.run_fingerprints import (
     stage1_fingerprint,
     stage2_fingerprint,
 )
-from genrec.trainers.stage2_defaults import PAPER_MAX_STEPS, PAPER_WARMUP_STEPS
-from genrec.trainers.stage_fingerprint import FINGERPRINT_DIR, StageLedger, settings_digest
+from genrec.trainers.jobs.ledger import FINGERPRINT_DIR, StageLedger, settings_digest
+from genrec.trainers.jobs.profiles import (
+    MODEL_FAMILIES,
+    RUN_SUMMARY_FILE,
+    STOP_STAGES,
+    PipelineProfile,
+    infer_source,
+    resolve_profile,
+)
+from genrec.trainers.jobs.run_mscgrec import MODALITY_TABLES_DIR
+from genrec.trainers.jobs.transition import transition_stage_into_summary
 
 logger = logging.getLogger(__name__)
 
-RUN_SUMMARY_FILE = "run.json"
-TRANSITION_DIR = "transition_prior"
-TRANSITION_FILE = "transition_prior.json"
-
-
-@dataclass(frozen=True)
-class PipelineProfile:
-    """How long and how big each trained stage of the main job is.
-
-    ``default`` is the full job sized for a 2-core CPU (~15 min on ML-100K); ``quick`` is a smoke run for
-    CI (a minute or two) whose numbers mean nothing beyond "every stage ran"; ``paper`` is the UNGER
-    paper's recipe (Table 4), sized for a GPU. ``stage2_epochs`` (when set) overrides ``stage2_max_steps``
-    with that many passes over the training rows, so one profile fits catalogues of any size.
-    """
-
-    name: str
-    stage1_epochs: int | None = 20
-    stage1_max_steps: int | None = None
-    stage1_patience: int | None = 5
-    stage1_max_eval_examples: int | None = None
-    stage1_config: dict[str, Any] = field(default_factory=dict)
-    stage2_max_steps: int = 3000  # a field default for custom profiles: every shipped profile sets its own length
-    stage2_epochs: float | None = None
-    stage2_warmup_steps: int = 300
-    stage2_eval_every: int | None = 500
-    stage2_patience: int | None = None
-    stage2_config: dict[str, Any] = field(default_factory=dict)
-    stage2_lr_schedule: str = "constant"
-    max_eval_users: int | None = None
-    eval_beams: int = 20
-    test_beams: int | None = None
-    num_levels: int = 3
-    transition_prior: bool = False
-
-
-PROFILES: dict[str, PipelineProfile] = {
-    # Stage I: at most 8 epochs (ML-100K validation Recall@10 is near its later best by then); Stage II:
-    # per_item history (~3x cheaper per step than flattened on CPU), constrained training (+22 % test
-    # Recall@10 on Beauty at equal steps), 16 epochs with a cosine decay (Beauty validation Recall@10 was
-    # still rising fast at 3k steps = 6 epochs); each history item also feeds its Stage-I integrated
-    # embedding to the encoder (history_item_embedding="integrated": Beauty validation Recall@10 0.094 vs
-    # 0.085 at 7k steps); a larger, regularised Stage II — 4 encoder layers, dropout 0.1, distillation
-    # λ = 0.1 — (test Recall@10 of the model alone at equal steps and codes: ML-100K 0.1368 vs 0.1198, Beauty
-    # 0.0763 vs 0.0710); validation on a seeded 5,000-user sample. docs/stage2.md and docs/quality.md have
-    # the measurements.
-    "default": PipelineProfile(
-        name="default",
-        stage1_epochs=8,
-        stage1_patience=2,
-        stage2_epochs=16,
-        stage2_warmup_steps=300,
-        stage2_eval_every=1000,
-        stage2_lr_schedule="cosine",
-        stage2_config={
-            "history_mode": "per_item", "constrained_training": True, "history_item_embedding": "integrated",
-            "encoder_layers": 4, "dropout": 0.1, "distillation_weight": 0.1,
-        },
-        max_eval_users=5000,
-        # the model mixed with the training rows' first-order transitions, its weight chosen on validation
-        # (trainers/transition_prior.py; docs/quality.md: the model misses rare exact pairs the chain keeps)
-        transition_prior=True,
-    ),
-    "quick": PipelineProfile(
-        name="quick",
-        stage1_epochs=None,
-        stage1_max_steps=30,
-        stage1_patience=None,
-        stage1_max_eval_examples=200,
-        stage2_max_steps=30,
-        stage2_warmup_steps=10,
-        stage2_eval_every=30,
-        stage2_config={
-            "d_model": 48, "ffn_dim": 96, "num_attention_heads": 4, "decoder_layers": 2,
-            "history_item_embedding": "integrated",  # the default profile's wiring, exercised by CI
-        },
-        max_eval_users=128,
-        transition_prior=True,
-    ),
-    # The UNGER paper (§4.1.3, Table 4): Stage I to convergence (early stopping on validation Recall@10, no
-    # epoch cap that binds), cluster depth 4, Stage II 20k steps with a 2k-step warm-up from 1e-7 to 1e-3,
-    # the flattened code-sequence history feed, plain (unconstrained) training, no early stop (the best
-    # validation checkpoint is kept), 100 beams at test. Validation (model selection only, which the paper
-    # does not describe) uses 20 beams on a seeded 5,000-user sample so that it stays affordable on a CPU.
-    "paper": PipelineProfile(
-        name="paper",
-        stage1_epochs=200,
-        stage1_patience=5,
-        stage2_max_steps=PAPER_MAX_STEPS,
-        stage2_warmup_steps=PAPER_WARMUP_STEPS,
-        stage2_eval_every=1000,
-        stage2_patience=None,
-        stage2_config={"history_mode": "flattened"},
-        max_eval_users=5000,
-        eval_beams=20,
-        test_beams=100,
-        num_levels=4,
-    ),
-}
-
-
-# the stages ``run_pipeline(until=...)`` / ``genrec run --until`` can stop after, in pipeline order
-STOP_STAGES = ("embed", "stage1", "quantize")
-
-
-def infer_source(dataset: str) -> str:
-    """Which ``genrec prepare`` source reads ``dataset`` (a name, a folder or a Hub id)."""
-    if dataset.lower() in {"ml-100k", "ml100k", "movielens-100k"}:
-        return "ml-100k"
-    path = Path(dataset)
-    if path.is_dir():
-        if (path / "sequences.txt").is_file():
-            return "s3rec"
-        if (path / "ml-100k.inter").is_file():
-            return "ml-100k"
-        return "hub"
-    if path.exists():
-        raise ValueError(f"--dataset {dataset}: expected a folder or a dataset name, got a file")
-    return "hub"  # a Hub dataset id in genrec's layout
-
-
-def _profile(profile: str | PipelineProfile) -> PipelineProfile:
-    if isinstance(profile, PipelineProfile):
-        return profile
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
-    return PROFILES[profile]
-
-
-MODEL_FAMILIES = ("unger", "mscgrec")
 
 
 def prepare_and_embed(
@@ -268,14 +147,14 @@ def run_pipeline(
         overwrite: recompute every stage (deletes the stages' folders first).
         show_progress: tqdm progress bars.
         always_append_collision_level: give every item a collision code, even without collisions (so that the
-            code layout matches a source model's when fine-tuning, :mod:`genrec.trainers.finetune`).
+            code layout matches a source model's when fine-tuning, :mod:`genrec.trainers.jobs.finetune`).
         data_revision: branch, tag or commit of a Hub ``dataset`` (recorded in the prepare fingerprint).
         init_from: start Stage II from this trained UNGER model's transferable weights (a model object, a
-            folder or a Hub id; see :func:`genrec.trainers.finetune.transfer_stage2_weights`).
+            folder or a Hub id; see :func:`genrec.trainers.stages.weight_transfer.transfer_stage2_weights`).
         init_identity: what ``init_from`` is (e.g. its repo id and revision), recorded in Stage II's fingerprint.
         model: ``"unger"`` (the stages above) or ``"mscgrec"`` (per-modality codes: Stage I trained on item ids
             alone for the collaborative modality, the text embeddings for the text modality, each quantized on
-            its own; Stage II is MSCGRec, see :mod:`genrec.trainers.pipeline_mscgrec`).
+            its own; Stage II is MSCGRec, see :mod:`genrec.trainers.jobs.run_mscgrec`).
         modalities: MSCGRec only: extra modalities, name -> per-item embedding file (``ItemEmbeddings``
             safetensors keyed by this dataset's item ids; items the file lacks miss that modality).
         decode_modality: MSCGRec only: the modality whose codes the model generates (paper: collaborative).
@@ -297,11 +176,11 @@ def run_pipeline(
     """
     from genrec.modeling.configuration_unger import UngerConfig
     from genrec.modeling.configuration_unger_fusion import UngerFusionConfig
-    from genrec.trainers.quantize import quantize_embeddings
-    from genrec.trainers.stage1 import train_stage1
-    from genrec.trainers.stage2 import train_stage2
+    from genrec.trainers.stages.quantize import quantize_embeddings
+    from genrec.trainers.stages.stage1 import train_stage1
+    from genrec.trainers.stages.stage2 import train_stage2
 
-    run_profile = _profile(profile)
+    run_profile = resolve_profile(profile)
     if until is not None and until not in STOP_STAGES:
         raise ValueError(f"until={until!r}: choose one of {list(STOP_STAGES)} (or None to run every stage)")
     if until not in (None, "embed") and model == "mscgrec":
@@ -352,7 +231,7 @@ def run_pipeline(
     if until == "embed":
         return _stopped(summary, out_dir, until, total_start)
     if model == "mscgrec":
-        from genrec.trainers.pipeline_mscgrec import run_mscgrec_stages
+        from genrec.trainers.jobs.run_mscgrec import run_mscgrec_stages
 
         run_mscgrec_stages(
             out_dir, ledger, summary, run_profile, emb_path=emb_path, emb=emb, upstream=upstream,
@@ -456,7 +335,7 @@ def run_pipeline(
     #    validation; test metrics with it become the run's, the model's own are kept beside them
     transition = None
     if run_profile.transition_prior:
-        transition = _transition_stage_into_summary(
+        transition = transition_stage_into_summary(
             summary, Path(stage2["best_model_dir"]), data_dir, out_dir, ledger, settings_digest(stage2_settings),
             asdict(run_profile), show_progress=show_progress,
         )
@@ -485,29 +364,6 @@ def _stopped(summary: dict[str, Any], out_dir: Path, stage: str, total_start: fl
     return summary
 
 
-def _transition_stage_into_summary(
-    summary: dict[str, Any], best_dir: Path, data_dir: Path, out_dir: Path, ledger: Any, stage2_digest: str,
-    profile: dict[str, Any], *, show_progress: bool,
-) -> dict[str, Any]:
-    """Run (or reuse) the transition-prior stage and record it in ``summary``; returns the stage's result."""
-    start = time.perf_counter()
-    test_beams = profile.get("test_beams") or profile.get("eval_beams", 20)
-    transition = run_transition_stage(
-        best_dir, data_dir, out_dir / TRANSITION_DIR, ledger,
-        {"stage2": stage2_digest, "max_eval_users": profile.get("max_eval_users"),
-         "eval_beams": profile.get("eval_beams", 20), "test_beams": test_beams},
-        show_progress=show_progress,
-    )
-    summary["stages"]["transition_prior"] = {
-        "seconds": round(time.perf_counter() - start, 2), "path": str(out_dir / TRANSITION_DIR),
-        "weight": transition["weight"], "num_transitions": transition["num_transitions"],
-    }
-    summary["model_test_metrics"] = summary.get("model_test_metrics") or summary["test_metrics"]
-    summary["test_metrics"] = transition["test_metrics"]
-    summary["transition_prior"] = {k: transition[k] for k in ("weight", "num_transitions", "validation")}
-    return transition
-
-
 def add_transition_prior(run_dir: str | Path, *, show_progress: bool = True) -> dict[str, Any]:
     """Give a finished ``genrec run`` folder (of any genrec version) the transition prior, in place.
 
@@ -530,12 +386,12 @@ def add_transition_prior(run_dir: str | Path, *, show_progress: bool = True) -> 
     ledger = StageLedger(run_dir) if (run_dir / FINGERPRINT_DIR).is_dir() else None
     recorded = ledger.recorded("stage2") if ledger else None
     stage2_digest = settings_digest(recorded or summary["stages"]["stage2"])
-    _transition_stage_into_summary(summary, best_dir, run_dir / "data", run_dir, ledger, stage2_digest,
+    transition_stage_into_summary(summary, best_dir, run_dir / "data", run_dir, ledger, stage2_digest,
                                    summary.get("profile", {}), show_progress=show_progress)
     start = time.perf_counter()
     transition = (run_dir / "data", summary["transition_prior"]["weight"])
     if "mscgrec" in summary:
-        from genrec.trainers.pipeline_mscgrec import (
+        from genrec.trainers.jobs.run_mscgrec import (
             BUILT_IN_MODALITIES,
             export_mscgrec_model,
             modality_tokenizer_dirs,
@@ -552,68 +408,6 @@ def add_transition_prior(run_dir: str | Path, *, show_progress: bool = True) -> 
     tmp.write_text(json.dumps(summary, indent=2) + "\n")
     tmp.replace(summary_file)
     return summary
-
-
-def _stage2_model_class(best_dir: Path) -> type:
-    """The generative model class of a Stage II folder: MSCGRec's for ``model_type: mscgrec``, else UNGER's
-    (MSCGRec subclasses it, so the transition prior works the same on both)."""
-    model_type = json.loads((Path(best_dir) / "config.json").read_text()).get("model_type")
-    if model_type == "mscgrec":
-        from genrec.modeling.modeling_mscgrec import MSCGRecForGenerativeRecommendation
-
-        return MSCGRecForGenerativeRecommendation
-    from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
-
-    return UngerForGenerativeRecommendation
-
-
-def run_transition_stage(
-    best_dir: Path, data_dir: Path, stage_dir: Path, ledger: Any, settings: dict[str, Any], *,
-    show_progress: bool = True,
-) -> dict[str, Any]:
-    """Fit the transition prior on the training rows, choose its weight on validation, evaluate test with it.
-
-    ``ledger`` None (a run folder without fingerprints): always computed. Otherwise reused when ``stage_dir/transition_prior.json`` exists and the fingerprint (Stage II's, the weight grid,
-    the evaluation sizes) is the same. Returns that JSON's content.
-    """
-    from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
-    from genrec.trainers.evaluation import evaluate_model, load_examples
-    from genrec.trainers.transition_prior import (
-        SELECTION_METRIC,
-        TRANSITION_WEIGHTS,
-        choose_transition_weight,
-        fit_transition_prior,
-    )
-
-    settings = {**settings, "weights": list(TRANSITION_WEIGHTS), "metric": SELECTION_METRIC}
-    result_file = stage_dir / TRANSITION_FILE
-    if ledger is None:  # no fingerprints to compare with: never reuse
-        result_file.unlink(missing_ok=True)
-    else:
-        ledger.claim("transition_prior", settings, [stage_dir])
-    if result_file.is_file():
-        logger.info("reusing the transition prior in %s", stage_dir)
-        return json.loads(result_file.read_text())
-    model = _stage2_model_class(best_dir).from_pretrained(best_dir)
-    tokenizer = SemanticIDTokenizer.from_pretrained(str(best_dir))
-    pairs = fit_transition_prior(model, tokenizer, data_dir)
-    examples = load_examples(data_dir, "validation", max_history=model.config.max_history_items,
-                             max_users=settings["max_eval_users"])
-    weight, table = choose_transition_weight(
-        model, tokenizer, examples.histories, examples.targets, num_beams=settings["eval_beams"]
-    )
-    logger.info("transition prior: %d pairs; validation %s by weight %s; chosen %s", pairs, SELECTION_METRIC,
-                {w: round(m[SELECTION_METRIC], 4) for w, m in table.items()}, weight)
-    model.set_transition_weight(weight)
-    test = evaluate_model(model, tokenizer, data_dir, "test", num_beams=settings["test_beams"],
-                          show_progress=show_progress)
-    result = {"weight": weight, "num_transitions": pairs, "validation_users": len(examples.targets),
-              "validation": table, "test_metrics": test["metrics"]}
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    tmp = result_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(result_file)
-    return result
 
 
 def export_run_model(
@@ -643,7 +437,7 @@ def export_run_model(
     if not model.has_code_table:  # a Stage II folder written before models carried their item codes
         model.set_code_table(tokenizer)
     if transition is not None:
-        from genrec.trainers.transition_prior import fit_transition_prior
+        from genrec.trainers.stages.transition_prior import fit_transition_prior
 
         fit_transition_prior(model, tokenizer, transition[0], weight=transition[1])
     model.save_pretrained(out_dir)

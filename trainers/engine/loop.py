@@ -3,7 +3,7 @@
 It owns what every training does the same way — optimiser steps with gradient accumulation, the loss log
 (``train/*`` means every ``logging_steps``), the validation cadence (every ``eval_every`` steps and at the
 last step), keeping the best model on a validation metric, early stopping, a wall-clock budget, periodic
-checkpoints with exact resume (:mod:`genrec.trainers.checkpoints`), trackers, the progress bar and
+checkpoints with exact resume (:mod:`genrec.trainers.engine.checkpoints`), trackers, the progress bar and
 per-step callbacks — so a change to any of them is made once. What differs between trainings comes in
 as arguments: how a batch becomes a model output (``forward``), how the model is evaluated
 (``evaluate``) and how the best model is saved (``save_best``).
@@ -12,7 +12,7 @@ Resume contract (what makes a resumed run bit-identical to an uninterrupted one)
 ``e`` is a pure function of ``(seed, e)`` (:func:`epoch_batches` calls ``set_epoch(e)`` and skips the
 micro-batches already consumed); checkpoints are taken only after an optimiser step, never inside a
 gradient-accumulation window, and hold the optimiser, schedule and RNG states; the data loader draws from
-its own generator, never the global torch RNG (:func:`genrec.trainers.accelerate_utils.make_train_dataloader`).
+its own generator, never the global torch RNG (:func:`genrec.trainers.engine.accelerator.make_train_dataloader`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from genrec.trainers.checkpoints import CheckpointManager, TrainingState
+from genrec.trainers.engine.checkpoints import CheckpointManager, TrainingState
 
 logger = logging.getLogger(__name__)
 

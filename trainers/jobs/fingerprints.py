@@ -25,7 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from genrec.trainers.stage_fingerprint import FINGERPRINT_DIR, StageLedger, file_sha256, settings_digest
+from genrec.trainers.jobs.ledger import FINGERPRINT_DIR, StageLedger, file_sha256, settings_digest
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import torch
 from tqdm.auto import tqdm
 
 from genrec.modeling.modeling_ttds import TTDSForCausalLM
-from genrec.trainers.ttds_codes import CodeState, CollisionOverflowError, build_code_table
-from genrec.trainers.ttds_prompts import PromptRenderer, _pad_right
+from genrec.trainers.ttds.codes import CodeState, CollisionOverflowError, build_code_table
+from genrec.trainers.ttds.prompts import PromptRenderer, pad_right
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def compute_tower_codes(
     out = []
     for start in tqdm(range(0, n, batch_size), desc=f"{tower} codes", disable=None, leave=False):
         rows = [renderer.entity_text_ids(tower, i) for i in range(start, min(n, start + batch_size))]
-        ids, mask = _pad_right(rows, pad_token_id)
+        ids, mask = pad_right(rows, pad_token_id)
         ids, mask = ids.to(device), mask.to(device)
         out.append((model.text_representations(ids, mask) if representations
                     else model.compute_codes(tower, ids, mask)).cpu())

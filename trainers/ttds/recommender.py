@@ -15,11 +15,11 @@ from tqdm.auto import tqdm
 
 from genrec.modeling.modeling_ttds import ADAPTER_DIR, TTDSForCausalLM, extend_tokenizer
 from genrec.tokenization.code_table import CodeTable
-from genrec.trainers.metrics import compute_metrics
-from genrec.trainers.ttds_args import ITEM_TABLE_DIR, USER_TABLE_DIR
-from genrec.trainers.ttds_codes import CodeState
-from genrec.trainers.ttds_data import TTDSData
-from genrec.trainers.ttds_prompts import PromptRenderer, _pad_left
+from genrec.trainers.evaluation.metrics import compute_metrics
+from genrec.trainers.ttds.args import ITEM_TABLE_DIR, USER_TABLE_DIR
+from genrec.trainers.ttds.codes import CodeState
+from genrec.trainers.ttds.data import TTDSData
+from genrec.trainers.ttds.prompts import PromptRenderer, pad_left
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ class TTDSRecommender:
         ranked: list[list[tuple[str | None, float]]] = []
         ids_of = self.item_table.item_ids
         for start in tqdm(range(0, len(prompts), batch_size), desc="recommend", disable=None, leave=False):
-            ids, mask = _pad_left(prompts[start : start + batch_size], pad)
+            ids, mask = pad_left(prompts[start : start + batch_size], pad)
             codes, scores = self.model.generate_item_codes(
                 ids.to(device), mask.to(device), prefix_index, num_beams=num_beams, num_return_sequences=k,
                 eos_token_id=self.tokenizer.eos_token_id, pad_token_id=pad,
@@ -206,7 +206,7 @@ class TTDSRecommender:
         """Full-corpus HR@K / NDCG@K (and recall, MRR, invalid rate) on a ``sequences`` split (one row per user).
 
         ``per_user``: the result also holds ``per_user`` (each user's target rank, as
-        :func:`genrec.trainers.evaluation.per_user_ranks` writes it) for paired comparisons of two models.
+        :func:`genrec.trainers.evaluation.evaluator.per_user_ranks` writes it) for paired comparisons of two models.
         """
         users = [str(u) for u in split["user_id"]]
         seqs = [[str(i) for i in s] for s in split["item_ids"]]
@@ -220,7 +220,7 @@ class TTDSRecommender:
         targets = [s[-1] for s in seqs]
         metrics: dict[str, Any] = compute_metrics(lists, targets, ks)
         if per_user:
-            from genrec.trainers.evaluation import per_user_ranks
+            from genrec.trainers.evaluation.evaluator import per_user_ranks
 
             metrics["per_user"] = per_user_ranks(users, lists, targets, k)
         return metrics

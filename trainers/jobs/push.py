@@ -17,6 +17,8 @@ from typing import Any
 
 from huggingface_hub import CommitInfo, CommitOperationAdd
 
+from genrec.trainers.jobs.profiles import RUN_SUMMARY_FILE
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["CODE_TABLE_CONFIG", "code_table_config_operations", "find_run_code_table", "model_push_operations",
@@ -25,7 +27,6 @@ __all__ = ["CODE_TABLE_CONFIG", "code_table_config_operations", "find_run_code_t
 #: The dataset config that carries a model's semantic IDs when its dataset is pushed.
 CODE_TABLE_CONFIG = "code_table"
 
-RUN_SUMMARY_FILE = "run.json"
 CARD_FILE = "README.md"
 _TEXT_SUFFIXES = {".json", ".md", ".py", ".txt", ".yaml", ".yml"}
 

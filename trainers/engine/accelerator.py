@@ -6,8 +6,8 @@ accumulation, optional TensorBoard), an optimiser with a warm-up schedule from `
 checkpoints that can be resumed *exactly* after an interruption, early stopping on a validation metric,
 and logging. They live here so that a fix to any of them reaches all trainers.
 
-The loop itself lives in :mod:`genrec.trainers.training_loop` and its checkpoints in
-:mod:`genrec.trainers.checkpoints`; their names are re-exported here for existing imports.
+The loop itself lives in :mod:`genrec.trainers.engine.loop` and its checkpoints in
+:mod:`genrec.trainers.engine.checkpoints`.
 """
 
 from __future__ import annotations
@@ -36,16 +36,10 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 __all__ = [
-    "CheckpointManager",
-    "EarlyStopping",
-    "RunningLosses",
-    "TrainingState",
     "build_accelerator",
+    "deterministic_training",
     "build_optimizer_and_scheduler",
-    "epoch_batches",
-    "log_metrics",
     "make_train_dataloader",
-    "optimizer_step",
     "resolve_log_with",
     "resolve_mixed_precision",
     "tracker_config",
@@ -225,12 +219,3 @@ def build_optimizer_and_scheduler(
     )
     return optimizer, lr_scheduler
 
-
-from genrec.trainers.checkpoints import CheckpointManager, TrainingState  # noqa: E402  (re-exported)
-from genrec.trainers.training_loop import (  # noqa: E402  (re-exported)
-    EarlyStopping,
-    RunningLosses,
-    epoch_batches,
-    log_metrics,
-    optimizer_step,
-)

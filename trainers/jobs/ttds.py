@@ -16,7 +16,7 @@ What this module adds around :class:`~genrec.modeling.modeling_ttds.TTDSForCausa
   LLM representations, made unique by the shared ``CodeTable`` (always with the collision level, so every
   code has ``M + 1`` tokens and the LLM never sees the code length change), recomputed every
   ``code_update_steps`` joint steps; prompts are rendered from the current tables at batch time.
-* **Training** (:class:`TTDSTrainer`): Accelerate (``genrec.trainers.accelerate_utils``), AdamW, warm-up of
+* **Training** (:class:`TTDSTrainer`): Accelerate (``genrec.trainers.engine.accelerator``), AdamW, warm-up of
   the generators with the LLM frozen (lr 1e-3), then joint training (lr 5e-4) with
   ``L = L_LLM + alpha (L_ID + beta L_Token)``; activation checkpointing and bf16 where available; resumable
   checkpoints holding only what trains (LoRA, new token rows, towers) plus optimiser/scheduler/RNG and the
@@ -26,11 +26,11 @@ What this module adds around :class:`~genrec.modeling.modeling_ttds.TTDSForCausa
   full-corpus HR/NDCG via the shared ``compute_metrics``; ``save_pretrained`` / ``from_pretrained`` of
   model + adapter + tokenizer + both code tables (hash-checked against the model config).
 
-The code lives in one module per idea: ``ttds_args`` (arguments, run-folder layout), ``ttds_data`` (tasks from a
-dataset), ``ttds_prompts`` (templates, rendering, collator), ``ttds_codes`` (dynamic code tables),
-``ttds_recommender`` (inference, save / load), ``ttds_trainer`` (the training loop), ``ttds_tiny`` (tiny bases);
-this module is the job (``run_ttds``, its card, the ``python -m`` entry point) and the import path of their
-public names.
+The LLM path lives in :mod:`genrec.trainers.ttds`, one module per idea: ``args`` (arguments, run-folder
+layout), ``data`` (tasks from a dataset), ``prompts`` (templates, rendering, collator), ``codes`` (dynamic code
+tables), ``code_updates``, ``recommender`` (inference, save / load), ``trainer`` (the training loop), ``tiny``
+(tiny bases); its ``__init__`` names the public parts. This module is the job: ``run_ttds``, its card and the
+``python -m genrec.trainers.jobs.ttds`` entry point.
 """
 
 
@@ -49,57 +49,22 @@ import torch
 from genrec.modeling.configuration_ttds import TTDSConfig
 from genrec.modeling.modeling_ttds import TTDSForCausalLM, extend_tokenizer
 from genrec.tokenization.code_table import CodeTable
-from genrec.trainers.evaluation import write_per_user_ranks
-from genrec.trainers.ttds_args import (  # noqa: F401  (re-exported: the run-folder layout)
-    CODE_STATE_FILE,
+from genrec.trainers.evaluation.evaluator import write_per_user_ranks
+from genrec.trainers.ttds import (
     ITEM_TABLE_DIR,
-    TASK_TEMPLATES,
-    TASKS,
-    TEXT_TARGET_COLUMNS,
     TRAINING_SUMMARY,
-    USER_TABLE_DIR,
+    TTDSData,
+    TTDSTrainer,
     TTDSTrainingArguments,
-)
-from genrec.trainers.ttds_code_updates import compute_tower_codes, update_code_tables
-from genrec.trainers.ttds_codes import CodeState, CollisionOverflowError, build_code_table
-from genrec.trainers.ttds_data import TTDSData, attach_reviews
-from genrec.trainers.ttds_prompts import PromptRenderer, TTDSCollator
-from genrec.trainers.ttds_recommender import TTDSRecommender, resolve_recommender_folder
-from genrec.trainers.ttds_tiny import (
-    create_tiny_base,
+    attach_reviews,
     iter_sizes,
-    pretrain_tiny_base,
+    resolve_recommender_folder,
     summarize_metrics,
-    template_corpus,
-    train_bpe_tokenizer,
 )
-from genrec.trainers.ttds_trainer import TTDSTrainer
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "TASKS",
-    "TASK_TEMPLATES",
-    "CodeState",
-    "CollisionOverflowError",
-    "PromptRenderer",
-    "TTDSCollator",
-    "TTDSData",
-    "TTDSRecommender",
-    "TTDSTrainer",
-    "TTDSTrainingArguments",
-    "build_code_table",
-    "compute_tower_codes",
-    "create_tiny_base",
-    "pretrain_tiny_base",
-    "iter_sizes",
-    "main",
-    "run_ttds",
-    "summarize_metrics",
-    "template_corpus",
-    "train_bpe_tokenizer",
-    "update_code_tables",
-]
+__all__ = ["main", "run_ttds", "with_reviews", "write_ttds_card"]
 
 
 # ------------------------------------------------------------------------------------------------ job
@@ -167,7 +132,7 @@ def run_ttds(
     if torch.cuda.is_available() and args.cpu is not True:
         model.to("cuda")
     if "user_text" in args.tasks:
-        sequences = _with_reviews(dataset, sequences, data_revision)
+        sequences = with_reviews(dataset, sequences, data_revision)
     data = TTDSData.from_datasets(
         sequences, items, users=users, tasks=args.tasks, user_tower=model.config.user_tower,
         item_text_template=args.item_text_template, user_text_max_items=args.user_text_max_items,
@@ -213,7 +178,7 @@ def run_ttds(
     return summary
 
 
-def _with_reviews(dataset: str | Path, sequences: Any, revision: str | None) -> Any:
+def with_reviews(dataset: str | Path, sequences: Any, revision: str | None) -> Any:
     """``sequences`` with the review texts of the dataset's ``reviews`` config (Amazon), for the review task;
     unchanged, with a log line saying the task is skipped, when the dataset has none (ML-100K)."""
     from genrec.data_scripts.dataset_loading import load_optional_config
@@ -266,7 +231,7 @@ def write_ttds_card(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m genrec.trainers.ttds --dataset DIR --base-model NAME --output-dir DIR [options]``."""
+    """``python -m genrec.trainers.jobs.ttds --dataset DIR --base-model NAME --output-dir DIR [options]``."""
     import argparse
 
     parser = argparse.ArgumentParser(description="Train and evaluate a TTDS-style LLM recommender.")

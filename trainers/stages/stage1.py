@@ -38,16 +38,16 @@ from torch.utils.data import DataLoader, TensorDataset
 from genrec.data_scripts.embeddings import ItemEmbeddings
 from genrec.modeling.configuration_unger_fusion import UngerFusionConfig
 from genrec.modeling.modeling_unger_fusion import UngerFusionModel
-from genrec.trainers.accelerate_utils import (
+from genrec.trainers.engine.accelerator import (
     build_accelerator,
     build_optimizer_and_scheduler,
     deterministic_training,
     make_train_dataloader,
     tracker_config,
 )
-from genrec.trainers.checkpoints import CheckpointManager, TrainingState, job_fingerprint
-from genrec.trainers.metrics import metrics_from_ranks
-from genrec.trainers.training_loop import run_training_loop
+from genrec.trainers.engine.checkpoints import CheckpointManager, TrainingState, job_fingerprint
+from genrec.trainers.engine.loop import run_training_loop
+from genrec.trainers.evaluation.metrics import metrics_from_ranks
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ def evaluate_ranking(
     *,
     ks: Sequence[int] = EVAL_KS,
 ) -> dict[str, float]:
-    """Full-corpus ranking metrics of the target items (``genrec.trainers.metrics.metrics_from_ranks``).
+    """Full-corpus ranking metrics of the target items (``genrec.trainers.evaluation.metrics.metrics_from_ranks``).
 
     Each batch's scores against all N items are one dot product with the item table (computed once per
     call). Rank = number of items scoring at least as high as the target (ties count against the target,
@@ -221,7 +221,7 @@ def export_integrated_embeddings(
     vectors = model.integrated_item_embeddings().detach().float().cpu().contiguous()
     model.train(was_training)
     meta = {
-        "source": "genrec.trainers.stage1",
+        "source": "genrec.trainers.stages.stage1",
         "stage": "unger_stage1",
         "mode": config.mode,
         "fusion": config.fusion if config.mode == "unger" else "none",

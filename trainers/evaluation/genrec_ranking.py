@@ -1,7 +1,7 @@
 """The ``genrec_ranking`` metric for the Hugging Face ``evaluate`` library.
 
-Load it offline with ``genrec.trainers.metrics_evaluate.load_ranking_metric()`` (or
-``evaluate.load(<path of this file>)``). It delegates to :mod:`genrec.trainers.metrics`, so it computes
+Load it offline with ``genrec.trainers.evaluation.metric_loader.load_ranking_metric()`` (or
+``evaluate.load(<path of this file>)``). It delegates to :mod:`genrec.trainers.evaluation.metrics`, so it computes
 exactly what genrec's trainers, CLI and benchmarks report.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import datasets
 import evaluate
 
-from genrec.trainers.metrics import DEFAULT_KS, compute_metrics
+from genrec.trainers.evaluation.metrics import DEFAULT_KS, compute_metrics
 
 _DESCRIPTION = """Leave-one-out full-corpus ranking metrics for generative recommendation: Recall@K, HR@K,
 NDCG@K, MRR@K and the invalid-item rate (generated codes that are not items)."""

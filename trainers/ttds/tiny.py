@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from genrec.trainers.ttds_args import TASK_TEMPLATES
-from genrec.trainers.ttds_data import TTDSData
+from genrec.trainers.ttds.args import TASK_TEMPLATES
+from genrec.trainers.ttds.data import TTDSData
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from genrec.trainers.ttds_args import TASKS, TEXT_TARGET_COLUMNS
+from genrec.trainers.ttds.args import TASKS, TEXT_TARGET_COLUMNS
 
 logger = logging.getLogger(__name__)
 

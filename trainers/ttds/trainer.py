@@ -15,21 +15,19 @@ import torch
 
 from genrec.modeling.modeling_ttds import TTDSForCausalLM
 from genrec.tokenization.code_table import CodeTable
-from genrec.trainers.accelerate_utils import (
-    CheckpointManager,
-    TrainingState,
+from genrec.trainers.engine.accelerator import (
     build_accelerator,
     deterministic_training,
-    log_metrics,
     make_train_dataloader,
 )
-from genrec.trainers.training_loop import run_training_loop
-from genrec.trainers.ttds_args import CODE_STATE_FILE, ITEM_TABLE_DIR, USER_TABLE_DIR, TTDSTrainingArguments
-from genrec.trainers.ttds_code_updates import compute_tower_codes, update_code_tables
-from genrec.trainers.ttds_codes import CodeState
-from genrec.trainers.ttds_data import TTDSData
-from genrec.trainers.ttds_prompts import PromptRenderer, TTDSCollator, _index_batch, _IndexDataset, _pad_right
-from genrec.trainers.ttds_recommender import TTDSRecommender
+from genrec.trainers.engine.checkpoints import CheckpointManager, TrainingState
+from genrec.trainers.engine.loop import log_metrics, run_training_loop
+from genrec.trainers.ttds.args import CODE_STATE_FILE, ITEM_TABLE_DIR, USER_TABLE_DIR, TTDSTrainingArguments
+from genrec.trainers.ttds.code_updates import compute_tower_codes, update_code_tables
+from genrec.trainers.ttds.codes import CodeState
+from genrec.trainers.ttds.data import TTDSData
+from genrec.trainers.ttds.prompts import IndexDataset, PromptRenderer, TTDSCollator, index_batch, pad_right
+from genrec.trainers.ttds.recommender import TTDSRecommender
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +92,7 @@ class TTDSTrainer:
         for tower in towers:
             n = len(self.data.item_ids if tower == "item" else self.data.user_ids)
             picks = torch.randperm(n, generator=generator)[: self.args.alignment_batch_size].tolist()
-            ids, mask = _pad_right([self.renderer.entity_text_ids(tower, i) for i in picks], self.pad)
+            ids, mask = pad_right([self.renderer.entity_text_ids(tower, i) for i in picks], self.pad)
             batch[f"{tower}_text_input_ids"], batch[f"{tower}_text_attention_mask"] = ids.to(device), mask.to(device)
         return batch
 
@@ -180,7 +178,7 @@ class TTDSTrainer:
     def train(self) -> dict[str, Any]:
         """Runs (or resumes) warm-up + joint training; returns a summary (losses, code statistics, timings).
 
-        Both phases are genrec's one training loop (:func:`~genrec.trainers.training_loop.run_training_loop`):
+        Both phases are genrec's one training loop (:func:`~genrec.trainers.engine.loop.run_training_loop`):
         the warm-up to ``warmup_steps`` on DM-VAE texts drawn per step, then the joint phase to
         ``warmup_steps + max_steps`` on the instruction examples; the code updates are a per-step callback.
         """
@@ -200,12 +198,12 @@ class TTDSTrainer:
         optimizer = torch.optim.AdamW(self._param_groups(model), lr=args.learning_rate, weight_decay=args.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_lambda)
         dataloader = make_train_dataloader(
-            _IndexDataset(len(self.data.examples)), batch_size=args.train_batch_size, seed=args.seed,
-            collate_fn=_index_batch,
+            IndexDataset(len(self.data.examples)), batch_size=args.train_batch_size, seed=args.seed,
+            collate_fn=index_batch,
         )
         # the warm-up's batches are a pure function of the step (_warmup_batch): this loader only paces the loop
         warmup_loader = make_train_dataloader(
-            _IndexDataset(max(args.warmup_steps, 1)), batch_size=1, seed=args.seed, collate_fn=_index_batch
+            IndexDataset(max(args.warmup_steps, 1)), batch_size=1, seed=args.seed, collate_fn=index_batch
         )
         model, optimizer, dataloader, warmup_loader, scheduler = accelerator.prepare(
             model, optimizer, dataloader, warmup_loader, scheduler

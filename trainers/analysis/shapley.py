@@ -6,7 +6,7 @@ modalities is *present* in the history and every other modality is replaced by t
 tokens for every history item (:meth:`MSCGRecForGenerativeRecommendation.hide_modalities`, the same tokens a
 model trained with ``mask_probability > 0`` learnt for missing modalities). The decoder always generates the
 decoding modality's codes, so ranking and metrics are the usual full-corpus ones
-(:func:`genrec.trainers.evaluation.evaluate_model`). The value of a subset is a metric of that evaluation;
+(:func:`genrec.trainers.evaluation.evaluator.evaluate_model`). The value of a subset is a metric of that evaluation;
 the Shapley value of modality i is
 
     phi_i = sum over S not containing i of |S|! (n - |S| - 1)! / n! * (v(S + {i}) - v(S)),
@@ -78,7 +78,7 @@ def modality_contribution(
             writes one); its ``modality_tables/`` (when present) are checked against the model's hashes.
         data: the prepared dataset (default ``run_dir/data``).
         split: "test" (default) or "validation".
-        metrics: metric names of :func:`~genrec.trainers.evaluation.evaluate_model` to attribute.
+        metrics: metric names of :func:`~genrec.trainers.evaluation.evaluator.evaluate_model` to attribute.
         num_beams, batch_size, max_users: as for ``evaluate_model`` (``max_users``: the first N users only).
         out_dir: where ``shapley.json`` and ``shapley.md`` go (default ``run_dir``).
 
@@ -88,8 +88,8 @@ def modality_contribution(
     """
     from genrec.modeling.modeling_mscgrec import MSCGRecForGenerativeRecommendation
     from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
-    from genrec.trainers.evaluation import evaluate_model
-    from genrec.trainers.pipeline_mscgrec import MODALITY_TABLES_DIR, load_run_modality_tables
+    from genrec.trainers.evaluation.evaluator import evaluate_model
+    from genrec.trainers.jobs.run_mscgrec import MODALITY_TABLES_DIR, load_run_modality_tables
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():

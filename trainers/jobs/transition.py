@@ -1,0 +1,104 @@
+"""The main job's transition-prior step: fit the training rows' first-order transitions into Stage II's best
+model, choose the mixing weight on validation, evaluate test with it (:mod:`genrec.trainers.stages.transition_prior`
+holds the prior itself), and record it in the run summary."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TRANSITION_DIR", "TRANSITION_FILE", "run_transition_stage", "stage2_model_class",
+           "transition_stage_into_summary"]
+
+TRANSITION_DIR = "transition_prior"
+TRANSITION_FILE = "transition_prior.json"
+
+
+def transition_stage_into_summary(
+    summary: dict[str, Any], best_dir: Path, data_dir: Path, out_dir: Path, ledger: Any, stage2_digest: str,
+    profile: dict[str, Any], *, show_progress: bool,
+) -> dict[str, Any]:
+    """Run (or reuse) the transition-prior stage and record it in ``summary``; returns the stage's result."""
+    start = time.perf_counter()
+    test_beams = profile.get("test_beams") or profile.get("eval_beams", 20)
+    transition = run_transition_stage(
+        best_dir, data_dir, out_dir / TRANSITION_DIR, ledger,
+        {"stage2": stage2_digest, "max_eval_users": profile.get("max_eval_users"),
+         "eval_beams": profile.get("eval_beams", 20), "test_beams": test_beams},
+        show_progress=show_progress,
+    )
+    summary["stages"]["transition_prior"] = {
+        "seconds": round(time.perf_counter() - start, 2), "path": str(out_dir / TRANSITION_DIR),
+        "weight": transition["weight"], "num_transitions": transition["num_transitions"],
+    }
+    summary["model_test_metrics"] = summary.get("model_test_metrics") or summary["test_metrics"]
+    summary["test_metrics"] = transition["test_metrics"]
+    summary["transition_prior"] = {k: transition[k] for k in ("weight", "num_transitions", "validation")}
+    return transition
+
+
+def stage2_model_class(best_dir: Path) -> type:
+    """The generative model class of a Stage II folder: MSCGRec's for ``model_type: mscgrec``, else UNGER's
+    (MSCGRec subclasses it, so the transition prior works the same on both)."""
+    model_type = json.loads((Path(best_dir) / "config.json").read_text()).get("model_type")
+    if model_type == "mscgrec":
+        from genrec.modeling.modeling_mscgrec import MSCGRecForGenerativeRecommendation
+
+        return MSCGRecForGenerativeRecommendation
+    from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
+
+    return UngerForGenerativeRecommendation
+
+
+def run_transition_stage(
+    best_dir: Path, data_dir: Path, stage_dir: Path, ledger: Any, settings: dict[str, Any], *,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Fit the transition prior on the training rows, choose its weight on validation, evaluate test with it.
+
+    ``ledger`` None (a run folder without fingerprints): always computed. Otherwise reused when ``stage_dir/transition_prior.json`` exists and the fingerprint (Stage II's, the weight grid,
+    the evaluation sizes) is the same. Returns that JSON's content.
+    """
+    from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
+    from genrec.trainers.evaluation.evaluator import evaluate_model, load_examples
+    from genrec.trainers.stages.transition_prior import (
+        SELECTION_METRIC,
+        TRANSITION_WEIGHTS,
+        choose_transition_weight,
+        fit_transition_prior,
+    )
+
+    settings = {**settings, "weights": list(TRANSITION_WEIGHTS), "metric": SELECTION_METRIC}
+    result_file = stage_dir / TRANSITION_FILE
+    if ledger is None:  # no fingerprints to compare with: never reuse
+        result_file.unlink(missing_ok=True)
+    else:
+        ledger.claim("transition_prior", settings, [stage_dir])
+    if result_file.is_file():
+        logger.info("reusing the transition prior in %s", stage_dir)
+        return json.loads(result_file.read_text())
+    model = stage2_model_class(best_dir).from_pretrained(best_dir)
+    tokenizer = SemanticIDTokenizer.from_pretrained(str(best_dir))
+    pairs = fit_transition_prior(model, tokenizer, data_dir)
+    examples = load_examples(data_dir, "validation", max_history=model.config.max_history_items,
+                             max_users=settings["max_eval_users"])
+    weight, table = choose_transition_weight(
+        model, tokenizer, examples.histories, examples.targets, num_beams=settings["eval_beams"]
+    )
+    logger.info("transition prior: %d pairs; validation %s by weight %s; chosen %s", pairs, SELECTION_METRIC,
+                {w: round(m[SELECTION_METRIC], 4) for w, m in table.items()}, weight)
+    model.set_transition_weight(weight)
+    test = evaluate_model(model, tokenizer, data_dir, "test", num_beams=settings["test_beams"],
+                          show_progress=show_progress)
+    result = {"weight": weight, "num_transitions": pairs, "validation_users": len(examples.targets),
+              "validation": table, "test_metrics": test["metrics"]}
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    tmp = result_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(result_file)
+    return result
