@@ -277,11 +277,9 @@ def child_serve(args: argparse.Namespace) -> dict[str, Any]:
     """Load the saved folder and recommend for ``args.users`` test users (20 beams, k 20)."""
     imported = _child_imports()
     import torch
+    from serving_speed import test_histories  # sibling script (benchmarks/ on sys.path)
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from serving_speed import test_histories
 
     hf_logging.set_verbosity_error()
     torch.set_num_threads(args.threads)

@@ -47,13 +47,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a package: make reporting/ importable
-
-from reporting import cli  # noqa: E402
-from reporting.cli import build_context, expand_ids, print_list, run_report  # noqa: E402,F401
-from reporting.core import (  # noqa: E402,F401
+# reporting/ is a package beside this file: ``python benchmarks/report.py`` puts benchmarks/ first on sys.path
+from reporting import cli
+from reporting.cli import build_context, expand_ids, print_list, run_report  # noqa: F401
+from reporting.core import (  # noqa: F401
     BENCH_DIR,
     DATASETS,
     METRIC_LABELS,
@@ -69,7 +67,7 @@ from reporting.core import (  # noqa: E402,F401
     ensure_dataset,
     recbole_python,
 )
-from reporting.quality import (  # noqa: E402,F401
+from reporting.quality import (  # noqa: F401
     RECBOLE_EXPORT_FORMAT,
     RECBOLE_REQUIREMENTS,
     REIMPLEMENTED_BY_UNGER,
@@ -91,9 +89,9 @@ from reporting.quality import (  # noqa: E402,F401
     stage1_retriever_row,
     stage2_variant_row,
 )
-from reporting.registry import ROWS, default_rows  # noqa: E402,F401
-from reporting.render import Status, how_to_run, render_markdown, render_plot, row_status  # noqa: E402,F401
-from reporting.store import (  # noqa: E402,F401
+from reporting.registry import ROWS, default_rows  # noqa: F401
+from reporting.render import Status, how_to_run, render_markdown, render_plot, row_status  # noqa: F401
+from reporting.store import (  # noqa: F401
     compute_row,
     fingerprint,
     fingerprint_payload,

@@ -32,9 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serving_speed import clock, prefix_fn_recommender, since  # noqa: E402  (benchmarks/ is not a package)
+from serving_speed import clock, prefix_fn_recommender, since  # a sibling: benchmarks/ is first on sys.path
 
 
 def measure_size(num_items: int, args: argparse.Namespace) -> dict[str, Any]:

@@ -41,9 +41,7 @@ from typing import Any
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from constrained_decoding import python_trie, trie_fn  # noqa: E402  (benchmarks/ is not a package)
+from constrained_decoding import python_trie, trie_fn  # a sibling: benchmarks/ is first on sys.path
 
 METHODS = ("unger", "unger-prefix-fn", "sasrec-topk")
 SASREC_SHAPE = {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_size": 256}

@@ -47,9 +47,14 @@ def one_thread() -> Iterator[None]:
 
 
 def load_benchmark_script(script: str, name: str | None = None) -> ModuleType:
-    """``benchmarks/<script>`` as a fresh module (benchmarks/ is not a package), registered in ``sys.modules``
-    under ``name`` (default ``genrec_bench_<stem>``) because dataclasses resolve annotations through it."""
+    """``benchmarks/<script>`` (e.g. ``report.py``, ``studies/markov_gap.py``) as a fresh module, registered in
+    ``sys.modules`` under ``name`` (default ``genrec_bench_<stem>``) because dataclasses resolve annotations
+    through it. The script's folder goes first on ``sys.path``, as ``python benchmarks/<script>`` puts it, so
+    that its sibling imports (``from reporting import cli``, ``from markov_baseline import ...``) resolve."""
     path = REPO_ROOT / "benchmarks" / script
+    folder = str(path.parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     spec = importlib.util.spec_from_file_location(name or f"genrec_bench_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module

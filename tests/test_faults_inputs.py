@@ -218,12 +218,12 @@ def test_unwritable_out_is_one_line_and_leaves_nothing_behind(tmp_path: Path, mo
 
 def test_internal_errors_keep_their_traceback(monkeypatch) -> None:
     """A KeyError (or TypeError, ...) inside genrec is a bug: it is not dressed up as bad input."""
-    import genrec.cli_models as cli_models
+    import genrec.cli_recommend as cli_recommend
 
     def buggy(args):
         return {}["missing"]
 
-    monkeypatch.setattr(cli_models, "run_recommend", buggy)  # the parser is built inside main()
+    monkeypatch.setattr(cli_recommend, "run", buggy)  # the parser is built inside main()
     with pytest.raises(KeyError):
         main(["recommend", "--model", "x", "--history", "1"])
 

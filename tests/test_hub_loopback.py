@@ -47,6 +47,7 @@ MODEL_FILES = [
     "config.json", "config_fields.py",
     "configuration_unger.py", "constrained_decoding.py", "generation_config.json", "model.safetensors",
     "modeling_unger.py", "run.json", "tokenization_semantic_id.py", "tokenizer.json", "tokenizer_config.json",
+    "transition_prior.py",
 ]
 
 

@@ -28,8 +28,8 @@ ALLOWED: dict[str, set[str]] = {
     "data_scripts": {"_version"},
     "model_cards": {"_version", "data_scripts"},
     "trainers": {"_version", "data_scripts", "model_cards", "modeling", "tokenization"},
-    "genrec": {"_version", "data_scripts", "model_cards", "modeling", "tokenization", "trainers", "cli", "cli_errors",
-               "cli_models"},
+    "genrec": {"_version", "_auto_registration", "data_scripts", "model_cards", "modeling", "tokenization", "trainers",
+               *(path.stem for path in (ROOT / "genrec").glob("cli*.py"))},
 }
 SUBPACKAGES = {"modeling", "tokenization", "data_scripts", "model_cards", "trainers"}
 
@@ -237,3 +237,51 @@ def test_trainers_has_no_loose_modules() -> None:
     assert not loose, f"trainers/ modules outside a room: {loose}"
     rooms = {p.parent.name for p in (ROOT / "trainers").glob("*/__init__.py")}
     assert rooms == set(TRAINER_ROOMS)
+
+
+# ------------------------------------------------------------------------------------------------ the CLI
+
+# What a CLI module (genrec/cli*.py) may import from genrec: the jobs (everything a verb runs), the studies of
+# trained models (trainers/analysis: the room above jobs, since its studies read the run folders jobs write; the
+# ``balance`` and ``shapley`` verbs call it), the version, and its sibling CLI modules.
+CLI_MAY_IMPORT = ("genrec.trainers.jobs", "genrec.trainers.analysis", "genrec._version", "genrec.cli")
+
+
+def cli_modules() -> dict[str, Path]:
+    return {f"genrec.{path.stem}": path for path in sorted((ROOT / "genrec").glob("cli*.py"))}
+
+
+def cli_imports_outside_jobs(module: str, path: Path) -> list[str]:
+    """The genrec modules ``path`` imports (at any depth) that a CLI module may not use."""
+    modules = package_modules()
+    wrong = []
+    for target, name in imported_names(module, path):
+        full = f"{target}.{name}" if name and f"{target}.{name}" in modules else target
+        if not full.startswith(CLI_MAY_IMPORT):
+            wrong.append(full)
+    return sorted(set(wrong))
+
+
+@pytest.mark.parametrize("module", sorted(cli_modules()))
+def test_cli_uses_only_the_jobs(module: str) -> None:
+    """The CLI is parsing + one module per verb: it reaches the library only through trainers/jobs (and the
+    studies in trainers/analysis), never modeling, tokenization, data_scripts, stages, ttds or evaluation."""
+    wrong = cli_imports_outside_jobs(module, cli_modules()[module])
+    assert not wrong, f"{module} imports {wrong}; a CLI module may import only {CLI_MAY_IMPORT}"
+
+
+def test_every_verb_has_its_module() -> None:
+    """One module per verb: ``genrec/cli_<verb>.py`` with ``add_parser`` and ``run``; the parser lists each."""
+    from genrec.cli import VERB_MODULES, build_parser
+
+    verbs = set(build_parser()._subparsers._group_actions[0].choices)
+    assert {m.__name__.removeprefix("genrec.cli_").replace("_", "-") for m in VERB_MODULES} == verbs
+    for module in VERB_MODULES:
+        assert callable(module.add_parser) and callable(module.run), module.__name__
+
+
+def test_the_cli_checker_sees_a_library_import(tmp_path: Path) -> None:
+    sample = tmp_path / "cli_sample.py"
+    sample.write_text("import genrec\nfrom genrec import cli_common\nfrom genrec.trainers.jobs.verbs import run\n"
+                      "def run(args):\n    from genrec.modeling.configuration_unger import UngerConfig\n")
+    assert cli_imports_outside_jobs("genrec.cli_sample", sample) == ["genrec", "genrec.modeling.configuration_unger"]

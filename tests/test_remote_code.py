@@ -127,7 +127,7 @@ def test_unger_folder_loads_and_recommends_without_genrec(tmp_path: Path) -> Non
     }
     tok_config = json.loads((folder / "tokenizer_config.json").read_text())
     assert tok_config["auto_map"]["AutoTokenizer"][0] == "tokenization_semantic_id.SemanticIDTokenizer"
-    assert {"configuration_unger.py", "modeling_unger.py", "constrained_decoding.py",
+    assert {"configuration_unger.py", "modeling_unger.py", "constrained_decoding.py", "transition_prior.py",
             "tokenization_semantic_id.py", "code_table.py"} <= {p.name for p in folder.glob("*.py")}
     _no_package_imports(folder)
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 from test_unger_model import HISTORIES, IDS, make_tokenizer, register_auto, tiny_model
 
-from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation, mix_transition_scores
+from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
+from genrec.modeling.transition_prior import mix_transition_scores
 from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
 from genrec.trainers.stages.transition_prior import choose_transition_weight, transition_pairs
 

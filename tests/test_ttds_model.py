@@ -11,12 +11,9 @@ import pytest
 import torch
 
 from genrec.modeling.configuration_ttds import TTDSConfig
-from genrec.modeling.modeling_ttds import (
-    SemanticTokenGenerator,
-    TTDSForCausalLM,
-    extend_tokenizer,
-    matching_renumbering,
-)
+from genrec.modeling.modeling_ttds import TTDSForCausalLM
+from genrec.modeling.semantic_token_generator import SemanticTokenGenerator, matching_renumbering
+from genrec.modeling.tokenization_ttds import extend_tokenizer
 from genrec.tokenization.code_table import CodeTable
 from genrec.trainers.ttds import create_tiny_base, template_corpus
 

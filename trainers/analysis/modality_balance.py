@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["modality_balance", "plot_embeddings", "similarity_log_distributions"]
+__all__ = ["modality_balance", "modality_balance_of_files", "plot_embeddings", "similarity_log_distributions"]
 
 
 def _as_matrix(name: str, x: Any) -> torch.Tensor:
@@ -190,3 +190,24 @@ def plot_embeddings(
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def modality_balance_of_files(
+    fused: str | Path, semantic: str | Path, collaborative: str | Path, *, sample: int | None = 2000,
+    seed: int = 2024, plot: str | Path | None = None,
+) -> dict[str, Any]:
+    """:func:`modality_balance` of three ``ItemEmbeddings`` files, rows matched by item id (``genrec balance``).
+
+    The semantic and collaborative sets are reordered to the fused set's items; ``plot``: also draw
+    :func:`plot_embeddings` into that PNG (its path is the result's ``figure``).
+    """
+    from genrec.data_scripts.embeddings import ItemEmbeddings
+
+    fused_set = ItemEmbeddings.load(fused)
+    semantic_set = ItemEmbeddings.load(semantic).reorder(fused_set.item_ids)
+    collaborative_set = ItemEmbeddings.load(collaborative).reorder(fused_set.item_ids)
+    matrices = (fused_set.embeddings, semantic_set.embeddings, collaborative_set.embeddings)
+    balance: dict[str, Any] = modality_balance(*matrices, sample=sample, seed=seed)
+    if plot:
+        balance["figure"] = str(plot_embeddings(*matrices, plot, sample=sample, seed=seed, balance=balance))
+    return balance

@@ -1,5 +1,9 @@
 """Fine-tune a trained UNGER recommender (a run folder or a Hub repo) on a new domain.
 
+:func:`finetune` is what ``genrec finetune`` calls: it reads what ``--from`` holds (one config read,
+:func:`~genrec.trainers.jobs.load.identify_model`) and runs :func:`finetune_unger` for an UNGER model, the TTDS
+job (:mod:`genrec.trainers.jobs.ttds`) for a TTDS folder or a LLaMA-architecture base.
+
 What transfers and what does not:
 
 * **Transferred**: Stage II's transformer (encoder and decoder layers, positions, layer norms, the
@@ -29,11 +33,61 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from genrec.trainers.jobs.output_folder import check_not_inside
 from genrec.trainers.stages.weight_transfer import load_source_model, source_architecture
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["finetune_unger"]
+__all__ = ["finetune", "finetune_unger"]
+
+def finetune(
+    dataset: str,
+    out_dir: str | Path,
+    *,
+    source: str | None = None,
+    base_model: str | None = None,
+    revision: str | None = None,
+    data_revision: str | None = None,
+    profile: str = "default",
+    stage2_steps: int | None = None,
+    seed: int = 2024,
+    transfer: bool = True,
+    overwrite: bool = False,
+    dtype: str = "auto",
+    config_overrides: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """Fine-tune what ``source`` (or ``base_model``) is on ``dataset``; returns (family, the job's summary).
+
+    * ``source`` an UNGER model (folder or Hub repo at ``revision``): :func:`finetune_unger` (``profile``,
+      ``stage2_steps``, ``seed``, ``transfer``, ``overwrite``); family ``"unger"``.
+    * ``source`` a TTDS recommender folder: TTDS training that starts from its adapter, token rows and towers;
+      ``source`` any other causal LM, or ``base_model``: TTDS-style LoRA fine-tuning of that base
+      (:func:`~genrec.trainers.jobs.ttds.run_ttds`: ``dtype``, ``config_overrides``, ``training``); family
+      ``"ttds"``.
+    """
+    from genrec.trainers.jobs.load import identify_model
+
+    if source and base_model:
+        raise ValueError("give --from or --base-model, not both")
+    if not (source or base_model):
+        raise ValueError("give --from (an UNGER model, a TTDS folder or a LLaMA base) or --base-model (TTDS)")
+    model_type = "llama-base" if base_model else identify_model(source, revision, what="--from").model_type
+    if model_type == "unger":
+        return "unger", finetune_unger(
+            source, dataset, out_dir, revision=revision, profile=profile, data_revision=data_revision,
+            stage2_steps=stage2_steps, seed=seed, transfer=transfer, overwrite=overwrite,
+        )
+    if not transfer or stage2_steps is not None:
+        raise ValueError("--scratch / --stage2-steps apply to UNGER sources only")
+    from genrec.trainers.jobs.ttds import run_ttds
+
+    init_from, base = (source, None) if model_type == "ttds" else (None, source or base_model)
+    return "ttds", run_ttds(
+        dataset, base, out_dir, dtype=dtype, config_overrides=config_overrides or {}, training=training or {},
+        revision=revision, data_revision=data_revision, init_from=init_from,
+    )
+
 
 def _source_code_layout(source: str | Path, revision: str | None) -> tuple[int, int, bool]:
     """(semantic levels, codebook size, has collision level) of the source's code table."""
@@ -94,6 +148,7 @@ def finetune_unger(
     from genrec.trainers.jobs.run import run_pipeline
     from genrec.trainers.stages.stage2 import state_digest
 
+    check_not_inside(out_dir, {"--from": source, "--dataset": dataset})  # before anything loads or is written
     source_model = load_source_model(source, revision)
     levels, codebook_size, collision = _source_code_layout(source, revision)
     base = resolve_profile(profile)

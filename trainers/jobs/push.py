@@ -92,7 +92,8 @@ def _ttds_contents(
 ) -> dict[str, bytes]:
     """A TTDS recommender folder: its sub-folders (adapter, code tables) and a card regenerated for ``repo_id``."""
     from genrec.model_cards.run_card import public_summary
-    from genrec.trainers.ttds import ITEM_TABLE_DIR, TRAINING_SUMMARY, USER_TABLE_DIR, write_ttds_card
+    from genrec.trainers.jobs.ttds import write_ttds_card
+    from genrec.trainers.ttds import ITEM_TABLE_DIR, TRAINING_SUMMARY, USER_TABLE_DIR
 
     contents: dict[str, bytes] = {}
     for sub in ("adapter", ITEM_TABLE_DIR, USER_TABLE_DIR):

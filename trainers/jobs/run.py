@@ -41,6 +41,7 @@ from genrec.trainers.jobs.fingerprints import (
     stage2_fingerprint,
 )
 from genrec.trainers.jobs.ledger import FINGERPRINT_DIR, StageLedger, settings_digest
+from genrec.trainers.jobs.output_folder import claim_output_folder, locked
 from genrec.trainers.jobs.profiles import (
     MODEL_FAMILIES,
     RUN_SUMMARY_FILE,
@@ -49,38 +50,36 @@ from genrec.trainers.jobs.profiles import (
     infer_source,
     resolve_profile,
 )
+from genrec.trainers.jobs.run_context import RunContext
 from genrec.trainers.jobs.run_mscgrec import MODALITY_TABLES_DIR
-from genrec.trainers.jobs.transition import transition_stage_into_summary
+from genrec.trainers.jobs.transition import load_best_model, transition_stage_into_summary
 
 logger = logging.getLogger(__name__)
 
 
 
 def prepare_and_embed(
+    context: RunContext,
     dataset: str,
-    out_dir: Path,
-    ledger: StageLedger,
-    summary: dict[str, Any],
     *,
     source: str,
     max_history: int,
     encoder: str | None,
     data_revision: str | None,
-    show_progress: bool,
-) -> tuple[Path, Any, dict[str, Any]]:
+) -> None:
     """Stages 1-2 of every model family: the prepared dataset (``out_dir/data``) and the semantic (text)
-    embeddings (``out_dir/embeddings``). Records both in ``summary["stages"]``; returns the embeddings' path,
-    the ``ItemEmbeddings`` and the upstream fingerprint digests (``prepare``, ``embeddings``) later stages hold."""
+    embeddings (``out_dir/embeddings``). Records both in the run's summary and sets ``context.emb_path``,
+    ``context.emb`` and the upstream fingerprint digests (``prepare``, ``embeddings``) later stages hold."""
     from genrec.data_scripts.embeddings import embed_dataset
     from genrec.data_scripts.prepare import prepare_dataset
 
-    data_dir, emb_dir = out_dir / "data", out_dir / EMBEDDINGS_DIR
+    data_dir = context.data_dir
     # 1. prepare (reused while the input files' contents, the source and max_history are the same)
     start = time.perf_counter()
     prepare_settings = prepare_fingerprint(dataset, source, max_history)
     if data_revision is not None:
         prepare_settings["revision"] = data_revision
-    ledger.claim("prepare", prepare_settings, [data_dir])
+    context.ledger.claim("prepare", prepare_settings, [data_dir])
     if not (data_dir / "README.md").is_file():
         path = None if source == "ml-100k" and dataset.lower().startswith(("ml", "movielens")) else dataset
         report = prepare_dataset(
@@ -89,21 +88,19 @@ def prepare_and_embed(
         logger.info("prepared %s", report)
     else:
         logger.info("reusing the prepared dataset in %s", data_dir)
-    summary["stages"]["prepare"] = {"seconds": round(time.perf_counter() - start, 2), "path": str(data_dir)}
+    context.record_stage("prepare", start, path=str(data_dir))
 
     # 2. semantic embeddings: a derived artefact of the run (never written into the dataset folder, which
     #    is pushed as is); the file carries its own content key (encoder + template + items), checked on reuse
     start = time.perf_counter()
     emb_path, emb = embed_dataset(
-        data_dir, out=emb_dir / SEMANTIC_EMBEDDINGS_FILE, encoder=encoder, show_progress=show_progress
+        data_dir, out=context.embeddings_dir / SEMANTIC_EMBEDDINGS_FILE, encoder=encoder,
+        show_progress=context.show_progress,
     )
-    summary["stages"]["embed"] = {
-        "seconds": round(time.perf_counter() - start, 2),
-        "path": str(emb_path),
-        "items": int(emb.embeddings.shape[0]),
-        "dim": int(emb.embeddings.shape[1]),
-    }
-    return Path(emb_path), emb, {"prepare": settings_digest(prepare_settings), "embeddings": emb.metadata.get("cache_key")}
+    context.record_stage("embed", start, path=str(emb_path), items=int(emb.embeddings.shape[0]),
+                         dim=int(emb.embeddings.shape[1]))
+    context.emb_path, context.emb = Path(emb_path), emb
+    context.upstream = {"prepare": settings_digest(prepare_settings), "embeddings": emb.metadata.get("cache_key")}
 
 
 def run_pipeline(
@@ -205,163 +202,149 @@ def run_pipeline(
     if model == "mscgrec" and init_from is not None:
         raise ValueError("init_from (fine-tuning) is not available for MSCGRec runs")
     num_levels = run_profile.num_levels if num_levels is None else num_levels
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    source = source or infer_source(dataset)
-    data_dir, stage1_dir, sid_dir, stage2_dir = (out_dir / name for name in ("data", "stage1", "semantic_ids", "stage2"))
-    emb_dir = out_dir / EMBEDDINGS_DIR
-    if overwrite:
-        stage_folders = (stage1_dir, sid_dir, stage2_dir, out_dir / MODALITY_TABLES_DIR)
-        for folder in (data_dir, emb_dir, *stage_folders, out_dir / FINGERPRINT_DIR):
-            shutil.rmtree(folder, ignore_errors=True)
-    ledger = StageLedger(out_dir)
-    adopt_legacy_run(out_dir, ledger)
-    summary: dict[str, Any] = {
-        "dataset": dataset, "source": source, "profile": asdict(run_profile), "seed": seed,
-        "num_levels": num_levels, "codebook_size": codebook_size, "max_history": max_history,
-        "encoder": encoder, "stages": {},
-        **({"dataset_revision": data_revision} if data_revision else {}),
-        **({"model": model} if model != "unger" else {}),
-    }
-    total_start = time.perf_counter()
-    emb_path, emb, upstream = prepare_and_embed(
-        dataset, out_dir, ledger, summary, source=source, max_history=max_history, encoder=encoder,
-        data_revision=data_revision, show_progress=show_progress,
-    )
-    if until == "embed":
-        return _stopped(summary, out_dir, until, total_start)
-    if model == "mscgrec":
-        from genrec.trainers.jobs.run_mscgrec import run_mscgrec_stages
+    # the run folder is genrec's or refused, and never the dataset or the model it reads (nor around them)
+    inputs = {"--dataset": dataset, **({"--from": init_from} if isinstance(init_from, str | Path) else {})}
+    out_dir = claim_output_folder(out_dir, job="run", inputs=inputs)
+    with locked(out_dir, job="run"):
+        source = source or infer_source(dataset)
+        data_dir, stage1_dir, sid_dir, stage2_dir = (out_dir / name for name in ("data", "stage1", "semantic_ids", "stage2"))
+        emb_dir = out_dir / EMBEDDINGS_DIR
+        if overwrite:
+            stage_folders = (stage1_dir, sid_dir, stage2_dir, out_dir / MODALITY_TABLES_DIR)
+            for folder in (data_dir, emb_dir, *stage_folders, out_dir / FINGERPRINT_DIR):
+                shutil.rmtree(folder, ignore_errors=True)
+        ledger = StageLedger(out_dir)
+        adopt_legacy_run(out_dir, ledger)
+        context = RunContext(out_dir, ledger, seed, show_progress=show_progress, summary={
+            "dataset": dataset, "source": source, "profile": asdict(run_profile), "seed": seed,
+            "num_levels": num_levels, "codebook_size": codebook_size, "max_history": max_history,
+            "encoder": encoder, "stages": {},
+            **({"dataset_revision": data_revision} if data_revision else {}),
+            **({"model": model} if model != "unger" else {}),
+        })
+        prepare_and_embed(context, dataset, source=source, max_history=max_history, encoder=encoder,
+                          data_revision=data_revision)
+        if until == "embed":
+            return _stopped(context, until)
+        if model == "mscgrec":
+            from genrec.trainers.jobs.run_mscgrec import run_mscgrec_stages
 
-        run_mscgrec_stages(
-            out_dir, ledger, summary, run_profile, emb_path=emb_path, emb=emb, upstream=upstream,
-            num_levels=num_levels, codebook_size=codebook_size, seed=seed, modalities=modalities or {},
-            decode_modality=decode_modality, mask_probability=mask_probability, show_progress=show_progress,
-            history_feed=history_feed,
-        )
-        summary["model_dir"] = str(out_dir)
-        summary["total_seconds"] = round(time.perf_counter() - total_start, 2)
-        (out_dir / RUN_SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-        return summary
+            run_mscgrec_stages(
+                context, run_profile, num_levels=num_levels, codebook_size=codebook_size, modalities=modalities or {},
+                decode_modality=decode_modality, mask_probability=mask_probability, history_feed=history_feed,
+            )
+            context.record(model_dir=str(out_dir))
+            return context.write_summary()
 
-    # 3. Stage I: integrated embeddings (resumes from its checkpoints; a finished run is reused)
-    start = time.perf_counter()
-    stage1_settings = stage1_fingerprint(run_profile, seed, upstream)
-    ledger.claim("stage1", stage1_settings, [stage1_dir])
-    stage1_result_file = stage1_dir / "stage1_result.json"
-    if stage1_result_file.is_file() and (stage1_dir / "integrated_embeddings.safetensors").is_file():
-        logger.info("reusing Stage I in %s", stage1_dir)
-        stage1 = json.loads(stage1_result_file.read_text())
-    else:
-        stage1 = train_stage1(
-            data_dir, emb_path, stage1_dir, config=UngerFusionConfig(**run_profile.stage1_config),
-            epochs=run_profile.stage1_epochs, max_steps=run_profile.stage1_max_steps,
-            patience=run_profile.stage1_patience, max_eval_examples=run_profile.stage1_max_eval_examples,
-            seed=seed, show_progress=show_progress,
-        ).to_dict()
-    summary["stages"]["stage1"] = {
-        "seconds": round(time.perf_counter() - start, 2),
-        "path": str(stage1_dir),
-        "steps": stage1["global_step"],
-        "best_step": stage1["best_step"],
-        "loop_seconds": stage1.get("loop_seconds"),  # summed over resumes (seconds: this invocation only)
-        "best_loop_seconds": stage1.get("best_loop_seconds"),
-        "validation_recall@10": stage1["validation_recall_at_10"],
-        "validation_ndcg@10": stage1["validation_ndcg_at_10"],
-    }
-    integrated = stage1_dir / "integrated_embeddings.safetensors"
-    if until == "stage1":
-        return _stopped(summary, out_dir, until, total_start)
+        # 3. Stage I: integrated embeddings (resumes from its checkpoints; a finished run is reused)
+        start = time.perf_counter()
+        stage1_settings = stage1_fingerprint(run_profile, seed, context.upstream)
+        ledger.claim("stage1", stage1_settings, [stage1_dir])
+        stage1_result_file = stage1_dir / "stage1_result.json"
+        if stage1_result_file.is_file() and (stage1_dir / "integrated_embeddings.safetensors").is_file():
+            logger.info("reusing Stage I in %s", stage1_dir)
+            stage1 = json.loads(stage1_result_file.read_text())
+        else:
+            stage1 = train_stage1(
+                data_dir, context.emb_path, stage1_dir, config=UngerFusionConfig(**run_profile.stage1_config),
+                epochs=run_profile.stage1_epochs, max_steps=run_profile.stage1_max_steps,
+                patience=run_profile.stage1_patience, max_eval_examples=run_profile.stage1_max_eval_examples,
+                seed=seed, show_progress=show_progress,
+            ).to_dict()
+        context.record_stage("stage1", start, **{
+            "path": str(stage1_dir),
+            "steps": stage1["global_step"],
+            "best_step": stage1["best_step"],
+            "loop_seconds": stage1.get("loop_seconds"),  # summed over resumes (seconds: this invocation only)
+            "best_loop_seconds": stage1.get("best_loop_seconds"),
+            "validation_recall@10": stage1["validation_recall_at_10"],
+            "validation_ndcg@10": stage1["validation_ndcg_at_10"],
+        })
+        integrated = stage1_dir / "integrated_embeddings.safetensors"
+        if until == "stage1":
+            return _stopped(context, until)
 
-    # 4. semantic IDs of the integrated embeddings (quantize.json is written last: it marks a finished stage)
-    start = time.perf_counter()
-    quantize_settings = quantize_fingerprint(num_levels, codebook_size, seed, settings_digest(stage1_settings))
-    if always_append_collision_level:  # only then: run folders made without the option keep their fingerprint
-        quantize_settings["always_append_collision_level"] = True
-    ledger.claim("quantize", quantize_settings, [sid_dir])
-    if not (sid_dir / "quantize.json").is_file():
-        quantized = quantize_embeddings(
-            integrated, sid_dir, num_levels=num_levels, codebook_size=codebook_size, seed=seed, overwrite=True,
-            show_progress=show_progress, always_append_collision_level=always_append_collision_level,
-        ).summary()
-    else:
-        logger.info("reusing the semantic IDs in %s", sid_dir)
-        quantized = json.loads((sid_dir / "quantize.json").read_text())
-    summary["stages"]["quantize"] = {
-        "seconds": round(time.perf_counter() - start, 2),
-        "path": str(sid_dir / "tokenizer"),
-        "codebook_sizes": quantized["codebook_sizes"],
-        "collision_rate": quantized["collision_rate"],
-    }
-    if until == "quantize":
-        return _stopped(summary, out_dir, until, total_start)
+        # 4. semantic IDs of the integrated embeddings (quantize.json is written last: it marks a finished stage)
+        start = time.perf_counter()
+        quantize_settings = quantize_fingerprint(num_levels, codebook_size, seed, settings_digest(stage1_settings))
+        if always_append_collision_level:  # only then: run folders made without the option keep their fingerprint
+            quantize_settings["always_append_collision_level"] = True
+        ledger.claim("quantize", quantize_settings, [sid_dir])
+        if not (sid_dir / "quantize.json").is_file():
+            quantized = quantize_embeddings(
+                integrated, sid_dir, num_levels=num_levels, codebook_size=codebook_size, seed=seed, overwrite=True,
+                show_progress=show_progress, always_append_collision_level=always_append_collision_level,
+            ).summary()
+        else:
+            logger.info("reusing the semantic IDs in %s", sid_dir)
+            quantized = json.loads((sid_dir / "quantize.json").read_text())
+        context.record_stage("quantize", start, path=str(sid_dir / "tokenizer"),
+                             codebook_sizes=quantized["codebook_sizes"], collision_rate=quantized["collision_rate"])
+        if until == "quantize":
+            return _stopped(context, until)
 
-    # 5. Stage II + test evaluation (resumes from its checkpoints; a finished run is reused)
-    start = time.perf_counter()
-    stage2_settings = stage2_fingerprint(run_profile, seed, settings_digest(quantize_settings))
-    if init_from is not None:
-        stage2_settings["init_from"] = init_identity or {"source": str(init_from)}
-    ledger.claim("stage2", stage2_settings, [stage2_dir])
-    stage2_result_file = stage2_dir / "stage2_result.json"
-    if stage2_result_file.is_file():
-        logger.info("reusing Stage II in %s", stage2_dir)
-        stage2 = json.loads(stage2_result_file.read_text())
-    else:
-        stage2 = train_stage2(
-            data_dir, sid_dir / "tokenizer", stage2_dir, config=UngerConfig(**run_profile.stage2_config),
-            integrated_embeddings=integrated, max_steps=run_profile.stage2_max_steps,
-            epochs=run_profile.stage2_epochs,
-            warmup_steps=run_profile.stage2_warmup_steps, eval_every=run_profile.stage2_eval_every,
-            patience=run_profile.stage2_patience, eval_beams=run_profile.eval_beams,
-            test_beams=run_profile.test_beams, lr_schedule=run_profile.stage2_lr_schedule,
-            max_eval_users=run_profile.max_eval_users, seed=seed, show_progress=show_progress,
-            init_from=init_from,
-        ).to_dict()
-    summary["stages"]["stage2"] = {
-        "seconds": round(time.perf_counter() - start, 2),
-        "path": str(stage2_dir),
-        "steps": stage2["global_step"],
-        "best_step": stage2["best_step"],
-        "loop_seconds": stage2.get("loop_seconds"),  # summed over resumes (seconds: this invocation only)
-        "best_loop_seconds": stage2.get("best_loop_seconds"),
-        "resumed_from": stage2.get("resumed_from"),
-    }
-    if stage2.get("transfer"):
-        summary["stages"]["stage2"]["transfer"] = stage2["transfer"]
-    summary["validation_metrics"] = stage2["validation_metrics"]
-    summary["test_metrics"] = stage2["test_metrics"]
+        # 5. Stage II + test evaluation (resumes from its checkpoints; a finished run is reused)
+        start = time.perf_counter()
+        stage2_settings = stage2_fingerprint(run_profile, seed, settings_digest(quantize_settings))
+        if init_from is not None:
+            stage2_settings["init_from"] = init_identity or {"source": str(init_from)}
+        ledger.claim("stage2", stage2_settings, [stage2_dir])
+        stage2_result_file = stage2_dir / "stage2_result.json"
+        if stage2_result_file.is_file():
+            logger.info("reusing Stage II in %s", stage2_dir)
+            stage2 = json.loads(stage2_result_file.read_text())
+        else:
+            stage2 = train_stage2(
+                data_dir, sid_dir / "tokenizer", stage2_dir, config=UngerConfig(**run_profile.stage2_config),
+                integrated_embeddings=integrated, max_steps=run_profile.stage2_max_steps,
+                epochs=run_profile.stage2_epochs,
+                warmup_steps=run_profile.stage2_warmup_steps, eval_every=run_profile.stage2_eval_every,
+                patience=run_profile.stage2_patience, eval_beams=run_profile.eval_beams,
+                test_beams=run_profile.test_beams, lr_schedule=run_profile.stage2_lr_schedule,
+                max_eval_users=run_profile.max_eval_users, seed=seed, show_progress=show_progress,
+                init_from=init_from,
+            ).to_dict()
+        entry = context.record_stage("stage2", start, **{
+            "path": str(stage2_dir),
+            "steps": stage2["global_step"],
+            "best_step": stage2["best_step"],
+            "loop_seconds": stage2.get("loop_seconds"),  # summed over resumes (seconds: this invocation only)
+            "best_loop_seconds": stage2.get("best_loop_seconds"),
+            "resumed_from": stage2.get("resumed_from"),
+        })
+        if stage2.get("transfer"):
+            entry["transfer"] = stage2["transfer"]
+        context.record(validation_metrics=stage2["validation_metrics"], test_metrics=stage2["test_metrics"])
+        context.stage2_digest = settings_digest(stage2_settings)
+        context.best_dir = stage2_dir / "best"  # where stage2_result.json's best_model_dir points (a copied run too)
 
-    # 6. the transition prior: training-row transition counts mixed into recommend(), weight chosen on
-    #    validation; test metrics with it become the run's, the model's own are kept beside them
-    transition = None
-    if run_profile.transition_prior:
-        transition = transition_stage_into_summary(
-            summary, Path(stage2["best_model_dir"]), data_dir, out_dir, ledger, settings_digest(stage2_settings),
-            asdict(run_profile), show_progress=show_progress,
-        )
+        # 6. the transition prior: training-row transition counts mixed into recommend(), weight chosen on
+        #    validation; test metrics with it become the run's, the model's own are kept beside them. Stage II's
+        #    best model is loaded once, for this step and the export.
+        best_model, tokenizer = load_best_model(context.best_dir)
+        if run_profile.transition_prior:
+            transition_stage_into_summary(context, best_model, tokenizer, asdict(run_profile))
 
-    # 7. export: the run folder's root is the model's save_pretrained folder, with its model card
-    start = time.perf_counter()
-    export_run_model(Path(stage2["best_model_dir"]), out_dir, dataset=dataset, summary=summary,
-                     transition=(data_dir, transition["weight"]) if transition else None)
-    summary["stages"]["export"] = {"seconds": round(time.perf_counter() - start, 2), "path": str(out_dir)}
-    summary["model_dir"] = str(out_dir)
-    summary["total_seconds"] = round(time.perf_counter() - total_start, 2)
-    (out_dir / RUN_SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+        # 7. export: the run folder's root is the model's save_pretrained folder, with its model card
+        start = time.perf_counter()
+        export_run_model(best_model, tokenizer, context.best_dir, out_dir, dataset=dataset, summary=context.summary)
+        context.record_stage("export", start, path=str(out_dir))
+        context.record(model_dir=str(out_dir))
+        return context.write_summary()
 
 
-def _stopped(summary: dict[str, Any], out_dir: Path, stage: str, total_start: float) -> dict[str, Any]:
+def _stopped(context: RunContext, stage: str) -> dict[str, Any]:
     """Finish a run that ``until`` stopped after ``stage``: its ``run.json`` says so and holds no test metrics
     (a finished run's ``run.json`` in the same folder is kept: its stages were only reused)."""
-    summary["stopped_after"] = stage
-    summary["total_seconds"] = round(time.perf_counter() - total_start, 2)
-    run_file = out_dir / RUN_SUMMARY_FILE
+    context.record(stopped_after=stage)
+    run_file = context.out_dir / RUN_SUMMARY_FILE
     finished = run_file.is_file() and "test_metrics" in json.loads(run_file.read_text())
-    if not finished:
-        run_file.write_text(json.dumps(summary, indent=2) + "\n")
-    logger.info("stopped after %s as asked (until=%r): %s holds the stages so far", stage, stage, out_dir)
-    return summary
+    if finished:
+        context.summary["total_seconds"] = round(time.perf_counter() - context.started, 2)
+    else:
+        context.write_summary()
+    logger.info("stopped after %s as asked (until=%r): %s holds the stages so far", stage, stage, context.out_dir)
+    return context.summary
 
 
 def add_transition_prior(run_dir: str | Path, *, show_progress: bool = True) -> dict[str, Any]:
@@ -376,20 +359,24 @@ def add_transition_prior(run_dir: str | Path, *, show_progress: bool = True) -> 
     summary_file = run_dir / RUN_SUMMARY_FILE
     if not summary_file.is_file():
         raise FileNotFoundError(f"{run_dir} has no {RUN_SUMMARY_FILE}: not a finished `genrec run` folder")
-    summary = json.loads(summary_file.read_text())
-    stage2_dir = Path(summary["stages"]["stage2"]["path"])
-    best_dir = stage2_dir / "best"
+    with locked(run_dir, job="transition-prior"):
+        return _add_transition_prior_locked(run_dir, json.loads(summary_file.read_text()), show_progress)
+
+
+def _add_transition_prior_locked(run_dir: Path, summary: dict[str, Any], show_progress: bool) -> dict[str, Any]:
+    # the run folder's own Stage II (a copied or moved run folder records another folder's path)
+    best_dir = run_dir / "stage2" / "best"
     if not (best_dir / "config.json").is_file():
         raise FileNotFoundError(f"Stage II's best model is not in {best_dir}")
     # A folder made before fingerprints existed keeps having none: a fingerprint folder would stop a later
     # `genrec run` from adopting its legacy stages (it would recompute them).
     ledger = StageLedger(run_dir) if (run_dir / FINGERPRINT_DIR).is_dir() else None
     recorded = ledger.recorded("stage2") if ledger else None
-    stage2_digest = settings_digest(recorded or summary["stages"]["stage2"])
-    transition_stage_into_summary(summary, best_dir, run_dir / "data", run_dir, ledger, stage2_digest,
-                                   summary.get("profile", {}), show_progress=show_progress)
+    context = RunContext(run_dir, ledger, int(summary.get("seed", 0)), show_progress=show_progress, summary=summary,
+                         stage2_digest=settings_digest(recorded or summary["stages"]["stage2"]), best_dir=best_dir)
+    best_model, tokenizer = load_best_model(best_dir)
+    transition_stage_into_summary(context, best_model, tokenizer, summary.get("profile", {}))
     start = time.perf_counter()
-    transition = (run_dir / "data", summary["transition_prior"]["weight"])
     if "mscgrec" in summary:
         from genrec.trainers.jobs.run_mscgrec import (
             BUILT_IN_MODALITIES,
@@ -399,28 +386,24 @@ def add_transition_prior(run_dir: str | Path, *, show_progress: bool = True) -> 
 
         mscgrec = summary["mscgrec"]
         names = [*BUILT_IN_MODALITIES, *mscgrec.get("extra_modality_files", {})]
-        export_mscgrec_model(best_dir, run_dir, modality_tokenizer_dirs(run_dir, names), mscgrec["decode_modality"],
-                             summary=summary, transition=transition)
+        export_mscgrec_model(best_model, tokenizer, best_dir, run_dir, modality_tokenizer_dirs(run_dir, names),
+                             mscgrec["decode_modality"], summary=summary)
     else:
-        export_run_model(best_dir, run_dir, dataset=summary["dataset"], summary=summary, transition=transition)
-    summary["stages"]["export"] = {"seconds": round(time.perf_counter() - start, 2), "path": str(run_dir)}
-    tmp = summary_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    tmp.replace(summary_file)
-    return summary
+        export_run_model(best_model, tokenizer, best_dir, run_dir, dataset=summary["dataset"], summary=summary)
+    context.record_stage("export", start, path=str(run_dir))
+    return context.write_summary(total=False)
 
 
 def export_run_model(
-    best_dir: Path, out_dir: Path, *, dataset: str, summary: dict[str, Any],
-    transition: tuple[Path, float] | None = None,
+    model: Any, tokenizer: Any, best_dir: Path, out_dir: Path, *, dataset: str, summary: dict[str, Any],
 ) -> None:
-    """Save Stage II's best model + tokenizer (+ code table) into ``out_dir`` with a model card.
-
-    ``transition`` = (prepared dataset, weight): install the training rows' transition prior with that
-    weight in the exported model, so that its ``recommend`` ranks as the run's test metrics were measured.
+    """Save Stage II's best model (as loaded by :func:`~genrec.trainers.jobs.transition.load_best_model`, with
+    the transition prior installed when the run has one, so that its ``recommend`` ranks as the run's test
+    metrics were measured) + tokenizer (+ code table) into ``out_dir`` with a model card.
 
     Records the machine in ``summary["hardware"]``; the card (``genrec.model_cards.run_card``) names the
-    run folder by its own name in the usage snippet (``genrec push`` rewrites it with the repo id).
+    run folder by its own name in the usage snippet (``genrec push`` rewrites it with the repo id); the
+    training curve comes from Stage II's log beside ``best_dir``.
     """
     from genrec.model_cards.card import save_model_card
     from genrec.model_cards.run_card import (
@@ -429,17 +412,7 @@ def export_run_model(
         stage2_log_history,
         write_training_curve,
     )
-    from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
-    from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
 
-    model = UngerForGenerativeRecommendation.from_pretrained(best_dir)
-    tokenizer = SemanticIDTokenizer.from_pretrained(str(best_dir))
-    if not model.has_code_table:  # a Stage II folder written before models carried their item codes
-        model.set_code_table(tokenizer)
-    if transition is not None:
-        from genrec.trainers.stages.transition_prior import fit_transition_prior
-
-        fit_transition_prior(model, tokenizer, transition[0], weight=transition[1])
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(str(out_dir))
     summary["hardware"] = describe_hardware()

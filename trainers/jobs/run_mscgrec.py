@@ -33,6 +33,8 @@ from typing import Any
 from genrec.tokenization.modality_tables import ModalityCodeTables, check_modality_name
 from genrec.trainers.jobs.fingerprints import FINGERPRINT_FORMAT, stage1_fingerprint, stage2_fingerprint
 from genrec.trainers.jobs.ledger import StageLedger, file_sha256, settings_digest
+from genrec.trainers.jobs.run_context import RunContext
+from genrec.trainers.jobs.transition import load_best_model, transition_stage_into_summary
 
 logger = logging.getLogger(__name__)
 
@@ -99,24 +101,18 @@ def _quantize_modality(
 
 
 def run_mscgrec_stages(
-    out_dir: Path,
-    ledger: StageLedger,
-    summary: dict[str, Any],
+    context: RunContext,
     profile: Any,
     *,
-    emb_path: Path,
-    emb: Any,
-    upstream: dict[str, Any],
     num_levels: int,
     codebook_size: int,
-    seed: int,
     modalities: Mapping[str, str | Path],
     decode_modality: str,
     mask_probability: float,
-    show_progress: bool,
     history_feed: str = "item_sum",
 ) -> None:
-    """Stage I (collaborative), per-modality quantization, MSCGRec Stage II + test, export; fills ``summary``.
+    """Stage I (collaborative), per-modality quantization, MSCGRec Stage II + test, export; records each stage
+    in ``context`` (which holds the prepared data and the text embeddings of :func:`~genrec.trainers.jobs.run.prepare_and_embed`).
 
     ``profile`` is the run's :class:`~genrec.trainers.jobs.profiles.PipelineProfile`: its Stage I budget trains the
     collaborative model, its Stage II budget and config (minus ``history_item_embedding``: MSCGRec's history
@@ -129,6 +125,8 @@ def run_mscgrec_stages(
     from genrec.trainers.stages.stage1 import train_stage1
     from genrec.trainers.stages.stage2 import train_stage2
 
+    out_dir, ledger, seed, show_progress = context.out_dir, context.ledger, context.seed, context.show_progress
+    emb_path, emb, upstream = context.emb_path, context.emb, context.upstream
     names = [*BUILT_IN_MODALITIES, *modalities]
     if decode_modality not in names:
         raise ValueError(f"unknown decoding modality {decode_modality!r}; this run has the modalities {names}")
@@ -156,12 +154,12 @@ def run_mscgrec_stages(
             epochs=profile.stage1_epochs, max_steps=profile.stage1_max_steps, patience=profile.stage1_patience,
             max_eval_examples=profile.stage1_max_eval_examples, seed=seed, show_progress=show_progress,
         ).to_dict()
-    summary["stages"]["stage1"] = {
-        "seconds": round(time.perf_counter() - start, 2), "path": str(stage1_dir), "mode": "collaborative_only",
+    context.record_stage("stage1", start, **{
+        "path": str(stage1_dir), "mode": "collaborative_only",
         "steps": stage1["global_step"], "best_step": stage1["best_step"],
         "validation_recall@10": stage1["validation_recall_at_10"],
         "validation_ndcg@10": stage1["validation_ndcg_at_10"],
-    }
+    })
 
     # 4. one quantization per modality, each with its own collision level
     start = time.perf_counter()
@@ -177,17 +175,13 @@ def run_mscgrec_stages(
             name, path, out_dir, ledger, digest, num_levels=num_levels, codebook_size=codebook_size, seed=seed,
             show_progress=show_progress,
         )
-    summary["stages"]["quantize"] = {
-        "seconds": round(time.perf_counter() - start, 2),
-        "path": str(out_dir / "semantic_ids"),
-        "modalities": {
-            name: {
-                "items": report["num_items"], "codebook_sizes": report["codebook_sizes"],
-                "collision_rate": report["collision_rate"],
-            }
-            for name, report in reports.items()
-        },
-    }
+    context.record_stage("quantize", start, path=str(out_dir / "semantic_ids"), modalities={
+        name: {
+            "items": report["num_items"], "codebook_sizes": report["codebook_sizes"],
+            "collision_rate": report["collision_rate"],
+        }
+        for name, report in reports.items()
+    })
     tokenizer_dir = modality_tokenizer_dirs(out_dir, names)
 
     # 5. MSCGRec Stage II + test evaluation
@@ -221,36 +215,32 @@ def run_mscgrec_stages(
             lr_schedule=profile.stage2_lr_schedule, max_eval_users=profile.max_eval_users, seed=seed,
             show_progress=show_progress,
         ).to_dict()
-    summary["stages"]["stage2"] = {
-        "seconds": round(time.perf_counter() - start, 2), "path": str(stage2_dir),
-        "steps": stage2["global_step"], "best_step": stage2["best_step"],
-    }
-    summary["mscgrec"] = {
-        "decode_modality": decode_modality, "history_modalities": history,
-        "mask_probability": float(mask_probability), "history_feed": history_feed,
-        "extra_modality_files": {name: str(path) for name, path in extra_files.items()},
-    }
-    summary["validation_metrics"] = stage2["validation_metrics"]
-    summary["test_metrics"] = stage2["test_metrics"]
-    summary["profile"] = asdict(profile)
+    context.record_stage("stage2", start, path=str(stage2_dir), steps=stage2["global_step"],
+                         best_step=stage2["best_step"])
+    context.record(
+        mscgrec={
+            "decode_modality": decode_modality, "history_modalities": history,
+            "mask_probability": float(mask_probability), "history_feed": history_feed,
+            "extra_modality_files": {name: str(path) for name, path in extra_files.items()},
+        },
+        validation_metrics=stage2["validation_metrics"],
+        test_metrics=stage2["test_metrics"],
+        profile=asdict(profile),
+    )
+    context.stage2_digest = settings_digest(stage2_settings)
+    context.best_dir = stage2_dir / "best"  # where stage2_result.json's best_model_dir points (a copied run too)
 
     # 6. the transition prior (profiles that ask for it), as for UNGER: the training rows' first-order
-    #    transitions mixed into recommend(), weight chosen on validation
-    transition = None
+    #    transitions mixed into recommend(), weight chosen on validation; the best model is loaded once
+    best_model, tokenizer = load_best_model(context.best_dir)
     if profile.transition_prior:
-        from genrec.trainers.jobs.transition import transition_stage_into_summary
-
-        result = transition_stage_into_summary(
-            summary, Path(stage2["best_model_dir"]), data_dir, out_dir, ledger, settings_digest(stage2_settings),
-            asdict(profile), show_progress=show_progress,
-        )
-        transition = (data_dir, result["weight"])
+        transition_stage_into_summary(context, best_model, tokenizer, asdict(profile))
 
     # 7. export: model + decoding tokenizer at the root, every modality's table in modality_tables/
     start = time.perf_counter()
-    export_mscgrec_model(Path(stage2["best_model_dir"]), out_dir, tokenizer_dir, decode_modality, summary=summary,
-                         transition=transition)
-    summary["stages"]["export"] = {"seconds": round(time.perf_counter() - start, 2), "path": str(out_dir)}
+    export_mscgrec_model(best_model, tokenizer, context.best_dir, out_dir, tokenizer_dir, decode_modality,
+                         summary=context.summary)
+    context.record_stage("export", start, path=str(out_dir))
 
 
 def modality_tokenizer_dirs(run_dir: Path, names: Sequence[str]) -> dict[str, Path]:
@@ -259,12 +249,12 @@ def modality_tokenizer_dirs(run_dir: Path, names: Sequence[str]) -> dict[str, Pa
 
 
 def export_mscgrec_model(
-    best_dir: Path, out_dir: Path, tokenizer_dirs: Mapping[str, Path], decode_modality: str, *, summary: dict[str, Any],
-    transition: tuple[Path, float] | None = None,
+    model: Any, tokenizer: Any, best_dir: Path, out_dir: Path, tokenizer_dirs: Mapping[str, Path], decode_modality: str,
+    *, summary: dict[str, Any],
 ) -> ModalityCodeTables:
-    """Save Stage II's best MSCGRec model + decoding tokenizer into ``out_dir`` with a model card, and every
-    modality's code table into ``out_dir/modality_tables`` (refused if a table's hash is not the model's).
-    ``transition`` = (prepared dataset, weight): install the transition prior, as UNGER's export does."""
+    """Save Stage II's best MSCGRec model (loaded once, with the transition prior installed when the run has
+    one) + decoding tokenizer into ``out_dir`` with a model card, and every modality's code table into
+    ``out_dir/modality_tables`` (refused if a table's hash is not the model's)."""
     from genrec.model_cards.card import save_model_card
     from genrec.model_cards.run_card import (
         build_run_card,
@@ -272,20 +262,12 @@ def export_mscgrec_model(
         stage2_log_history,
         write_training_curve,
     )
-    from genrec.modeling.modeling_mscgrec import MSCGRecForGenerativeRecommendation
     from genrec.tokenization.code_table import CodeTable
-    from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
 
-    model = MSCGRecForGenerativeRecommendation.from_pretrained(best_dir)
-    tokenizer = SemanticIDTokenizer.from_pretrained(str(best_dir))
     tables = ModalityCodeTables(
         {name: CodeTable.load(folder) for name, folder in tokenizer_dirs.items()}, decode_modality
     )
     check_tables_match_model(model, tables)
-    if transition is not None:
-        from genrec.trainers.stages.transition_prior import fit_transition_prior
-
-        fit_transition_prior(model, tokenizer, transition[0], weight=transition[1])
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(str(out_dir))
     tables.save(out_dir / MODALITY_TABLES_DIR)

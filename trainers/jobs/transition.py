@@ -1,6 +1,10 @@
 """The main job's transition-prior step: fit the training rows' first-order transitions into Stage II's best
 model, choose the mixing weight on validation, evaluate test with it (:mod:`genrec.trainers.stages.transition_prior`
-holds the prior itself), and record it in the run summary."""
+holds the prior itself), and record it in the run's summary.
+
+Stage II's best model is loaded once (:func:`load_best_model`) and handed to this step and then to the export,
+so the prior is fitted once and the exported model is the one the test metrics were measured with.
+"""
 
 from __future__ import annotations
 
@@ -10,36 +14,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from genrec.trainers.jobs.run_context import RunContext
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["TRANSITION_DIR", "TRANSITION_FILE", "run_transition_stage", "stage2_model_class",
+__all__ = ["TRANSITION_DIR", "TRANSITION_FILE", "load_best_model", "run_transition_stage", "stage2_model_class",
            "transition_stage_into_summary"]
 
 TRANSITION_DIR = "transition_prior"
 TRANSITION_FILE = "transition_prior.json"
-
-
-def transition_stage_into_summary(
-    summary: dict[str, Any], best_dir: Path, data_dir: Path, out_dir: Path, ledger: Any, stage2_digest: str,
-    profile: dict[str, Any], *, show_progress: bool,
-) -> dict[str, Any]:
-    """Run (or reuse) the transition-prior stage and record it in ``summary``; returns the stage's result."""
-    start = time.perf_counter()
-    test_beams = profile.get("test_beams") or profile.get("eval_beams", 20)
-    transition = run_transition_stage(
-        best_dir, data_dir, out_dir / TRANSITION_DIR, ledger,
-        {"stage2": stage2_digest, "max_eval_users": profile.get("max_eval_users"),
-         "eval_beams": profile.get("eval_beams", 20), "test_beams": test_beams},
-        show_progress=show_progress,
-    )
-    summary["stages"]["transition_prior"] = {
-        "seconds": round(time.perf_counter() - start, 2), "path": str(out_dir / TRANSITION_DIR),
-        "weight": transition["weight"], "num_transitions": transition["num_transitions"],
-    }
-    summary["model_test_metrics"] = summary.get("model_test_metrics") or summary["test_metrics"]
-    summary["test_metrics"] = transition["test_metrics"]
-    summary["transition_prior"] = {k: transition[k] for k in ("weight", "num_transitions", "validation")}
-    return transition
 
 
 def stage2_model_class(best_dir: Path) -> type:
@@ -55,16 +38,53 @@ def stage2_model_class(best_dir: Path) -> type:
     return UngerForGenerativeRecommendation
 
 
+def load_best_model(best_dir: Path) -> tuple[Any, Any]:
+    """Stage II's best model and its tokenizer, loaded once for the transition prior and the export."""
+    from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
+
+    model = stage2_model_class(best_dir).from_pretrained(best_dir)
+    tokenizer = SemanticIDTokenizer.from_pretrained(str(best_dir))
+    if not model.has_code_table:  # a Stage II folder written before models carried their item codes
+        model.set_code_table(tokenizer)
+    return model, tokenizer
+
+
+def transition_stage_into_summary(
+    context: RunContext, model: Any, tokenizer: Any, profile: dict[str, Any],
+) -> dict[str, Any]:
+    """Run (or reuse) the transition-prior stage on ``model`` (the prior stays installed in it, with the chosen
+    weight) and record it in the run's summary; returns the stage's result."""
+    start = time.perf_counter()
+    test_beams = profile.get("test_beams") or profile.get("eval_beams", 20)
+    stage_dir = context.out_dir / TRANSITION_DIR
+    transition = run_transition_stage(
+        model, tokenizer, context.data_dir, stage_dir, context.ledger,
+        {"stage2": context.stage2_digest, "max_eval_users": profile.get("max_eval_users"),
+         "eval_beams": profile.get("eval_beams", 20), "test_beams": test_beams},
+        show_progress=context.show_progress,
+    )
+    context.record_stage("transition_prior", start, path=str(stage_dir), weight=transition["weight"],
+                         num_transitions=transition["num_transitions"])
+    summary = context.summary
+    context.record(
+        model_test_metrics=summary.get("model_test_metrics") or summary["test_metrics"],
+        test_metrics=transition["test_metrics"],
+        transition_prior={k: transition[k] for k in ("weight", "num_transitions", "validation")},
+    )
+    return transition
+
+
 def run_transition_stage(
-    best_dir: Path, data_dir: Path, stage_dir: Path, ledger: Any, settings: dict[str, Any], *,
+    model: Any, tokenizer: Any, data_dir: Path, stage_dir: Path, ledger: Any, settings: dict[str, Any], *,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Fit the transition prior on the training rows, choose its weight on validation, evaluate test with it.
+    """Fit the transition prior on the training rows into ``model``, choose its weight on validation, evaluate
+    test with it; the prior stays installed in ``model`` with the chosen weight.
 
-    ``ledger`` None (a run folder without fingerprints): always computed. Otherwise reused when ``stage_dir/transition_prior.json`` exists and the fingerprint (Stage II's, the weight grid,
-    the evaluation sizes) is the same. Returns that JSON's content.
+    ``ledger`` None (a run folder without fingerprints): always computed. Otherwise reused when
+    ``stage_dir/transition_prior.json`` exists and the fingerprint (Stage II's, the weight grid, the evaluation
+    sizes) is the same; the prior is then fitted with the recorded weight. Returns that JSON's content.
     """
-    from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
     from genrec.trainers.evaluation.evaluator import evaluate_model, load_examples
     from genrec.trainers.stages.transition_prior import (
         SELECTION_METRIC,
@@ -81,9 +101,9 @@ def run_transition_stage(
         ledger.claim("transition_prior", settings, [stage_dir])
     if result_file.is_file():
         logger.info("reusing the transition prior in %s", stage_dir)
-        return json.loads(result_file.read_text())
-    model = stage2_model_class(best_dir).from_pretrained(best_dir)
-    tokenizer = SemanticIDTokenizer.from_pretrained(str(best_dir))
+        result = json.loads(result_file.read_text())
+        fit_transition_prior(model, tokenizer, data_dir, weight=result["weight"])
+        return result
     pairs = fit_transition_prior(model, tokenizer, data_dir)
     examples = load_examples(data_dir, "validation", max_history=model.config.max_history_items,
                              max_users=settings["max_eval_users"])

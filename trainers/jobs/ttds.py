@@ -47,9 +47,11 @@ from typing import Any
 import torch
 
 from genrec.modeling.configuration_ttds import TTDSConfig
-from genrec.modeling.modeling_ttds import TTDSForCausalLM, extend_tokenizer
+from genrec.modeling.modeling_ttds import TTDSForCausalLM
+from genrec.modeling.tokenization_ttds import extend_tokenizer
 from genrec.tokenization.code_table import CodeTable
 from genrec.trainers.evaluation.evaluator import write_per_user_ranks
+from genrec.trainers.jobs.output_folder import check_not_inside
 from genrec.trainers.ttds import (
     ITEM_TABLE_DIR,
     TRAINING_SUMMARY,
@@ -106,6 +108,8 @@ def run_ttds(
 
     if (base_model is None) == (init_from is None):
         raise ValueError("run_ttds needs exactly one of base_model (a fresh run) or init_from (a saved TTDS model)")
+    # the output folder is never the dataset or the model it reads, nor around them
+    check_not_inside(output_dir, {"--dataset": dataset, "--from": init_from, "--base-model": base_model})
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from genrec.modeling.modeling_unger import mix_transition_scores
+from genrec.modeling.transition_prior import mix_transition_scores
 from genrec.trainers.evaluation.metrics import compute_metrics
 
 logger = logging.getLogger(__name__)

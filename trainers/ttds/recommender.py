@@ -13,7 +13,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from genrec.modeling.modeling_ttds import ADAPTER_DIR, TTDSForCausalLM, extend_tokenizer
+from genrec.modeling.modeling_ttds import TTDSForCausalLM
+from genrec.modeling.tokenization_ttds import extend_tokenizer
+from genrec.modeling.ttds_folder import ADAPTER_DIR
 from genrec.tokenization.code_table import CodeTable
 from genrec.trainers.evaluation.metrics import compute_metrics
 from genrec.trainers.ttds.args import ITEM_TABLE_DIR, USER_TABLE_DIR

@@ -5,9 +5,9 @@ the counts of ``benchmarks/markov_baseline.py``), and the users are grouped by h
 *last history item -> test target* occurs in the training rows (0, 1, 2, 3-5, 6+). The table shows each
 model's Recall@10 per group and how the two models' hits overlap. This is how we found that the code-only
 UNGER model under-memorises transitions seen once or twice in training, where the Markov chain is strongest
-(docs/quality.md).
+(docs/journal/2026-12-01-quality.md).
 
-    python benchmarks/markov_gap.py --run runs/beauty --max-users 5000 --json gap.json
+    python benchmarks/studies/markov_gap.py --run runs/beauty --max-users 5000 --json gap.json
 
 A run folder is what ``genrec run`` writes (model + tokenizer at its top, the prepared dataset in ``data/``);
 ``--data`` points a bare model folder (e.g. a ``stage2_variants.py`` variant's ``best/``) at its dataset.
@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the tools a study reuses
 from markov_baseline import MarkovBaseline  # noqa: E402
 
 BUCKETS = ("0", "1", "2", "3-5", "6+")

@@ -5,7 +5,7 @@ code table hash, which must be equal within a pair) and Stage II's logged traini
 checkpoint's ``trainer_state.json``); prints a markdown table and, with ``--figure``, plots the training-loss
 curves (needs matplotlib).
 
-    python benchmarks/finetune_transfer.py \\
+    python benchmarks/studies/finetune_transfer.py \\
         --run "scratch, 2000 steps, seed 2024=/work/runs/xfer/scratch" \\
         --run "fine-tuned, 2000 steps, seed 2024=/work/runs/xfer/finetuned" \\
         --figure docs/figures/finetune_beauty_to_ml100k.png

@@ -2,7 +2,7 @@
 # Issue 16: UNGER vs MSCGRec (p = 0) vs MSCGRec (p = 0.75) on ML-100K, default profile, seed 2024, Stage II cut to
 # STEPS optimiser steps in every arm (default 300), then `genrec shapley` on the masked model. docs/mscgrec.md
 # has the figures. Resumable: rerunning reuses every finished stage and resumes interrupted trainings.
-#   R=/work/runs UNGER_RUN=/work/runs/ml-hie-s2024 STEPS=1000 benchmarks/mscgrec_ml100k.sh
+#   R=/work/runs UNGER_RUN=/work/runs/ml-hie-s2024 STEPS=1000 benchmarks/studies/mscgrec_ml100k.sh
 # UNGER_RUN: a finished `genrec run --dataset ml-100k --seed 2024` folder whose data, embeddings, Stage I and
 # semantic IDs the arms reuse (read only); without it the UNGER arm computes them itself.
 set -e

@@ -4,8 +4,8 @@ the towers themselves). This is the measurement behind the collapse fixes of doc
 
 Usage (reuses the data and tiny base of ``benchmarks/ttds_ml100k.py --work-dir W``; ~20 s per setting)::
 
-    python benchmarks/ttds_tower_dynamics.py --work-dir W                                  # defaults
-    python benchmarks/ttds_tower_dynamics.py --work-dir W --lr 1e-3 \\
+    python benchmarks/studies/ttds_tower_dynamics.py --work-dir W                                  # defaults
+    python benchmarks/studies/ttds_tower_dynamics.py --work-dir W --lr 1e-3 \\
         --config '{"dm_vae_token_loss": "literal", "codebook_update": "gradient", "normalize_latent": false,
                    "tower_reconstruction_weight": 0}' --margin 0 --no-reset                # the old towers
 

@@ -16,9 +16,9 @@ of the ID-only DIN, as in the paper). All metrics are on the *validation* split.
 
 Usage::
 
-    python benchmarks/stage1_beauty.py --work-dir /tmp/genrec-bench/beauty --time-budget-min 20
-    python benchmarks/stage1_beauty.py --fusions sum gate mlp --max-steps 400 --skip-default --skip-concat
-    python benchmarks/stage1_beauty.py --modes semantic_only --skip-default --skip-concat
+    python benchmarks/studies/stage1_beauty.py --work-dir /tmp/genrec-bench/beauty --time-budget-min 20
+    python benchmarks/studies/stage1_beauty.py --fusions sum gate mlp --max-steps 400 --skip-default --skip-concat
+    python benchmarks/studies/stage1_beauty.py --modes semantic_only --skip-default --skip-concat
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from genrec.modeling.modeling_unger_fusion import UngerFusionModel
 from genrec.trainers.analysis.modality_balance import modality_balance, plot_embeddings
 from genrec.trainers.stages.stage1 import train_stage1
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "amazon-beauty-2014"
+DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "amazon-beauty-2014"
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Path, Path]:

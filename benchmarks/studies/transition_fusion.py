@@ -1,9 +1,9 @@
 """Does interpolating the generative model with first-order transition counts close the Markov gap?
 
-docs/quality.md found that the generative model and the first-order Markov chain hit different users: the
-model wins on the ~91 % of Beauty test users whose transition *last item -> target* never occurred in
-training, the chain wins where it occurred one to five times (the model does not memorise rare pairs through
-their codes). This script measures the classic remedy, linear interpolation of the two next-item
+docs/journal/2026-12-01-quality.md found that the generative model and the first-order Markov chain hit
+different users: the model wins on the ~91 % of Beauty test users whose transition *last item -> target* never
+occurred in training, the chain wins where it occurred one to five times (the model does not memorise rare
+pairs through their codes). This script measures the classic remedy, linear interpolation of the two next-item
 distributions::
 
     p(item | history) = (1 - w) * p_model(item | history) + w * count(last -> item) / count(last -> *)
@@ -15,7 +15,7 @@ on the validation split (by NDCG@10, the metric where the chain led); its test r
 the other weights' test rows show how flat the optimum is. ``w = 0`` is the model alone (on the larger
 candidate set, which can rank a little better than the plain beam search), beside the chain, same users.
 
-    python benchmarks/transition_fusion.py --run runs/beauty --max-users 0 --json fusion.json
+    python benchmarks/studies/transition_fusion.py --run runs/beauty --max-users 0 --json fusion.json
 
 A run folder is what ``genrec run`` writes (model + tokenizer + ``data/``). 22,363 Beauty users per split take
 a few CPU minutes per split at 20 beams.
@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the tools a study reuses
 from markov_baseline import MarkovBaseline  # noqa: E402
 
 

@@ -1,6 +1,6 @@
 """Side-by-side test metrics of finished `genrec run` folders (UNGER and MSCGRec arms), as a markdown table.
 
-    python benchmarks/mscgrec_compare.py runs/h16-unger runs/h16-msc-p0 runs/h16-msc-p75 [--shapley runs/h16-msc-p75]
+    python benchmarks/studies/mscgrec_compare.py runs/h16-unger runs/h16-msc-p0 runs/h16-msc-p75 [--shapley runs/h16-msc-p75]
 
 Reads each folder's ``run.json`` (written when the run finished) and, with ``--shapley``, that folder's
 ``shapley.md`` (``genrec shapley``); prints the table docs/mscgrec.md quotes. Reads only; trains nothing.

@@ -10,7 +10,7 @@ update after ``steps`` joint steps, and the share of item codes that update chan
 
 Usage::
 
-    python benchmarks/ttds_code_churn.py --data W/data --base W/tiny-llama-pretrained-1000 --work-dir W/churn
+    python benchmarks/studies/ttds_code_churn.py --data W/data --base W/tiny-llama-pretrained-1000 --work-dir W/churn
 """
 
 from __future__ import annotations

@@ -1,0 +1,74 @@
+"""What the main job carries from stage to stage: one typed record of the run so far.
+
+Every stage of :func:`genrec.trainers.jobs.run.run_pipeline` (and MSCGRec's, and the transition prior's) reads
+its inputs from a :class:`RunContext` and records what it made there (:meth:`RunContext.record_stage`), so
+that the run's summary (``run.json``) is written in one place (:meth:`RunContext.write_summary`) instead of a
+dict edited by several modules.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genrec.trainers.jobs.fingerprints import EMBEDDINGS_DIR
+from genrec.trainers.jobs.ledger import StageLedger
+from genrec.trainers.jobs.profiles import RUN_SUMMARY_FILE
+
+__all__ = ["RunContext"]
+
+
+@dataclass
+class RunContext:
+    """The run folder, its ledger, the settings every stage shares, the outputs so far and the summary.
+
+    ``summary`` is what ``run.json`` will hold: ``stages`` (per-stage seconds and outputs), the metrics and
+    the settings; stages add to it through :meth:`record_stage` and :meth:`record`.
+    """
+
+    out_dir: Path
+    ledger: StageLedger | None
+    seed: int
+    show_progress: bool = True
+    summary: dict[str, Any] = field(default_factory=lambda: {"stages": {}})
+    started: float = field(default_factory=time.perf_counter)
+    # outputs of the stages so far (None until the stage has run or been reused)
+    emb_path: Path | None = None
+    emb: Any = None
+    #: fingerprint digests of the upstream stages (``prepare``, ``embeddings``) that later stages hold
+    upstream: dict[str, Any] = field(default_factory=dict)
+    #: Stage II's fingerprint digest (what the transition prior's fingerprint holds)
+    stage2_digest: str | None = None
+    best_dir: Path | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.out_dir / "data"
+
+    @property
+    def embeddings_dir(self) -> Path:
+        return self.out_dir / EMBEDDINGS_DIR
+
+    def record_stage(self, name: str, start: float, **outputs: Any) -> dict[str, Any]:
+        """Record stage ``name``: its wall-clock seconds since ``start`` and its outputs (paths, steps, ...)."""
+        entry = {"seconds": round(time.perf_counter() - start, 2), **outputs}
+        self.summary["stages"][name] = entry
+        return entry
+
+    def record(self, **values: Any) -> None:
+        """Top-level summary values (metrics, settings)."""
+        self.summary.update(values)
+
+    def write_summary(self, *, total: bool = True) -> dict[str, Any]:
+        """``run.json`` (written whole or not at all), with the total time unless ``total`` is False (a step
+        added to a finished run keeps the run's own total); returns the summary."""
+        if total:
+            self.summary["total_seconds"] = round(time.perf_counter() - self.started, 2)
+        path = self.out_dir / RUN_SUMMARY_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.summary, indent=2) + "\n")
+        tmp.replace(path)
+        return self.summary
