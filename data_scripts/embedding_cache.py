@@ -155,6 +155,7 @@ def _compute(
     dtype: torch.dtype | None,
     normalize: bool,
     show_progress: bool,
+    map_batches: Callable[..., list] | None = None,
 ) -> ItemEmbeddings:
     if batch_size < 1 or max_length < 1:
         raise ValueError(f"batch_size and max_length must be positive (got {batch_size}, {max_length}).")
@@ -183,6 +184,7 @@ def _compute(
         show_progress=show_progress,
         item_ids=plan.item_ids,
         desc=f"embed {Path(plan.spec.name).name}",
+        map_batches=map_batches,
     )
     metadata = {**plan.metadata, "dim": str(vectors.shape[1])}
     return ItemEmbeddings(plan.item_ids, vectors, metadata)
@@ -201,6 +203,8 @@ def embed_items(
     normalize: bool = False,
     cache_dir: str | Path | None = None,
     show_progress: bool = True,
+    map_batches: Callable[..., list] | None = None,
+    write: bool = True,
 ) -> ItemEmbeddings:
     """Embed every item's rendered text (:func:`render_item_texts`) with ``encoder``; rows follow ``items``.
 
@@ -211,6 +215,10 @@ def embed_items(
     With ``cache_dir``, a file ``<encoder>-<key16>.safetensors`` there whose key matches is loaded
     instead of recomputing (and a fresh result is written there); the key covers encoder identity,
     template, pooling, max_length, dtype, normalize and the items hash, not batch size or device.
+
+    Under a multi-process launch every process calls it with ``map_batches`` (the items' batches are split
+    across the processes and gathered back in order, so every process gets the one-process result) and only
+    the main process writes the file (``write``).
     """
     dtype = _as_dtype(dtype)
     plan = _plan(
@@ -235,8 +243,9 @@ def embed_items(
         dtype=dtype,
         normalize=normalize,
         show_progress=show_progress,
+        map_batches=map_batches,
     )
-    if path is not None:
+    if path is not None and write:
         result.save(path)
         logger.info("saved item embeddings to %s", path)
     return result
@@ -264,6 +273,8 @@ def embed_dataset(
     load_items: Callable[[str], Dataset] | None = None,
     revision: str | None = None,
     encoder_revision: str | None = None,
+    map_batches: Callable[..., list] | None = None,
+    write: bool = True,
 ) -> tuple[Path, ItemEmbeddings]:
     """Embed the ``items`` config of a genrec dataset (local folder or Hub id); returns (file, embeddings).
 
@@ -273,13 +284,18 @@ def embed_dataset(
     By default the file is ``<data>/embeddings/<encoder>-<key16>.safetensors`` for a local folder and
     ``~/.cache/genrec/embeddings/<owner--name>/...`` for a Hub id; an existing file with the same cache key
     is reused. An explicit ``out`` holding embeddings of another job is replaced (with a warning).
+    ``map_batches`` / ``write``: as for :func:`embed_items` (a multi-process launch: the items split across the
+    processes, the file written by the main process).
     """
     local = Path(data).expanduser().is_dir()
     if load_items is None:
-        from datasets import load_dataset
+        from .dataset_loading import ITEMS_CONFIG, load_config
 
         def load_items(source: str) -> Dataset:
-            return load_dataset(source, "items", split="train", revision=None if local else revision)
+            loaded = load_config(source, ITEMS_CONFIG, revision=None if local else revision)
+            if "train" not in loaded:
+                raise ValueError(f"{source}: config 'items' has no split 'train' (splits: {list(loaded)})")
+            return loaded["train"]
 
     dtype = _as_dtype(dtype)
     items = load_items(str(Path(data).expanduser()) if local else str(data))
@@ -305,7 +321,7 @@ def embed_dataset(
     cached = _reuse(path, plan)
     if cached is not None:
         return path, cached
-    if path.exists():
+    if path.exists() and write:
         logger.warning("replacing %s: it holds embeddings made with other settings or items", path)
     result = _compute(
         plan,
@@ -315,7 +331,9 @@ def embed_dataset(
         dtype=dtype,
         normalize=normalize,
         show_progress=show_progress,
+        map_batches=map_batches,
     )
-    result.save(path)
-    logger.info("saved item embeddings to %s", path)
+    if write:
+        result.save(path)
+        logger.info("saved item embeddings to %s", path)
     return path, result

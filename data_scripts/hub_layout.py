@@ -55,6 +55,46 @@ def make_temp_dir(parent: Path, prefix: str) -> Path:
     raise FileExistsError(f"could not create a temporary folder in {parent}")
 
 
+def _process_gone(pid: int) -> bool:
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OSError):
+        return False
+    return False
+
+
+def remove_stale_temp_dirs(target: Path) -> list[Path]:
+    """Clean what a killed writer of ``target`` left beside it, before writing it again; returns what it removed.
+
+    :func:`make_temp_dir` folders of ``target`` (``.NAME.tmp-PID-*``, the staging of a new ``target``; and
+    ``.NAME.old-PID-*``, the previous ``target`` set aside for the rename) whose process is gone are removed,
+    except that an ``.old`` folder still holding the previous ``target`` while ``target`` itself is missing (the
+    process was killed between its two renames) is put back first. Folders of a live process (another writer
+    right now, on this host) are left alone.
+    """
+    target = Path(target)
+    removed = []
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(tmp|old)-(\d+)-[0-9a-f]{{8}}$")
+    if not target.parent.is_dir():
+        return removed
+    for candidate in sorted(target.parent.iterdir()):
+        match = pattern.match(candidate.name)
+        if not match or not candidate.is_dir() or not _process_gone(int(match.group(2))):
+            continue
+        previous = candidate / target.name
+        if match.group(1) == "old" and previous.exists() and not target.exists():
+            logger.warning("putting back %s, which an interrupted write had set aside in %s", target, candidate)
+            os.replace(previous, target)
+        logger.warning("removing %s, left by an interrupted write of %s", candidate, target)
+        shutil.rmtree(candidate, ignore_errors=True)
+        removed.append(candidate)
+    return removed
+
+
 def read_card(folder: str | Path) -> DatasetCard:
     """The folder's dataset card (README.md); an empty card when there is none yet."""
     path = Path(folder) / CARD_FILENAME

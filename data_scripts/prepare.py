@@ -18,8 +18,8 @@ that occur without a metadata/item line are kept with empty text and counted (fo
 table is kept as given and such items are only counted / added).
 
 The folder is written to a temporary sibling and renamed into place, so an interrupted run leaves any
-previous folder untouched; the card and the json hold no timings or absolute paths, so the same inputs
-give the same files.
+previous folder untouched (the next run removes the sibling a killed one left behind); the card and the json
+hold no timings or absolute paths, so the same inputs give the same files.
 
 Sources: ``ml-100k`` (:mod:`.movielens`), ``s3rec`` (:mod:`.s3rec`), ``amazon2014`` / ``amazon2023``
 (:mod:`.amazon`; download the files from the McAuley lab pages: 2014
@@ -66,6 +66,8 @@ from .dataset_card import card_body, dataset_title, license_metadata
 from .dataset_loading import (  # noqa: F401  (re-exported: the import path callers use)
     ITEMS_CONFIG,
     SEQUENCES_CONFIG,
+    check_item_ids,
+    check_trainable,
     load_genrec_dataset,
     validate_items,
     validate_sequences,
@@ -245,6 +247,7 @@ def prepare_dataset(
     if isinstance(kcore, bool) or not isinstance(kcore, int) or kcore < 1:
         raise ValueError(f"kcore must be a positive int (1 keeps everything), got {kcore!r}")
     out_dir = Path(out_dir).expanduser()
+    hub_layout.remove_stale_temp_dirs(out_dir)  # a killed prepare's staging (or the previous folder it set aside)
     _check_out_dir(out_dir, overwrite)
 
     if source == "hub":
@@ -293,6 +296,11 @@ def prepare_dataset(
         title = dataset_title(source, data.files, path)
         label = ", ".join(f"`{f.name}`" for f in data.files)
     report.configs = sorted(configs)
+    # before anything is written: ids the tokenizer would misread, and a dataset no training can use
+    where = str(path) if path is not None else label.replace("`", "") or source
+    check_item_ids(arrow_column(configs[ITEMS_CONFIG], "item_id"), f"{where}: items")
+    read = report.counts.get("input_users")
+    check_trainable(configs[SEQUENCES_CONFIG], where, report=f" of {read} read" if read is not None else "")
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = hub_layout.make_temp_dir(out_dir.parent, f"{out_dir.name}.tmp")

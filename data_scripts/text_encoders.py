@@ -8,7 +8,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -140,6 +140,33 @@ def folder_fingerprint(folder: str | Path) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()
 
 
+#: Suffixes of ``torch.save`` / pickle weight files, which genrec never loads (``modeling.safe_weights`` holds the
+#: same rule for genrec's own models; ``data_scripts`` does not import ``modeling``).
+PICKLE_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+_NOT_WEIGHTS = ("training_args", "optimizer", "scheduler", "scaler", "rng_state", "random_states")
+
+
+def _conversion_hint(where: str) -> str:
+    return (
+        f"convert them in an environment you trust: `model = AutoModel.from_pretrained({where!r}, "
+        f"use_safetensors=False)` then `model.save_pretrained({where!r}, safe_serialization=True)`"
+    )
+
+
+def refuse_pickle_weights(folder: Path) -> None:
+    """``ValueError`` when the encoder folder holds its weights only as pickle files (``pytorch_model.bin``,
+    ``.pt``): genrec loads safetensors only, so ``transformers``' fallback to ``torch.load`` never runs."""
+    names = [path.name for path in folder.iterdir() if path.is_file()]
+    if any(name.endswith((".safetensors", ".safetensors.index.json")) for name in names):
+        return
+    pickles = sorted(n for n in names if n.endswith(PICKLE_WEIGHT_SUFFIXES) and not n.startswith(_NOT_WEIGHTS))
+    if pickles:
+        raise ValueError(
+            f"encoder folder {folder} holds its weights only as pickle files ({', '.join(pickles[:3])}), which "
+            f"genrec never loads (it reads safetensors only); {_conversion_hint(str(folder))}"
+        )
+
+
 def resolve_encoder(encoder: str | Path | None = None, *, revision: str | None = None) -> EncoderSpec:
     """Turn ``encoder`` (None/DEFAULT_ENCODER, a local folder, or a Hub name) into an :class:`EncoderSpec`.
 
@@ -160,6 +187,7 @@ def resolve_encoder(encoder: str | Path | None = None, *, revision: str | None =
                 f"encoder folder {folder} has no config.json; pass a folder written by save_pretrained "
                 "or a Hugging Face Hub model name."
             )
+        refuse_pickle_weights(folder)
         return EncoderSpec(text, str(folder.resolve()), f"local:{folder_fingerprint(folder)}", True)
     if isinstance(encoder, Path) or text.startswith(("/", "./", "../", "~", ".\\")) or folder.exists():
         raise FileNotFoundError(f"encoder folder {text} does not exist (or is not a folder).")
@@ -286,9 +314,20 @@ def load_encoder(
         tokenizer.pad_token = fallback
     # Straight onto an accelerator (device_map), so a 7B model is never materialised in CPU memory first.
     placement = {"device_map": str(device)} if device.type != "cpu" else {}
-    model = AutoModel.from_pretrained(
-        spec.source, revision=spec.revision, dtype=dtype if dtype is not None else torch.float32, **placement
-    )
+    if spec.is_local:
+        refuse_pickle_weights(Path(spec.source))
+    try:  # safetensors only: never transformers' fallback to pytorch_model.bin (a pickle)
+        model = AutoModel.from_pretrained(
+            spec.source, revision=spec.revision, dtype=dtype if dtype is not None else torch.float32,
+            use_safetensors=True, **placement,
+        )
+    except OSError as error:
+        if spec.is_local or "safetensors" not in str(error):
+            raise
+        raise OSError(
+            f"encoder {spec.name} has no safetensors weights (model.safetensors), and genrec never loads pickle "
+            f"weights (pytorch_model.bin, .pt); {_conversion_hint(spec.name)}"
+        ) from None
     if getattr(model.config, "is_encoder_decoder", False) and hasattr(model, "get_encoder"):
         model = model.get_encoder()
     if not placement:
@@ -337,8 +376,13 @@ def encode_texts(
     show_progress: bool = True,
     item_ids: Sequence[str] | None = None,
     desc: str = "embed items",
+    map_batches: Callable[..., list] | None = None,
 ) -> torch.Tensor:
     """(N, D) float32 CPU embeddings of ``texts`` in their order; ``pooling`` is mean, last or cls.
+
+    ``map_batches`` (``genrec.trainers.engine.processes.map_batches``, passed by the jobs that run under a
+    multi-process launch) splits the batches across processes and gathers them back in order: every process
+    returns the one-process result.
 
     Texts are batched by token length (longest first, so memory problems show at once) and put back in
     order. Decoder-only models get explicit position ids counted over real tokens, so left padding does
@@ -373,10 +417,11 @@ def encode_texts(
             f"items {empty[:10]}; give them text (template / data) or use a tokenizer with special tokens."
         )
     order = sorted(range(len(texts)), key=lambda i: (-lengths[i], i))
-    out: torch.Tensor | None = None
-    with tqdm(total=len(texts), desc=desc, unit="item", disable=None if show_progress else True) as bar:
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+    def encode(rows_of_batches: Sequence[list[int]]) -> list[torch.Tensor]:
+        pooled_batches = []
+        for rows in rows_of_batches:
             batch = tokenizer(
                 [texts[i] for i in rows],
                 padding=True,
@@ -392,11 +437,22 @@ def encode_texts(
             pooled = _pool(hidden, mask, pooling)
             if normalize:
                 pooled = torch.nn.functional.normalize(pooled, p=2, dim=-1)
-            pooled = pooled.cpu()
-            if out is None:
-                out = torch.empty((len(texts), pooled.shape[1]), dtype=torch.float32)
-            out[torch.tensor(rows, dtype=torch.long)] = pooled
-            bar.update(len(rows))
+            pooled_batches.append(pooled.float().cpu())
+            if bar is not None:
+                bar.update(len(rows))
+        return pooled_batches
+
+    if map_batches is None:
+        with tqdm(total=len(texts), desc=desc, unit="item", disable=None if show_progress else True) as bar:
+            pooled_batches = encode(batches)
+    else:  # batches split across processes, gathered back in order: the same rows as in one process
+        bar = None
+        pooled_batches = map_batches(encode, batches, 1, desc=desc, show_progress=show_progress)
+    out: torch.Tensor | None = None
+    for rows, pooled in zip(batches, pooled_batches, strict=True):
+        if out is None:
+            out = torch.empty((len(texts), pooled.shape[1]), dtype=torch.float32)
+        out[torch.tensor(rows, dtype=torch.long)] = pooled
     assert out is not None  # texts is not empty
     finite = torch.isfinite(out).all(dim=1)
     if not bool(finite.all()):

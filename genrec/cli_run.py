@@ -84,6 +84,10 @@ Time:   ML-100K at 1 thread on a shared CPU: --profile default ~60 min (Stage II
         help="stop after this stage (embed: data + text embeddings; stage1: + integrated embeddings; quantize: "
              "+ the code table), e.g. for ablations or the Stage I retriever; rerun without it to go on",
     )
+    p.add_argument(
+        "--mixed-precision", choices=("no", "fp16", "bf16"), default="no",
+        help="Stage I and II training precision on a GPU (bf16 on Ampere or newer); recorded in their fingerprints",
+    )
     p.set_defaults(handler=run)
 
 
@@ -96,5 +100,6 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite, revision=args.revision, model=args.model, modality=args.modality,
         decode_modality=args.decode_modality, mask_probability=args.mask_probability,
         stage2_steps=args.stage2_steps, history_feed=args.history_feed, until=args.until,
+        mixed_precision=args.mixed_precision,
     ))
     return 0

@@ -10,6 +10,7 @@ labelled as such). The YAML header is written by ``huggingface_hub.ModelCardData
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -179,8 +180,15 @@ def build_model_card(
 
 
 def save_model_card(directory: str | Path, card: ModelCard) -> Path:
-    """Write ``card`` as ``directory/README.md`` and return the path."""
+    """Write ``card`` as ``directory/README.md`` (whole or not at all: a temporary sibling renamed over it, removed
+    if anything fails) and return the path."""
     path = Path(directory) / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    card.save(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        card.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path

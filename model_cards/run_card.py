@@ -207,11 +207,14 @@ def build_run_card(
     repo_id: str,
     revision: str | None = None,
     dataset_repo: str | None = None,
+    training_curve: bool | None = None,
 ) -> ModelCard:
     """The model card of the run folder ``run_dir`` for the repo ``repo_id`` (used by the snippet).
 
     ``summary`` is the run's ``run.json``; ``config``/``tokenizer`` the exported model's; ``dataset_repo``
-    the Hub id of the training data when it was pushed (the YAML ``datasets``).
+    the Hub id of the training data when it was pushed (the YAML ``datasets``); ``training_curve``: whether the
+    card shows the training curve beside it (default: whether ``run_dir`` holds one; an export that writes the
+    root through a staging folder says it).
     """
     run_dir = Path(run_dir)
     dataset = dataset_display_name(str(summary.get("dataset", "")))
@@ -294,7 +297,9 @@ def build_run_card(
         ),
         tags=("mscgrec",) if mscgrec else ("unger",),
         base_model=base_model,
-        training_curve=CURVE_FILE if (run_dir / CURVE_FILE).is_file() else None,
+        training_curve=CURVE_FILE if (
+            (run_dir / CURVE_FILE).is_file() if training_curve is None else training_curve
+        ) else None,
     )
 
 

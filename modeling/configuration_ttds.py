@@ -19,7 +19,7 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
-from .config_fields import as_bool, as_float, as_int, as_int_list, as_optional_int
+from .config_fields import as_bool, as_float, as_int, as_int_list, as_optional_int, reject_unknown_keys
 
 _OWNER = "TTDSConfig"
 
@@ -155,6 +155,7 @@ class TTDSConfig(PretrainedConfig):
         user_code_length: int | None = None,
         **kwargs: Any,
     ) -> None:
+        reject_unknown_keys(self, kwargs)  # a misspelled field would otherwise be a silent stray attribute
         num_levels = as_int(_OWNER, "num_levels", num_levels)
         codebook_size = as_int(_OWNER, "codebook_size", codebook_size)
         st_temperature = as_float(_OWNER, "st_temperature", st_temperature)

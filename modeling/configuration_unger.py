@@ -16,7 +16,7 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
-from .config_fields import as_bool, as_float, as_int, as_int_list, as_optional_int
+from .config_fields import as_bool, as_float, as_int, as_int_list, as_optional_int, reject_unknown_keys
 
 __all__ = ["HISTORY_ITEM_EMBEDDINGS", "HISTORY_MODES", "UngerConfig"]
 
@@ -166,6 +166,7 @@ class UngerConfig(PretrainedConfig):
         is_encoder_decoder: bool = True,
         **kwargs: Any,
     ) -> None:
+        reject_unknown_keys(self, kwargs)  # a misspelled field would otherwise be a silent stray attribute
         depth = _positive("num_code_levels", num_code_levels)
         sizes = [256] * depth if codebook_sizes is None else as_int_list(_OWNER, "codebook_sizes", codebook_sizes)
         if len(sizes) != depth or any(k < 1 for k in sizes):

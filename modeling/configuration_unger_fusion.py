@@ -14,7 +14,7 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
-from .config_fields import as_bool, as_float, as_int, as_int_list, as_optional_int
+from .config_fields import as_bool, as_float, as_int, as_int_list, as_optional_int, reject_unknown_keys
 
 __all__ = ["UngerFusionConfig"]
 
@@ -161,6 +161,7 @@ class UngerFusionConfig(PretrainedConfig):
                     num_hidden_layers = value
                 else:
                     num_attention_heads = value
+        reject_unknown_keys(self, kwargs)  # a misspelled field would otherwise be a silent stray attribute
         self.num_items = as_int(_OWNER, "num_items", num_items, minimum=1)
         self.semantic_dim = as_int(_OWNER, "semantic_dim", semantic_dim, minimum=1)
         self.hidden_size = as_int(_OWNER, "hidden_size", hidden_size, minimum=1)

@@ -65,6 +65,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_ttds import TTDSConfig
 from .constrained_decoding import SemanticIDLogitsProcessor
+from .safe_weights import load_base_llm
 from .semantic_token_generator import SemanticTokenGenerator
 from .tokenization_ttds import extend_tokenizer
 from .ttds_folder import ADAPTER_DIR, BASE_WEIGHTS_FILE, GENERATORS_FILE, pop_hub_kwargs, resolve_ttds_folder
@@ -230,12 +231,9 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
             # imported here: at module level it would re-enter genrec's Auto registration mid-import
             from transformers import AutoModelForCausalLM
 
-            base_model = AutoModelForCausalLM.from_pretrained(
-                config.base_model_name_or_path,
-                revision=config.base_model_revision,
-                dtype=dtype,
-                device_map=device_map,
-                **base_kwargs,
+            base_model = load_base_llm(
+                AutoModelForCausalLM, config.base_model_name_or_path,
+                revision=config.base_model_revision, dtype=dtype, device_map=device_map, **base_kwargs,
             )
         elif config.base_model_name_or_path is None:
             config.base_model_name_or_path = getattr(base_model, "name_or_path", None)
@@ -667,8 +665,8 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
             # imported here: at module level it would re-enter genrec's Auto registration mid-import
             from transformers import AutoModelForCausalLM
 
-            base_model = AutoModelForCausalLM.from_pretrained(
-                name, revision=config.base_model_revision, dtype=dtype, device_map=device_map
+            base_model = load_base_llm(
+                AutoModelForCausalLM, name, revision=config.base_model_revision, dtype=dtype, device_map=device_map
             )
         cls._check_base(config, base_model, directory)
         base_model.resize_token_embeddings(config.vocab_size, mean_resizing=False)

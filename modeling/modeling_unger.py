@@ -51,6 +51,7 @@ from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 
 from .configuration_unger import UngerConfig
 from .constrained_decoding import SemanticIDLogitsProcessor, code_tree_fingerprint, prefix_index_from_codes
+from .safe_weights import SafetensorsOnlyMixin
 from .transition_prior import TransitionPriorMixin, mix_transition_scores
 
 __all__ = [
@@ -472,8 +473,8 @@ class UngerDecoder(nn.Module):
 # --------------------------------------------------------------------------------------------------------
 
 
-class UngerPreTrainedModel(PreTrainedModel):
-    """Weight initialisation and loading glue for the Stage II model."""
+class UngerPreTrainedModel(SafetensorsOnlyMixin, PreTrainedModel):
+    """Weight initialisation and loading glue for the Stage II model (weights from safetensors only)."""
 
     config_class = UngerConfig
     base_model_prefix = "unger"

@@ -37,6 +37,7 @@ from transformers.activations import ACT2FN
 from transformers.utils import ModelOutput
 
 from .configuration_unger_fusion import UngerFusionConfig
+from .safe_weights import SafetensorsOnlyMixin
 
 __all__ = ["UngerFusionModel", "UngerFusionOutput", "UngerFusionPreTrainedModel"]
 
@@ -216,8 +217,8 @@ class SASRecEncoder(nn.Module):
         return x[torch.arange(x.shape[0], device=x.device), last]
 
 
-class UngerFusionPreTrainedModel(PreTrainedModel):
-    """Weight initialisation and loading glue for the Stage I model."""
+class UngerFusionPreTrainedModel(SafetensorsOnlyMixin, PreTrainedModel):
+    """Weight initialisation and loading glue for the Stage I model (weights from safetensors only)."""
 
     config_class = UngerFusionConfig
     base_model_prefix = "unger_fusion"

@@ -88,13 +88,89 @@ def ttds(out: Path, rank: int) -> dict:
             "ttds_table": trainer.codes.item_table.codes.tolist()}
 
 
+def evaluation(out: Path, rank: int) -> dict:
+    """The same seeded model evaluated by every rank: test metrics + per-user ranks, the transition weight search."""
+    from datasets import Dataset, DatasetDict
+
+    from genrec.modeling.configuration_unger import UngerConfig
+    from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
+    from genrec.trainers.evaluation.evaluator import evaluate_model
+    from genrec.trainers.stages.transition_prior import choose_transition_weight, transition_pairs
+
+    ids = [f"p{k}" for k in range(30)]
+    codes = np.random.default_rng(3).integers(0, 4, size=(len(ids), 2))
+    tokenizer = SemanticIDTokenizer.from_code_table(CodeTable.from_codes(ids, codes, codebook_sizes=[4, 4]))
+    torch.manual_seed(0)
+    config = UngerConfig.from_tokenizer(tokenizer, d_model=16, num_attention_heads=2, ffn_dim=32, decoder_layers=2)
+    model = UngerForGenerativeRecommendation(config).eval()
+    users_seen = []  # the users this rank decoded itself (the rest came from the other rank)
+    recommend = model.recommend
+
+    def counting_recommend(histories, *args, **kwargs):
+        users_seen.append(len(histories))
+        return recommend(histories, *args, **kwargs)
+
+    model.recommend = counting_recommend
+    rng = np.random.default_rng(0)
+    rows = [[ids[j] for j in rng.integers(0, len(ids), size=rng.integers(2, 7))] for _ in range(37)]
+    split = Dataset.from_dict({"user_id": [f"u{i}" for i in range(len(rows))], "item_ids": rows})
+    test = evaluate_model(model, tokenizer, DatasetDict({"test": split}), "test", num_beams=20, batch_size=4,
+                          show_progress=False, per_user=True)
+    sources, targets = transition_pairs(rows, tokenizer)
+    model.set_transition_prior(sources, targets)
+    weight, table = choose_transition_weight(model, tokenizer, [r[:-1] for r in rows], [r[-1] for r in rows],
+                                             num_beams=20, batch_size=4)
+    return {"test": test, "weight": weight, "table": table, "users_decoded": sum(users_seen)}
+
+
+def embedding(out: Path, rank: int) -> dict:
+    """``genrec embed`` of a prepared dataset (``EMBED_DATA``) with the packaged encoder, split across ranks."""
+    import genrec.data_scripts.text_encoders as text_encoders
+    from genrec.trainers.jobs.verbs import embed
+
+    rows = []
+    pool = text_encoders._pool
+
+    def counting_pool(hidden, mask, pooling):
+        rows.append(int(hidden.shape[0]))
+        return pool(hidden, mask, pooling)
+
+    text_encoders._pool = counting_pool
+    target = out / "items.safetensors"
+    embed(os.environ["EMBED_DATA"], out=target, batch_size=8)
+    emb = ItemEmbeddings.load(target)
+    return {"sha256": hashlib.sha256(target.read_bytes()).hexdigest(), "key": emb.metadata.get("cache_key"),
+            "items": len(emb), "rows_encoded": sum(rows)}
+
+
+def mainjob(out: Path, rank: int) -> dict:
+    """The main job (``run_pipeline``) on ``MAINJOB_DATA`` into ``out`` by every rank, without dropout (so that two
+    processes can train what one does); what the test compares."""
+    from dataclasses import replace
+
+    from fault_fixtures import TINY, run_tiny
+
+    # one Stage II step: its batch (256 of the ~350 training rows) splits evenly in two; an epoch's last, partial
+    # batch is padded by Accelerate to split evenly (a duplicated row), which one process does not train on
+    profile = replace(
+        TINY, stage2_config={**TINY.stage2_config, "dropout": 0.0}, stage2_max_steps=1, stage2_eval_every=1,
+        stage2_warmup_steps=0, transition_prior=True,
+    )
+    summary = run_tiny(os.environ["MAINJOB_DATA"], out, profile=profile)
+    return {"test": summary["test_metrics"], "model_test": summary.get("model_test_metrics"),
+            "stages": sorted(summary["stages"]), "stage2_steps": summary["stages"]["stage2"]["steps"]}
+
+
 if __name__ == "__main__":
     out, which = Path(sys.argv[1]), sys.argv[2]
+    report_dir = Path(os.environ.get("REPORT_DIR", out))
+    report_dir.mkdir(parents=True, exist_ok=True)
     rank = int(os.environ["RANK"])
     result = {"world_size": int(os.environ["WORLD_SIZE"])}
-    result.update(unger(out, rank) if which == "unger" else ttds(out, rank))
+    jobs = {"unger": unger, "ttds": ttds, "evaluation": evaluation, "embedding": embedding, "mainjob": mainjob}
+    result.update(jobs[which](out, rank))
     from accelerate import PartialState
 
     state = PartialState()  # what the trainings ran under (the trainers build their Accelerator on it)
     result.update(distributed_type=str(state.distributed_type), num_processes=state.num_processes)
-    (out / f"{which}-rank{rank}.json").write_text(json.dumps(result))
+    (report_dir / f"{which}-rank{rank}.json").write_text(json.dumps(result))

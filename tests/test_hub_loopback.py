@@ -46,8 +46,8 @@ MODEL_FILES = [
     "README.md", "code_arrays.py", "code_table.json", "code_table.parquet", "code_table.py", "code_table_files.py",
     "config.json", "config_fields.py",
     "configuration_unger.py", "constrained_decoding.py", "generation_config.json", "model.safetensors",
-    "modeling_unger.py", "run.json", "tokenization_semantic_id.py", "tokenizer.json", "tokenizer_config.json",
-    "transition_prior.py",
+    "modeling_unger.py", "run.json", "safe_weights.py", "tokenization_semantic_id.py", "tokenizer.json",
+    "tokenizer_config.json", "transition_prior.py",
 ]
 
 
@@ -183,9 +183,9 @@ def _tiny_run(root: Path) -> tuple[Path, Path, list, list]:
         "dataset": str(data), "source": "s3rec", "seed": 0, "num_levels": 2, "codebook_size": 8,
         "profile": {"name": "test", "eval_beams": 10, "test_beams": None, "stage2_lr_schedule": "constant"},
         "stages": {"prepare": {"seconds": 1.0, "path": str(data)},
-                   "stage2": {"seconds": 2.0, "path": str(run / "stage2"), "steps": 5, "best_step": 5}},
+                   "stage2": {"seconds": 2.0, "path": "stage2", "steps": 5, "best_step": 5}},  # relative, as runs write
         "test_metrics": {"recall@10": 0.01}, "validation_metrics": {"recall@10": 0.02},
-        "model_dir": str(run),
+        "model_dir": ".",
     }
     (run / "run.json").write_text(json.dumps(summary))
     save_model_card(run, build_run_card(run, summary, config, tok, repo_id=run.name))

@@ -145,3 +145,13 @@ def test_a_finetuned_run_card_names_its_source(tmp_path) -> None:
     summary["finetune"]["transfer"] = False
     card = build_run_card(tmp_path, summary, UngerConfig.from_tokenizer(tok), tok, repo_id="o/m")
     assert "base_model" not in card.data.to_dict() and "random (control run)" in str(card)
+
+
+def test_public_summary_keeps_the_relative_paths_runs_record(tmp_path) -> None:
+    """run.json's paths are relative to the run folder (issue 32): published as they are."""
+    summary = _run_summary(tmp_path)
+    summary["stages"] = {"prepare": {"seconds": 1.0, "path": "data"}, "stage2": {"seconds": 2.0, "path": "stage2"},
+                         "export": {"seconds": 0.5, "path": "."}}
+    summary["model_dir"] = "."
+    public = public_summary(summary, tmp_path / "moved-away")
+    assert public["stages"] == summary["stages"] and public["model_dir"] == "."

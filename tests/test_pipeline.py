@@ -76,7 +76,8 @@ def test_a_fresh_process_reproduces_the_recommendations(quick_run: tuple[Path, d
     from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
 
     out, summary = quick_run
-    best = Path(summary["stages"]["stage2"]["path"]) / "best"
+    assert summary["stages"]["stage2"]["path"] == "stage2"  # run.json's paths are relative to the run folder
+    best = out / summary["stages"]["stage2"]["path"] / "best"
     from genrec.trainers.stages.transition_prior import fit_transition_prior
 
     model = UngerForGenerativeRecommendation.from_pretrained(best)
@@ -143,7 +144,7 @@ def test_unknown_profile_is_a_clear_error(tmp_path: Path) -> None:
 def test_stage_verbs_run_one_after_another(quick_run: tuple[Path, dict], tmp_path: Path, capsys) -> None:
     """The verbs the README lists per stage, chained by hand on the quick run's data (tiny budgets)."""
     out, summary = quick_run
-    data, semantic = out / "data", summary["stages"]["embed"]["path"]
+    data, semantic = out / "data", str(out / summary["stages"]["embed"]["path"])
     s1 = tmp_path / "s1"
     assert main(["stage1", "--data", str(data), "--embeddings", semantic, "--out", str(s1), "--max-steps", "4",
                  "--config", '{"hidden_size": 16}']) == 0

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,7 @@ logger = logging.getLogger(__name__)
 
 #: The special tokens, in vocabulary order (ids 0..3).
 SPECIAL_TOKENS: tuple[str, ...] = ("<pad>", "</s>", "<s>", "<unk>")
+_CODE_TOKEN = re.compile(r"<[a-z]+_[0-9]+>")  # the form of code_token(depth, code)
 _SPECIAL_KWARGS = {"pad_token": "<pad>", "eos_token": "</s>", "bos_token": "<s>", "unk_token": "<unk>"}
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -215,7 +217,17 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
 
     @classmethod
     def from_code_table(cls, code_table: CodeTable, **kwargs: Any) -> SemanticIDTokenizer:
-        """A tokenizer whose vocabulary covers every code of ``code_table`` (keyword args go to ``__init__``)."""
+        """A tokenizer whose vocabulary covers every code of ``code_table`` (keyword args go to ``__init__``).
+
+        Item ids that are tokens of this vocabulary (``<pad>``, ``<a_12>``) are refused: ``tokenizer("<pad>")``
+        would read the token, ``encode_history`` the item (``genrec prepare`` refuses such ids already).
+        """
+        clashes = [i for i in code_table.item_ids if i[:1] == "<" and (i in SPECIAL_TOKENS or _CODE_TOKEN.fullmatch(i))]
+        if clashes:
+            raise ValueError(
+                f"item id(s) {clashes[:5]} of the code table are tokens of the semantic-ID vocabulary (specials "
+                f"{list(SPECIAL_TOKENS)} and code tokens like <a_12>); rename those items"
+            )
         return cls(code_table=code_table, **kwargs)
 
     # ------------------------------------------------------------------------------------------ properties

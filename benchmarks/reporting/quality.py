@@ -244,7 +244,8 @@ def compute_genrec_run(row: Row, ctx: Context, seed: int | None) -> dict[str, An
     stages = {name: stage or {} for name, stage in (run.get("stages") or {}).items()}
     stage1, stage2 = stages.get("stage1", {}), stages.get("stage2", {})
     resumed_from = stage2.get("resumed_from")
-    stage2_result = Path(stage2.get("path") or "") / "stage2_result.json"
+    # run.json's paths are relative to the run folder (older run.json: absolute, which the join keeps)
+    stage2_result = path.parent / (stage2.get("path") or "") / "stage2_result.json"
     if resumed_from is None and stage2.get("path") and stage2_result.is_file():  # run.json older than the field
         resumed_from = json.loads(stage2_result.read_text()).get("resumed_from")
     prior = run.get("transition_prior") or {}

@@ -133,7 +133,9 @@ def build_accelerator(
         gradient_accumulation_steps=gradient_accumulation_steps,
         log_with=tracker,
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=seed),
+        # split_batches: a batch size is the global batch, cut into equal parts across the processes, so that
+        # a multi-process run draws the batches (and takes the optimiser steps) of the one-process run
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=seed, split_batches=True),
         cpu=_resolve_cpu(cpu),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)] if ddp_find_unused_parameters
         else None,
@@ -183,9 +185,20 @@ def make_train_dataloader(
 ) -> DataLoader:
     """A shuffling DataLoader whose epoch order Accelerate can reproduce (see the module docstring).
 
+    ``batch_size`` is the global batch: under a multi-process launch each process takes an equal part of it
+    (``split_batches``), so it must be a multiple of the number of processes.
+
     The loader's own ``generator`` keeps the start of every epoch from drawing from the global torch
     RNG; Accelerate replaces its ``RandomSampler`` with a ``SeedableRandomSampler`` seeded per epoch.
     """
+    from genrec.trainers.engine.processes import num_processes
+
+    processes = num_processes()
+    if batch_size % processes:
+        raise ValueError(
+            f"batch size {batch_size} is the global batch, split across {processes} processes: make it a "
+            f"multiple of {processes} (e.g. {batch_size + processes - batch_size % processes})"
+        )
     generator = torch.Generator()
     generator.manual_seed(seed)
     return DataLoader(

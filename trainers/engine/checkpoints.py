@@ -12,11 +12,12 @@ A checkpoint is a folder ``<root>/step-XXXXXXXX`` with
 * ``trainer_state.json`` — the loop's own :class:`TrainingState`.
 
 Why not ``accelerator.save_state``: it writes the optimiser, scheduler and RNG states with ``torch.save``
-(``optimizer.bin``, ``random_states_0.pkl``) — pickles, which genrec never writes. Checkpoints written that
-way by earlier genrec versions still resume (tensors through ``torch.load(weights_only=True)``), except
-their RNG states, which are pickled numpy objects: such a resume warns that it is not bit-identical.
-Sharded engines (DeepSpeed, FSDP) own their checkpoint format: there the manager falls back to
-``accelerator.save_state``/``load_state`` and says so once.
+(``optimizer.bin``, ``random_states_0.pkl``) — pickles, which genrec neither writes nor reads. A checkpoint
+of that format (written by genrec before 0.2) is refused with a ``ValueError`` that says how to go on
+(start the stage over, or delete the checkpoint folder): no pickle is ever loaded, not even through
+``torch.load(weights_only=True)``. Sharded engines (DeepSpeed, FSDP) own their checkpoint format: there the
+manager falls back to ``accelerator.save_state``/``load_state`` (that engine's own files, not genrec's
+format) and says so once.
 
 A checkpoint is written into ``<name>.tmp`` and renamed when complete, so a run killed while saving
 leaves nothing a resume could mistake for a checkpoint.
@@ -53,8 +54,9 @@ OPTIMIZER_TENSORS = "optimizer.safetensors"
 OPTIMIZER_META = "optimizer.json"
 SCHEDULER_FILE = "scheduler.json"
 SCALER_FILE = "scaler.json"
-LEGACY_OPTIMIZER = "optimizer.bin"  # accelerate.save_state (torch.save) — read only
-LEGACY_SCHEDULER = "scheduler.bin"
+#: Files of ``accelerator.save_state`` checkpoints (``torch.save`` pickles): their presence without genrec's
+#: own files marks a checkpoint of an older genrec, which is refused, never read.
+LEGACY_FILES = ("optimizer.bin", "scheduler.bin", "random_states_0.pkl", "pytorch_model.bin")
 
 
 def job_fingerprint(parts: Sequence[str], hparams: Mapping[str, Any]) -> str:
@@ -350,10 +352,9 @@ class CheckpointManager:
         state = TrainingState.load(path / STATE_FILE)
         if self._sharded:
             self.accelerator.load_state(str(path))
-        elif (path / OPTIMIZER_META).is_file() or not (path / LEGACY_OPTIMIZER).is_file():
-            self._load_files(path)
         else:
-            self._load_legacy(path)
+            _refuse_legacy(path)
+            self._load_files(path)
         if self.load_extra is not None:
             self.load_extra(path)
         logger.info("resumed from %s (step %d, epoch %d)", path, state.global_step, state.epoch)
@@ -388,17 +389,6 @@ class CheckpointManager:
             _read_tensors(path / f"rng_state_{rank}.safetensors"), _read_json(path / f"rng_state_{rank}.json")
         )
 
-    def _load_legacy(self, path: Path) -> None:
-        """A checkpoint of ``accelerator.save_state``: tensors via ``torch.load(weights_only=True)``; RNG skipped."""
-        self._load_weights(path)
-        self.optimizer.load_state_dict(torch.load(path / LEGACY_OPTIMIZER, map_location="cpu", weights_only=True))
-        if self.scheduler is not None and (path / LEGACY_SCHEDULER).is_file():
-            self.scheduler.load_state_dict(torch.load(path / LEGACY_SCHEDULER, weights_only=True))
-        logger.warning(
-            "%s was written by an older genrec (accelerate's pickled RNG state, not read): training resumes, but "
-            "dropout masks and sampled negatives after this point differ from an uninterrupted run", path,
-        )
-
     def start_or_resume(self, fingerprint: str, *, resume: bool, identity: str) -> tuple[TrainingState, str | None]:
         """The loop state to start from, and the checkpoint it came from (None for a fresh start).
 
@@ -410,6 +400,8 @@ class CheckpointManager:
             if not resume:
                 self.clear()
             return TrainingState(fingerprint=fingerprint), None
+        if not self._sharded:
+            _refuse_legacy(latest)  # before the fingerprint: its own message says what to do
         if TrainingState.load(latest / STATE_FILE).fingerprint != fingerprint:
             raise ValueError(
                 f"{latest} belongs to a run with another {identity}; resume it with the same arguments, pass "
@@ -422,6 +414,19 @@ class CheckpointManager:
         if self.accelerator.is_main_process and self.root.exists():
             shutil.rmtree(self.root)
         self.accelerator.wait_for_everyone()
+
+
+def _refuse_legacy(path: Path) -> None:
+    """``ValueError`` for a checkpoint in ``accelerator.save_state``'s pickle format (genrec before 0.2)."""
+    if (path / OPTIMIZER_META).is_file():
+        return
+    legacy = [name for name in LEGACY_FILES if (path / name).is_file()]
+    if legacy:
+        raise ValueError(
+            f"{path} is a checkpoint of an older genrec ({', '.join(legacy)}: pickle files, which genrec never "
+            "loads); start this stage over (CLI: --restart, or --overwrite for `genrec run`; library: "
+            f"resume=False) or delete {path.parent} and run again"
+        )
 
 
 def _json_scalar_tree(value: Any) -> Any:

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from genrec.trainers.engine.processes import map_batches
 from genrec.trainers.evaluation.metrics import DEFAULT_KS, compute_metrics, target_ranks
 
 logger = logging.getLogger(__name__)
@@ -86,8 +86,9 @@ def load_examples(
         if max_users < len(rows):
             sample = np.random.default_rng(SUBSAMPLE_SEED).choice(len(rows), size=max_users, replace=False)
             rows = rows.select(np.sort(sample).tolist())
-    sequences = rows["item_ids"]
-    users = rows["user_id"] if "user_id" in rows.column_names else [str(i) for i in range(len(sequences))]
+    # [:]: one Arrow conversion, not row-by-row formatting (and indexing) of a datasets Column
+    sequences = rows["item_ids"][:]
+    users = rows["user_id"][:] if "user_id" in rows.column_names else [str(i) for i in range(len(sequences))]
     out = EvaluationExamples(split=split, user_ids=[], histories=[], targets=[])
     for row, sequence in enumerate(sequences):
         if sequence is None or len(sequence) < 2:
@@ -161,12 +162,16 @@ def evaluate_model(
         num_beams: beam width (>= max(k_values); the UNGER paper uses 100 for its tables, we default to 20).
         batch_size: users per beam search.
         max_users: evaluate the first N rows only (quick checks); None = every user.
-        show_progress: tqdm bar over batches (silent when not on a TTY).
+        show_progress: tqdm bar over batches (silent when not on a TTY; the main process's only).
         check_items: for a dataset folder / Hub id, refuse it unless its ``items`` catalogue is the model's
             (see :func:`check_catalogue`).
         per_user: also return each user's target rank (``per_user``: ``user_id``, ``target``, ``rank``; 1-based,
             0 = not in the top ``max(k_values)``), which paired comparisons of two models need
             (:func:`~genrec.trainers.evaluation.metrics.paired_bootstrap`, ``benchmarks/paired_compare.py``).
+
+    Under a multi-process launch (``accelerate launch`` / ``torchrun``) every process must call it: the batches of
+    users are split across the processes and gathered back in order
+    (:func:`~genrec.trainers.engine.processes.map_batches`), so every process returns the one-process result.
 
     Returns:
         ``{"split": split, "metrics": {metric: value}, "num_users", "num_skipped_no_history", "num_beams",
@@ -190,13 +195,14 @@ def evaluate_model(
         data = sequences
     examples = load_examples(data, split, max_history=model.config.max_history_items, max_users=max_users)
     _check_known(examples, tokenizer)
-    recommended: list[list[str | None]] = []
-    starts = range(0, len(examples.histories), batch_size)
-    for start in tqdm(starts, desc=f"evaluate {split}", unit="batch", disable=None if show_progress else True):
-        ranked = model.recommend(
-            examples.histories[start : start + batch_size], tokenizer, k=top, num_beams=num_beams, batch_size=batch_size
-        )
-        recommended.extend([item for item, _ in row] for row in ranked)
+
+    def recommend(histories: Sequence[Sequence[str]]) -> list[list[str | None]]:
+        ranked = model.recommend(histories, tokenizer, k=top, num_beams=num_beams, batch_size=batch_size)
+        return [[item for item, _ in row] for row in ranked]
+
+    # users split across the processes of a multi-process launch, gathered back in order (identical results)
+    recommended = map_batches(recommend, examples.histories, batch_size, desc=f"evaluate {split}",
+                              show_progress=show_progress)
     metrics = compute_metrics(recommended, examples.targets, ks) if examples.targets else {}
     if metrics and metrics["invalid_rate"] > 0:
         logger.warning("%s: %.4f of the recommended entries are not items", split, metrics["invalid_rate"])
@@ -228,6 +234,11 @@ def write_per_user_ranks(
 ) -> None:
     """The per-user ranks file (``genrec evaluate --per-user``'s layout: ``model``, ``split``, ``metrics``,
     ``per_user`` from :func:`per_user_ranks`, plus ``extra`` keys) that ``benchmarks/paired_compare.py`` reads;
-    the one writer for Stage II, TTDS runs and the floors."""
-    Path(path).write_text(json.dumps(
+    the one writer for Stage II, TTDS runs and the floors. A local ``model`` folder inside the file's output folder
+    is recorded relative to the file's folder (:func:`~genrec.trainers.engine.files.recorded_path`: Stage II's
+    ``test_ranks.json`` says ``best``), so that the file stays true when its folder moves."""
+    from genrec.trainers.engine.files import recorded_path, write_text_atomic
+
+    model = recorded_path(model, Path(path).parent)
+    write_text_atomic(path, json.dumps(
         {"model": str(model), "split": split, "metrics": metrics, "per_user": per_user, **extra}) + "\n")

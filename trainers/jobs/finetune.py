@@ -33,6 +33,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from genrec.trainers.engine.files import recorded_path, write_text_atomic
 from genrec.trainers.jobs.output_folder import check_not_inside
 from genrec.trainers.stages.weight_transfer import load_source_model, source_architecture
 
@@ -172,10 +173,11 @@ def finetune_unger(
         if transfer else None,
     )
     summary["finetune"] = {
-        "source": str(source), "revision": revision, "transfer": bool(transfer),
+        # a local folder absolute (outside the run folder, which may not hold it), a Hub id as given
+        "source": recorded_path(source, out_dir), "revision": revision, "transfer": bool(transfer),
         "source_code_layout": {"semantic_levels": levels, "codebook_size": codebook_size, "collision_level": collision},
     }
-    (Path(out_dir) / RUN_SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(Path(out_dir) / RUN_SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     _rewrite_card(Path(out_dir), summary)
     return summary
 

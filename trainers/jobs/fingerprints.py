@@ -115,7 +115,7 @@ def adopt_legacy_run(run_dir: Path, ledger: StageLedger) -> bool:
     try:
         summary = json.loads(summary_path.read_text())
         report = json.loads(report_path.read_text())
-        legacy_emb = Path(summary["stages"]["embed"]["path"])
+        legacy_emb = run_dir / summary["stages"]["embed"]["path"]  # relative to the run folder (older: absolute)
         source, profile, seed = summary["source"], summary["profile"], summary["seed"]
         num_levels, codebook_size = summary["num_levels"], summary["codebook_size"]
         if source == "hub" and not report.get("files"):

@@ -19,11 +19,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from genrec.trainers.engine.files import write_text_atomic
+from genrec.trainers.engine.processes import on_main_process
 
 logger = logging.getLogger(__name__)
 
@@ -99,9 +101,8 @@ class StageLedger:
         self.folder.mkdir(parents=True, exist_ok=True)
         settings = canonical(settings)
         digest = settings_digest(settings)
-        tmp = self.path(stage).with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({"digest": digest, "settings": settings}, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, self.path(stage))
+        text = json.dumps({"digest": digest, "settings": settings}, indent=2, sort_keys=True) + "\n"
+        write_text_atomic(self.path(stage), text)  # no .tmp left behind when the write fails
         return digest
 
     def claim(self, stage: str, settings: Any, outputs: Sequence[Path]) -> bool:
@@ -109,8 +110,12 @@ class StageLedger:
 
         Returns True when the recorded fingerprint already equals ``settings`` (the outputs, if any, may be
         reused or resumed). Otherwise deletes whatever of ``outputs`` exists (logging why), records
-        ``settings`` and returns False: the stage must be computed afresh.
+        ``settings`` and returns False: the stage must be computed afresh. Under a multi-process launch only
+        the main process looks and deletes; every process gets its answer once it is done.
         """
+        return on_main_process(lambda: self._claim(stage, settings, outputs))
+
+    def _claim(self, stage: str, settings: Any, outputs: Sequence[Path]) -> bool:
         settings = canonical(settings)
         old = self.recorded(stage)
         if old == settings:

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from genrec.trainers.engine.processes import process_device
+
 __all__ = ["ModelSource", "TTDSModel", "UngerModel", "identify_model", "load_recommender"]
 
 TTDS_MODEL_TYPE = "ttds"
@@ -80,7 +82,8 @@ def load_recommender(
 ) -> UngerModel | TTDSModel:
     """The trained recommender at ``path_or_repo`` (folder, Hub repo id, or an :func:`identify_model` result).
 
-    ``transition_weight``: the weight ``w`` of the transition prior mixture ``(1 - w) p_model + w p_transition``
+    The model goes to this process's device: its GPU under ``accelerate launch``, the GPU when there is one,
+    else the CPU. ``transition_weight``: the weight ``w`` of the transition prior mixture ``(1 - w) p_model + w p_transition``
     it ranks with (None: the model's own; UNGER families only, a TTDS model refuses it before anything loads).
     ``ValueError`` for a model of another family.
     """
@@ -102,6 +105,7 @@ def load_recommender(
 
     model = AutoModel.from_pretrained(source.name, config=source.config, revision=source.revision)
     tokenizer = AutoTokenizer.from_pretrained(source.name, revision=source.revision)
+    model.to(process_device())  # this process's GPU under a launch (or the one GPU), else the CPU
     if transition_weight is not None:
         model.set_transition_weight(transition_weight)
     return UngerModel(model, tokenizer, source.name)

@@ -24,12 +24,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from genrec._version import __version__
+from genrec.trainers.engine.files import MANIFEST_FILE, write_text_atomic
+from genrec.trainers.engine.processes import on_main_process
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LOCK_FILE", "MANIFEST_FILE", "FolderInUseError", "check_not_inside", "claim_output_folder", "locked"]
+__all__ = ["LOCK_FILE", "MANIFEST_FILE", "FolderInUseError", "check_not_inside", "claim_output_folder", "locked",
+           "owned_output_folder"]
 
-MANIFEST_FILE = ".genrec_run.json"
 LOCK_FILE = ".genrec.lock"
 _MANIFEST_FORMAT = "genrec-output-folder"
 # what marks a run folder written before manifests existed (adopted: it was genrec's)
@@ -100,10 +102,8 @@ def claim_output_folder(
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / MANIFEST_FILE
     if not manifest.is_file():
-        tmp = manifest.with_name(manifest.name + ".tmp")
-        tmp.write_text(json.dumps({"format": _MANIFEST_FORMAT, "version": 1, "job": job,
-                                   "genrec_version": __version__}, indent=2) + "\n")
-        tmp.replace(manifest)
+        write_text_atomic(manifest, json.dumps({"format": _MANIFEST_FORMAT, "version": 1, "job": job,
+                                                "genrec_version": __version__}, indent=2) + "\n")
     return out
 
 
@@ -158,3 +158,23 @@ def locked(out_dir: str | Path, *, job: str) -> Iterator[Path]:
     finally:
         if _read_lock(path).get("pid") == me["pid"]:
             path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def owned_output_folder(
+    out_dir: str | Path, *, job: str, inputs: dict[str, str | os.PathLike | None] | None = None
+) -> Iterator[Path]:
+    """:func:`claim_output_folder` and :func:`locked` for the block: the folder (absolute) is claimed and locked
+    by the main process of a multi-process launch (the only one that writes shared files); a refusal is
+    raised on every process, so none waits for the others at a barrier."""
+    hold = contextlib.ExitStack()
+
+    def acquire() -> Path:
+        out = claim_output_folder(out_dir, job=job, inputs=inputs).absolute()
+        hold.enter_context(locked(out, job=job))
+        return out
+
+    out = on_main_process(acquire)
+    with hold:  # releases the main process's lock on every exit path (nothing to release elsewhere)
+        yield out
+

@@ -65,12 +65,13 @@ def model_push_operations(
     if model_type == "ttds":
         contents.update(_ttds_contents(folder, repo_id, revision=revision, dataset_repo=dataset_repo))
     elif summary_path.is_file():
+        from transformers import AutoConfig
+
         from genrec.model_cards.run_card import build_run_card, public_summary
-        from genrec.modeling.configuration_unger import UngerConfig
         from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
 
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        config = UngerConfig.from_pretrained(folder)
+        config = AutoConfig.from_pretrained(folder)  # UNGER or MSCGRec (whose config has fields UNGER's lacks)
         tokenizer = SemanticIDTokenizer.from_pretrained(str(folder))
         card = build_run_card(
             folder, summary, config, tokenizer, repo_id=repo_id, revision=revision, dataset_repo=dataset_repo

@@ -17,7 +17,12 @@ The run folder's root is a ``save_pretrained`` folder of the final model (``conf
 ``AutoModel.from_pretrained(run_dir)`` and ``AutoTokenizer.from_pretrained(run_dir)`` load it after
 ``import genrec``. The stages' own outputs sit in sub-folders: ``data/``, ``stage1/``, ``semantic_ids/``,
 ``stage2/``; derived artefacts such as the semantic embeddings live in ``embeddings/`` (never inside the
-dataset folder, which is pushed as is); ``run.json`` sums the run up.
+dataset folder, which is pushed as is); ``run.json`` sums the run up. The folder is self-contained: every path
+that ``run.json`` and the stages' own records (``stage1_result.json``, ``quantize.json``, ``stage2_result.json``,
+``test_ranks.json``, Stage I's embeddings metadata) hold is relative to the file that holds it
+(:mod:`genrec.trainers.engine.files`), so that a copied or moved run folder reruns, exports and pushes its own
+model, and two identical runs in two folders write the same bytes. The export writes the root all or nothing
+(:mod:`genrec.trainers.jobs.export_root`).
 """
 
 from __future__ import annotations
@@ -31,6 +36,15 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from genrec.trainers.engine.files import resolve_recorded
+from genrec.trainers.engine.processes import (
+    is_main_process,
+    map_batches,
+    num_processes,
+    on_main_process,
+    wait_for_everyone,
+)
+from genrec.trainers.jobs.export_root import staged_export
 from genrec.trainers.jobs.fingerprints import (
     EMBEDDINGS_DIR,
     SEMANTIC_EMBEDDINGS_FILE,
@@ -41,7 +55,7 @@ from genrec.trainers.jobs.fingerprints import (
     stage2_fingerprint,
 )
 from genrec.trainers.jobs.ledger import FINGERPRINT_DIR, StageLedger, settings_digest
-from genrec.trainers.jobs.output_folder import claim_output_folder, locked
+from genrec.trainers.jobs.output_folder import locked, owned_output_folder
 from genrec.trainers.jobs.profiles import (
     MODEL_FAMILIES,
     RUN_SUMMARY_FILE,
@@ -80,24 +94,29 @@ def prepare_and_embed(
     if data_revision is not None:
         prepare_settings["revision"] = data_revision
     context.ledger.claim("prepare", prepare_settings, [data_dir])
-    if not (data_dir / "README.md").is_file():
-        path = None if source == "ml-100k" and dataset.lower().startswith(("ml", "movielens")) else dataset
-        report = prepare_dataset(
-            source, data_dir, path=path, max_history=max_history, overwrite=True, revision=data_revision
-        )
-        logger.info("prepared %s", report)
-    else:
-        logger.info("reusing the prepared dataset in %s", data_dir)
-    context.record_stage("prepare", start, path=str(data_dir))
+
+    def prepare() -> None:  # the main process prepares; the others read the folder afterwards
+        if not (data_dir / "README.md").is_file():
+            path = None if source == "ml-100k" and dataset.lower().startswith(("ml", "movielens")) else dataset
+            report = prepare_dataset(
+                source, data_dir, path=path, max_history=max_history, overwrite=True, revision=data_revision
+            )
+            logger.info("prepared %s", report)
+        else:
+            logger.info("reusing the prepared dataset in %s", data_dir)
+
+    on_main_process(prepare)
+    context.record_stage("prepare", start, path=data_dir)
 
     # 2. semantic embeddings: a derived artefact of the run (never written into the dataset folder, which
     #    is pushed as is); the file carries its own content key (encoder + template + items), checked on reuse
     start = time.perf_counter()
-    emb_path, emb = embed_dataset(
+    emb_path, emb = embed_dataset(  # items split across the processes of a launch; the main process writes
         data_dir, out=context.embeddings_dir / SEMANTIC_EMBEDDINGS_FILE, encoder=encoder,
-        show_progress=context.show_progress,
+        show_progress=context.show_progress, map_batches=map_batches, write=is_main_process(),
     )
-    context.record_stage("embed", start, path=str(emb_path), items=int(emb.embeddings.shape[0]),
+    wait_for_everyone()
+    context.record_stage("embed", start, path=Path(emb_path), items=int(emb.embeddings.shape[0]),
                          dim=int(emb.embeddings.shape[1]))
     context.emb_path, context.emb = Path(emb_path), emb
     context.upstream = {"prepare": settings_digest(prepare_settings), "embeddings": emb.metadata.get("cache_key")}
@@ -127,6 +146,7 @@ def run_pipeline(
     stage2_max_steps: int | None = None,
     history_feed: str = "item_sum",
     until: str | None = None,
+    mixed_precision: str = "no",
 ) -> dict[str, Any]:
     """Run the main job on ``dataset`` into ``out_dir``; return (and write to ``run.json``) its summary.
 
@@ -161,6 +181,8 @@ def run_pipeline(
         stage2_max_steps: Stage II length in optimiser steps instead of the profile's (for comparisons at equal
             steps; recorded in Stage II's fingerprint as the profile's ``stage2_max_steps``); the warm-up is
             capped at a tenth of it and validation runs at least at the end.
+        mixed_precision: ``"no"``, ``"fp16"`` or ``"bf16"`` for Stage I and II training (a GPU's; recorded in
+            their fingerprints when not ``"no"``).
         until: stop after this stage (one of :data:`STOP_STAGES`: ``"embed"``, ``"stage1"``, ``"quantize"``):
             the run folder then holds the prepared data, text embeddings, integrated embeddings or code table
             (what ablations, the Stage I retriever and code-table users need) without training Stage II;
@@ -169,11 +191,13 @@ def run_pipeline(
 
     Returns:
         The summary: per-stage seconds and outputs, Stage I validation metrics, Stage II validation and test
-        metrics (``summary["test_metrics"]``) and the exported model folder (``summary["model_dir"]``).
+        metrics (``summary["test_metrics"]``) and the exported model folder (``summary["model_dir"]``). Every
+        path in it is relative to ``out_dir`` (``"."``: the folder itself; see :mod:`genrec.trainers.engine.files`),
+        so that the folder can be copied or moved: join it to ``out_dir`` to use it.
     """
     from genrec.modeling.configuration_unger import UngerConfig
     from genrec.modeling.configuration_unger_fusion import UngerFusionConfig
-    from genrec.trainers.stages.quantize import quantize_embeddings
+    from genrec.trainers.stages.quantize import check_quantizer_settings, quantize_embeddings
     from genrec.trainers.stages.stage1 import train_stage1
     from genrec.trainers.stages.stage2 import train_stage2
 
@@ -202,19 +226,29 @@ def run_pipeline(
     if model == "mscgrec" and init_from is not None:
         raise ValueError("init_from (fine-tuning) is not available for MSCGRec runs")
     num_levels = run_profile.num_levels if num_levels is None else num_levels
+    check_quantizer_settings(num_levels, codebook_size)  # before any stage trains, not after Stage I
     # the run folder is genrec's or refused, and never the dataset or the model it reads (nor around them)
     inputs = {"--dataset": dataset, **({"--from": init_from} if isinstance(init_from, str | Path) else {})}
-    out_dir = claim_output_folder(out_dir, job="run", inputs=inputs)
-    with locked(out_dir, job="run"):
+    # absolute: every path recorded in the folder is written relative to it (a copied or moved folder reruns)
+    # Under a multi-process launch (accelerate launch / torchrun) the main process claims, locks and writes the
+    # shared stages (prepare, quantize, transition-prior record, export, run.json); embedding and every
+    # evaluation are split across the processes; Stage I and II train data-parallel.
+    if model == "mscgrec" and num_processes() > 1:
+        raise ValueError("an MSCGRec run is one process (launch `genrec run --model mscgrec` without accelerate)")
+    with owned_output_folder(out_dir, job="run", inputs=inputs) as out_dir:
         source = source or infer_source(dataset)
         data_dir, stage1_dir, sid_dir, stage2_dir = (out_dir / name for name in ("data", "stage1", "semantic_ids", "stage2"))
         emb_dir = out_dir / EMBEDDINGS_DIR
-        if overwrite:
-            stage_folders = (stage1_dir, sid_dir, stage2_dir, out_dir / MODALITY_TABLES_DIR)
-            for folder in (data_dir, emb_dir, *stage_folders, out_dir / FINGERPRINT_DIR):
-                shutil.rmtree(folder, ignore_errors=True)
         ledger = StageLedger(out_dir)
-        adopt_legacy_run(out_dir, ledger)
+
+        def start_afresh_or_adopt() -> None:
+            if overwrite:
+                stage_folders = (stage1_dir, sid_dir, stage2_dir, out_dir / MODALITY_TABLES_DIR)
+                for folder in (data_dir, emb_dir, *stage_folders, out_dir / FINGERPRINT_DIR):
+                    shutil.rmtree(folder, ignore_errors=True)
+            adopt_legacy_run(out_dir, ledger)
+
+        on_main_process(start_afresh_or_adopt)
         context = RunContext(out_dir, ledger, seed, show_progress=show_progress, summary={
             "dataset": dataset, "source": source, "profile": asdict(run_profile), "seed": seed,
             "num_levels": num_levels, "codebook_size": codebook_size, "max_history": max_history,
@@ -233,12 +267,14 @@ def run_pipeline(
                 context, run_profile, num_levels=num_levels, codebook_size=codebook_size, modalities=modalities or {},
                 decode_modality=decode_modality, mask_probability=mask_probability, history_feed=history_feed,
             )
-            context.record(model_dir=str(out_dir))
+            context.record(model_dir=context.relative(out_dir))
             return context.write_summary()
 
         # 3. Stage I: integrated embeddings (resumes from its checkpoints; a finished run is reused)
         start = time.perf_counter()
         stage1_settings = stage1_fingerprint(run_profile, seed, context.upstream)
+        if mixed_precision != "no":  # only then: runs made in full precision keep their fingerprint
+            stage1_settings["mixed_precision"] = mixed_precision
         ledger.claim("stage1", stage1_settings, [stage1_dir])
         stage1_result_file = stage1_dir / "stage1_result.json"
         if stage1_result_file.is_file() and (stage1_dir / "integrated_embeddings.safetensors").is_file():
@@ -249,10 +285,10 @@ def run_pipeline(
                 data_dir, context.emb_path, stage1_dir, config=UngerFusionConfig(**run_profile.stage1_config),
                 epochs=run_profile.stage1_epochs, max_steps=run_profile.stage1_max_steps,
                 patience=run_profile.stage1_patience, max_eval_examples=run_profile.stage1_max_eval_examples,
-                seed=seed, show_progress=show_progress,
+                seed=seed, show_progress=show_progress, mixed_precision=mixed_precision,
             ).to_dict()
         context.record_stage("stage1", start, **{
-            "path": str(stage1_dir),
+            "path": stage1_dir,
             "steps": stage1["global_step"],
             "best_step": stage1["best_step"],
             "loop_seconds": stage1.get("loop_seconds"),  # summed over resumes (seconds: this invocation only)
@@ -270,15 +306,19 @@ def run_pipeline(
         if always_append_collision_level:  # only then: run folders made without the option keep their fingerprint
             quantize_settings["always_append_collision_level"] = True
         ledger.claim("quantize", quantize_settings, [sid_dir])
-        if not (sid_dir / "quantize.json").is_file():
-            quantized = quantize_embeddings(
-                integrated, sid_dir, num_levels=num_levels, codebook_size=codebook_size, seed=seed, overwrite=True,
-                show_progress=show_progress, always_append_collision_level=always_append_collision_level,
-            ).summary()
-        else:
+
+        def quantize() -> dict[str, Any]:  # the main process quantizes; the others read the code table after
+            if not (sid_dir / "quantize.json").is_file():
+                return quantize_embeddings(
+                    integrated, sid_dir, num_levels=num_levels, codebook_size=codebook_size, seed=seed,
+                    overwrite=True, show_progress=show_progress,
+                    always_append_collision_level=always_append_collision_level,
+                ).summary()
             logger.info("reusing the semantic IDs in %s", sid_dir)
-            quantized = json.loads((sid_dir / "quantize.json").read_text())
-        context.record_stage("quantize", start, path=str(sid_dir / "tokenizer"),
+            return json.loads((sid_dir / "quantize.json").read_text())
+
+        quantized = on_main_process(quantize)
+        context.record_stage("quantize", start, path=sid_dir / "tokenizer",
                              codebook_sizes=quantized["codebook_sizes"], collision_rate=quantized["collision_rate"])
         if until == "quantize":
             return _stopped(context, until)
@@ -286,6 +326,8 @@ def run_pipeline(
         # 5. Stage II + test evaluation (resumes from its checkpoints; a finished run is reused)
         start = time.perf_counter()
         stage2_settings = stage2_fingerprint(run_profile, seed, settings_digest(quantize_settings))
+        if mixed_precision != "no":
+            stage2_settings["mixed_precision"] = mixed_precision
         if init_from is not None:
             stage2_settings["init_from"] = init_identity or {"source": str(init_from)}
         ledger.claim("stage2", stage2_settings, [stage2_dir])
@@ -302,15 +344,17 @@ def run_pipeline(
                 patience=run_profile.stage2_patience, eval_beams=run_profile.eval_beams,
                 test_beams=run_profile.test_beams, lr_schedule=run_profile.stage2_lr_schedule,
                 max_eval_users=run_profile.max_eval_users, seed=seed, show_progress=show_progress,
-                init_from=init_from,
+                init_from=init_from, mixed_precision=mixed_precision,
             ).to_dict()
         entry = context.record_stage("stage2", start, **{
-            "path": str(stage2_dir),
+            "path": stage2_dir,
             "steps": stage2["global_step"],
             "best_step": stage2["best_step"],
             "loop_seconds": stage2.get("loop_seconds"),  # summed over resumes (seconds: this invocation only)
             "best_loop_seconds": stage2.get("best_loop_seconds"),
-            "resumed_from": stage2.get("resumed_from"),
+            # a checkpoint of this run (stage2_result.json records it relative to stage2/, older ones absolute)
+            "resumed_from": context.relative(resolve_recorded(stage2["resumed_from"], stage2_dir))
+            if stage2.get("resumed_from") else None,
         })
         if stage2.get("transfer"):
             entry["transfer"] = stage2["transfer"]
@@ -327,10 +371,14 @@ def run_pipeline(
 
         # 7. export: the run folder's root is the model's save_pretrained folder, with its model card
         start = time.perf_counter()
-        export_run_model(best_model, tokenizer, context.best_dir, out_dir, dataset=dataset, summary=context.summary)
-        context.record_stage("export", start, path=str(out_dir))
-        context.record(model_dir=str(out_dir))
-        return context.write_summary()
+
+        def export() -> dict[str, Any]:
+            export_run_model(best_model, tokenizer, context.best_dir, out_dir, dataset=dataset, summary=context.summary)
+            context.record_stage("export", start, path=out_dir)
+            context.record(model_dir=context.relative(out_dir))
+            return context.write_summary()
+
+        return on_main_process(export)
 
 
 def _stopped(context: RunContext, stage: str) -> dict[str, Any]:
@@ -342,7 +390,7 @@ def _stopped(context: RunContext, stage: str) -> dict[str, Any]:
     if finished:
         context.summary["total_seconds"] = round(time.perf_counter() - context.started, 2)
     else:
-        context.write_summary()
+        on_main_process(context.write_summary)
     logger.info("stopped after %s as asked (until=%r): %s holds the stages so far", stage, stage, context.out_dir)
     return context.summary
 
@@ -390,7 +438,7 @@ def _add_transition_prior_locked(run_dir: Path, summary: dict[str, Any], show_pr
                              mscgrec["decode_modality"], summary=summary)
     else:
         export_run_model(best_model, tokenizer, best_dir, run_dir, dataset=summary["dataset"], summary=summary)
-    context.record_stage("export", start, path=str(run_dir))
+    context.record_stage("export", start, path=run_dir)
     return context.write_summary(total=False)
 
 
@@ -399,7 +447,8 @@ def export_run_model(
 ) -> None:
     """Save Stage II's best model (as loaded by :func:`~genrec.trainers.jobs.transition.load_best_model`, with
     the transition prior installed when the run has one, so that its ``recommend`` ranks as the run's test
-    metrics were measured) + tokenizer (+ code table) into ``out_dir`` with a model card.
+    metrics were measured) + tokenizer (+ code table) into ``out_dir`` with a model card, all or nothing
+    (:func:`~genrec.trainers.jobs.export_root.staged_export`: a failed export leaves the previous root as it was).
 
     Records the machine in ``summary["hardware"]``; the card (``genrec.model_cards.run_card``) names the
     run folder by its own name in the usage snippet (``genrec push`` rewrites it with the repo id); the
@@ -413,9 +462,11 @@ def export_run_model(
         write_training_curve,
     )
 
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(str(out_dir))
     summary["hardware"] = describe_hardware()
-    write_training_curve(out_dir, stage2_log_history(best_dir.parent))
-    card = build_run_card(out_dir, {**summary, "dataset": dataset}, model.config, tokenizer, repo_id=out_dir.name)
-    save_model_card(out_dir, card)
+    with staged_export(out_dir) as staging:  # the root's previous files stay until every new one is written
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(str(staging))
+        curve = write_training_curve(staging, stage2_log_history(best_dir.parent))
+        card = build_run_card(out_dir, {**summary, "dataset": dataset}, model.config, tokenizer,
+                              repo_id=out_dir.name, training_curve=curve is not None)
+        save_model_card(staging, card)

@@ -9,11 +9,13 @@ dict edited by several modules.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from genrec.trainers.engine.files import recorded_path, resolve_recorded, write_text_atomic
 from genrec.trainers.jobs.fingerprints import EMBEDDINGS_DIR
 from genrec.trainers.jobs.ledger import StageLedger
 from genrec.trainers.jobs.profiles import RUN_SUMMARY_FILE
@@ -26,7 +28,9 @@ class RunContext:
     """The run folder, its ledger, the settings every stage shares, the outputs so far and the summary.
 
     ``summary`` is what ``run.json`` will hold: ``stages`` (per-stage seconds and outputs), the metrics and
-    the settings; stages add to it through :meth:`record_stage` and :meth:`record`.
+    the settings; stages add to it through :meth:`record_stage` and :meth:`record`. Every path it records is
+    relative to the run folder (:meth:`relative`; ``"."`` is the folder itself), so that a copied or moved run
+    folder reads its own files: :meth:`resolve` (or ``out_dir / value``) turns a recorded path back into one.
     """
 
     out_dir: Path
@@ -52,8 +56,19 @@ class RunContext:
     def embeddings_dir(self) -> Path:
         return self.out_dir / EMBEDDINGS_DIR
 
+    def relative(self, path: str | os.PathLike | None) -> str | None:
+        """``path`` as ``run.json`` records it: relative to the run folder when inside it
+        (:func:`~genrec.trainers.engine.files.recorded_path`)."""
+        return recorded_path(path, self.out_dir)
+
+    def resolve(self, value: str | os.PathLike) -> Path:
+        """A path ``run.json`` records, as a usable path (older, absolute records as they are)."""
+        return resolve_recorded(value, self.out_dir)
+
     def record_stage(self, name: str, start: float, **outputs: Any) -> dict[str, Any]:
-        """Record stage ``name``: its wall-clock seconds since ``start`` and its outputs (paths, steps, ...)."""
+        """Record stage ``name``: its wall-clock seconds since ``start`` and its outputs (paths, steps, ...);
+        ``Path`` values are recorded relative to the run folder (:meth:`relative`)."""
+        outputs = {key: self.relative(value) if isinstance(value, Path) else value for key, value in outputs.items()}
         entry = {"seconds": round(time.perf_counter() - start, 2), **outputs}
         self.summary["stages"][name] = entry
         return entry
@@ -67,8 +82,5 @@ class RunContext:
         added to a finished run keeps the run's own total); returns the summary."""
         if total:
             self.summary["total_seconds"] = round(time.perf_counter() - self.started, 2)
-        path = self.out_dir / RUN_SUMMARY_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.summary, indent=2) + "\n")
-        tmp.replace(path)
+        write_text_atomic(self.out_dir / RUN_SUMMARY_FILE, json.dumps(self.summary, indent=2) + "\n")
         return self.summary

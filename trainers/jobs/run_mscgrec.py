@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from genrec.tokenization.modality_tables import ModalityCodeTables, check_modality_name
+from genrec.trainers.jobs.export_root import staged_export
 from genrec.trainers.jobs.fingerprints import FINGERPRINT_FORMAT, stage1_fingerprint, stage2_fingerprint
 from genrec.trainers.jobs.ledger import StageLedger, file_sha256, settings_digest
 from genrec.trainers.jobs.run_context import RunContext
@@ -155,7 +156,7 @@ def run_mscgrec_stages(
             max_eval_examples=profile.stage1_max_eval_examples, seed=seed, show_progress=show_progress,
         ).to_dict()
     context.record_stage("stage1", start, **{
-        "path": str(stage1_dir), "mode": "collaborative_only",
+        "path": stage1_dir, "mode": "collaborative_only",
         "steps": stage1["global_step"], "best_step": stage1["best_step"],
         "validation_recall@10": stage1["validation_recall_at_10"],
         "validation_ndcg@10": stage1["validation_ndcg_at_10"],
@@ -175,7 +176,7 @@ def run_mscgrec_stages(
             name, path, out_dir, ledger, digest, num_levels=num_levels, codebook_size=codebook_size, seed=seed,
             show_progress=show_progress,
         )
-    context.record_stage("quantize", start, path=str(out_dir / "semantic_ids"), modalities={
+    context.record_stage("quantize", start, path=out_dir / "semantic_ids", modalities={
         name: {
             "items": report["num_items"], "codebook_sizes": report["codebook_sizes"],
             "collision_rate": report["collision_rate"],
@@ -215,13 +216,13 @@ def run_mscgrec_stages(
             lr_schedule=profile.stage2_lr_schedule, max_eval_users=profile.max_eval_users, seed=seed,
             show_progress=show_progress,
         ).to_dict()
-    context.record_stage("stage2", start, path=str(stage2_dir), steps=stage2["global_step"],
+    context.record_stage("stage2", start, path=stage2_dir, steps=stage2["global_step"],
                          best_step=stage2["best_step"])
     context.record(
         mscgrec={
             "decode_modality": decode_modality, "history_modalities": history,
             "mask_probability": float(mask_probability), "history_feed": history_feed,
-            "extra_modality_files": {name: str(path) for name, path in extra_files.items()},
+            "extra_modality_files": {name: context.relative(path) for name, path in extra_files.items()},
         },
         validation_metrics=stage2["validation_metrics"],
         test_metrics=stage2["test_metrics"],
@@ -240,7 +241,7 @@ def run_mscgrec_stages(
     start = time.perf_counter()
     export_mscgrec_model(best_model, tokenizer, context.best_dir, out_dir, tokenizer_dir, decode_modality,
                          summary=context.summary)
-    context.record_stage("export", start, path=str(out_dir))
+    context.record_stage("export", start, path=out_dir)
 
 
 def modality_tokenizer_dirs(run_dir: Path, names: Sequence[str]) -> dict[str, Path]:
@@ -254,7 +255,8 @@ def export_mscgrec_model(
 ) -> ModalityCodeTables:
     """Save Stage II's best MSCGRec model (loaded once, with the transition prior installed when the run has
     one) + decoding tokenizer into ``out_dir`` with a model card, and every modality's code table into
-    ``out_dir/modality_tables`` (refused if a table's hash is not the model's)."""
+    ``out_dir/modality_tables`` (refused if a table's hash is not the model's), all or nothing
+    (:func:`~genrec.trainers.jobs.export_root.staged_export`)."""
     from genrec.model_cards.card import save_model_card
     from genrec.model_cards.run_card import (
         build_run_card,
@@ -268,14 +270,16 @@ def export_mscgrec_model(
         {name: CodeTable.load(folder) for name, folder in tokenizer_dirs.items()}, decode_modality
     )
     check_tables_match_model(model, tables)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(str(out_dir))
-    tables.save(out_dir / MODALITY_TABLES_DIR)
     summary["hardware"] = describe_hardware()
     summary["mscgrec"]["coverage"] = tables.coverage()
-    write_training_curve(out_dir, stage2_log_history(best_dir.parent))
-    card = build_run_card(out_dir, summary, model.config, tokenizer, repo_id=out_dir.name)
-    save_model_card(out_dir, card)
+    with staged_export(out_dir) as staging:  # the root's previous files stay until every new one is written
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(str(staging))
+        tables.save(staging / MODALITY_TABLES_DIR)
+        curve = write_training_curve(staging, stage2_log_history(best_dir.parent))
+        card = build_run_card(out_dir, summary, model.config, tokenizer, repo_id=out_dir.name,
+                              training_curve=curve is not None)
+        save_model_card(staging, card)
     return tables
 
 

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from genrec.trainers.engine.files import write_text_atomic
+from genrec.trainers.engine.processes import on_main_process
 from genrec.trainers.jobs.run_context import RunContext
 
 logger = logging.getLogger(__name__)
@@ -63,7 +65,7 @@ def transition_stage_into_summary(
          "eval_beams": profile.get("eval_beams", 20), "test_beams": test_beams},
         show_progress=context.show_progress,
     )
-    context.record_stage("transition_prior", start, path=str(stage_dir), weight=transition["weight"],
+    context.record_stage("transition_prior", start, path=stage_dir, weight=transition["weight"],
                          num_transitions=transition["num_transitions"])
     summary = context.summary
     context.record(
@@ -96,7 +98,7 @@ def run_transition_stage(
     settings = {**settings, "weights": list(TRANSITION_WEIGHTS), "metric": SELECTION_METRIC}
     result_file = stage_dir / TRANSITION_FILE
     if ledger is None:  # no fingerprints to compare with: never reuse
-        result_file.unlink(missing_ok=True)
+        on_main_process(lambda: result_file.unlink(missing_ok=True))
     else:
         ledger.claim("transition_prior", settings, [stage_dir])
     if result_file.is_file():
@@ -118,7 +120,5 @@ def run_transition_stage(
     result = {"weight": weight, "num_transitions": pairs, "validation_users": len(examples.targets),
               "validation": table, "test_metrics": test["metrics"]}
     stage_dir.mkdir(parents=True, exist_ok=True)
-    tmp = result_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(result_file)
+    on_main_process(lambda: write_text_atomic(result_file, json.dumps(result, indent=2) + "\n"))
     return result

@@ -104,6 +104,7 @@ def run_ttds(
     """
     from transformers import AutoTokenizer
 
+    from genrec.data_scripts.dataset_loading import check_trainable
     from genrec.data_scripts.prepare import load_genrec_dataset
 
     if (base_model is None) == (init_from is None):
@@ -114,6 +115,7 @@ def run_ttds(
     output_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     sequences, items = load_genrec_dataset(dataset, revision=data_revision)
+    check_trainable(sequences, str(dataset))
     args = TTDSTrainingArguments(output_dir=str(output_dir), **dict(training or {}))
     if dtype == "auto":
         dtype = "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"

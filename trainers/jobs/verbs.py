@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from genrec.trainers.engine.files import write_text_atomic
 from genrec.trainers.stages.stage2_defaults import (
     PAPER_BATCH_SIZE,
     PAPER_LR,
@@ -59,7 +60,7 @@ def run(
     levels: int | None = None, codebook_size: int = 256, seed: int = 2024, profile: str = "default",
     overwrite: bool = False, revision: str | None = None, model: str = "unger", modality: Sequence[str] = (),
     decode_modality: str = "collaborative", mask_probability: float = 0.0, stage2_steps: int | None = None,
-    history_feed: str = "item_sum", until: str | None = None,
+    history_feed: str = "item_sum", until: str | None = None, mixed_precision: str = "no",
 ) -> str:
     """``genrec run``: :func:`~genrec.trainers.jobs.run.run_pipeline`; per stage its time and folder, then the
     test metrics (``modality``: ``NAME=FILE`` entries, see :func:`modality_files`)."""
@@ -71,14 +72,16 @@ def run(
         codebook_size=codebook_size, seed=seed, profile=profile, overwrite=overwrite, data_revision=revision,
         model=model, modalities=modality_files(modality), decode_modality=decode_modality,
         mask_probability=mask_probability, stage2_max_steps=stage2_steps, history_feed=history_feed, until=until,
+        mixed_precision=mixed_precision,
     )
-    lines = [f"{name:9s} {stage['seconds']:8.1f} s  {stage['path']}" for name, stage in summary["stages"].items()]
+    # run.json's paths are relative to the run folder
+    lines = [f"{name:9s} {stage['seconds']:8.1f} s  {Path(out) / stage['path']}" for name, stage in summary["stages"].items()]
     if summary.get("stopped_after"):
         return _lines(*lines, f"stopped after {summary['stopped_after']} (--until): {out}; rerun without --until to go on")
     return _lines(
         *lines,
         format_metrics(summary["test_metrics"], title=f"test metrics ({dataset}, profile {profile})"),
-        f"model: {summary['model_dir']} (AutoModel / AutoTokenizer after `import genrec`)",
+        f"model: {Path(out) / summary['model_dir']} (AutoModel / AutoTokenizer after `import genrec`)",
     )
 
 
@@ -120,14 +123,20 @@ def embed(
     pooling: str = "auto", batch_size: int = 64, max_length: int = 128, device: str | None = None,
     revision: str | None = None, encoder_revision: str | None = None,
 ) -> str:
-    """``genrec embed``: :func:`~genrec.data_scripts.embeddings.embed_dataset`; items x dims, file, seconds."""
+    """``genrec embed``: :func:`~genrec.data_scripts.embeddings.embed_dataset`; items x dims, file, seconds.
+
+    Under ``accelerate launch`` the items are split across the processes and gathered in catalogue order; the
+    main process writes the file (the same file and cache key as one process)."""
     from genrec.data_scripts.embeddings import embed_dataset
+    from genrec.trainers.engine.processes import is_main_process, map_batches, wait_for_everyone
 
     start = time.perf_counter()
     path, emb = embed_dataset(
         data, out=out, encoder=encoder, template=template, pooling=pooling, batch_size=batch_size,
         max_length=max_length, device=device, revision=revision, encoder_revision=encoder_revision,
+        map_batches=map_batches, write=is_main_process(),
     )
+    wait_for_everyone()
     seconds = time.perf_counter() - start
     n, dim = emb.embeddings.shape
     return f"{n} items x {dim} dims -> {path} ({seconds:.1f} s)"
@@ -230,6 +239,8 @@ def evaluate(
 
     if per_user and out is None:
         raise ValueError("--per-user writes the ranks into the --out JSON; give --out too")
+    if out is not None:
+        check_output_file(out)  # before the evaluation, not after it
     recommender = load_recommender(model, revision, transition_weight=transition_weight)
     sequences, items = load_genrec_dataset(data, revision=data_revision)
     recommender.check_catalogue(items["item_id"], where=f"dataset {data}")
@@ -239,10 +250,24 @@ def evaluate(
     )
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        os.replace(tmp, out)  # never a half-written report
+        write_text_atomic(out, json.dumps(result, indent=2) + "\n")  # never a half-written report, nor a .tmp
     return format_metrics(result["metrics"], title=f"{split} ({model})")
+
+
+def check_output_file(out: Path) -> None:
+    """Refuse ``out`` as a file to write before any work is done: a folder, a path through a file, or a folder
+    genrec cannot write into (``IsADirectoryError`` / ``NotADirectoryError`` / ``PermissionError``)."""
+    out = Path(out)
+    if out.is_dir():
+        raise IsADirectoryError(f"--out {out} is a folder: give the path of the JSON file to write, e.g. {out / 'eval.json'}")
+    parent = out.parent.absolute()
+    existing = next(folder for folder in (parent, *parent.parents) if folder.exists())
+    if not existing.is_dir():
+        raise NotADirectoryError(f"--out {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"--out {out}: cannot write into {existing}")
+    if out.exists() and not os.access(out, os.W_OK):
+        raise PermissionError(f"--out {out}: the file is read-only")
 
 
 def recommend(

@@ -6,7 +6,8 @@ and the LLM path read:
 
     OUT/quantizer/          quantizer_config.json + quantizer.safetensors (encodes cold-start items later)
     OUT/tokenizer/          SemanticIDTokenizer files + code_table.parquet/json (content-hashed)
-    OUT/quantize.json       diagnostics: per-level utilisation, entropy, collision rate, MSE; timings
+    OUT/quantize.json       diagnostics: per-level utilisation, entropy, collision rate, MSE; timings; its
+                            paths relative to OUT (:mod:`genrec.trainers.engine.files`)
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from genrec.trainers.engine.files import recorded_paths, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +45,21 @@ class QuantizeResult:
         """JSON-ready summary (paths as strings)."""
         out = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
         return out
+
+
+def check_quantizer_settings(num_levels: Any, codebook_size: Any) -> None:
+    """``ValueError`` unless ``num_levels`` is an int >= 1 and ``codebook_size`` an int >= 1 (or one such size per
+    level): called before any training, so that impossible settings never wait for Stage I to finish."""
+    if isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 1:
+        raise ValueError(f"num_levels (--levels) must be an int >= 1 (code levels per item), got {num_levels!r}")
+    sizes = [codebook_size] if isinstance(codebook_size, int | bool) else list(codebook_size)
+    if isinstance(codebook_size, list | tuple) and len(sizes) != num_levels:
+        raise ValueError(f"codebook_size lists {len(sizes)} sizes for num_levels={num_levels}")
+    for size in sizes:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(
+                f"codebook_size (--codebook-size) must be an int >= 1 (codes per level), got {codebook_size!r}"
+            )
 
 
 def build_quantizer(method: str, *, num_levels: int, codebook_size: int, seed: int, **kwargs: Any):
@@ -76,6 +94,9 @@ def quantize_embeddings(
     from genrec.tokenization.code_table import CodeTable
     from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
 
+    check_quantizer_settings(num_levels, codebook_size)
+    if method not in QUANTIZERS:
+        raise ValueError(f"unknown quantizer {method!r}; choose one of {', '.join(QUANTIZERS)}")
     output_dir = Path(output_dir)
     if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"{output_dir} is not empty; pass overwrite=True (--overwrite) to replace it")
@@ -119,10 +140,12 @@ def quantize_embeddings(
     report = {
         **result.summary(),
         "embeddings": str(embeddings),
-        "embeddings_metadata": dict(emb.metadata),
+        "embeddings_metadata": dict(emb.metadata),  # the embeddings file's header as is (its paths: relative to it)
         "method": method,
         "seed": seed,
         "code_table_hash": table.content_hash,
     }
-    (output_dir / "quantize.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    # paths relative to output_dir where they lie in its output folder (a moved folder stays true)
+    report = recorded_paths(report, output_dir, ("output_dir", "tokenizer_dir", "quantizer_dir", "embeddings"))
+    write_text_atomic(output_dir / "quantize.json", json.dumps(report, indent=2, default=str) + "\n")
     return result

@@ -11,7 +11,8 @@ split), and writes:
   ``vocabulary.json`` (item id of each item index 1..N);
 * ``output_dir/integrated_embeddings.safetensors``: the best model's integrated item embeddings as an
   ``ItemEmbeddings`` file (item ids in vocabulary order), the quantizer's input;
-* ``output_dir/stage1_result.json``: the numbers of :class:`Stage1Result`;
+* ``output_dir/stage1_result.json``: the numbers of :class:`Stage1Result` (its paths, like the embeddings'
+  ``data`` metadata, relative to the file's folder: :mod:`genrec.trainers.engine.files`);
 * ``output_dir/checkpoints/step-*``: resumable checkpoints (the last ``keep_checkpoints``);
 * ``output_dir/logs/``: TensorBoard logs when tensorboard is installed.
 
@@ -46,6 +47,7 @@ from genrec.trainers.engine.accelerator import (
     tracker_config,
 )
 from genrec.trainers.engine.checkpoints import CheckpointManager, TrainingState, job_fingerprint
+from genrec.trainers.engine.files import recorded_path, recorded_paths, write_text_atomic
 from genrec.trainers.engine.loop import run_training_loop
 from genrec.trainers.evaluation.metrics import metrics_from_ranks
 
@@ -82,6 +84,8 @@ class Stage1Data:
     splits: dict[str, TensorDataset]
     skipped_no_history: dict[str, int] = field(default_factory=dict)
     truncated: dict[str, int] = field(default_factory=dict)
+    #: the ``items`` config the vocabulary comes from (its texts are checked against the embeddings' items_hash)
+    items: Any = field(default=None, repr=False)
 
     def fingerprint(self) -> str:
         """sha256 over the vocabulary and every encoded example (identifies the training data)."""
@@ -96,8 +100,10 @@ class Stage1Data:
 def _encode_split(
     name: str, rows: Any, index: dict[str, int], max_history: int, source: str
 ) -> tuple[TensorDataset, int, int]:
-    sequences = list(rows["item_ids"])
-    users = list(rows["user_id"]) if "user_id" in rows.column_names else [None] * len(sequences)
+    # [:] reads a datasets Column in one Arrow conversion; list(column) formats row by row (~50 us a row: minutes
+    # at 10^6 items, benchmarks/scale_stages.py)
+    sequences = rows["item_ids"][:]
+    users = rows["user_id"][:] if "user_id" in rows.column_names else [None] * len(sequences)
     history = np.zeros((len(sequences), max_history), dtype=np.int64)
     labels = np.zeros(len(sequences), dtype=np.int64)
     keep = np.ones(len(sequences), dtype=bool)
@@ -142,9 +148,9 @@ def load_stage1_data(
 
     source = str(data)
     sequences, items = load_genrec_dataset(data, revision=revision)  # validates configs, splits, columns, unique item ids
-    item_ids = [str(i) for i in items["item_id"]]
+    item_ids = [str(i) for i in items["item_id"][:]]
     index = {item: i + 1 for i, item in enumerate(item_ids)}
-    out = Stage1Data(item_ids=item_ids, splits={})
+    out = Stage1Data(item_ids=item_ids, splits={}, items=items)
     for name in splits:
         if name not in sequences:
             raise ValueError(f"{source}: the sequences config has no {name!r} split (has {list(sequences)}).")
@@ -161,16 +167,46 @@ def load_stage1_data(
     return out
 
 
-def load_semantic_embeddings(embeddings: str | Path | ItemEmbeddings, item_ids: Sequence[str]) -> ItemEmbeddings:
-    """The semantic embeddings re-ordered to the item vocabulary (an error names missing item ids)."""
+def load_semantic_embeddings(
+    embeddings: str | Path | ItemEmbeddings, item_ids: Sequence[str], *, items: Any = None
+) -> ItemEmbeddings:
+    """The semantic embeddings re-ordered to the item vocabulary ``item_ids``.
+
+    Refused (``ValueError``, naming the file and the fix) unless they were made for exactly this catalogue:
+    the same item ids (none missing, none extra: a file of another dataset whose ids merely overlap is not
+    taken), and, when the file records the ``items_hash`` and ``template`` it was made with (every
+    ``genrec embed`` file does) and ``items`` (the dataset's ``items`` config) is given, the same item texts.
+    """
+    from genrec.data_scripts.item_text import hash_item_texts, render_item_texts
+
     source = embeddings if isinstance(embeddings, ItemEmbeddings) else ItemEmbeddings.load(embeddings)
+    name = f"the semantic embeddings {embeddings}" if not isinstance(embeddings, ItemEmbeddings) else "the semantic embeddings"
+    fix = "embed this dataset's items config (genrec embed <data>) or pass the file made for it"
     missing = set(item_ids) - set(source.item_ids)
     if missing:
         raise ValueError(
-            f"the semantic embeddings ({embeddings if not isinstance(embeddings, ItemEmbeddings) else 'given'}) "
-            f"lack {len(missing)} of the dataset's {len(item_ids)} items, e.g. {sorted(missing)[:5]}; embed this "
-            "dataset's items config (genrec embed <data>)."
+            f"{name} lack {len(missing)} of the dataset's {len(item_ids)} items, e.g. {sorted(missing)[:5]}; {fix}."
         )
+    extra = set(source.item_ids) - set(item_ids)
+    if extra:
+        raise ValueError(
+            f"{name} were made for another catalogue: {len(source.item_ids)} items, {len(extra)} of them not in "
+            f"this dataset's {len(item_ids)} (e.g. {sorted(extra)[:5]}); {fix}."
+        )
+    recorded, template = source.metadata.get("items_hash"), source.metadata.get("template")
+    if items is not None and recorded and template is not None:
+        try:  # the hash is over rows in order: the dataset's (as embedded) or the file's (a reordered file)
+            rendered = render_item_texts(items, template)
+            texts = dict(zip(item_ids, rendered, strict=True))
+            current = hash_item_texts(item_ids, rendered)
+            in_file_order = hash_item_texts(source.item_ids, [texts[i] for i in source.item_ids])
+        except (ValueError, KeyError, IndexError) as error:
+            current = in_file_order = f"unrenderable ({error})"
+        if recorded not in (current, in_file_order):
+            raise ValueError(
+                f"{name} were made for other item texts than this dataset's (items_hash {recorded[:12]}, this "
+                f"dataset's {current[:12]}, template {template!r}): the items changed since they were embedded; {fix}."
+            )
     return source.reorder(item_ids)
 
 
@@ -374,7 +410,7 @@ def train_stage1(
     )
     max_history = config.max_history_items if config is not None else UngerFusionConfig().max_history_items
     dataset = load_stage1_data(data, max_history=max_history, revision=data_revision)
-    semantic = load_semantic_embeddings(embeddings, dataset.item_ids)
+    semantic = load_semantic_embeddings(embeddings, dataset.item_ids, items=dataset.items)
     config = _resolve_config(config, len(dataset.item_ids), semantic.dim)
     model = UngerFusionModel(config, semantic_embeddings=semantic.embeddings if config.uses_semantic else None)
 
@@ -450,7 +486,7 @@ def train_stage1(
                 "validation_recall@10": f"{best_metrics.get('recall@10', float('nan')):.6f}",
                 "semantic_encoder": semantic.metadata.get("encoder", "unknown"),
                 "semantic_cache_key": semantic.metadata.get("cache_key", "unknown"),
-                "data": str(data),
+                "data": recorded_path(data, embeddings_path.parent),  # a local folder: relative to this file
             },
         )
     accelerator.wait_for_everyone()
@@ -474,6 +510,10 @@ def train_stage1(
         num_validation_examples=len(validation_set),
     )
     if accelerator.is_main_process:
-        (output_dir / RESULT_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        # the file's paths are relative to output_dir (a moved folder stays true); the returned result's as given
+        record = recorded_paths(
+            result.to_dict(), output_dir, ("output_dir", "best_model_dir", "embeddings_path", "resumed_from")
+        )
+        write_text_atomic(output_dir / RESULT_FILE, json.dumps(record, indent=2) + "\n")
     accelerator.wait_for_everyone()  # every rank returns once the result file exists (callers may read it)
     return result

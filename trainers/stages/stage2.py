@@ -11,7 +11,8 @@ end, evaluates that model on the *test* split (the reported numbers). It writes:
 
 * ``output_dir/best/``: the best model (``save_pretrained``: config + safetensors) and its tokenizer
   (``tokenizer.json`` + code table), loadable with ``AutoModel`` / ``AutoTokenizer`` after ``import genrec``;
-* ``output_dir/stage2_result.json``: the numbers of :class:`Stage2Result` (validation and test metrics);
+* ``output_dir/stage2_result.json``: the numbers of :class:`Stage2Result` (validation and test metrics; its
+  paths, like ``test_ranks.json``'s ``model``, relative to ``output_dir``: :mod:`genrec.trainers.engine.files`);
 * ``output_dir/test_ranks.json``: each test user's target rank (``genrec evaluate --per-user``'s format), for
   paired comparisons of two runs (``benchmarks/paired_compare.py``);
 * ``output_dir/checkpoints/step-*``: resumable checkpoints (the last ``keep_checkpoints``), which make a
@@ -54,6 +55,7 @@ from genrec.trainers.engine.accelerator import (
     tracker_config,
 )
 from genrec.trainers.engine.checkpoints import CheckpointManager, TrainingState, job_fingerprint
+from genrec.trainers.engine.files import recorded_paths, write_text_atomic
 from genrec.trainers.engine.loop import run_training_loop
 from genrec.trainers.evaluation.evaluator import evaluate_model, write_per_user_ranks
 from genrec.trainers.stages.stage2_defaults import (
@@ -125,8 +127,9 @@ def load_stage2_tokenizer(tokenizer: str | Path | SemanticIDTokenizer) -> Semant
 
 def encode_split(rows: Any, split: str, tokenizer: SemanticIDTokenizer, *, max_history: int, source: str) -> Stage2Data:
     """Encode one split's rows (history -> input_ids/attention_mask, target -> labels + code-table row)."""
-    sequences = list(rows["item_ids"])
-    users = list(rows["user_id"]) if "user_id" in rows.column_names else [str(i) for i in range(len(sequences))]
+    # [:]: one Arrow conversion, not row-by-row formatting of a datasets Column (see stage1._encode_split)
+    sequences = rows["item_ids"][:]
+    users = rows["user_id"][:] if "user_id" in rows.column_names else [str(i) for i in range(len(sequences))]
     keep = [r for r, seq in enumerate(sequences) if seq is not None and len(seq) >= 2]
     skipped = len(sequences) - len(keep)
     if skipped:
@@ -413,6 +416,7 @@ def train_stage2(
             the transformer and the code-token rows both vocabularies have; the catalogue stays this dataset's).
         data_revision: branch, tag or commit of a Hub ``data``.
     """
+    from genrec.data_scripts.dataset_loading import check_trainable
     from genrec.data_scripts.prepare import load_genrec_dataset
 
     start_time = time.perf_counter()
@@ -456,6 +460,7 @@ def train_stage2(
     for name in ("train", "validation", "test"):
         if name not in sequences:
             raise ValueError(f"{source_name}: the sequences config has no {name!r} split (has {list(sequences)})")
+    check_trainable(sequences, source_name)
     train = encode_split(sequences["train"], "train", tokenizer, max_history=config.max_history_items, source=source_name)
 
     model_class = MSCGRecForGenerativeRecommendation if isinstance(config, MSCGRecConfig) else UngerForGenerativeRecommendation
@@ -588,6 +593,8 @@ def train_stage2(
         best_loop_seconds=state.best_loop_seconds,
     )
     if accelerator.is_main_process:
-        (output_dir / RESULT_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        # the file's paths are relative to output_dir (a moved folder stays true); the returned result's as given
+        record = recorded_paths(result.to_dict(), output_dir, ("output_dir", "best_model_dir", "resumed_from"))
+        write_text_atomic(output_dir / RESULT_FILE, json.dumps(record, indent=2) + "\n")
     accelerator.wait_for_everyone()  # every rank returns once the result file exists (callers may read it)
     return result

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from genrec.modeling.transition_prior import mix_transition_scores
+from genrec.trainers.engine.processes import map_batches
 from genrec.trainers.evaluation.metrics import compute_metrics
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def fit_transition_prior(model: Any, tokenizer: Any, data_dir: str | Path, *, we
     from genrec.data_scripts.prepare import load_genrec_dataset
 
     sequences, _ = load_genrec_dataset(data_dir)
-    sources, targets = transition_pairs(sequences["train"]["item_ids"], tokenizer)
+    sources, targets = transition_pairs(sequences["train"]["item_ids"][:], tokenizer)
     model.set_transition_prior(sources, targets, weight=weight)
     return int(model.config.num_transitions)
 
@@ -72,7 +73,11 @@ def choose_transition_weight(
     """
     if not weights:
         raise ValueError("weights must hold at least one candidate weight")
-    candidates = model.transition_candidates(histories, tokenizer, num_beams=num_beams, batch_size=batch_size)
+    # users split across the processes of a multi-process launch, gathered back in order (identical results)
+    candidates = map_batches(
+        lambda batch: model.transition_candidates(batch, tokenizer, num_beams=num_beams, batch_size=batch_size),
+        list(histories), batch_size, desc="transition prior", show_progress=False,
+    )
     k = max(20, num_beams)
     table: dict[str, dict[str, float]] = {}
     for w in weights:

@@ -17,6 +17,7 @@ from genrec.modeling.modeling_ttds import TTDSForCausalLM
 from genrec.modeling.tokenization_ttds import extend_tokenizer
 from genrec.modeling.ttds_folder import ADAPTER_DIR
 from genrec.tokenization.code_table import CodeTable
+from genrec.trainers.engine.processes import map_batches
 from genrec.trainers.evaluation.metrics import compute_metrics
 from genrec.trainers.ttds.args import ITEM_TABLE_DIR, USER_TABLE_DIR
 from genrec.trainers.ttds.codes import CodeState
@@ -215,9 +216,14 @@ class TTDSRecommender:
         if max_users is not None:
             users, seqs = users[:max_users], seqs[:max_users]
         k = max(ks)
-        recommended = self.recommend(
-            [s[:-1] for s in seqs], users, k=k, num_beams=num_beams, batch_size=batch_size, template=template
-        )
+
+        def recommend(rows: Sequence[tuple[list[str], str]]) -> list[list[tuple[str | None, float]]]:
+            return self.recommend([h for h, _ in rows], [u for _, u in rows], k=k, num_beams=num_beams,
+                                  batch_size=batch_size, template=template)
+
+        # users split across the processes of a multi-process launch, gathered back in order
+        recommended = map_batches(recommend, [(s[:-1], u) for s, u in zip(seqs, users, strict=True)], batch_size,
+                                  desc="evaluate", show_progress=False)
         lists = [[item for item, _ in row] for row in recommended]
         targets = [s[-1] for s in seqs]
         metrics: dict[str, Any] = compute_metrics(lists, targets, ks)

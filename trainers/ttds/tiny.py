@@ -100,13 +100,15 @@ def pretrain_tiny_base(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from genrec.modeling.safe_weights import load_base_llm
+
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}")
     texts = [t for t in texts if t and t.strip()]
     if not texts:
         raise ValueError("pretrain_tiny_base needs at least one non-empty text")
     tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
-    model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
+    model = load_base_llm(AutoModelForCausalLM, str(base_dir), dtype=torch.float32)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
     generator = torch.Generator().manual_seed(seed)

@@ -22,6 +22,7 @@ from genrec.trainers.engine.accelerator import (
 )
 from genrec.trainers.engine.checkpoints import CheckpointManager, TrainingState
 from genrec.trainers.engine.loop import log_metrics, run_training_loop
+from genrec.trainers.engine.processes import num_processes
 from genrec.trainers.ttds.args import CODE_STATE_FILE, ITEM_TABLE_DIR, USER_TABLE_DIR, TTDSTrainingArguments
 from genrec.trainers.ttds.code_updates import compute_tower_codes, update_code_tables
 from genrec.trainers.ttds.codes import CodeState
@@ -202,8 +203,10 @@ class TTDSTrainer:
             collate_fn=index_batch,
         )
         # the warm-up's batches are a pure function of the step (_warmup_batch): this loader only paces the loop
+        # (one index per process and step: batches are global and split across the processes)
+        pace = num_processes()
         warmup_loader = make_train_dataloader(
-            IndexDataset(max(args.warmup_steps, 1)), batch_size=1, seed=args.seed, collate_fn=index_batch
+            IndexDataset(max(args.warmup_steps, 1) * pace), batch_size=pace, seed=args.seed, collate_fn=index_batch
         )
         model, optimizer, dataloader, warmup_loader, scheduler = accelerator.prepare(
             model, optimizer, dataloader, warmup_loader, scheduler
