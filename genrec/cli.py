@@ -1,6 +1,6 @@
 """The ``genrec`` command line: parsing, one module per verb, and how errors end.
 
-Each verb lives in ``genrec/cli_<verb>.py``: ``add_parser(sub)`` declares its flags and ``run(args)`` calls one
+Each verb lives in ``genrec/commands/<verb>.py``: ``add_parser(sub)`` declares its flags and ``run(args)`` calls one
 function of :mod:`genrec.trainers.jobs` (the studies ``balance`` and ``shapley``: of
 :mod:`genrec.trainers.analysis`) and prints what it returns. No logic lives in the CLI; heavy imports happen
 inside ``run`` so that ``genrec --help`` answers at once.
@@ -13,29 +13,29 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from genrec import (
-    cli_balance,
-    cli_embed,
-    cli_evaluate,
-    cli_finetune,
-    cli_prepare,
-    cli_push,
-    cli_quantize,
-    cli_recommend,
-    cli_run,
-    cli_shapley,
-    cli_stage1,
-    cli_train,
-    cli_transition_prior,
-)
 from genrec._version import __version__
-from genrec.cli_common import HelpFormatter
 from genrec.cli_errors import USER_ERROR_EXIT, one_line, user_error_types
+from genrec.commands import (
+    HelpFormatter,
+    balance,
+    embed,
+    evaluate,
+    finetune,
+    prepare,
+    push,
+    quantize,
+    recommend,
+    run,
+    shapley,
+    stage1,
+    train,
+    transition_prior,
+)
 
 #: The verb modules, in the order ``genrec --help`` lists them.
 VERB_MODULES = (
-    cli_run, cli_prepare, cli_embed, cli_quantize, cli_stage1, cli_balance, cli_train, cli_evaluate, cli_recommend,
-    cli_finetune, cli_push, cli_shapley, cli_transition_prior,
+    run, prepare, embed, quantize, stage1, balance, train, evaluate, recommend,
+    finetune, push, shapley, transition_prior,
 )
 
 

@@ -218,7 +218,7 @@ def test_unwritable_out_is_one_line_and_leaves_nothing_behind(tmp_path: Path, mo
 
 def test_internal_errors_keep_their_traceback(monkeypatch) -> None:
     """A KeyError (or TypeError, ...) inside genrec is a bug: it is not dressed up as bad input."""
-    import genrec.cli_recommend as cli_recommend
+    import genrec.commands.recommend as cli_recommend
 
     def buggy(args):
         return {}["missing"]

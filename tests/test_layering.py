@@ -29,7 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "model_cards": {"_version", "data_scripts"},
     "trainers": {"_version", "data_scripts", "model_cards", "modeling", "tokenization"},
     "genrec": {"_version", "_auto_registration", "data_scripts", "model_cards", "modeling", "tokenization", "trainers",
-               *(path.stem for path in (ROOT / "genrec").glob("cli*.py"))},
+               "cli", "cli_errors", "commands"},
 }
 SUBPACKAGES = {"modeling", "tokenization", "data_scripts", "model_cards", "trainers"}
 
@@ -244,11 +244,16 @@ def test_trainers_has_no_loose_modules() -> None:
 # What a CLI module (genrec/cli*.py) may import from genrec: the jobs (everything a verb runs), the studies of
 # trained models (trainers/analysis: the room above jobs, since its studies read the run folders jobs write; the
 # ``balance`` and ``shapley`` verbs call it), the version, and its sibling CLI modules.
-CLI_MAY_IMPORT = ("genrec.trainers.jobs", "genrec.trainers.analysis", "genrec._version", "genrec.cli")
+CLI_MAY_IMPORT = ("genrec.trainers.jobs", "genrec.trainers.analysis", "genrec._version", "genrec.cli",
+                  "genrec.commands")
 
 
 def cli_modules() -> dict[str, Path]:
-    return {f"genrec.{path.stem}": path for path in sorted((ROOT / "genrec").glob("cli*.py"))}
+    """``genrec.cli``, ``genrec.cli_errors`` and every verb module of ``genrec/commands/``."""
+    modules = {f"genrec.{path.stem}": path for path in sorted((ROOT / "genrec").glob("cli*.py"))}
+    for path in sorted((ROOT / "genrec" / "commands").glob("*.py")):
+        modules["genrec.commands" + ("" if path.stem == "__init__" else f".{path.stem}")] = path
+    return modules
 
 
 def cli_imports_outside_jobs(module: str, path: Path) -> list[str]:
@@ -271,17 +276,19 @@ def test_cli_uses_only_the_jobs(module: str) -> None:
 
 
 def test_every_verb_has_its_module() -> None:
-    """One module per verb: ``genrec/cli_<verb>.py`` with ``add_parser`` and ``run``; the parser lists each."""
+    """One module per verb: ``genrec/commands/<verb>.py`` with ``add_parser`` and ``run``; the parser lists each."""
     from genrec.cli import VERB_MODULES, build_parser
 
     verbs = set(build_parser()._subparsers._group_actions[0].choices)
-    assert {m.__name__.removeprefix("genrec.cli_").replace("_", "-") for m in VERB_MODULES} == verbs
+    assert {m.__name__.removeprefix("genrec.commands.").replace("_", "-") for m in VERB_MODULES} == verbs
+    on_disk = {p.stem.replace("_", "-") for p in (ROOT / "genrec" / "commands").glob("*.py") if p.stem != "__init__"}
+    assert on_disk == verbs  # no verb module the parser does not list
     for module in VERB_MODULES:
         assert callable(module.add_parser) and callable(module.run), module.__name__
 
 
 def test_the_cli_checker_sees_a_library_import(tmp_path: Path) -> None:
     sample = tmp_path / "cli_sample.py"
-    sample.write_text("import genrec\nfrom genrec import cli_common\nfrom genrec.trainers.jobs.verbs import run\n"
+    sample.write_text("import genrec\nfrom genrec.commands import HelpFormatter\nfrom genrec.trainers.jobs.verbs import run\n"
                       "def run(args):\n    from genrec.modeling.configuration_unger import UngerConfig\n")
     assert cli_imports_outside_jobs("genrec.cli_sample", sample) == ["genrec", "genrec.modeling.configuration_unger"]

@@ -34,6 +34,8 @@ def test_wheel_maps_top_level_folders_into_one_namespace(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "genrec/__init__.py" in names and "genrec/cli.py" in names
     assert {"trainers", "trainers.jobs", "tokenization.quantizers"} <= set(SUBPACKAGES)
+    verbs = sorted(p.name for p in (REPO_ROOT / "genrec" / "commands").glob("*.py"))
+    assert verbs and all(f"genrec/commands/{name}" in names for name in verbs), "genrec/commands/ missing from the wheel"
     for sub in SUBPACKAGES:
         folder = sub.replace(".", "/")
         assert f"genrec/{folder}/__init__.py" in names, f"{folder}/ missing from the wheel"

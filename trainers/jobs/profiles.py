@@ -3,7 +3,7 @@ model families it trains, and how it reads a ``--dataset`` argument."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,9 @@ __all__ = [
     "RUN_SUMMARY_FILE",
     "STOP_STAGES",
     "PipelineProfile",
+    "SAMPLED_LOSS_ABOVE_ITEMS",
+    "SAMPLED_NEGATIVES",
+    "for_catalogue",
     "infer_source",
     "resolve_profile",
 ]
@@ -146,6 +149,32 @@ def resolve_profile(profile: str | PipelineProfile) -> PipelineProfile:
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
     return PROFILES[profile]
+
+
+#: Above this many items the main job trains Stage I with a sampled softmax and Stage II's distillation with
+#: sampled negatives, unless the profile sets them: measured on synthetic catalogues (benchmarks/RESULTS.md,
+#: "Scale"), a full-softmax step costs ~2x a sampled one at 10^4 items, 17x (Stage I) and 3x (Stage II) at
+#: 10^5, and at 10^6 a Stage I epoch with the full softmax would take weeks on a CPU.
+SAMPLED_LOSS_ABOVE_ITEMS = 50_000
+#: negatives per batch of those sampled losses
+SAMPLED_NEGATIVES = 1024
+
+
+def for_catalogue(profile: PipelineProfile, num_items: int) -> tuple[PipelineProfile, list[str]]:
+    """``profile`` for a catalogue of ``num_items`` items: above :data:`SAMPLED_LOSS_ABOVE_ITEMS`, Stage I's
+    ``loss_type`` becomes ``"sampled"`` and Stage II's ``distillation_negatives`` :data:`SAMPLED_NEGATIVES`
+    where the profile does not set them. Returns the profile and what changed (empty: unchanged)."""
+    if num_items <= SAMPLED_LOSS_ABOVE_ITEMS:
+        return profile, []
+    changes = []
+    stage1, stage2 = dict(profile.stage1_config), dict(profile.stage2_config)
+    if "loss_type" not in stage1:
+        stage1.update(loss_type="sampled", num_negatives=stage1.get("num_negatives", SAMPLED_NEGATIVES))
+        changes.append(f"Stage I: sampled softmax ({stage1['num_negatives']} negatives)")
+    if "distillation_negatives" not in stage2:
+        stage2["distillation_negatives"] = SAMPLED_NEGATIVES
+        changes.append(f"Stage II distillation: {SAMPLED_NEGATIVES} sampled negatives")
+    return replace(profile, stage1_config=stage1, stage2_config=stage2), changes
 
 
 MODEL_FAMILIES = ("unger", "mscgrec")

@@ -59,8 +59,10 @@ from genrec.trainers.jobs.output_folder import locked, owned_output_folder
 from genrec.trainers.jobs.profiles import (
     MODEL_FAMILIES,
     RUN_SUMMARY_FILE,
+    SAMPLED_LOSS_ABOVE_ITEMS,
     STOP_STAGES,
     PipelineProfile,
+    for_catalogue,
     infer_source,
     resolve_profile,
 )
@@ -269,6 +271,13 @@ def run_pipeline(
             )
             context.record(model_dir=context.relative(out_dir))
             return context.write_summary()
+
+        # large catalogues train with sampled losses unless the profile says otherwise (the threshold is measured)
+        run_profile, switched = for_catalogue(run_profile, len(context.emb))
+        if switched:
+            logger.info("catalogue of %d items (> %d): %s (set loss_type / distillation_negatives in a profile to "
+                        "choose)", len(context.emb), SAMPLED_LOSS_ABOVE_ITEMS, "; ".join(switched))
+            context.record(profile=asdict(run_profile), sampled_losses=switched)
 
         # 3. Stage I: integrated embeddings (resumes from its checkpoints; a finished run is reused)
         start = time.perf_counter()

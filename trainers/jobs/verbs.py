@@ -1,6 +1,6 @@
 """The ``genrec`` verbs as functions: each calls the library and returns the text the verb prints.
 
-One function per verb of the command line (``genrec.cli_<verb>`` parses the flags and calls it): the main job
+One function per verb of the command line (``genrec.commands.<verb>`` parses the flags and calls it): the main job
 (:func:`run`, :func:`transition_prior`), its steps one at a time (:func:`prepare`, :func:`embed`,
 :func:`quantize`, :func:`stage1`, :func:`train`), using a trained model of any family (:func:`evaluate`,
 :func:`recommend`, through :func:`~genrec.trainers.jobs.load.load_recommender`), :func:`finetune` and

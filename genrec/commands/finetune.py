@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from genrec.cli_common import HelpFormatter, json_object
+from genrec.commands import HelpFormatter, json_object
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

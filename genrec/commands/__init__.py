@@ -1,4 +1,6 @@
-"""What the ``genrec`` verb modules share: the help formatter and the argument types that only parse."""
+"""The ``genrec`` verbs, one module each (``add_parser(sub)`` declares the flags, ``run(args)`` calls one function
+of :mod:`genrec.trainers.jobs` and prints what it returns), and what they share: the help formatter and the
+argument types that only parse. The parser and the error handling are :mod:`genrec.cli`."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from genrec.cli_common import HelpFormatter
+from genrec.commands import HelpFormatter
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from genrec.cli_common import HelpFormatter
+from genrec.commands import HelpFormatter
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
