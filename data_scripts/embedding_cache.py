@@ -236,19 +236,17 @@ def embed_items(
         if cached is not None:
             return cached
     result = _compute(
-        plan,
-        batch_size=batch_size,
-        max_length=max_length,
-        device=device,
-        dtype=dtype,
-        normalize=normalize,
-        show_progress=show_progress,
-        map_batches=map_batches,
+        plan, batch_size=batch_size, max_length=max_length, device=device, dtype=dtype, normalize=normalize,
+        show_progress=show_progress, map_batches=map_batches,
     )
     if path is not None and write:
-        result.save(path)
-        logger.info("saved item embeddings to %s", path)
+        _save(result, path)
     return result
+
+
+def _save(result: ItemEmbeddings, path: Path) -> None:
+    result.save(path)
+    logger.info("saved item embeddings to %s", path)
 
 
 def default_cache_root() -> Path:
@@ -324,16 +322,9 @@ def embed_dataset(
     if path.exists() and write:
         logger.warning("replacing %s: it holds embeddings made with other settings or items", path)
     result = _compute(
-        plan,
-        batch_size=batch_size,
-        max_length=max_length,
-        device=device,
-        dtype=dtype,
-        normalize=normalize,
-        show_progress=show_progress,
-        map_batches=map_batches,
+        plan, batch_size=batch_size, max_length=max_length, device=device, dtype=dtype, normalize=normalize,
+        show_progress=show_progress, map_batches=map_batches,
     )
     if write:
-        result.save(path)
-        logger.info("saved item embeddings to %s", path)
+        _save(result, path)
     return path, result

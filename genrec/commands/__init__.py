@@ -8,7 +8,7 @@ import argparse
 import json
 from typing import Any
 
-__all__ = ["DATA_SOURCES", "HelpFormatter", "json_object"]
+__all__ = ["DATA_SOURCES", "HelpFormatter", "add_training_flags", "json_object"]
 
 #: The raw-input kinds of ``genrec prepare`` (and ``genrec run --source``).
 DATA_SOURCES = ("ml-100k", "s3rec", "amazon2014", "amazon2023", "hub")
@@ -27,3 +27,11 @@ def json_object(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
     return value
+
+
+def add_training_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags every training verb has alike: precision, seed, restart, the dataset's revision."""
+    parser.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
+    parser.add_argument("--seed", type=int, default=2024)
+    parser.add_argument("--restart", action="store_true", help="delete checkpoints in OUT and start over")
+    parser.add_argument("--data-revision", default=None, help="branch, tag or commit of a Hub --data")

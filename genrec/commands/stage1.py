@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from genrec.commands import HelpFormatter, json_object
+from genrec.commands import HelpFormatter, add_training_flags, json_object
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -35,10 +35,7 @@ Time:   ML-100K: a few minutes; Beauty: under 20 minutes on 2 CPU cores (early s
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--patience", type=int, default=5, help="evaluations without a better validation Recall@10")
     p.add_argument("--time-budget-min", type=float, default=None, help="stop (resumably) after this long")
-    p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
-    p.add_argument("--seed", type=int, default=2024)
-    p.add_argument("--restart", action="store_true", help="delete checkpoints in OUT and start over")
-    p.add_argument("--data-revision", default=None, help="branch, tag or commit of a Hub --data")
+    add_training_flags(p)
     p.set_defaults(handler=run)
 
 

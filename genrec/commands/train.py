@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from genrec.commands import HelpFormatter, json_object
+from genrec.commands import HelpFormatter, add_training_flags, json_object
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -45,10 +45,7 @@ Time:   ~0.13 s (per_item, default) / ~0.35 s (flattened) per batch-256 step on 
     p.add_argument("--eval-beams", type=int, default=20)
     p.add_argument("--max-eval-users", type=int, default=None, help="validate on the first N users only")
     p.add_argument("--patience", type=int, default=None)
-    p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
-    p.add_argument("--seed", type=int, default=2024)
-    p.add_argument("--restart", action="store_true", help="delete checkpoints in OUT and start over")
-    p.add_argument("--data-revision", default=None, help="branch, tag or commit of a Hub --data")
+    add_training_flags(p)
     p.set_defaults(handler=run)
 
 
