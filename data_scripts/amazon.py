@@ -37,8 +37,14 @@ duplicates removed, first occurrence kept), ``description``, ``price``; 2023 ``t
 ``main_category``, ``categories``, ``features`` (list), ``description`` (the list joined with newlines),
 ``price``. Missing values are "" / []. Items with reviews but no metadata line are kept with empty text
 and counted. Metadata lines of items that are not in the filtered reviews are not parsed (a cheap key
-match skips them); the rest are parsed fully. A malformed line stops with an error naming the file and
-line number, or with ``on_error="skip"`` is skipped and counted.
+match skips them); the rest are parsed and only the fields above are kept. A malformed line stops with an
+error naming the file and line number, or with ``on_error="skip"`` is skipped and counted.
+
+Memory: the reviews file is streamed once; no parsed record outlives its line. Each review line costs ~40
+bytes (user, item and time as int64 codes, each distinct id string held once, two offsets into a temporary
+file that the review texts are appended to); sorting, k-core and renumbering work on those arrays, and the
+``reviews`` config's text columns are read back from the temporary file straight into Arrow buffers
+(``benchmarks/amazon_scale.py`` measures the peak RSS of ``genrec prepare`` from 10^5 to 10^7 lines).
 """
 
 from __future__ import annotations
@@ -46,8 +52,12 @@ from __future__ import annotations
 import ast
 import json
 import logging
+import os
 import re
+import tempfile
+from array import array
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,9 +65,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from datasets import Dataset
-from tqdm.auto import tqdm
+from datasets.fingerprint import generate_random_fingerprint
 
-from .splits import LineErrors, SourceData, UserSequence, clean_user_sequence, iter_json_records, iter_lines
+from .splits import LineErrors, SourceData, UserSequence, iter_json_records, iter_lines
 
 logger = logging.getLogger(__name__)
 
@@ -227,6 +237,10 @@ def _text_list(value: Any) -> list[str]:
     return out
 
 
+#: The metadata fields :func:`_item_row` reads (all others are dropped as soon as a line is parsed).
+_META_FIELDS = ("title", "brand", "store", "main_category", "categories", "features", "description", "price")
+
+
 def _item_row(fmt: _Format, item_id: str, key: str, meta: dict[str, Any] | None) -> dict[str, Any]:
     """One row of the item table from a metadata record (or empty text when there is none)."""
     meta = meta or {}
@@ -250,15 +264,36 @@ def _item_row(fmt: _Format, item_id: str, key: str, meta: dict[str, Any] | None)
 # --------------------------------------------------------------------------------------------------
 
 
-def _read_reviews(
-    path: Path, fmt: _Format, errors: LineErrors, texts: dict[tuple[str, str, int], tuple[str, str]] | None = None
-) -> tuple[list[str], dict[str, tuple[list[str], list[int]]]]:
-    """Per-user (item key, time) lists in file order; users in order of their first review.
+@dataclass
+class _Interactions:
+    """Every valid review line, compactly: integer codes + times in file order, texts spilled to a file.
 
-    With ``texts`` (a dict filled in place), also the review text and summary of each (user, item key,
-    time); the first line wins for duplicates, as the sequence cleaning keeps the first.
+    ``users`` / ``items`` map each id string to its code (one copy per distinct id; users in order of
+    their first review, items in order of first appearance in the file); ``user``, ``item``, ``time`` hold
+    one entry per review line (8 bytes each). With ``texts`` (a temporary file), review ``j``'s text is
+    bytes ``offsets[2j]:offsets[2j+1]`` and its summary ``offsets[2j+1]:offsets[2j+2]`` (UTF-8), so the
+    memory the reader holds grows by ~40 bytes per line, whatever the length of the review texts.
     """
-    by_user: dict[str, tuple[list[str], list[int]]] = {}
+
+    users: dict[str, int]
+    items: dict[str, int]
+    user: np.ndarray
+    item: np.ndarray
+    time: np.ndarray
+    texts: Any = None
+    offsets: np.ndarray | None = None
+
+
+def _read_reviews(path: Path, fmt: _Format, errors: LineErrors, texts: Any = None) -> _Interactions:
+    """Stream the reviews file once into :class:`_Interactions` (no parsed record outlives its line).
+
+    ``texts``: a binary file to append each review's text and summary to (``None``: texts not kept).
+    """
+    users: dict[str, int] = {}
+    items: dict[str, int] = {}
+    user_codes, item_codes, times = array("q"), array("q"), array("q")
+    offsets = array("q", [0])
+    position = 0
     keys = (fmt.user_key, fmt.item_key, fmt.time_key)
     for number, record in iter_json_records(path, errors, desc=path.name):
         missing = [key for key in keys if record.get(key) in (None, "")]
@@ -271,14 +306,77 @@ def _read_reviews(
             errors(path, number, str(error))
             continue
         user, item = str(record[fmt.user_key]), str(record[fmt.item_key])
-        entry = by_user.get(user)
-        if entry is None:
-            entry = by_user[user] = ([], [])
-        entry[0].append(item)
-        entry[1].append(stamp)
+        user_codes.append(users.setdefault(user, len(users)))
+        item_codes.append(items.setdefault(item, len(items)))
+        times.append(stamp)
         if texts is not None:
-            texts.setdefault((user, item, stamp), (_text(record.get(fmt.review_key)), _text(record.get(fmt.summary_key))))
-    return list(by_user), by_user
+            for value in (record.get(fmt.review_key), record.get(fmt.summary_key)):
+                encoded = _text(value).encode("utf-8", "replace")
+                texts.write(encoded)
+                position += len(encoded)
+                offsets.append(position)
+    return _Interactions(
+        users, items,
+        np.frombuffer(user_codes, dtype=np.int64), np.frombuffer(item_codes, dtype=np.int64),
+        np.frombuffer(times, dtype=np.int64),
+        texts, np.frombuffer(offsets, dtype=np.int64) if texts is not None else None,
+    )
+
+
+def _first_occurrence(user: np.ndarray, item: np.ndarray, time: np.ndarray) -> np.ndarray:
+    """For each line, the first line (file order) with the same (user, item, time)."""
+    order = np.lexsort((time, item, user))  # stable: equal keys stay in file order
+    if not len(order):
+        return order
+    u, i, t = user[order], item[order], time[order]
+    new_group = np.r_[True, (u[1:] != u[:-1]) | (i[1:] != i[:-1]) | (t[1:] != t[:-1])]
+    group_first = order[np.flatnonzero(new_group)][np.cumsum(new_group) - 1]
+    first = np.empty_like(order)
+    first[order] = group_first
+    return first
+
+
+def _string_column(texts: Any, offsets: np.ndarray, which: int, rows: np.ndarray, chunk: int = 1 << 16) -> pa.ChunkedArray:
+    """The texts (``which`` 0: review, 1: summary) of review lines ``rows`` as an Arrow string column.
+
+    Each text is read from the spill file straight into the column's Arrow buffer (``os.preadv``): no
+    Python string per text, and no mapping of the whole file (rows are in user order, so a chunk of rows
+    touches pages all over the file).
+    """
+    texts.flush()
+    fd = texts.fileno()
+    chunks = []
+    for begin in range(0, len(rows), chunk):
+        part = rows[begin:begin + chunk]
+        starts, ends = offsets[2 * part + which], offsets[2 * part + which + 1]
+        lengths = np.r_[0, np.cumsum(ends - starts)]
+        data = pa.allocate_buffer(int(lengths[-1]))  # Arrow memory, filled in place from the spill file
+        if lengths[-1]:
+            target = memoryview(np.frombuffer(data, dtype=np.uint8))
+            for a, b, at in zip(starts.tolist(), ends.tolist(), lengths[:-1].tolist(), strict=True):
+                if b > a:
+                    _read_into(fd, target[at:at + b - a], a)
+            del target
+        chunks.append(pa.StringArray.from_buffers(len(part), pa.py_buffer(lengths.astype(np.int32)), data))
+    return pa.chunked_array(chunks, type=pa.string())
+
+
+def _read_into(fd: int, target: memoryview, offset: int) -> None:
+    """Fill ``target`` with the bytes of file ``fd`` from ``offset`` on."""
+    done = 0
+    while done < len(target):
+        got = os.preadv(fd, [target[done:]], offset + done) if hasattr(os, "preadv") else _pread_copy(
+            fd, target[done:], offset + done)
+        if got <= 0:
+            raise OSError(f"review text spill file ended early at byte {offset + done}")
+        done += got
+
+
+def _pread_copy(fd: int, target: memoryview, offset: int) -> int:
+    data = os.pread(fd, len(target), offset)
+    target[:len(data)] = data
+    return len(data)
+
 
 
 def kcore_mask(users: np.ndarray, items: np.ndarray, k: int) -> tuple[np.ndarray, int]:
@@ -333,7 +431,7 @@ def _read_meta(
         if key in found:
             repeated += 1
             continue
-        found[key] = record
+        found[key] = {field: record[field] for field in _META_FIELDS if field in record}  # only what genrec reads
     return found, repeated
 
 
@@ -350,7 +448,7 @@ def read_amazon(
 
     ``keep_review_text`` (default): also write the extra config ``reviews`` (``user_id``, ``item_id``,
     ``timestamp``, ``review``, ``summary``; one row per kept interaction), the text the TTDS review task
-    predicts. ``False`` saves the memory of holding every review text while reading.
+    predicts; while reading, the texts wait in a temporary file (not in memory). ``False`` skips them.
     """
     fmt = {"2014": _FORMAT_2014, "2023": _FORMAT_2023}.get(str(release))
     if fmt is None:
@@ -365,69 +463,94 @@ def read_amazon(
                 f"{fmt.download}"
             )
     errors = LineErrors(on_error)
-    texts: dict[tuple[str, str, int], tuple[str, str]] | None = {} if keep_review_text else None
-    user_order, by_user = _read_reviews(reviews, fmt, errors, texts)
-    raw_reviews = sum(len(entry[0]) for entry in by_user.values())
+    with tempfile.TemporaryFile(prefix="genrec-amazon-texts-") if keep_review_text else nullcontext() as spill:
+        return _build(fmt, release, kcore, reviews, meta, errors, _read_reviews(reviews, fmt, errors, spill))
 
-    # Chronological order per user (stable) and duplicate removal, before k-core (as S3-Rec sorts first).
-    item_codes: dict[str, int] = {}
-    flat_users: list[int] = []
-    flat_items: list[int] = []
-    flat_times: list[int] = []
-    resorted = duplicates = 0
-    for code, user in enumerate(tqdm(user_order, desc="sorting users", unit=" users", disable=None, leave=False)):
-        items, times, was_resorted, dropped = clean_user_sequence(*by_user[user])
-        resorted += was_resorted
-        duplicates += dropped
-        flat_users.extend([code] * len(items))
-        flat_items.extend(item_codes.setdefault(item, len(item_codes)) for item in items)
-        flat_times.extend(times)
-    del by_user
-    users = np.asarray(flat_users, dtype=np.int64)
-    items = np.asarray(flat_items, dtype=np.int64)
+
+def _build(
+    fmt: _Format, release: str, kcore: int, reviews: Path, meta: Path, errors: LineErrors, data: _Interactions
+) -> SourceData:
+    """Sort, clean, k-core filter and renumber the interactions, join the metadata: the :class:`SourceData`."""
+    user_order = list(data.users)
+    raw_reviews = len(data.user)
+    n_users = len(user_order)
+
+    # Chronological order per user (stable: ties keep the file order) and duplicate removal, before k-core
+    # (as S3-Rec sorts first). Users in order of their first review (their codes).
+    by_user = np.argsort(data.user, kind="stable")
+    file_times = data.time[by_user]
+    same_user = data.user[by_user][1:] == data.user[by_user][:-1]
+    resorted = len(np.unique(data.user[by_user][1:][same_user & (file_times[1:] < file_times[:-1])]))
+    order = np.argsort(data.time, kind="stable")
+    order = order[np.argsort(data.user[order], kind="stable")]
+    users, items, times = data.user[order], data.item[order], data.time[order]
+    repeat = np.r_[False, (users[1:] == users[:-1]) & (items[1:] == items[:-1]) & (times[1:] == times[:-1])]
+    duplicates = int(repeat.sum())
+    if duplicates:
+        order, users, items, times = order[~repeat], users[~repeat], items[~repeat], times[~repeat]
+    del by_user, file_times, same_user, repeat
     keep, rounds = kcore_mask(users, items, kcore)
     kept_users = np.unique(users[keep])
     kept_items = np.unique(items[keep])
+    n_items = len(data.items)
     logger.info(
         "%d-core: kept %d of %d interactions, %d of %d users, %d of %d items (%d rounds)",
-        kcore, int(keep.sum()), len(keep), len(kept_users), len(user_order), len(kept_items), len(item_codes), rounds,
+        kcore, int(keep.sum()), len(keep), len(kept_users), n_users, len(kept_items), n_items, rounds,
     )
 
-    # Renumber: users by first review in the file, items by first appearance in that walk.
-    item_keys = list(item_codes)
-    new_item_id: dict[int, str] = {}
+    # Renumber: users by first review in the file, items by first appearance along those users' sequences.
+    kept = np.flatnonzero(keep)
+    k_users, k_items, k_times = users[kept], items[kept], times[kept]
+    if len(kept):
+        unique_items, first_index = np.unique(k_items, return_index=True)
+        walk = unique_items[np.argsort(first_index)]  # item codes in order of first appearance in the walk
+    else:
+        walk = np.array([], dtype=np.int64)
+    new_code = np.zeros(n_items, dtype=np.int64)
+    new_code[walk] = np.arange(1, len(walk) + 1)
+    item_id_strings = [str(code) for code in range(len(walk) + 1)]
+    starts = np.flatnonzero(np.r_[True, k_users[1:] != k_users[:-1]]) if len(kept) else np.array([], dtype=np.int64)
+    ends = np.r_[starts[1:], len(kept)] if len(kept) else np.array([], dtype=np.int64)
+    id_codes = new_code[k_items].tolist()
+    time_values = k_times.tolist()
     sequences: list[UserSequence] = []
-    original_users: list[str] = []
-    review_rows: dict[str, list[Any]] = {name: [] for name in REVIEWS_SCHEMA.names}
-    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.array([], dtype=np.int64)
-    ends = np.r_[starts[1:], len(users)] if len(users) else np.array([], dtype=np.int64)
-    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-        span = np.flatnonzero(keep[start:end]) + start
-        if not len(span):
-            continue
-        ids = [new_item_id.setdefault(int(code), str(len(new_item_id) + 1)) for code in items[span].tolist()]
-        user_id = str(len(sequences) + 1)
-        sequences.append(UserSequence(user_id, ids, [flat_times[i] for i in span.tolist()]))
-        original_users.append(user_order[int(users[start])])
-        if texts is not None:
-            original = user_order[int(users[start])]
-            for index, item_id in zip(span.tolist(), ids, strict=True):
-                review, summary = texts.get((original, item_keys[int(items[index])], flat_times[index]), ("", ""))
-                for name, value in zip(REVIEWS_SCHEMA.names, (user_id, item_id, flat_times[index], review, summary),
-                                       strict=True):
-                    review_rows[name].append(value)
-
-    needed = {item_keys[code]: item_id for code, item_id in new_item_id.items()}
-    records, repeated = _read_meta(meta, fmt, set(needed), errors)
-    rows = [_item_row(fmt, item_id, key, records.get(key)) for key, item_id in needed.items()]
-    table = {name: [row[name] for row in rows] for name in fmt.item_schema.names}
-    item_table = Dataset(pa.Table.from_pydict(table, schema=fmt.item_schema))
+    for number, (start, end) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True), start=1):
+        sequences.append(UserSequence(str(number), [item_id_strings[c] for c in id_codes[start:end]],
+                                      time_values[start:end]))
+    original_users = [user_order[code] for code in k_users[starts].tolist()] if len(kept) else []
+    item_keys = list(data.items)
+    extra_configs: dict[str, Dataset] = {}
     users_table = Dataset(
         pa.Table.from_pydict(
             {"user_id": [s.user_id for s in sequences], "original_user_id": original_users},
             schema=pa.schema([pa.field("user_id", pa.string()), pa.field("original_user_id", pa.string())]),
-        )
+        ),
+        fingerprint=generate_random_fingerprint(),
     )
+    extra_configs["users"] = users_table
+    if data.texts is not None:
+        # the text of the first line with the same (user, item, time), as the duplicate removal keeps the first
+        rows = _first_occurrence(data.user, data.item, data.time)[order[kept]]
+        user_ids = np.repeat(np.arange(1, len(starts) + 1), ends - starts)
+        columns = [
+            pa.array(user_ids.astype(str), type=pa.string()),
+            pa.array(new_code[k_items].astype(str), type=pa.string()),
+            pa.array(k_times, type=pa.int64()),
+            _string_column(data.texts, data.offsets, 0, rows),
+            _string_column(data.texts, data.offsets, 1, rows),
+        ]
+        # a random fingerprint: the default one pickles (copies) the whole table just to hash it
+        extra_configs["reviews"] = Dataset(pa.Table.from_arrays(columns, schema=REVIEWS_SCHEMA),
+                                           fingerprint=generate_random_fingerprint())
+    new_item_id = {int(code): item_id_strings[new] for code, new in zip(walk.tolist(), range(1, len(walk) + 1),
+                                                                        strict=True)}
+    item_codes = data.items
+    texts = data.texts
+    needed = {item_keys[code]: item_id for code, item_id in new_item_id.items()}
+    records, repeated = _read_meta(meta, fmt, set(needed), errors)
+    rows = [_item_row(fmt, item_id, key, records.get(key)) for key, item_id in needed.items()]
+    table = {name: [row[name] for row in rows] for name in fmt.item_schema.names}
+    item_table = Dataset(pa.Table.from_pydict(table, schema=fmt.item_schema), fingerprint=generate_random_fingerprint())
     without_meta = sum(1 for key in needed if key not in records)
     without_title = sum(1 for row in rows if not row["title"])
     if without_meta:
@@ -438,7 +561,7 @@ def read_amazon(
         {
             "duplicate_consecutive_interactions": duplicates,
             "kcore_interactions": int(len(keep) - keep.sum()),
-            "kcore_users": int(len(user_order) - len(kept_users)),
+            "kcore_users": int(n_users - len(kept_users)),
             "kcore_items": int(len(item_codes) - len(kept_items)),
             "repeated_metadata_lines": repeated,
         }
@@ -468,9 +591,7 @@ def read_amazon(
                "summary)." if texts is not None else ""),
         ],
         files=[reviews, meta],
-        extra_configs={"users": users_table, **(
-            {"reviews": Dataset(pa.Table.from_pydict(review_rows, schema=REVIEWS_SCHEMA))} if texts is not None else {}
-        )},
+        extra_configs=extra_configs,
     )
 
 
