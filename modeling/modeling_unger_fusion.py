@@ -46,6 +46,30 @@ __all__ = ["UngerFusionModel", "UngerFusionOutput", "UngerFusionPreTrainedModel"
 _PCA_SEED = 2024
 
 
+def _items_of_every_process(items: torch.Tensor) -> torch.Tensor | None:
+    """Under data-parallel training (a ``torch.distributed`` group of several processes), the sorted distinct
+    item indices of every process's part of the batch; else None.
+
+    The alignment loss contrasts the batch's items with each other (in-batch negatives): with the batch split
+    across processes, each process computes it over the whole batch's items, as one process would, so that a
+    multi-process run trains what a one-process run trains. Item indices carry no gradient; the embeddings of
+    the gathered items come from the (replicated) item tables.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return None
+    world = dist.get_world_size()
+    size = torch.tensor([items.numel()], device=items.device, dtype=torch.long)
+    sizes = [torch.zeros_like(size) for _ in range(world)]
+    dist.all_gather(sizes, size)
+    longest = int(max(int(s) for s in sizes))
+    padded = F.pad(items.long(), (0, longest - items.numel()))
+    parts = [torch.zeros_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    return torch.unique(torch.cat([part[: int(n)] for part, n in zip(parts, sizes, strict=True)]))
+
+
 @dataclass
 class UngerFusionOutput(ModelOutput):
     """Output of :class:`UngerFusionModel`.
@@ -502,7 +526,12 @@ class UngerFusionModel(UngerFusionPreTrainedModel):
             if config.uses_alignment:
                 in_batch = torch.unique(torch.cat([history_ids[mask.bool()], labels]))
                 in_batch = in_batch[in_batch > 0]
-                if sampled:
+                everywhere = _items_of_every_process(in_batch)
+                if everywhere is not None:
+                    # data-parallel training: the global batch's items, the negatives one process would use
+                    c_all, s_all, _ = self._components(everywhere)
+                    loss_align = self._alignment_loss(c_all, s_all)
+                elif sampled:
                     rows = torch.searchsorted(ids, in_batch)
                     loss_align = self._alignment_loss(c[rows], s[rows])
                 else:

@@ -143,6 +143,23 @@ def embedding(out: Path, rank: int) -> dict:
             "items": len(emb), "rows_encoded": sum(rows)}
 
 
+def stage1(out: Path, rank: int) -> dict:
+    """Stage I alone (batch 8, 4 steps: no epoch's last partial batch), for one process against two."""
+    from genrec.trainers.stages.stage1 import train_stage1
+
+    splits, ids = testing_utils.ring_splits(30, 40, 0)
+    data = testing_utils.write_dataset(out / f"data-{rank}", splits, ids, description="ring walks")
+    g = torch.Generator().manual_seed(0)
+    semantic = ItemEmbeddings(ids, torch.randn(len(ids), 6, generator=g), {"stage": "test"})
+    semantic_path = semantic.save(out / f"semantic-{rank}.safetensors")
+    config = UngerFusionConfig(hidden_size=8, din_attention_hidden_sizes=[8], din_mlp_hidden_sizes=[16],
+                               intermediate_size=16, max_history_items=20)
+    result = train_stage1(data, semantic_path, out / "stage1", config=config, max_steps=4, eval_every=2,
+                          batch_size=8, warmup_steps=1, lr=1e-2, log_with=None, show_progress=False)
+    emb = ItemEmbeddings.load(result.embeddings_path)
+    return {"recall": result.validation_recall_at_10, "embeddings": emb.embeddings.tolist()}
+
+
 def mainjob(out: Path, rank: int) -> dict:
     """The main job (``run_pipeline``) on ``MAINJOB_DATA`` into ``out`` by every rank, without dropout (so that two
     processes can train what one does); what the test compares."""
@@ -167,7 +184,8 @@ if __name__ == "__main__":
     report_dir.mkdir(parents=True, exist_ok=True)
     rank = int(os.environ["RANK"])
     result = {"world_size": int(os.environ["WORLD_SIZE"])}
-    jobs = {"unger": unger, "ttds": ttds, "evaluation": evaluation, "embedding": embedding, "mainjob": mainjob}
+    jobs = {"unger": unger, "ttds": ttds, "evaluation": evaluation, "embedding": embedding, "mainjob": mainjob,
+            "stage1": stage1}
     result.update(jobs[which](out, rank))
     from accelerate import PartialState
 
