@@ -37,17 +37,22 @@ def digest(module: torch.nn.Module, keep=lambda name: True) -> str:
     return h.hexdigest()
 
 
-def unger(out: Path, rank: int) -> dict:
-    from genrec.trainers.stages.stage1 import train_stage1
-    from genrec.trainers.stages.stage2 import train_stage2
-
+def ring_stage1_inputs(out: Path, rank: int) -> tuple[Path, list[str], Path, UngerFusionConfig]:
+    """This rank's copy of a ring-walk dataset, seeded semantic embeddings and a tiny Stage I config."""
     splits, ids = testing_utils.ring_splits(30, 40, 0)
     data = testing_utils.write_dataset(out / f"data-{rank}", splits, ids, description="ring walks")
     g = torch.Generator().manual_seed(0)
     semantic = ItemEmbeddings(ids, torch.randn(len(ids), 6, generator=g), {"stage": "test"})
-    semantic_path = semantic.save(out / f"semantic-{rank}.safetensors")
     config = UngerFusionConfig(hidden_size=8, din_attention_hidden_sizes=[8], din_mlp_hidden_sizes=[16],
                                intermediate_size=16, max_history_items=20)
+    return data, ids, semantic.save(out / f"semantic-{rank}.safetensors"), config
+
+
+def unger(out: Path, rank: int) -> dict:
+    from genrec.trainers.stages.stage1 import train_stage1
+    from genrec.trainers.stages.stage2 import train_stage2
+
+    data, ids, semantic_path, config = ring_stage1_inputs(out, rank)
     stage1 = train_stage1(data, semantic_path, out / "stage1", config=config, max_steps=4, eval_every=2,
                           batch_size=8, warmup_steps=1, lr=1e-2, log_with=None, show_progress=False)
     codes = np.random.default_rng(0).integers(0, 4, size=(len(ids), 2))
@@ -147,13 +152,7 @@ def stage1(out: Path, rank: int) -> dict:
     """Stage I alone (batch 8, 4 steps: no epoch's last partial batch), for one process against two."""
     from genrec.trainers.stages.stage1 import train_stage1
 
-    splits, ids = testing_utils.ring_splits(30, 40, 0)
-    data = testing_utils.write_dataset(out / f"data-{rank}", splits, ids, description="ring walks")
-    g = torch.Generator().manual_seed(0)
-    semantic = ItemEmbeddings(ids, torch.randn(len(ids), 6, generator=g), {"stage": "test"})
-    semantic_path = semantic.save(out / f"semantic-{rank}.safetensors")
-    config = UngerFusionConfig(hidden_size=8, din_attention_hidden_sizes=[8], din_mlp_hidden_sizes=[16],
-                               intermediate_size=16, max_history_items=20)
+    data, ids, semantic_path, config = ring_stage1_inputs(out, rank)
     result = train_stage1(data, semantic_path, out / "stage1", config=config, max_steps=4, eval_every=2,
                           batch_size=8, warmup_steps=1, lr=1e-2, log_with=None, show_progress=False)
     emb = ItemEmbeddings.load(result.embeddings_path)
