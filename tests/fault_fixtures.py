@@ -50,6 +50,35 @@ def write_s3rec(folder: Path, *, n_users: int = 60, n_items: int = 40, seed: int
     return folder
 
 
+def file_hashes(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` (posix path relative to it) -> sha256 of its bytes: "nothing was touched"."""
+    import hashlib
+
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def save_random_unger(item_ids: list[str], folder: Path) -> Path:
+    """A seeded random UNGER model + tokenizer (2 levels x 4 codes) over ``item_ids``, saved as a run folder is."""
+    import numpy as np
+    import torch
+
+    from genrec.modeling.configuration_unger import UngerConfig
+    from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
+    from genrec.tokenization.code_table import CodeTable
+    from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
+
+    codes = np.random.default_rng(0).integers(0, 4, size=(len(item_ids), 2))
+    tok = SemanticIDTokenizer.from_code_table(CodeTable.from_codes(item_ids, codes, codebook_sizes=[4, 4]))
+    torch.manual_seed(0)
+    model = UngerForGenerativeRecommendation(
+        UngerConfig.from_tokenizer(tok, d_model=16, num_attention_heads=2, ffn_dim=32, decoder_layers=1)
+    )
+    model.save_pretrained(folder)
+    tok.save_pretrained(str(folder))
+    return folder
+
+
 def run_tiny(dataset: Path | str, out: Path, **overrides: Any) -> dict[str, Any]:
     """``run_pipeline`` with the tiny profile (``overrides`` replace its keyword arguments)."""
     kwargs: dict[str, Any] = {"profile": TINY, "codebook_size": TINY_CODEBOOK, "show_progress": False, "seed": 7}

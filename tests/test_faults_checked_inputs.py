@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fault_fixtures import write_s3rec
+from fault_fixtures import save_random_unger, write_s3rec
 from testing_utils import write_dataset
 
 from genrec.cli import main
@@ -33,7 +33,6 @@ from genrec.modeling.configuration_mscgrec import MSCGRecConfig
 from genrec.modeling.configuration_ttds import TTDSConfig
 from genrec.modeling.configuration_unger import UngerConfig
 from genrec.modeling.configuration_unger_fusion import UngerFusionConfig
-from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
 from genrec.modeling.modeling_unger_fusion import UngerFusionModel
 from genrec.tokenization.code_table import CodeTable
 from genrec.tokenization.tokenization_semantic_id import SPECIAL_TOKENS, SemanticIDTokenizer
@@ -70,16 +69,7 @@ def model_dir(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A (random) UNGER model + tokenizer over the dataset's catalogue, saved as a run folder is."""
     _, items = load_genrec_dataset(dataset)
     ids = list(items["item_id"])
-    codes = np.random.default_rng(0).integers(0, 4, size=(len(ids), 2))
-    tok = SemanticIDTokenizer.from_code_table(CodeTable.from_codes(ids, codes, codebook_sizes=[4, 4]))
-    torch.manual_seed(0)
-    model = UngerForGenerativeRecommendation(
-        UngerConfig.from_tokenizer(tok, d_model=16, num_attention_heads=2, ffn_dim=32, decoder_layers=1)
-    )
-    folder = tmp_path_factory.mktemp("model") / "run"
-    model.save_pretrained(folder)
-    tok.save_pretrained(str(folder))
-    return folder
+    return save_random_unger(list(ids), tmp_path_factory.mktemp("model") / "run")
 
 
 def copy_folder(source: Path, target: Path) -> Path:

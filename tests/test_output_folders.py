@@ -6,7 +6,6 @@ Every run uses the tiny profile of ``fault_fixtures`` on synthetic S3-Rec data (
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -16,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fault_fixtures import run_tiny, write_s3rec
+from fault_fixtures import file_hashes, run_tiny, write_s3rec
 
 from genrec.trainers.jobs.output_folder import (
     LOCK_FILE,
@@ -30,10 +29,6 @@ from genrec.trainers.jobs.output_folder import (
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _tree(folder: Path) -> dict[str, str]:
-    """Every file under ``folder`` -> sha256 of its bytes."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -59,21 +54,21 @@ def test_run_refuses_a_folder_it_did_not_make(data: Path, tmp_path: Path) -> Non
     (out / "stage1" / "notes.txt").write_text("more notes")
     (out / "README.md").write_text("# my project")
     (out / "config.json").write_text('{"mine": true}')
-    before = _tree(out)
+    before = file_hashes(out)
     with pytest.raises(FileExistsError, match="not made by genrec"):
         run_tiny(data, out)
-    assert _tree(out) == before  # nothing touched, no manifest or lock left
+    assert file_hashes(out) == before  # nothing touched, no manifest or lock left
 
 
 def test_run_refuses_an_out_folder_holding_its_dataset(tmp_path: Path) -> None:
     out = tmp_path / "project"
     dataset = write_s3rec(out / "data")
-    before = _tree(out)
+    before = file_hashes(out)
     with pytest.raises(ValueError, match="contains the --dataset input"):
         run_tiny(dataset, out)
     with pytest.raises(ValueError, match="is the --dataset folder itself"):
         run_tiny(dataset, dataset)
-    assert _tree(out) == before
+    assert file_hashes(out) == before
 
 
 def test_the_cli_says_it_in_one_line(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -118,17 +113,17 @@ def test_inputs_outside_the_output_folder_pass(tmp_path: Path) -> None:
 def test_a_copied_run_folder_exports_its_own_model(data: Path, run_a: Path, tmp_path: Path) -> None:
     copy = tmp_path / "b"
     shutil.copytree(run_a, copy)
-    own = _tree(copy)
+    own = file_hashes(copy)
     run_tiny(data, run_a, seed=11)  # the original retrained with another seed: other weights
-    assert _tree(run_a)["model.safetensors"] != own["model.safetensors"]
+    assert file_hashes(run_a)["model.safetensors"] != own["model.safetensors"]
     summary = run_tiny(data, copy)  # rerun the copy: every stage reused, exported again
-    after = _tree(copy)
+    after = file_hashes(copy)
     assert after["model.safetensors"] == own["model.safetensors"]
     assert after["model.safetensors"] == after["stage2/best/model.safetensors"]
     assert summary["seed"] == 7
     shutil.rmtree(run_a)  # the original gone: the copy still reruns
     run_tiny(data, copy)
-    assert _tree(copy)["model.safetensors"] == own["model.safetensors"]
+    assert file_hashes(copy)["model.safetensors"] == own["model.safetensors"]
 
 
 # -- 3. fine-tuning never writes over its source --------------------------------------------------------------
@@ -139,12 +134,12 @@ def test_finetune_refuses_out_equal_to_or_around_from(data: Path, tmp_path: Path
 
     if not run_a.exists():  # the copy test above removed it
         run_tiny(data, run_a)
-    before = _tree(run_a)
+    before = file_hashes(run_a)
     with pytest.raises(ValueError, match="--from folder itself"):
         finetune_unger(run_a, str(data), run_a, profile="quick", show_progress=False)
     with pytest.raises(ValueError, match="contains the --from input"):
         finetune_unger(run_a, str(data), run_a.parent, profile="quick", show_progress=False)
-    assert _tree(run_a) == before
+    assert file_hashes(run_a) == before
 
 
 # -- 4. one job per output folder ------------------------------------------------------------------------------

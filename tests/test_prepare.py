@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 
 import pytest
 from datasets import Dataset, load_dataset
+from fault_fixtures import file_hashes
 
 from genrec.data_scripts import hub_layout, prepare
 from genrec.data_scripts.hub_layout import config_names, read_card, write_config
@@ -37,11 +37,6 @@ def _s3rec(tmp_path, lines="1 1 2 3 4\n2 2 3 1\n3 4 1\n"):
     return folder
 
 
-def _digest(folder):
-    return {
-        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*")) if p.is_file()
-    }
 
 
 def test_ml100k_folder_loads(ml_folder, tmp_path):
@@ -74,7 +69,7 @@ def test_out_dir_safety(ml_folder, tmp_path, monkeypatch):
     folder = _s3rec(tmp_path)
     target = tmp_path / "out"
     prepare_dataset("s3rec", target, path=folder)
-    before = _digest(target)
+    before = file_hashes(target)
     # an interrupted run (failure while writing the card) leaves the old folder as it was, and no leftovers
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
@@ -83,11 +78,11 @@ def test_out_dir_safety(ml_folder, tmp_path, monkeypatch):
         patch.setattr(hub_layout, "update_card", boom)
         with pytest.raises(KeyboardInterrupt):
             prepare_dataset("s3rec", target, path=folder, max_history=1, overwrite=True)
-    assert _digest(target) == before
+    assert file_hashes(target) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "s3"]
     # same inputs, same bytes
     prepare_dataset("s3rec", target, path=folder, overwrite=True)
-    assert _digest(target) == before
+    assert file_hashes(target) == before
     empty = tmp_path / "empty"
     empty.mkdir()
     prepare_dataset("s3rec", empty, path=folder)  # an existing empty folder is fine
