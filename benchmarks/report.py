@@ -5,7 +5,7 @@
     python benchmarks/report.py --only ml100k-pop ml100k-markov
     python benchmarks/report.py --force ml100k-recbole-sasrec
     python benchmarks/report.py --skip 'beauty-recbole-*'   # ids or shell patterns everywhere
-    python benchmarks/report.py --render-only         # rewrite RESULTS.md + plot from the stored JSON only
+    python benchmarks/report.py --render-only         # rewrite RESULTS.md + plots from the stored JSON only
 
 Why: a table of "this model vs that baseline" is only worth something if every number in it was measured on
 the same split with the same metrics and can be re-measured by anyone. Each row below (``ROWS``) names its
@@ -52,8 +52,10 @@ from collections.abc import Sequence
 from reporting import cli
 from reporting.cli import build_context, expand_ids, print_list, run_report  # noqa: F401
 from reporting.core import (  # noqa: F401
+    ABLATION_PLOT_NAME,
     BENCH_DIR,
     DATASETS,
+    HEADLINE_ROWS,
     METRIC_LABELS,
     PLOT_NAME,
     QUALITY_METRICS,
@@ -90,7 +92,16 @@ from reporting.quality import (  # noqa: F401
     stage2_variant_row,
 )
 from reporting.registry import ROWS, default_rows  # noqa: F401
-from reporting.render import Status, how_to_run, render_markdown, render_plot, row_status  # noqa: F401
+from reporting.render import (  # noqa: F401
+    Status,
+    ablation_panels,
+    headline_panels,
+    how_to_run,
+    render_ablation_plot,
+    render_markdown,
+    render_plot,
+    row_status,
+)
 from reporting.store import (  # noqa: F401
     compute_row,
     fingerprint,

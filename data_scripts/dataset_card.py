@@ -34,7 +34,8 @@ def dataset_title(source: str, files: list[Path], path: str | Path | None) -> st
 
 
 def card_body(title: str, report: PrepareReport, item_columns: list[str], source_label: str) -> str:
-    """The markdown body of the dataset card (what the data is, how it was split, what was skipped)."""
+    """The markdown body of the dataset card (what the data is, how it was split, what it is for and where it
+    stops, what was skipped)."""
     from genrec._version import __version__
 
     rows = report.rows
@@ -81,6 +82,20 @@ def card_body(title: str, report: PrepareReport, item_columns: list[str], source
         f"items (a row holds at most {report.max_history + 1} items). Interactions are sorted per user with a "
         "stable sort (ties keep the source order); a repeated item at the same time as the interaction "
         "before it is dropped as a duplicate.",
+        "",
+        "## Intended use and limitations",
+        "",
+        "For training and evaluating sequential recommenders offline: predict each user's next item from the "
+        "items before it. What the split can and cannot say:",
+        "",
+        "- One target per user in validation and test (leave-one-out), so HR@K and Recall@K are the same number; "
+        "the figures are offline ranking metrics on this one public dataset, not measured effects on people, and "
+        "do not carry over to another catalogue or period.",
+        "- Interaction logs carry a popularity skew (a few items take many of the interactions); a model fitted to "
+        "them, and metrics computed on them, favour popular items."
+        + (f" The {report.kcore}-core filter keeps only users and items with at least {report.kcore} "
+           "interactions, so short histories and rare items are under-represented." if report.kcore else ""),
+        "- The data belong to their owners, whose terms (below) apply to every copy and to models trained on it.",
         "",
         "## Source",
         "",

@@ -6,10 +6,16 @@ split name is part of the table heading ("test" numbers are the reported ones; "
 labelled as such). The YAML header is written by ``huggingface_hub.ModelCardData``: ``library_name``,
 ``tags``, ``datasets``, ``base_model``, ``license`` (+ ``license_name``/``license_link`` for ``other``),
 ``pipeline_tag`` and a ``model-index`` built from the test metrics (``EvalResult``).
+
+Leave-one-out splits have one target per user, so ``hr@K`` (a hit in the top K) and ``recall@K`` (the share of
+the user's targets in the top K) are the same number; the evaluation keeps both names (``run.json`` and other
+tools read either), the cards print ``recall@K`` only (:func:`without_duplicate_hr`). A split's table may have
+several columns (``metric_columns``), e.g. the model alone beside the model with the transition prior.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,7 +29,7 @@ TEMPLATE_PATH = Path(__file__).parent / "templates" / "model_card.md"
 PIPELINE_TAG = "other"
 
 CITATIONS = {
-    "unger": "Xiao et al., *UNGER: Generative Recommendation with a Unified Code via Semantic and "
+    "unger": "Xiao et al., *UNGER: Generative Recommendation with A Unified Code via Semantic and "
     "Collaborative Integration*, ACM TOIS.",
     "ttds": "Yin et al., *Unleash LLMs Potential for Recommendation by Coordinating Twin-Tower Dynamic "
     "Semantic Token Generator*.",
@@ -31,23 +37,30 @@ CITATIONS = {
     "Signals* (MSCGRec).",
 }
 
-#: BibTeX of the papers genrec implements (what the reading copies state; no guessed venue or year).
+#: BibTeX of the papers genrec implements, as their arXiv records give them (identifier, year, authors; the
+#: reading copies in ``../shared/papers/`` lost their date lines in extraction), braces keeping acronyms' capitals.
 BIBTEX = {
-    "unger": """@article{xiao_unger,
-  title   = {UNGER: Generative Recommendation with A Unified Code via Semantic and Collaborative Integration},
-  author  = {Xiao and others},
-  journal = {ACM Transactions on Information Systems}
+    "unger": """@article{xiao2025unger,
+  title   = {{UNGER}: Generative Recommendation with {A} Unified Code via Semantic and Collaborative Integration},
+  author  = {Xiao, Longtao and Wang, Haozhao and Wang, Cheng and Ji, Linfei and Wang, Yifan and Zhu, Jieming and
+             Dong, Zhenhua and Zhang, Rui and Li, Ruixuan},
+  journal = {arXiv preprint arXiv:2502.06269},
+  year    = {2025}
 }""",
-    "ttds": """@misc{yin_ttds,
-  title  = {Unleash LLMs Potential for Recommendation by Coordinating Twin-Tower Dynamic Semantic Token Generator},
-  author = {Yin, Jun and Zeng, Zhengxin and Li, Mingzheng and Yan, Hao and Li, Chaozhao and Han, Weihao and
-            Zhang, Jianjin and Liu, Ruochen and Sun, Allen and Deng, Denvy and Sun, Feng and Zhang, Qi and
-            Pan, Shirui and Wang, Senzhang}
+    "ttds": """@article{yin2024ttds,
+  title   = {Unleash {LLMs} Potential for Recommendation by Coordinating Twin-Tower Dynamic Semantic Token Generator},
+  author  = {Yin, Jun and Zeng, Zhengxin and Li, Mingzheng and Yan, Hao and Li, Chaozhao and Han, Weihao and
+             Zhang, Jianjin and Liu, Ruochen and Sun, Allen and Deng, Denvy and Sun, Feng and Zhang, Qi and
+             Pan, Shirui and Wang, Senzhang},
+  journal = {arXiv preprint arXiv:2409.09253},
+  year    = {2024}
 }""",
-    "mscgrec": """@misc{vandenhirtz_mscgrec,
-  title  = {Multimodal Generative Recommendation for Fusing Semantic and Collaborative Signals},
-  author = {Vandenhirtz, Moritz and Hassani, Kaveh and Ghasemlou, Shervin and Shao, Shuai and
-            Eghbalzadeh, Hamid and Peng, Fuchun and Liu, Jun and Iuzzolino, Michael Louis}
+    "mscgrec": """@article{vandenhirtz2026mscgrec,
+  title   = {Multimodal Generative Recommendation for Fusing Semantic and Collaborative Signals},
+  author  = {Vandenhirtz, Moritz and Hassani, Kaveh and Ghasemlou, Shervin and Shao, Shuai and
+             Eghbalzadeh, Hamid and Peng, Fuchun and Liu, Jun and Iuzzolino, Michael Louis},
+  journal = {arXiv preprint arXiv:2602.03713},
+  year    = {2026}
 }""",
 }
 
@@ -84,12 +97,91 @@ def dataset_fields(terms: Any, dataset: str, hub_id: str | None) -> dict[str, An
     }
 
 
+def without_duplicate_hr(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """``metrics`` less each ``hr@K`` that equals its ``recall@K``.
+
+    With one target per user (leave-one-out) a hit in the top K and the recall of the user's targets at K are
+    the same number, so a card that printed both would show every figure twice; an ``hr@K`` that differs (a
+    split with several targets per user) or has no ``recall@K`` beside it is kept.
+    """
+
+    def duplicate(key: str, value: Any) -> bool:
+        base, _, k = key.partition("@")
+        recall = metrics.get(f"recall@{k}")
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (value, recall))
+        return base == "hr" and numbers and math.isclose(value, recall, rel_tol=1e-9, abs_tol=1e-12)
+
+    return {key: value for key, value in metrics.items() if not duplicate(str(key), value)}
+
+
+def duplicate_hr_note(*metrics: Mapping[str, Any]) -> str:
+    """The sentence a card's results carry when :func:`without_duplicate_hr` left an ``hr@K`` out of any of
+    ``metrics`` (empty otherwise), so that a reader looking for HR knows where it went."""
+    dropped = any(len(without_duplicate_hr(values)) < len(values) for values in metrics)
+    return "One target per user, so HR@K equals Recall@K: only Recall@K is shown." if dropped else ""
+
+
+def intended_use_section(
+    *,
+    model: str,
+    dataset: str,
+    data_name: str,
+    num_items: int | None,
+    new_items: str,
+    transition_weight: float | None = None,
+    model_alone_call: str = "",
+    extra: Sequence[str] = (),
+) -> str:
+    """The card's "Intended use and limitations" section (Markdown) for ``model`` trained on ``dataset``.
+
+    Why in every card: a checkpoint on the Hub is found without its paper or this repository, so the card
+    itself says what the model is for (ranking this catalogue's next items for a user's history, as a research
+    baseline) and where its figures stop meaning anything: a closed catalogue (``new_items``: what a new item
+    takes), one public dataset with a leave-one-out split and offline metrics, the popularity skew of
+    interaction data, the data owners' terms (``data_name``), and, when the run mixes in the first-order
+    transition prior (``transition_weight``), how much of the figures that prior is (``model_alone_call``:
+    how to rank with the model alone). ``extra``: further bullets (e.g. a base model's licence).
+    """
+    items = f"the {num_items:,} items" if num_items else "the items"
+    lines = [
+        f"**Intended use.** Ranking the next items of this catalogue for one user's interaction history (item ids "
+        f"of {dataset}, oldest first), the task {model} was trained and evaluated on; a research baseline for "
+        "generative recommendation with semantic IDs, to reproduce, compare with and build on. It is not a "
+        "tested production recommender.",
+        "",
+        "**Limitations.**",
+        "",
+        f"- **Closed catalogue.** It only recommends {items} of its code table and cannot represent others. "
+        f"{new_items}",
+        f"- **One dataset, offline figures.** Trained on {dataset} alone, with a leave-one-out split (each "
+        "user's last item is the test target, the one before it the validation target). The figures below are "
+        "offline ranking metrics on that split, not measured effects on people, and do not carry over to another "
+        "catalogue, period or population.",
+        "- **Popularity bias.** Fitted to interaction logs, it repeats their popularity skew: often-seen items "
+        "are favoured and long-tail items seldom recommended; the offline metrics reward the same skew.",
+        f"- **The data's terms.** The weights are derived from {data_name}; the data owners' terms (under *Training "
+        "data*) apply to using and sharing them.",
+    ]
+    if transition_weight is not None:
+        lines.append(
+            "- **Transition prior.** Recommendations mix the model's scores with a first-order transition prior "
+            "counted on the training rows' consecutive item pairs: (1 - w) p_model + w p_transition(item | last "
+            f"history item), with w = {transition_weight} chosen on validation. The \"model + transition prior\" "
+            "figures therefore include a Markov-chain component fitted to the training data, not the generative "
+            "model alone; the \"model alone\" column is the model without it"
+            + (f" ({model_alone_call})." if model_alone_call else ".")
+        )
+    lines += [f"- {bullet}" for bullet in extra]
+    return "\n".join(lines)
+
+
 def eval_results(
     metrics: Mapping[str, Any], *, dataset_type: str, dataset_name: str, split: str = "test"
 ) -> list[EvalResult]:
-    """``model-index`` entries for ``metrics`` ("recall@10" -> value); non-numeric values are skipped."""
+    """``model-index`` entries for ``metrics`` ("recall@10" -> value); non-numeric values and each ``hr@K``
+    equal to its ``recall@K`` (:func:`without_duplicate_hr`) are skipped."""
     results = []
-    for key, value in metrics.items():
+    for key, value in without_duplicate_hr(metrics).items():
         if isinstance(value, bool) or not isinstance(value, int | float):
             continue
         base, _, k = str(key).partition("@")
@@ -102,6 +194,30 @@ def eval_results(
             )
         )
     return results
+
+
+def _format_metric(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
+
+
+def metric_tables(
+    metrics: Mapping[str, Mapping[str, Any]], metric_columns: Mapping[str, Mapping[str, Mapping[str, Any]]]
+) -> list[dict[str, Any]]:
+    """The card's result tables: ``{"split", "columns", "rows"}`` per split, the ``metric_columns`` splits
+    first; ``rows`` are ``[metric, value per column...]`` formatted to 4 decimals ("–" where a column lacks the
+    metric), without the ``hr@K`` that repeat ``recall@K``; a split without any metric has no table."""
+    splits: dict[str, dict[str, Mapping[str, Any]]] = {split: dict(columns) for split, columns in metric_columns.items()}
+    for split, values in metrics.items():
+        splits.setdefault(split, {"value": values})
+    tables = []
+    for split, columns in splits.items():
+        cleaned = {label: without_duplicate_hr(values) for label, values in columns.items()}
+        keys = list(dict.fromkeys(key for values in cleaned.values() for key in values))
+        rows = [[key, *(_format_metric(values[key]) if key in values else "–" for values in cleaned.values())]
+                for key in keys]
+        if rows:  # a split that was not evaluated gets no empty table
+            tables.append({"split": split, "columns": list(cleaned), "rows": rows})
+    return tables
 
 
 def build_model_card(
@@ -128,18 +244,26 @@ def build_model_card(
     training: Mapping[str, Any] | None = None,
     run_settings: Mapping[str, Any] | None = None,
     training_curve: str | None = None,
+    metric_columns: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+    results_note: str = "",
+    intended_use: str = "",
 ) -> ModelCard:
     """A filled model card; ``metrics`` maps a split name ("test", "validation") to metric -> value.
 
-    ``hyperparameters`` are the settings that differ from the defaults; ``run_settings`` the run's own
-    (profile, seed, steps); ``training`` time and hardware; ``code_table`` the code table's statistics;
-    ``hub_datasets`` the Hub ids for the YAML ``datasets`` (default: the keys of ``datasets`` that look like
-    Hub ids); ``model_index`` the ``EvalResult``s of the YAML ``model-index`` (it needs ``model_name``);
-    ``training_curve`` the repo-relative path of a training-curve image shown under the results.
+    ``metric_columns`` maps a split to column label -> metric -> value, for a split shown in several columns
+    (e.g. "model alone" and "model + transition prior"); it replaces that split's ``metrics`` table and comes
+    first. Every table leaves out the ``hr@K`` equal to ``recall@K`` (:func:`without_duplicate_hr`).
+    ``results_note`` is printed above the tables (what the figures can and cannot say); ``intended_use`` is
+    the "Intended use and limitations" section (Markdown). ``hyperparameters`` are the settings that differ
+    from the defaults; ``run_settings`` the run's own (profile, seed, steps); ``training`` time and hardware;
+    ``code_table`` the code table's statistics; ``hub_datasets`` the Hub ids for the YAML ``datasets``
+    (default: the keys of ``datasets`` that look like Hub ids); ``model_index`` the ``EvalResult``s of the
+    YAML ``model-index`` (it needs ``model_name``); ``training_curve`` the repo-relative path of a
+    training-curve image shown under the results.
     """
     from genrec._version import __version__
 
-    for split in metrics or {}:
+    for split in [*(metrics or {}), *(metric_columns or {})]:
         if split not in {"test", "validation", "train"}:
             raise ValueError(f"metric split must be test, validation or train, got {split!r}")
     if hub_datasets is None:
@@ -166,7 +290,9 @@ def build_model_card(
         usage=usage.strip(),
         datasets=dict(datasets),
         data_terms=data_terms,
-        metrics={split: dict(values) for split, values in (metrics or {}).items()},
+        metric_tables=metric_tables(metrics or {}, metric_columns or {}),
+        results_note=results_note,
+        intended_use=intended_use.strip(),
         hyperparameters=dict(hyperparameters or {}),
         run_settings=dict(run_settings or {}),
         training=dict(training or {}),

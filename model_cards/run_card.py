@@ -3,7 +3,10 @@
 What goes in (issue 12): YAML ``library_name``/``tags``/``datasets``/``license``/``pipeline_tag`` and a
 ``model-index`` of the test metrics; the settings that differ from the defaults; training time and hardware;
 code-table statistics; a usage snippet with the repo id and real item ids of the data, which runs as written
-(``tests/test_model_cards.py`` executes it); BibTeX. Nothing carries a local path: the dataset is named by its
+(``tests/test_model_cards.py`` executes it); BibTeX. Issue 30: an "Intended use and limitations" section; a run
+with the transition prior shows its test metrics for the model alone (``run.json``'s ``model_test_metrics``)
+beside the model + prior (``test_metrics``, what ``recommend`` ranks by); a ``quick``-profile run says its
+figures mean nothing. Nothing carries a local path: the dataset is named by its
 Hub id or folder name, and :func:`public_summary` rewrites ``run.json``'s paths relative to the run folder for
 upload.
 """
@@ -19,7 +22,14 @@ from typing import Any
 from huggingface_hub import ModelCard
 
 from genrec.data_scripts.provenance import data_terms, dataset_display_name
-from genrec.model_cards.card import build_model_card, code_table_summary, dataset_fields, eval_results
+from genrec.model_cards.card import (
+    build_model_card,
+    code_table_summary,
+    dataset_fields,
+    duplicate_hr_note,
+    eval_results,
+    intended_use_section,
+)
 
 __all__ = [
     "build_run_card",
@@ -236,14 +246,20 @@ def build_run_card(
         "validation users": profile.get("max_eval_users") or "all",
     }
     prior = summary.get("transition_prior")
+    metric_columns: dict[str, dict[str, dict[str, Any]]] = {}
     if prior:
-        model_only = summary.get("model_test_metrics") or {}
         run_settings["transition prior (weight chosen on validation)"] = (
-            f"w = {prior.get('weight')} over {prior.get('num_transitions')} training pairs; test metrics below "
-            "rank by (1 - w) p_model + w p_transition"
-            + (f"; the model alone: Recall@10 {model_only['recall@10']:.4f}, NDCG@10 {model_only['ndcg@10']:.4f}"
-               if "recall@10" in model_only and "ndcg@10" in model_only else "")
+            f"w = {prior.get('weight')} over {prior.get('num_transitions')} training pairs; "
+            "recommend() ranks by (1 - w) p_model + w p_transition"
         )
+        model_alone = _metric_table(summary.get("model_test_metrics") or {})
+        with_prior = f"model + transition prior (w = {prior.get('weight')})"
+        if model_alone:
+            metric_columns["test"] = {"model alone": model_alone, with_prior: test}
+        elif test:
+            metric_columns["test"] = {with_prior: test}
+        if validation:  # Stage II's model selection: the model alone
+            metric_columns["validation"] = {"model alone": validation}
     finetune = summary.get("finetune") or {}
     base_model = None
     if finetune:
@@ -284,6 +300,21 @@ def build_run_card(
         usage=usage_snippet(repo_id, history, revision=revision),
         **dataset_fields(terms, dataset, hub_id),
         metrics={"test": test, "validation": validation},
+        metric_columns=metric_columns,
+        results_note=_results_note(profile.get("name"), prior, test, validation,
+                                   _metric_table(summary.get("model_test_metrics") or {})),
+        intended_use=intended_use_section(
+            model="MSCGRec" if mscgrec else "UNGER", dataset=dataset, data_name=terms.name,
+            num_items=len(tokenizer.code_table.item_ids),
+            new_items=(
+                "A new item has no codes: adding items means quantizing them in every modality (new code "
+                "tables) and retraining the model" if mscgrec else
+                "A new item has no code: adding items means re-quantizing (a new code table) and retraining "
+                "Stage II"
+            ) + (", and refitting the transition prior." if prior else "."),
+            transition_weight=prior.get("weight") if prior else None,
+            model_alone_call="`model.recommend(..., transition_weight=0.0)`",
+        ),
         model_name=repo_id.split("/")[-1],
         model_index=eval_results(
             {k: v for k, v in test.items() if "@" in k}, dataset_type=hub_id or dataset, dataset_name=dataset
@@ -301,6 +332,21 @@ def build_run_card(
             (run_dir / CURVE_FILE).is_file() if training_curve is None else training_curve
         ) else None,
     )
+
+
+def _results_note(profile: str | None, prior: Mapping[str, Any] | None, *metrics: Mapping[str, Any]) -> str:
+    """What the run card's result tables can say: the protocol (and where HR went, ``metrics``: the tables'),
+    the two test columns, a quick run's warning."""
+    note = " ".join(filter(None, ["Test: each user's last item, ranked against every item of the catalogue "
+                                  "(leave-one-out).", duplicate_hr_note(*metrics)]))
+    if prior:
+        note += (" The test table shows the model alone and the model with the transition prior that its "
+                 "`recommend()` uses (see *Intended use and limitations*).")
+    if profile == "quick":
+        note = ("**This run used the `quick` profile**, a smoke test (a tiny model trained for a few steps, at "
+                "most 128 validation users): its figures only show that every stage ran and mean nothing about the "
+                "model's quality. " + note)
+    return note
 
 
 def _is_hub_id(name: str) -> bool:

@@ -4,7 +4,8 @@ YAML: ``library_name``, ``tags``, ``base_model`` (the Hub id of the LLaMA-archit
 folder is named in the text only, since the YAML field must be a Hub id), ``license`` of the data,
 ``pipeline_tag``, ``datasets`` (a Hub dataset id), and a ``model-index`` of the test metrics when the run
 evaluated the test split. The text names the base model's revision (the adapter only works on that base),
-the code tables, the settings and a usage snippet with the repo id and real item ids.
+the code tables, the settings and a usage snippet with the repo id and real item ids, and what the model is for
+and where its figures stop ("Intended use and limitations", with the base model's own licence).
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ from typing import Any
 from huggingface_hub import ModelCard
 
 from genrec.data_scripts.provenance import data_terms, dataset_display_name
-from genrec.model_cards.card import build_model_card, code_table_summary, dataset_fields, eval_results
+from genrec.model_cards.card import (
+    build_model_card,
+    code_table_summary,
+    dataset_fields,
+    duplicate_hr_note,
+    eval_results,
+    intended_use_section,
+)
 
 __all__ = ["build_ttds_card", "is_hub_id", "ttds_usage_snippet"]
 
@@ -107,6 +115,18 @@ def build_ttds_card(
         training=training,
         code_table=code_table,
         notes=notes,
+        results_note=" ".join(filter(None, [
+            "Each user's last item, ranked against every item of the catalogue (leave-one-out).",
+            duplicate_hr_note(test, validation),
+        ])) if test or validation else "",
+        intended_use=intended_use_section(
+            model="this TTDS-style recommender", dataset=dataset, data_name=terms.name,
+            num_items=len(item_table.item_ids),
+            new_items="A new item has no semantic tokens in the saved code tables: adding items means running the "
+            "item tower on them, re-quantizing the code tables and fine-tuning again.",
+            extra=(f"**The base model's terms.** The adapter only runs on `{base_name}`, whose own licence and "
+                   "use policy apply as well.",),
+        ),
         papers=("ttds",),
         tags=("ttds", "llm", "lora", "peft"),
         base_model=base if is_hub_id(base) else None,

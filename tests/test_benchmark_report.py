@@ -280,6 +280,60 @@ def test_plot_is_written(report: Any, tmp_path: Path) -> None:
     assert f"]({report.PLOT_NAME})" in md.read_text()
 
 
+def _toy_variant_row(report: Any, data: Path, variant: str, recall: float, steps: int, group: str = "") -> Any:
+    """A Stage II variant row (``variant`` option, ``steps`` in its details) with a fixed Recall@10."""
+    return report.Row(
+        id=f"toy-{variant}", title=f"variant {variant}", dataset="toy", kind="measured", command=f"toy {variant}",
+        compute=lambda row, ctx, seed: {"metrics": {"recall@10": recall}, "details": {"steps": steps}},
+        inputs=lambda row, ctx: {"toy/input.txt": data}, options={"variant": variant, **({"group": group} if group else {})},
+    )
+
+
+def test_headline_plot_holds_the_declared_rows_and_the_variants_get_their_own(report: Any, tmp_path: Path) -> None:
+    """Issue 30: the main plot shows the headline rows only (declared order, short labels, about 1200 x 600);
+    Stage II variants and ablations go to their own plot, one panel per group or step count."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.image
+
+    data = tmp_path / "input.txt"
+    data.write_text("abc")
+    rows = [_fake_row(report, data, [], row_id="toy-a"), _fake_row(report, data, [], row_id="toy-b", seeds=(1, 2)),
+            _toy_variant_row(report, data, "abl-default", 0.10, 1500, "ablations"),
+            _toy_variant_row(report, data, "abl-x", 0.12, 1500, "ablations"),
+            _toy_variant_row(report, data, "v1", 0.20, 600), _toy_variant_row(report, data, "v2", 0.25, 600),
+            _toy_variant_row(report, data, "lonely", 0.3, 900)]
+    ctx = _ctx(report, tmp_path)
+    report.run_report(rows, ctx, markdown_path=None)
+    headline = {"toy": (("toy-b", "B short"), ("toy-missing", "never measured"), ("toy-a", "A short"))}
+    panels = report.headline_panels(rows, ctx, headline)
+    assert [(b.label, b.seeds, b.std > 0) for b in panels["toy"]] == [("B short", 2, True), ("A short", 1, False)]
+    assert report.render_plot(rows, ctx, tmp_path / "main.png", headline=headline)
+    assert matplotlib.image.imread(tmp_path / "main.png").shape[:2] == (600, 1200)
+    # a registry without any headline row plots every quality row instead of nothing
+    assert len(report.headline_panels(rows, ctx, {"toy": (("nope", "x"),)})["toy"]) == len(rows)
+
+    variants = report.ablation_panels(rows, ctx)["toy"]
+    assert {panel: [(b.label, b.role) for b in bars] for panel, bars in variants.items()} == {
+        "ablations, 1500 steps": [("abl-default", "reference"), ("abl-x", "genrec")],
+        "Stage II variants, 600 steps": [("v1", "genrec"), ("v2", "genrec")],
+    }  # "lonely" (the only 900-step variant) compares with nothing: no panel
+    assert report.render_ablation_plot(rows, ctx, tmp_path / "variants.png")
+
+    md = tmp_path / "RESULTS.md"
+    report.run_report(rows, ctx, markdown_path=md, plot=True)
+    assert f"]({report.PLOT_NAME})" in md.read_text() and f"]({report.ABLATION_PLOT_NAME})" in md.read_text()
+    assert (tmp_path / report.ABLATION_PLOT_NAME).read_bytes().startswith(b"\x89PNG")
+
+
+def test_headline_rows_are_registry_rows(report: Any) -> None:
+    """The main plot's rows are declared by id: each must be a quality row of its dataset in the registry."""
+    by_id = {row.id: row for row in report.ROWS}
+    for data, entries in report.HEADLINE_ROWS.items():
+        for row_id, label in entries:
+            assert row_id in by_id and by_id[row_id].dataset == data and by_id[row_id].section == "quality", row_id
+            assert len(label) <= 28, label  # short labels: the plot is read at a glance
+
+
 def test_registry_is_consistent(report: Any) -> None:
     ids = [row.id for row in report.ROWS]
     assert len(ids) == len(set(ids))

@@ -83,7 +83,8 @@ def test_run_card_yaml_has_model_index_license_and_no_local_path(tmp_path) -> No
     assert f"| content hash | `{tok.code_table.content_hash}` |" in text
     assert 'AutoModel.from_pretrained("org/unger-beauty", trust_remote_code=True, revision="v1")' in text
     assert "history = ['B000', 'B001', 'B002']" in text  # no prepared data here: the table's first items
-    assert "@article{xiao_unger," in text and "vandenhirtz_mscgrec" in text  # MSCGRec: constrained training
+    assert "@article{xiao2025unger," in text and "vandenhirtz2026mscgrec" in text  # MSCGRec: constrained training
+    assert "HR@K equals Recall@K" not in text  # no hr@K in this run.json: nothing left out, nothing to say
     assert str(tmp_path) not in text
 
 
@@ -155,3 +156,95 @@ def test_public_summary_keeps_the_relative_paths_runs_record(tmp_path) -> None:
     summary["model_dir"] = "."
     public = public_summary(summary, tmp_path / "moved-away")
     assert public["stages"] == summary["stages"] and public["model_dir"] == "."
+
+
+def _toy_tokenizer() -> SemanticIDTokenizer:
+    codes = np.random.default_rng(0).integers(0, 4, size=(12, 2))
+    return SemanticIDTokenizer.from_code_table(CodeTable.from_codes([f"B{k:03d}" for k in range(12)], codes,
+                                                                    codebook_sizes=[4, 4]))
+
+
+def test_cards_print_recall_and_not_the_hr_that_repeats_it(tmp_path) -> None:
+    """Leave-one-out: hr@K == recall@K, so the tables and the model-index show recall@K only (issue 30)."""
+    metrics = {"recall@10": 0.2, "hr@10": 0.2, "ndcg@10": 0.1, "hr@5": 0.15, "recall@20": 0.3, "hr@20": 0.35}
+    card = build_model_card(title="t", summary="s", usage="u", datasets={}, metrics={"test": metrics})
+    text = str(card)
+    assert "| recall@10 | 0.2000 |" in text and "| hr@10 |" not in text
+    assert "| hr@5 | 0.1500 |" in text  # no recall@5 beside it
+    assert "| hr@20 | 0.3500 |" in text  # differs from recall@20 (several targets per user): kept
+    assert [r.metric_type for r in eval_results(metrics, dataset_type="d", dataset_name="d")] == [
+        "recall@10", "ndcg@10", "hr@5", "recall@20", "hr@20"]
+    assert "## Intended use and limitations" not in text  # only where a builder writes it
+
+
+def _prior_summary(tmp_path, profile: str) -> dict:
+    summary = _run_summary(tmp_path)
+    summary["profile"]["name"] = profile
+    summary["test_metrics"] = {"recall@10": 0.25, "hr@10": 0.25, "ndcg@10": 0.125, "invalid_rate": 0.0,
+                               "num_users": 56.0}
+    summary["model_test_metrics"] = {"recall@10": 0.2, "hr@10": 0.2, "ndcg@10": 0.1, "invalid_rate": 0.0,
+                                     "num_users": 56.0}
+    summary["transition_prior"] = {"weight": 0.3, "num_transitions": 216, "validation": {}}
+    return summary
+
+
+def test_run_card_with_the_transition_prior_shows_the_model_alone_beside_the_mixture(tmp_path) -> None:
+    tok = _toy_tokenizer()
+    config = UngerConfig.from_tokenizer(tok)
+    card = build_run_card(tmp_path, _prior_summary(tmp_path, "default"), config, tok, repo_id="org/m")
+    path = save_model_card(tmp_path, card)
+    text = path.read_text()
+    assert "| metric | model alone | model + transition prior (w = 0.3) |" in text
+    assert "| recall@10 | 0.2000 | 0.2500 |" in text and "| ndcg@10 | 0.1000 | 0.1250 |" in text
+    assert "| hr@10 |" not in text and "num_users" not in text
+    assert "HR@K equals Recall@K: only Recall@K is shown" in text  # where the HR rows went
+    assert "**validation** (1 metrics)\n\n| metric | model alone |" in text
+    # what the model is for and where its figures stop, the prior's share of them included
+    section = text.split("## Intended use and limitations", 1)[1].split("\n## ", 1)[0]
+    assert "research baseline" in section and "12 items of its code table" in section
+    assert "leave-one-out" in section and "Popularity bias" in section and "Transition prior" in section
+    assert "w = 0.3" in section and "transition_weight=0.0" in section
+    assert "quick" not in text.split("## Results", 1)[1].split("## Code table", 1)[0]
+    # the YAML stays valid; the model-index is what recommend() ranks by (the mixture), without the hr@K copies
+    data = ModelCard.load(path).data.to_dict()
+    metrics = {m["type"]: m["value"] for m in data["model-index"][0]["results"][0]["metrics"]}
+    assert metrics == {"recall@10": 0.25, "ndcg@10": 0.125}
+
+    quick = str(build_run_card(tmp_path, _prior_summary(tmp_path, "quick"), config, tok, repo_id="org/m"))
+    results = quick.split("## Results", 1)[1]
+    assert "**This run used the `quick` profile**" in results and "mean nothing" in results
+
+
+def test_bibtex_entries_are_the_arxiv_records() -> None:
+    """Titles as the papers print them (acronyms braced), each with its arXiv identifier and year."""
+    import re
+
+    from genrec.model_cards.card import BIBTEX
+
+    assert "{{UNGER}: Generative Recommendation with {A} Unified Code" in BIBTEX["unger"]
+    assert "Unleash {LLMs} Potential" in BIBTEX["ttds"]
+    years = {name: re.search(r"year\s*=\s*\{(\d{4})\}", entry).group(1) for name, entry in BIBTEX.items()}
+    assert years == {"unger": "2025", "ttds": "2024", "mscgrec": "2026"}
+    for entry in BIBTEX.values():
+        assert "arXiv:" in entry and entry.count("{") == entry.count("}")
+
+
+def test_ttds_card_has_intended_use_and_no_duplicate_hr(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from genrec.model_cards.ttds_card import build_ttds_card
+
+    table = _toy_tokenizer().code_table
+    config = SimpleNamespace(base_model_name_or_path="org/tiny-llama", base_model_revision="abc123", num_levels=2,
+                             codebook_size=4, lora_r=8, lora_alpha=16, lora_dropout=0.0, user_tower=True)
+    summary = {"dataset": "ml-100k", "metrics": {"test": {"hr@10": 0.3, "recall@10": 0.3, "ndcg@10": 0.2}},
+               "global_step": 8, "total_seconds": 3.0}
+    card = build_ttds_card(summary, config, table, repo_id="org/ttds", dataset_source="ml-100k")
+    path = save_model_card(tmp_path, card)
+    text = path.read_text()
+    assert "| recall@10 | 0.3000 |" in text and "| hr@10 |" not in text and "HR@K equals Recall@K" in text
+    section = text.split("## Intended use and limitations", 1)[1].split("\n## ", 1)[0]
+    assert "12 items" in section and "`org/tiny-llama`" in section and "Transition prior" not in section
+    assert "MovieLens-100K (GroupLens Research)" in section
+    data = ModelCard.load(path).data.to_dict()
+    assert [m["type"] for m in data["model-index"][0]["results"][0]["metrics"]] == ["recall@10", "ndcg@10"]

@@ -10,9 +10,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .core import DATASETS, PLOT_NAME, REPO, RESULTS_MD, Context, Row, ensure_dataset
+from .core import ABLATION_PLOT_NAME, DATASETS, PLOT_NAME, REPO, RESULTS_MD, Context, Row, ensure_dataset
 from .perf import SCALING_PLOT, render_scaling_plot
-from .render import render_markdown, render_plot, row_status
+from .render import render_ablation_plot, render_markdown, render_plot, row_status
 from .store import compute_row, fingerprint, load_row_json, render_command
 
 
@@ -79,13 +79,16 @@ def run_report(
             else:
                 print(f"[{row.id}] up to date", flush=True)
     if markdown_path is not None:
-        plot_name = None
+        plot_name = ablation_plot_name = None
         if plot and render_plot(rows, ctx, markdown_path.parent / PLOT_NAME):
             plot_name = PLOT_NAME
+        if plot and render_ablation_plot(rows, ctx, markdown_path.parent / ABLATION_PLOT_NAME):
+            ablation_plot_name = ABLATION_PLOT_NAME
         if plot:
             render_scaling_plot(rows, ctx, markdown_path.parent / SCALING_PLOT)
-        markdown_path.write_text(render_markdown(rows, ctx, plot_name))
-        print(f"wrote {ctx.rel(markdown_path)}" + (f" and {plot_name}" if plot_name else ""), flush=True)
+        markdown_path.write_text(render_markdown(rows, ctx, plot_name, ablation_plot_name))
+        plots = [name for name in (plot_name, ablation_plot_name) if name]
+        print(f"wrote {ctx.rel(markdown_path)}" + (f" and {', '.join(plots)}" if plots else ""), flush=True)
     return outcome
 
 
@@ -130,7 +133,7 @@ def main(argv: Sequence[str] | None = None, description: str | None = None) -> i
     parser.add_argument("--skip", nargs="+", default=[], metavar="ROW_ID",
                         help="do not compute these rows now (e.g. 'beauty-recbole-*', hours on a CPU)")
     parser.add_argument("--list", action="store_true", help="list rows, their status and commands; run nothing")
-    parser.add_argument("--render-only", action="store_true", help="only rewrite RESULTS.md and the plot")
+    parser.add_argument("--render-only", action="store_true", help="only rewrite RESULTS.md and the plots")
     parser.add_argument("--ml100k-data", default="runs/bench-data/ml-100k",
                         help="prepared ML-100K folder (prepared here with `genrec prepare ml-100k` when absent)")
     parser.add_argument("--beauty-data", default="runs/bench-data/beauty",

@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .core import DATASETS, METRIC_LABELS, PLOT_NAME, QUALITY_METRICS, REPORT_COMMAND, Context, Row
+from .core import (
+    DATASETS,
+    HEADLINE_ROWS,
+    METRIC_LABELS,
+    PLOT_NAME,
+    QUALITY_METRICS,
+    REPORT_COMMAND,
+    Context,
+    Row,
+)
 from .perf import render_sections
 from .store import fingerprint, load_row_json, machine_line, render_command
 
@@ -127,8 +136,10 @@ def _row_note(status: Status) -> str:
     return "; ".join(p for p in parts if p)
 
 
-def render_markdown(rows: Sequence[Row], ctx: Context, plot_name: str | None = PLOT_NAME) -> str:
-    """RESULTS.md: one quality table per dataset, the machine(s), the plot and the "not run yet" list."""
+def render_markdown(rows: Sequence[Row], ctx: Context, plot_name: str | None = PLOT_NAME,
+                    ablation_plot_name: str | None = None) -> str:
+    """RESULTS.md: one quality table per dataset, the machine(s), the plots (``plot_name``: the headline rows;
+    ``ablation_plot_name``: the Stage II variants and ablations; None: not drawn) and the "not run yet" list."""
     statuses = [row_status(row, ctx) for row in rows]
     lines = [
         "# Benchmark results",
@@ -189,8 +200,17 @@ def render_markdown(rows: Sequence[Row], ctx: Context, plot_name: str | None = P
             lines += [f"### {info['name']}: {group}", "", GROUP_ABOUT.get(group, ""), ""]
             lines += _quality_table(grouped)
             lines.append("")
+    if plot_name or ablation_plot_name:
+        lines += ["## Recall@10", ""]
     if plot_name:
-        lines += ["## Recall@10", "", f"![Recall@10 per dataset]({plot_name})", ""]
+        lines += ["The headline rows of each dataset (`HEADLINE_ROWS` in `benchmarks/reporting/core.py`); every row "
+                  "is in the tables above.", "",
+                  f"![Test Recall@10 per dataset: genrec default with and without the transition prior, SASRec, "
+                  f"first-order Markov, most popular, published figures]({plot_name})", ""]
+    if ablation_plot_name:
+        lines += ["The Stage II variants and ablations: each panel's rows ran at equal Stage II steps, so compare a "
+                  "row with its panel's reference, not across panels or with the plot above.", "",
+                  f"![Test Recall@10 of the Stage II variants and ablations]({ablation_plot_name})", ""]
     lines += render_sections(rows, ctx)  # Speed, Memory and storage (nothing when no such row is declared)
     lines += ["## Not run yet", ""]
     pending = []
@@ -240,8 +260,8 @@ def _quality_table(table: list[tuple[float, str, list[str]]]) -> list[str]:
     return lines
 
 
-def render_plot(rows: Sequence[Row], ctx: Context, path: Path) -> bool:
-    """Bar chart of Recall@10 per dataset (published rows hatched); ``False`` (with a warning) without matplotlib."""
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, or None (with a warning) when matplotlib is not installed."""
     try:
         import matplotlib
 
@@ -249,39 +269,171 @@ def render_plot(rows: Sequence[Row], ctx: Context, path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         print("warning: matplotlib is not installed; skipping the plot", file=sys.stderr)
-        return False
-    groups: dict[str, list[tuple[str, float, float, bool]]] = {}
-    for row in rows:
-        if row.kind == "published":
-            value, std, published = (row.published or {}).get("recall@10"), 0.0, True
-            label = f"{row.title} (published)"
-        else:
-            stored = load_row_json(ctx, row.id)
-            if not stored or "recall@10" not in stored.get("metrics", {}):
-                continue
-            value, std, published = stored["metrics"]["recall@10"], stored.get("metrics_std", {}).get("recall@10", 0.0), False
-            label = row.title.replace("`", "")
-        if value is not None:
-            groups.setdefault(DATASETS.get(row.dataset, {}).get("name", row.dataset), []).append((label, value, std, published))
-    if not groups:
-        return False
-    heights = [max(len(v), 1) for v in groups.values()]
-    fig, axes = plt.subplots(len(groups), 1, figsize=(9, 0.32 * sum(heights) + 1.2 * len(groups)),
-                             gridspec_kw={"height_ratios": heights}, squeeze=False)
-    for ax, (name, bars) in zip(axes[:, 0], groups.items(), strict=True):
-        bars = sorted(bars, key=lambda b: b[1])
-        y = range(len(bars))
-        ax.barh(list(y), [b[1] for b in bars], xerr=[b[2] for b in bars],
-                color=["#bbbbbb" if b[3] else "#3b75af" for b in bars], edgecolor="black", linewidth=0.4)
-        for i, b in enumerate(bars):
-            ax.text(b[1], i, f" {b[1]:.4f}", va="center", fontsize=7)
-        ax.set_yticks(list(y), [b[0] for b in bars], fontsize=7)
-        ax.set_title(f"{name}: test Recall@10 (grey = published)", fontsize=9)
-        ax.set_xlim(0, max(b[1] for b in bars) * 1.18)
-        ax.tick_params(axis="x", labelsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, metadata={"Software": None}, bbox_inches="tight")
+        return None
+    return plt
+
+
+@dataclass
+class PlotBar:
+    """One bar of a Recall@10 plot: its label, value, std over seeds (0: one run), seed count and colour role."""
+
+    label: str
+    value: float
+    std: float
+    seeds: int
+    role: str  # "genrec" | "genrec-alone" | "learned" | "floor" | "published" | "reference"
+
+
+_COLOURS = {"genrec": "#1f4e8c", "genrec-alone": "#86aedc", "learned": "#e08a2e", "floor": "#a6a6a6",
+            "published": "#ffffff", "reference": "#e08a2e"}
+
+
+def _bar(row: Row, ctx: Context, label: str) -> PlotBar | None:
+    """``row``'s Recall@10 as a bar (None without a stored value); the role picks the colour."""
+    if row.kind == "published":
+        value = (row.published or {}).get("recall@10")
+        return None if value is None else PlotBar(label, value, 0.0, 1, "published")
+    stored = load_row_json(ctx, row.id)
+    value = (stored or {}).get("metrics", {}).get("recall@10")
+    if value is None:
+        return None
+    std = stored.get("metrics_std", {}).get("recall@10") or 0.0
+    seeds = len([s for s in stored.get("seeds_done", []) if s is not None]) or 1
+    if "-genrec-" in row.id:
+        role = "genrec-alone" if row.options.get("metrics") == "model" else "genrec"
+    else:
+        role = "learned" if "recbole" in row.id else "floor"
+    return PlotBar(label, value, std, seeds, role)
+
+
+def _draw_bars(ax: Any, bars: Sequence[PlotBar], title: str, fontsize: float) -> None:
+    """Horizontal bars, the first on top, each with its value (± std over seeds) printed after it."""
+    y = list(range(len(bars)))[::-1]
+    ax.barh(y, [b.value for b in bars], height=0.7, color=[_COLOURS[b.role] for b in bars],
+            hatch=["//" if b.role == "published" else "" for b in bars], edgecolor="black", linewidth=0.6)
+    spread = [(pos, b) for pos, b in zip(y, bars, strict=True) if b.std]
+    if spread:  # error bars only where there is a spread over seeds (no empty caps on one-run bars)
+        ax.errorbar([b.value for _, b in spread], [pos for pos, _ in spread], xerr=[b.std for _, b in spread],
+                    fmt="none", ecolor="black", elinewidth=1.0, capsize=3)
+    top = max(b.value + b.std for b in bars)
+    for pos, b in zip(y, bars, strict=True):
+        text = f"{b.value:.4f}" + (f" ± {b.std:.4f}" if b.std else "")
+        ax.text(b.value + b.std + top * 0.02, pos, text, va="center", fontsize=fontsize)
+    ax.set_yticks(y, [b.label for b in bars], fontsize=fontsize)
+    ax.set_xlim(0, top * 1.45)
+    ax.set_title(title, fontsize=fontsize + 1, loc="left")
+    ax.tick_params(axis="x", labelsize=fontsize - 1)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+
+
+def _save(fig: Any, plt: Any, path: Path) -> None:
+    """Write ``fig`` at a fixed pixel size (no tight bounding box) with no version string, so that the same
+    rows give the same bytes."""
+    fig.savefig(path, dpi=100, metadata={"Software": None})
     plt.close(fig)
+
+
+def headline_panels(rows: Sequence[Row], ctx: Context,
+                    headline: Mapping[str, Sequence[tuple[str, str]]] = HEADLINE_ROWS) -> dict[str, list[PlotBar]]:
+    """The bars of :func:`render_plot`: dataset name -> the ``headline`` rows that have a Recall@10, in the
+    declared order with their short labels; without any of them, every quality row with a Recall@10 (titles as
+    labels, best first)."""
+    by_id = {row.id: row for row in rows}
+    panels: dict[str, list[PlotBar]] = {}
+    for data, entries in headline.items():
+        bars = [bar for row_id, label in entries if row_id in by_id
+                for bar in [_bar(by_id[row_id], ctx, label)] if bar is not None]
+        if bars:
+            panels[DATASETS.get(data, {}).get("name", data)] = bars
+    if panels:
+        return panels
+    for row in rows:
+        bar = _bar(row, ctx, row.title.replace("`", "")) if row.section == "quality" else None
+        if bar is not None:
+            panels.setdefault(DATASETS.get(row.dataset, {}).get("name", row.dataset), []).append(bar)
+    return {name: sorted(bars, key=lambda b: -b.value) for name, bars in panels.items()}
+
+
+def render_plot(rows: Sequence[Row], ctx: Context, path: Path,
+                headline: Mapping[str, Sequence[tuple[str, str]]] = HEADLINE_ROWS) -> bool:
+    """The main Recall@10 plot: one panel per dataset with its ``headline`` rows (id, short label; top to
+    bottom), values printed on the bars, ± the std over seeds, published figures hatched; about 1200 x 600.
+
+    Why so few bars: the plot is read at a glance (the README shows it), so it holds what a reader compares
+    (genrec's default with and without the transition prior against SASRec, the floors and the paper); every
+    row is in RESULTS.md's tables and the variants have :func:`render_ablation_plot`. A registry with none of
+    the ``headline`` rows (e.g. a test's) plots every quality row that has a Recall@10 instead. ``False``
+    (with a warning) without matplotlib or without any bar.
+    """
+    panels = headline_panels(rows, ctx, headline)
+    if not panels:
+        return False
+    plt = _pyplot()
+    if plt is None:
+        return False
+    fig, axes = plt.subplots(1, len(panels), figsize=(12, 6), squeeze=False, layout="constrained")
+    for ax, (name, bars) in zip(axes[0], panels.items(), strict=True):
+        _draw_bars(ax, bars, name, fontsize=11)
+    fig.suptitle("Test Recall@10 (leave-one-out, every item ranked; higher is better)", fontsize=12)
+    seeds = sorted({b.seeds for bars in panels.values() for b in bars if b.std})
+    notes = [f"± and error bars: std over {'/'.join(map(str, seeds))} seeds; other bars: one run."] if seeds else []
+    if any(b.role == "published" for bars in panels.values() for b in bars):
+        notes.append("Hatched: the paper's published figure (not re-measured).")
+    notes.append("Each panel has its own scale.")
+    fig.supxlabel(" ".join(notes), fontsize=9)
+    _save(fig, plt, path)
     return True
 
 
+def ablation_panels(rows: Sequence[Row], ctx: Context) -> dict[str, dict[str, list[PlotBar]]]:
+    """The bars of :func:`render_ablation_plot`: dataset name -> panel title -> bars (the variant names), each
+    panel one table group or one Stage II step count of the ungrouped variants; panels of one bar left out."""
+    columns: dict[str, dict[str, list[PlotBar]]] = {}
+    for row in sorted(rows, key=lambda r: list(DATASETS).index(r.dataset) if r.dataset in DATASETS else len(DATASETS)):
+        variant = row.options.get("variant")
+        if not variant or row.section != "quality":
+            continue
+        bar = _bar(row, ctx, str(variant))
+        if bar is None:
+            continue
+        bar.role = "reference" if variant == "default" or str(variant).startswith("abl-default") else "genrec"
+        steps = {r.get("details", {}).get("steps") for r in (load_row_json(ctx, row.id) or {}).get("runs", [])}
+        panel = row.options.get("group") or "Stage II variants"
+        if len(steps) == 1 and None not in steps:
+            panel += f", {steps.pop()} steps"
+        name = DATASETS.get(row.dataset, {}).get("name", row.dataset)
+        columns.setdefault(name, {}).setdefault(panel, []).append(bar)
+    return {name: kept for name, panels in columns.items()
+            if (kept := {panel: bars for panel, bars in panels.items() if len(bars) > 1})}
+
+
+def render_ablation_plot(rows: Sequence[Row], ctx: Context, path: Path) -> bool:
+    """Recall@10 of the Stage II variants and ablations (rows with a ``variant``): one column per dataset, one
+    panel per table group (e.g. the ablations) or, for the ungrouped variants, per Stage II step count, so that
+    a panel's bars ran at equal steps and compare with each other; sorted by value, references
+    (``abl-default*``, ``default``) in orange. A panel of one bar compares nothing and is left out (its row
+    stays in the tables). ``False`` without matplotlib or without such rows."""
+    columns = ablation_panels(rows, ctx)
+    if not columns:
+        return False
+    plt = _pyplot()
+    if plt is None:
+        return False
+    tallest = max(sum(len(bars) for bars in panels.values()) + 1.5 * len(panels) for panels in columns.values())
+    fig = plt.figure(figsize=(6.5 * len(columns), 0.34 * tallest + 1.0), layout="constrained")
+    subfigs = fig.subfigures(1, len(columns), squeeze=False)[0]
+    for subfig, (name, panels) in zip(subfigs, columns.items(), strict=True):
+        sizes = [len(bars) + 1.5 for bars in panels.values()]
+        spare = tallest - sum(sizes)  # a shorter column keeps the same bar thickness, blank below
+        axes = subfig.subplots(len(panels) + (spare > 0), 1, squeeze=False,
+                               height_ratios=sizes + ([spare] if spare > 0 else []))[:, 0]
+        for ax, (group, bars) in zip(axes, panels.items(), strict=False):
+            _draw_bars(ax, sorted(bars, key=lambda b: -b.value), f"{name}: {group}", fontsize=9)
+        if spare > 0:
+            axes[-1].axis("off")
+    fig.suptitle("Test Recall@10 of the Stage II variants and ablations", fontsize=12)
+    fig.supxlabel("Bars compare within a panel only (its rows ran at equal Stage II steps); orange: a reference "
+                  "(RESULTS.md's tables say which arms it pairs with and what each variant changes).", fontsize=9)
+    _save(fig, plt, path)
+    return True
