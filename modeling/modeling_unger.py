@@ -35,7 +35,7 @@ import hashlib
 import logging
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +59,10 @@ __all__ = [
     "UngerPreTrainedModel",
     "UngerSeq2SeqLMOutput",
     "check_tokenizer_compatibility",
+    "EXCLUSION_STEP",
+    "exclusion_width",
+    "item_id_lists",
+    "recommend_excluding_history",
     "shift_tokens_right",
 ]
 
@@ -143,6 +147,85 @@ def check_tokenizer_compatibility(config: UngerConfig, tokenizer: Any) -> None:
             f"code table {config.code_table_hash}; load the tokenizer saved with the model "
             "(SemanticIDTokenizer.from_pretrained on the model folder) or retrain for the new code table"
         )
+
+
+def item_id_lists(histories: Sequence[Sequence[Any]], tokenizer: Any) -> list[list[Any]]:
+    """``histories`` as lists of item ids: an int whose decimal string is an item id of ``tokenizer``'s code table
+    becomes that string (item ids are strings; ``1`` can only mean ``"1"``); everything else is kept as given,
+    so that the tokenizer reports it (an unknown id, or a string where a list of ids belongs)."""
+    if isinstance(histories, (str, bytes)):
+        raise TypeError(
+            "histories must be a list of histories (lists of item ids, oldest first), got a single string; "
+            'wrap one history as [history], e.g. [["1", "50", "181"]] or ["1 50 181".split()]'
+        )
+    convert = getattr(tokenizer, "item_id", None)
+    table = tokenizer.code_table
+
+    def as_id(value: Any) -> Any:
+        if convert is not None:
+            return convert(value)
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool) and str(int(value)) in table:
+            return str(int(value))
+        return value
+
+    return [history if isinstance(history, (str, bytes)) else [as_id(v) for v in history] for history in histories]
+
+
+#: History exclusion decodes this many beams beyond ``k`` first; a history with more of its own items among them is
+#: decoded again with ``k`` + its length rounded up to a multiple of this (so that histories of similar length
+#: share one beam search).
+EXCLUSION_STEP = 8
+
+
+def exclusion_width(num_history_items: int, *, k: int, num_beams: int, num_items: int) -> int:
+    """Beams that leave ``k`` items after dropping ``num_history_items`` distinct known history items:
+    ``max(num_beams, k + h)``, ``h`` rounded up to a multiple of :data:`EXCLUSION_STEP` and ``k + h`` capped at
+    the catalogue size (a beam search of ``w`` beams returns ``w`` distinct items, at most ``h`` of them the
+    history's). Depends on the history alone, never on the other histories of a batch."""
+    rounded = -(-int(num_history_items) // EXCLUSION_STEP) * EXCLUSION_STEP
+    return max(int(num_beams), min(int(num_items), int(k) + rounded))
+
+
+def recommend_excluding_history(
+    recommend: Callable[[list[int], int], list[list[tuple[str | None, float]]]],
+    histories: Sequence[Sequence[str]],
+    *,
+    k: int,
+    num_beams: int,
+    num_items: int,
+    is_item: Callable[[str], bool],
+) -> list[list[tuple[str | None, float]]]:
+    """Top-``k`` ``(item, score)`` per history with the history's own items removed.
+
+    ``recommend(rows, width)`` must return, for the histories at positions ``rows``, the plain ranking of a beam
+    search with ``width`` beams (its best ``min(width, num_items)`` items; no exclusion). Two passes, so that the
+    common case costs few extra beams and every case gets ``k`` items:
+
+    1. every history is decoded with ``max(num_beams, k + EXCLUSION_STEP)`` beams (capped at the catalogue) and
+       its own items are dropped;
+    2. a history left with fewer than ``k`` items (more than :data:`EXCLUSION_STEP` of its own items ranked that
+       high) is decoded again with :func:`exclusion_width` beams for its ``h`` distinct known items, which leaves
+       ``k`` whenever the catalogue has ``k`` items outside the history; otherwise all of those are returned.
+
+    Items and scores are those of the plain ranking of the pass that decided, history items left out. Each
+    history's result depends on that history and the settings only (never on its batch-mates), so a history gets
+    the same items alone and in a batch. Shared by UNGER's and TTDS's ``recommend``.
+    """
+    seen = [{item for item in history if isinstance(item, str)} for history in histories]
+    known = [sum(1 for item in items if is_item(item)) for items in seen]
+    out: list[list[tuple[str | None, float]]] = [[] for _ in histories]
+    first = max(int(num_beams), min(int(num_items), int(k) + EXCLUSION_STEP))
+    retry: dict[int, list[int]] = {}
+    rows = list(range(len(histories)))
+    for r, row in zip(rows, recommend(rows, first) if rows else [], strict=True):
+        out[r] = [(item, score) for item, score in row if item not in seen[r]][:k]
+        width = exclusion_width(known[r], k=k, num_beams=num_beams, num_items=num_items)
+        if row and len(out[r]) < k and width > first:
+            retry.setdefault(width, []).append(r)
+    for width, again in sorted(retry.items()):
+        for r, row in zip(again, recommend(again, width), strict=True):
+            out[r] = [(item, score) for item, score in row if item not in seen[r]][:k]
+    return out
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -1048,7 +1131,7 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin, Tr
     @torch.no_grad()
     def recommend(
         self,
-        histories: Sequence[Sequence[str]],
+        histories: Sequence[Sequence[str | int]],
         tokenizer: Any,
         k: int = 10,
         num_beams: int | None = None,
@@ -1057,8 +1140,17 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin, Tr
         on_unknown: str = "raise",
         renormalize: bool | None = None,
         transition_weight: float | None = None,
+        exclude_history: bool = True,
     ) -> list[list[tuple[str | None, float]]]:
         """Top-``k`` items for each history (item ids, oldest first) with their beam scores, best first.
+
+        ``exclude_history`` (default True): a history's own items are never recommended to it, which is what a
+        user of "what next?" expects (a model can rank a history's popular items high although the user has
+        them; docs/recommend.md). Each history is decoded wide enough that ``k`` items remain
+        (see :func:`recommend_excluding_history`); fewer than ``k`` remain only when the catalogue has fewer than
+        ``k`` items outside the history (then all of those are returned). ``exclude_history=False`` gives the
+        plain beam search, the ranking that evaluation scores (``evaluate_model`` passes it: the leave-one-out
+        protocol does not exclude history items).
 
         With a transition prior installed (:meth:`set_transition_prior`) and ``transition_weight`` > 0
         (default: ``config.transition_weight``; 0 = the model alone), items are ranked by the mixture
@@ -1066,11 +1158,13 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin, Tr
         ``num_beams`` most frequent successors, and the scores are that mixture's log-probabilities.
 
         Constrained beam search with ``num_beams`` (default ``k``; must be >= k) over the full corpus of
-        ``tokenizer``'s code table, which must be the model's (checked). ``k`` is capped at the number of
-        items. Histories keep their ``max_history_items`` most recent items. ``on_unknown="skip"`` leaves item
-        ids the code table does not know out; a history with no known item left gets an empty list. An entry
-        is None only if a generated code is not an item, which the constraint rules out. Scores: see
-        :meth:`generate_codes`. Bad ``k``/``num_beams``/``batch_size`` values raise ``ValueError``.
+        ``tokenizer``'s code table, which must be the model's (checked). ``k`` above the number of items is a
+        ``ValueError``. Item ids are strings; an int stands for its decimal string when that is an item id
+        (``1`` -> ``"1"``). Histories keep their ``max_history_items`` most recent items (the excluded items are
+        all of the history's). ``on_unknown="skip"`` leaves item ids the code table does not know out; a history
+        with no known item left gets an empty list. An entry is None only if a generated code is not an item,
+        which the constraint rules out. Scores: see :meth:`generate_codes`. Bad ``k``/``num_beams``/
+        ``batch_size`` values raise ``ValueError``.
         """
         self.check_tokenizer(tokenizer)
         if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
@@ -1082,11 +1176,24 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin, Tr
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         num_items = len(tokenizer.code_table)
-        k = min(int(k), num_items)
+        k = int(k)
+        if k > num_items:
+            raise ValueError(f"k ({k}) is more than the catalogue's {num_items} items")
         num_beams = k if num_beams is None else int(num_beams)
         if num_beams < k:
             raise ValueError(f"num_beams ({num_beams}) must be >= k ({k})")
+        histories = item_id_lists(histories, tokenizer)
         weight = self._transition_weight(transition_weight)
+        if exclude_history:
+            table = tokenizer.code_table
+            return recommend_excluding_history(
+                lambda rows, width: self.recommend(
+                    [histories[r] for r in rows], tokenizer, k=min(width, num_items), num_beams=width,
+                    batch_size=batch_size, on_unknown=on_unknown, renormalize=renormalize, transition_weight=weight,
+                    exclude_history=False,
+                ),
+                histories, k=k, num_beams=num_beams, num_items=num_items, is_item=table.__contains__,
+            )
         if weight > 0:
             candidates = self.transition_candidates(
                 histories, tokenizer, num_beams=num_beams, batch_size=batch_size, on_unknown=on_unknown,

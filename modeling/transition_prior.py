@@ -8,8 +8,8 @@ Why: a generative model ranks rare but exact "bought together" pairs below a fir
 ``config.num_transitions``, the mixture weight ``config.transition_weight``) and builds the mixture's
 candidates; :func:`mix_transition_scores` ranks them. The host model (``UngerForGenerativeRecommendation``)
 provides ``config`` (``num_items``, ``num_transitions``, ``transition_weight``), ``register_buffer``,
-``get_output_embeddings`` (the device of the table), ``recommend(..., transition_weight=0.0)`` and
-``score_items``, and calls :meth:`TransitionPriorMixin._register_transition_buffers` from ``__init__`` when
+``get_output_embeddings`` (the device of the table), ``recommend(..., transition_weight=0.0,
+exclude_history=False)`` and ``score_items``, and calls :meth:`TransitionPriorMixin._register_transition_buffers` from ``__init__`` when
 ``config.num_transitions > 0`` (so that a saved table loads).
 """
 
@@ -139,8 +139,11 @@ class TransitionPriorMixin:
         if not self.has_transition_prior:
             raise ValueError("no transition table installed: call model.set_transition_prior(...) first")
         limit = num_beams if successors is None else int(successors)
-        beams = self.recommend(histories, tokenizer, k=num_beams, num_beams=num_beams, batch_size=batch_size,
-                               on_unknown=on_unknown, renormalize=renormalize, transition_weight=0.0)
+        # the plain beams (no history exclusion: the validation weight search scores them as evaluation does;
+        # recommend() drops history items after mixing), at most one per item of the catalogue
+        beams = self.recommend(histories, tokenizer, k=min(num_beams, len(tokenizer.code_table)), num_beams=num_beams,
+                               batch_size=batch_size, on_unknown=on_unknown, renormalize=renormalize,
+                               transition_weight=0.0, exclude_history=False)
         table = tokenizer.code_table
         item_ids = table.item_ids
         rows_out: list[dict[str, list[float]]] = []

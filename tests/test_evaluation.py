@@ -45,9 +45,9 @@ def test_metrics_are_the_shared_metrics_of_constrained_recommendations(setup) ->
     assert metrics["recall@20"] == 1.0  # all 15 items, each once, in every list
     assert metrics["recall@1"] <= metrics["recall@5"] <= metrics["recall@10"] <= 1.0
     assert all(0.0 <= metrics[f"ndcg@{k}"] <= metrics[f"recall@{k}"] for k in (1, 5, 10, 20))
-    # the same numbers as recommend() + compute_metrics by hand
+    # the same numbers as recommend() + compute_metrics by hand; evaluation never excludes history items
     examples = load_examples(data, "test")
-    ranked = model.recommend(examples.histories, tok, k=N_ITEMS, num_beams=20)
+    ranked = model.recommend(examples.histories, tok, k=N_ITEMS, num_beams=20, exclude_history=False)
     assert all(sorted(i for i, _ in row) == sorted(IDS) for row in ranked)
     assert metrics == compute_metrics([[i for i, _ in row] for row in ranked], examples.targets, (1, 5, 10, 20))
     # batching does not change anything; the split name labels the output

@@ -44,9 +44,10 @@ def test_plain_generate_of_a_loaded_model_yields_only_items(saved: Path) -> None
     items = tok.decode_items(out)
     assert None not in items
     per_user = [items[i : i + 10] for i in range(0, len(items), 10)]
+    assert tok.decode_items(out, num_return_sequences=10) == per_user  # grouped per history
     assert all(len(set(row)) == 10 for row in per_user)
-    # the same ranking as recommend() (same beams, scores and order)
-    expected = model.recommend(HISTORIES, tok, k=10, num_beams=10)
+    # the same ranking as recommend() without history exclusion (same beams, scores and order)
+    expected = model.recommend(HISTORIES, tok, k=10, num_beams=10, exclude_history=False)
     assert per_user == [[item for item, _ in row] for row in expected]
     # the constraint is what makes the difference: unconstrained decoding of this model emits non-items
     free = model.generate(**_inputs(tok), constrain_to_items=False)

@@ -39,8 +39,11 @@ def test_pipeline_recommends_like_the_model(tmp_path) -> None:
     both = recommend(histories, k=5, num_beams=8)
     assert [[(r["item_id"], r["score"]) for r in rows] for rows in both] == expected
     assert len(recommend(["1"])) == 10  # k defaults to 10
-    with pytest.raises(TypeError, match="list of item-id strings"):
-        recommend("1 2 3")
+    assert recommend("1 2 3", k=5, num_beams=8) == one  # a string is one history, as tokenizer("1 2 3") reads it
+    with pytest.raises(TypeError, match="list of item ids"):
+        recommend(3.5)
+    with pytest.raises(TypeError, match="list of item ids"):
+        recommend([["1"], None])
     with pytest.raises(ValueError, match="positive int"):
         recommend(["1"], k=0)
     with pytest.raises(KeyError):

@@ -26,6 +26,7 @@ still loads the folder, as a generic ``TokenizersBackend`` with the same vocabul
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 import re
 from collections.abc import Sequence
@@ -319,6 +320,30 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
             "on_unknown='skip' to leave unknown items out)"
         )
 
+    def item_id(self, value: Any) -> Any:
+        """``value`` as an item id of the code table: item ids are strings, and an int (``1``, ``np.int64(1)``)
+        whose decimal string (``"1"``) is an item id stands for that item.
+
+        Why: a history read from numbers (pandas, numpy) holds ints, and ``"1"`` is the only item an int ``1``
+        can mean; nothing else is converted (a bool, a float or an int whose string is no item stays as it is,
+        so the lookup reports it as unknown, with a hint that item ids are strings).
+        """
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            text = str(int(value))
+            if text in self._code_table:
+                return text
+        return value
+
+    def _not_a_string_hint(self, value: Any) -> str:
+        """`` (int; item ids are strings ...)`` for a non-string id in an error message, else ``""``."""
+        if isinstance(value, str):
+            return ""
+        hint = f" ({type(value).__name__}; item ids are strings"
+        if isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value).is_integer():
+            text = str(int(value))
+            hint += f": did you mean {text!r}?" if text in self._code_table else f", and {text!r} is not one either"
+        return hint + ")"
+
     def encode_history(
         self,
         histories: Sequence[Sequence[str]],
@@ -332,7 +357,8 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
         """Item histories (oldest first) -> padded ``input_ids`` + ``attention_mask``, D code tokens per item.
 
         Args:
-            histories: one list of item ids per user, oldest first.
+            histories: one list of item ids per user, oldest first (an int stands for its decimal string when
+                that is an item id, see :meth:`item_id`).
             max_items: keep at most this many of the most recent items per history (the oldest are dropped).
             on_unknown: ``"raise"`` (default): an item id the code table does not know raises ``KeyError``
                 naming it, and an empty history raises ``ValueError``; ``"skip"``: unknown items are left
@@ -367,7 +393,7 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
                 f"{int((lengths == 0).sum())} empty histories (indices {empty}): a history needs at least one "
                 "item (pass on_unknown='skip' to encode them as all-padding rows)"
             )
-        flat = [item for history in histories for item in history]
+        flat = [self.item_id(item) for history in histories for item in history]
         rows = self._code_table.lookup_indices(flat)
         owner = np.repeat(np.arange(num_histories, dtype=np.int64), lengths)
         unknown = rows < 0
@@ -375,9 +401,9 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
             first = int(np.flatnonzero(unknown)[0])
             if on_unknown == "raise":
                 raise UnknownItemError(
-                    f"item id {flat[first]!r} in history {int(owner[first])} is not in the code table "
-                    f"({int(unknown.sum())} unknown item(s) in this batch); pass on_unknown='skip' (CLI: "
-                    "--on-unknown skip) to leave unknown items out (they are counted)"
+                    f"item id {flat[first]!r}{self._not_a_string_hint(flat[first])} in history {int(owner[first])} "
+                    f"is not in the code table ({int(unknown.sum())} unknown item(s) in this batch); pass "
+                    "on_unknown='skip' (CLI: --on-unknown skip) to leave unknown items out (they are counted)"
                 )
             skipped = np.bincount(owner[unknown], minlength=num_histories)
             stats.num_skipped_items = int(unknown.sum())
@@ -504,19 +530,67 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
         return rows.reshape(lead)
 
     def decode_items(
-        self, ids: torch.Tensor | np.ndarray | Sequence[Sequence[int]], *, return_invalid_mask: bool = False
-    ) -> list[str | None] | tuple[list[str | None], torch.BoolTensor]:
-        """Generated sequences -> item ids (None where the code is not a valid item), flattened over the batch.
+        self,
+        ids: Any,
+        *,
+        num_return_sequences: int | None = None,
+        batch_size: int | None = None,
+        return_invalid_mask: bool = False,
+    ) -> Any:
+        """Generated sequences -> item ids (None where the code is not a valid item).
 
-        See :meth:`decode_item_indices` for how sequences are read. With ``return_invalid_mask`` also returns
-        the boolean mask of invalid sequences (``mask.sum()`` is the invalid count) in the input's batch shape.
+        ``model.generate(**inputs)`` returns ``num_return_sequences`` rows per input history, those of the first
+        history first (``B * n`` rows). Which rows belong together is known only to the caller, so:
+
+        * without ``num_return_sequences`` / ``batch_size`` the result is **flat**, one id per row (for one
+          history that is its ranked list: ``tokenizer.decode_items(model.generate(**tokenizer("1 50 181",
+          return_tensors="pt")))`` gives the 10 ids of ``generation_config.json``'s 10 beams, as it always did);
+        * with ``num_return_sequences=n`` (rows per input, e.g. ``model.generation_config.num_return_sequences``)
+          or ``batch_size=B`` (number of inputs; give one of the two) it is **one list per input**, best first:
+          ``[[n ids of history 0], [n ids of history 1], ...]``. The row count must be a multiple of ``n`` (of
+          ``B``), else ``ValueError``: a wrong grouping never passes silently.
+
+        ``ids``: a tensor / array / (ragged) lists of token ids, or a ``generate(..., return_dict_in_generate=
+        True)`` output (its ``sequences``). See :meth:`decode_item_indices` for how a sequence is read. With
+        ``return_invalid_mask`` also returns the boolean mask of invalid sequences (``mask.sum()`` is the invalid
+        count), in the input's batch shape, or ``(B, n)`` when grouped.
         """
+        if not isinstance(ids, (torch.Tensor, np.ndarray, list, tuple)) and hasattr(ids, "sequences"):
+            ids = ids.sequences  # a GenerateOutput
         rows = self.decode_item_indices(ids)
         item_ids = self._code_table.item_ids
         items = [item_ids[r] if r >= 0 else None for r in rows.reshape(-1).tolist()]
+        group = self._group_size(len(items), num_return_sequences, batch_size)
+        if group is None:
+            return (items, rows < 0) if return_invalid_mask else items
+        grouped = [items[start : start + group] for start in range(0, len(items), group)]
         if return_invalid_mask:
-            return items, rows < 0
-        return items
+            return grouped, (rows < 0).reshape(-1, group)
+        return grouped
+
+    @staticmethod
+    def _group_size(num_rows: int, num_return_sequences: int | None, batch_size: int | None) -> int | None:
+        """Rows per input for :meth:`decode_items` (None: flat), checked against ``num_rows``."""
+        if num_return_sequences is not None and batch_size is not None:
+            raise ValueError("give num_return_sequences or batch_size, not both")
+        for name, value in (("num_return_sequences", num_return_sequences), ("batch_size", batch_size)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if num_return_sequences is not None:
+            if num_rows % num_return_sequences:
+                raise ValueError(
+                    f"{num_rows} generated rows are not a multiple of num_return_sequences={num_return_sequences}: "
+                    "pass the num_return_sequences that generate() used"
+                )
+            return int(num_return_sequences)
+        if batch_size is not None:
+            if num_rows % batch_size:
+                raise ValueError(
+                    f"{num_rows} generated rows are not a multiple of batch_size={batch_size}: pass the number "
+                    "of histories given to generate()"
+                )
+            return max(num_rows // int(batch_size), 1)
+        return None
 
 
 def register_auto_tokenizer(config_class: type) -> None:

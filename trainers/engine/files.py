@@ -15,19 +15,23 @@ Readers join the recorded value to the recording file's folder (:func:`resolve_r
 ``folder / value``): an absolute path, which genrec versions before this rule recorded, is then read as it is.
 So two identical runs in two folders write the same bytes, and a copied or moved run folder reads its own files.
 
-**Atomic writes** (:func:`write_text_atomic`): a temporary sibling renamed over the target, removed on every
-failure path (a full disk, an unwritable folder, a target that is a folder), so no ``.tmp`` file is left behind.
+**Atomic writes** (:func:`write_text_atomic`, and :func:`write_atomic` for any writer, e.g. a parquet file): a
+temporary sibling renamed over the target, removed on every failure path (a full disk, an unwritable folder, a
+target that is a folder), so no ``.tmp`` file is left behind.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MANIFEST_FILE", "output_root", "recorded_path", "recorded_paths", "resolve_recorded", "write_text_atomic"]
+__all__ = [
+    "MANIFEST_FILE", "output_root", "recorded_path", "recorded_paths", "resolve_recorded", "write_atomic",
+    "write_text_atomic",
+]
 
 #: The manifest that marks a genrec output folder (written by :mod:`genrec.trainers.jobs.output_folder`).
 MANIFEST_FILE = ".genrec_run.json"
@@ -86,6 +90,22 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return path
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
+    """Write ``path`` whole or not at all with ``write(tmp)``, which writes the file it is given (a parquet
+    writer, ``torch.save``, ...): a hidden temporary sibling, renamed over ``path``; the temporary file is removed
+    when anything fails (the error is raised)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

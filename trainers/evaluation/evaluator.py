@@ -197,7 +197,9 @@ def evaluate_model(
     _check_known(examples, tokenizer)
 
     def recommend(histories: Sequence[Sequence[str]]) -> list[list[str | None]]:
-        ranked = model.recommend(histories, tokenizer, k=top, num_beams=num_beams, batch_size=batch_size)
+        # the plain ranking: the leave-one-out protocol scores it with the history items in (never excluded)
+        ranked = model.recommend(histories, tokenizer, k=top, num_beams=num_beams, batch_size=batch_size,
+                                 exclude_history=False)
         return [[item for item, _ in row] for row in ranked]
 
     # users split across the processes of a multi-process launch, gathered back in order (identical results)

@@ -4,8 +4,9 @@
 clear error for a path that does not exist, a file, or a folder without a config; :func:`load_recommender`
 returns an object that answers the same calls for every family:
 
-* ``recommend(histories, k=..., num_beams=..., on_unknown=...)`` -> per history a list of ``(item_id, score)``,
-  best first;
+* ``recommend(histories, k=..., num_beams=..., on_unknown=..., exclude_history=...)`` -> per history a list of
+  ``(item_id, score)``, best first (``exclude_history``, default True: without the history's own items);
+* ``num_items`` -> the size of the model's item catalogue (the largest ``k``);
 * ``check_catalogue(item_ids, where=...)`` -> ``ValueError`` unless the dataset's items are the model's;
 * ``evaluate(sequences, split, k_values=..., num_beams=..., ...)`` -> ``{"metrics": {...}, ...}`` (full-corpus
   ranking metrics, with each user's target rank when ``per_user``).
@@ -121,13 +122,18 @@ class UngerModel:
         self.tokenizer = tokenizer
         self.name = name
 
+    @property
+    def num_items(self) -> int:
+        """Items in the model's code table: what ``recommend`` can rank (``k`` at most this)."""
+        return len(self.tokenizer.code_table)
+
     def recommend(
         self, histories: Sequence[Sequence[str]], *, k: int = 10, num_beams: int | None = None,
-        on_unknown: str = "raise", **kwargs: Any,
+        on_unknown: str = "raise", exclude_history: bool = True, **kwargs: Any,
     ) -> list[list[tuple[str | None, float]]]:
         """``model.recommend`` (``kwargs``: ``batch_size``, ``transition_weight``, ...)."""
         return self.model.recommend(histories, self.tokenizer, k=k, num_beams=num_beams, on_unknown=on_unknown,
-                                    **kwargs)
+                                    exclude_history=exclude_history, **kwargs)
 
     def check_catalogue(self, item_ids: Sequence[str], *, where: str = "the dataset") -> None:
         from genrec.trainers.evaluation.evaluator import check_catalogue
@@ -156,12 +162,18 @@ class TTDSModel:
         self.recommender = recommender
         self.name = name
 
+    @property
+    def num_items(self) -> int:
+        """Items in the model's item code table: what ``recommend`` can rank (``k`` at most this)."""
+        return len(self.recommender.item_table)
+
     def recommend(
         self, histories: Sequence[Sequence[str]], *, k: int = 10, num_beams: int | None = None,
-        on_unknown: str = "raise", **kwargs: Any,
+        on_unknown: str = "raise", exclude_history: bool = True, **kwargs: Any,
     ) -> list[list[tuple[str | None, float]]]:
         """``TTDSRecommender.recommend`` (``kwargs``: ``users``, ``batch_size``, ``template``)."""
-        return self.recommender.recommend(histories, k=k, num_beams=num_beams, on_unknown=on_unknown, **kwargs)
+        return self.recommender.recommend(histories, k=k, num_beams=num_beams, on_unknown=on_unknown,
+                                          exclude_history=exclude_history, **kwargs)
 
     def check_catalogue(self, item_ids: Sequence[str], *, where: str = "the dataset") -> None:
         """``ValueError`` unless ``item_ids`` are exactly the model's coded items."""

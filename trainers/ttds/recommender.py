@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from genrec.modeling.modeling_ttds import TTDSForCausalLM
+from genrec.modeling.modeling_unger import recommend_excluding_history
 from genrec.modeling.tokenization_ttds import extend_tokenizer
 from genrec.modeling.ttds_folder import ADAPTER_DIR
 from genrec.tokenization.code_table import CodeTable
@@ -147,6 +148,7 @@ class TTDSRecommender:
         batch_size: int = 8,
         template: int = 0,
         on_unknown: str = "raise",
+        exclude_history: bool = True,
     ) -> list[list[tuple[str | None, float]]]:
         """Top-``k`` ``(item_id, score)`` per history (item ids, oldest first), best first: constrained beam
         search over the item codes; the score is the beam's log-probability (length penalty 0).
@@ -156,18 +158,34 @@ class TTDSRecommender:
         users' ids, whose codes go into the prompt when known. Unknown history items raise a ``KeyError``
         naming the item (``on_unknown="raise"``) or are left out (``"skip"``; a history with nothing left gets
         an empty list). ``None`` would mark a generated code that is no item (impossible under the constrained
-        decoding; kept so metrics can count it).
+        decoding; kept so metrics can count it). ``k`` above the number of items is a ``ValueError``.
+
+        ``exclude_history`` (default True, as UNGER's): a history's own items are dropped from its list, and
+        each history is decoded with enough beams that ``k`` items remain when the catalogue has them
+        (:func:`~genrec.modeling.modeling_unger.recommend_excluding_history`; fewer remain only when fewer than
+        ``k`` items lie outside the history). ``False`` is the plain beam search that :meth:`evaluate` scores.
         """
         if on_unknown not in ("raise", "skip"):
             raise ValueError(f"on_unknown must be 'raise' or 'skip', got {on_unknown!r}")
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
-        k = min(k, len(self.item_table))
+        num_items = len(self.item_table)
+        if k > num_items:
+            raise ValueError(f"k ({k}) is more than the catalogue's {num_items} items")
         num_beams = max(num_beams or k, k)
         histories = [[str(i) for i in h] for h in histories]
         users = list(users) if users is not None else [None] * len(histories)
         if len(users) != len(histories):
             raise ValueError(f"{len(histories)} histories but {len(users)} users")
+        if exclude_history:
+            return recommend_excluding_history(
+                lambda rows, width: self.recommend(
+                    [histories[r] for r in rows], [users[r] for r in rows], k=min(width, num_items),
+                    num_beams=width, batch_size=batch_size, template=template, on_unknown=on_unknown,
+                    exclude_history=False,
+                ),
+                histories, k=k, num_beams=num_beams, num_items=num_items, is_item=self.item_table.__contains__,
+            )
         if on_unknown == "skip":
             histories = [[i for i in h if i in self.item_table] for h in histories]
         keep = [n for n, h in enumerate(histories) if h]
@@ -217,9 +235,12 @@ class TTDSRecommender:
             users, seqs = users[:max_users], seqs[:max_users]
         k = max(ks)
 
+        top = min(k, len(self.item_table))
+
         def recommend(rows: Sequence[tuple[list[str], str]]) -> list[list[tuple[str | None, float]]]:
-            return self.recommend([h for h, _ in rows], [u for _, u in rows], k=k, num_beams=num_beams,
-                                  batch_size=batch_size, template=template)
+            # the plain ranking: the leave-one-out protocol does not exclude history items
+            return self.recommend([h for h, _ in rows], [u for _, u in rows], k=top, num_beams=num_beams,
+                                  batch_size=batch_size, template=template, exclude_history=False)
 
         # users split across the processes of a multi-process launch, gathered back in order
         recommended = map_batches(recommend, [(s[:-1], u) for s, u in zip(seqs, users, strict=True)], batch_size,
