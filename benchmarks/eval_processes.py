@@ -45,7 +45,7 @@ model = UngerForGenerativeRecommendation(config).eval()
 rng = np.random.default_rng(1)
 rows = [[ids[j] for j in rng.integers(0, items, size=rng.integers(3, 21))] for _ in range(users)]
 data = DatasetDict({"test": Dataset.from_dict({"user_id": [f"u{i}" for i in range(users)], "item_ids": rows})})
-model.recommend([rows[0][:-1]], tok, k=20, num_beams=beams)  # warm-up
+model.recommend([rows[0][:-1]], tok, k=20, num_beams=beams, exclude_history=False)  # warm-up
 wait_for_everyone()
 start = time.perf_counter()
 result = evaluate_model(model, tok, data, "test", num_beams=beams, batch_size=batch, show_progress=False)

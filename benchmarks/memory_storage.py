@@ -290,7 +290,7 @@ def child_serve(args: argparse.Namespace) -> dict[str, Any]:
     tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
     loaded = _rss_now_kib() / 1024
     start = time.perf_counter()
-    model.recommend(histories, tokenizer, k=20, num_beams=20, batch_size=args.batch_size)
+    model.recommend(histories, tokenizer, k=20, num_beams=20, batch_size=args.batch_size, exclude_history=False)
     return {"rss_after_imports_mib": imported, "rss_after_data_mib": with_data, "rss_after_load_mib": loaded,
             "rss_after_recommend_mib": _rss_now_kib() / 1024, "users": len(histories),
             "batch_size": args.batch_size, "beams": 20, "recommend_s": time.perf_counter() - start}

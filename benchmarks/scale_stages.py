@@ -214,7 +214,7 @@ def run_stage(stage: str, n_items: int, work: Path, args: argparse.Namespace) ->
         for beams in (20, 100):
             t0 = time.perf_counter()
             with torch.no_grad():
-                model.recommend(histories, tokenizer, k=20, num_beams=beams)
+                model.recommend(histories, tokenizer, k=20, num_beams=beams, exclude_history=False)
             seconds = time.perf_counter() - t0
             out[f"users_per_s_{beams}"] = round(len(histories) / seconds, 2)
             out[f"seconds_{beams}"] = round(seconds, 2)

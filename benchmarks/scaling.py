@@ -73,7 +73,8 @@ def measure_size(num_items: int, args: argparse.Namespace) -> dict[str, Any]:
     users = max(args.batch, args.single_users + 1)
     histories = [[ids[j] for j in rng.integers(0, num_items, size=20)] for _ in range(users)]
     methods = {
-        "unger": lambda h: model.recommend(h, tokenizer, k=args.beams, num_beams=args.beams, batch_size=len(h)),
+        "unger": lambda h: model.recommend(h, tokenizer, k=args.beams, num_beams=args.beams, batch_size=len(h),
+                                           exclude_history=False),
         "unger-prefix-fn": lambda h: by_prefix_fn(h, args.beams),
     }
     for fn in methods.values():  # warm-up at both batch shapes (the first big batch pays allocations)

@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     by_prefix_fn = prefix_fn_recommender(model, tokenizer)
     methods: dict[str, Callable[[Sequence[Sequence[str]], int], list[list[Any]]]] = {
         "unger": lambda h, k: [[i for i, _ in r] for r in model.recommend(h, tokenizer, k=k, num_beams=k,
-                                                                           batch_size=len(h))],
+                                                                           batch_size=len(h), exclude_history=False)],
         "unger-prefix-fn": by_prefix_fn,
         "sasrec-topk": lambda h, k: [[i for i, _ in r] for r in sasrec.recommend(h, k)],
     }

@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> dict:
             for mode in MODES:
                 sync(args.device)
                 start = time.perf_counter()
-                models[mode].recommend(batch["histories"], tok, k=20, num_beams=20, batch_size=args.batch)
+                models[mode].recommend(batch["histories"], tok, k=20, num_beams=20, batch_size=args.batch,
+                                       exclude_history=False)
                 sync(args.device)
                 times[mode].append(time.perf_counter() - start)
         for mode in MODES:

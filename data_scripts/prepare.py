@@ -47,6 +47,7 @@ import pyarrow.compute as pc
 from datasets import Dataset, DatasetDict, concatenate_datasets
 
 from . import hub_layout
+from .dataset_names import is_hub_repo_id, unknown_hub_dataset
 from .provenance import dataset_display_name
 from .splits import (
     DEFAULT_MAX_HISTORY,
@@ -333,6 +334,8 @@ def _from_hub(
     name_or_path: str, max_history: int, revision: str | None = None
 ) -> tuple[PrepareReport, dict[str, Any], str, str]:
     """Validate a dataset in genrec's layout and lay it out again (re-truncated to ``max_history``)."""
+    if not Path(name_or_path).expanduser().is_dir() and not is_hub_repo_id(name_or_path):
+        raise unknown_hub_dataset(name_or_path)  # a typo, not a Hub id: no download attempt to fail much later
     sequences, items = load_genrec_dataset(name_or_path, revision=revision)
     cut = 0
     splits = {}

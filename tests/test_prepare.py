@@ -57,6 +57,7 @@ def test_ml100k_folder_loads(ml_folder, tmp_path):
     assert "seconds" not in saved and str(out) not in json.dumps(saved)
     card = read_card(out)
     assert "100,000" in card.text and "Leave-one-out" in card.text and "max history | 20" in card.text
+    assert "## Intended use and limitations" in card.text and "HR@K and Recall@K are the same" in card.text
     assert card.data["pretty_name"] == "MovieLens-100K"
     seq2, items2 = load_genrec_dataset(out, cache_dir=cache)
     assert seq2["train"].num_rows == report.rows["train"] and items2.num_rows == 1682

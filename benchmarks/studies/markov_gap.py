@@ -55,7 +55,8 @@ def markov_gap(
     start = time.perf_counter()
     ranked = [
         [item for item, _ in row]
-        for row in model.recommend(examples.histories, tokenizer, k=k, num_beams=max(num_beams, k))
+        for row in model.recommend(examples.histories, tokenizer, k=k, num_beams=max(num_beams, k),
+                                   exclude_history=False)
     ]
     seconds = time.perf_counter() - start
     users, model_hits, chain_hits = Counter(), Counter(), Counter()

@@ -24,11 +24,11 @@ Reads:  --fused, --semantic, --collaborative (.safetensors ItemEmbeddings; rows 
 Writes: stdout (JSON); --plot PNG (2-D projection of the three sets, k-means colours; needs matplotlib).
 Time:   seconds (2,000 sampled items).""",
     )
-    p.add_argument("--fused", required=True, type=Path)
-    p.add_argument("--semantic", required=True, type=Path)
-    p.add_argument("--collaborative", required=True, type=Path)
-    p.add_argument("--sample", type=int, default=2000)
-    p.add_argument("--seed", type=int, default=2024)
+    p.add_argument("--fused", required=True, type=Path, help="fused item embeddings (e.g. Stage I's integrated ones)")
+    p.add_argument("--semantic", required=True, type=Path, help="semantic (text) item embeddings")
+    p.add_argument("--collaborative", required=True, type=Path, help="collaborative (item id) item embeddings")
+    p.add_argument("--sample", type=int, default=2000, help="items compared (a seeded sample of the rows)")
+    p.add_argument("--seed", type=int, default=2024, help="seed of the item sample and the plot")
     p.add_argument("--plot", type=Path, default=None, help="write the figure to this PNG")
     p.set_defaults(handler=run)
 

@@ -32,8 +32,10 @@ Time:   the default encoder (all-MiniLM-L6-v2, packaged offline in `gt-all-minil
     p.add_argument("--template", default=None,
                    help="item text template over the item fields, e.g. '{title}. Brand: {brand}' "
                         "(default: built from the fields present)")
-    p.add_argument("--pooling", choices=("auto", "mean", "last", "cls"), default="auto")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--pooling", choices=("auto", "mean", "last", "cls"), default="auto",
+                   help="token vectors -> item vector; auto: the model's sentence-transformers pooling if it has "
+                        "one, else last token for decoder-only LLMs and mean for encoders")
+    p.add_argument("--batch-size", type=int, default=64, help="item texts per encoder forward pass")
     p.add_argument("--max-length", type=int, default=128, help="tokens per item text")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     p.add_argument("--out", type=Path, default=None, help="output .safetensors path")

@@ -26,11 +26,11 @@ Time:   ML-100K test (943 users, 20 beams): seconds to a minute; Beauty (22,363 
     )
     p.add_argument("--model", required=True, help="model folder (or Hub id) with its tokenizer")
     p.add_argument("--data", required=True, help="prepared dataset folder or Hub id")
-    p.add_argument("--split", default="test", choices=("train", "validation", "test"))
-    p.add_argument("--beams", type=int, default=20)
+    p.add_argument("--split", default="test", choices=("train", "validation", "test"), help="split to evaluate")
+    p.add_argument("--beams", type=int, default=20, help="beams of the constrained beam search (>= the largest cut-off)")
     p.add_argument("--k", type=int, nargs="+", default=[1, 5, 10, 20], help="cut-offs")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--max-users", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=256, help="users per beam-search batch")
+    p.add_argument("--max-users", type=int, default=None, help="evaluate the first N users only (default: all)")
     p.add_argument("--out", type=Path, default=None, help="write the result JSON here")
     p.add_argument("--per-user", action="store_true",
                    help="also write each user's target rank into --out (benchmarks/paired_compare.py pairs two "

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from genrec.commands import HelpFormatter, json_object
+from genrec.commands import HelpFormatter, add_report_to_flag, json_object
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +41,8 @@ Time:   UNGER on ML-100K (Stage I + 2,000 Stage II steps): ~30 min at 1 thread o
     p.add_argument("--from", dest="source", default=None,
                    help="model to start from: UNGER run folder / Hub repo, TTDS folder, or a LLaMA base")
     p.add_argument("--base-model", default=None, help="TTDS: LLaMA-architecture causal LM (Hub name or folder)")
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path,
+                   help="output folder (UNGER: a run folder; TTDS: OUT/final and the training state)")
     p.add_argument("--revision", default=None, help="branch, tag or commit of a Hub --from / --base-model")
     p.add_argument("--data-revision", default=None, help="branch, tag or commit of a Hub --dataset")
     unger = p.add_argument_group("UNGER (--from an UNGER model)")
@@ -50,8 +51,9 @@ Time:   UNGER on ML-100K (Stage I + 2,000 Stage II steps): ~30 min at 1 thread o
     unger.add_argument("--stage2-steps", type=int, default=None, help="Stage II steps (default: the profile's)")
     unger.add_argument("--scratch", action="store_true",
                        help="control: same architecture and codes, random initialisation (no transfer)")
-    unger.add_argument("--seed", type=int, default=2024)
+    unger.add_argument("--seed", type=int, default=2024, help="one seed for every stage of the main job")
     unger.add_argument("--overwrite", action="store_true", help="recompute every stage of OUT")
+    add_report_to_flag(unger)
     ttds = p.add_argument_group("TTDS (--base-model, or --from a TTDS folder / LLaMA model)")
     ttds.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
     ttds.add_argument("--config", type=json_object, default={}, help="JSON object of TTDSConfig overrides")
@@ -66,6 +68,6 @@ def run(args: argparse.Namespace) -> int:
         args.dataset, args.out, source=args.source, base_model=args.base_model, revision=args.revision,
         data_revision=args.data_revision, profile=args.profile, stage2_steps=args.stage2_steps,
         scratch=args.scratch, seed=args.seed, overwrite=args.overwrite, dtype=args.dtype, config=args.config,
-        training=args.training,
+        training=args.training, report_to=args.report_to,
     ))
     return 0

@@ -29,10 +29,10 @@ Writes: the Hub repository REPO_ID (created if missing), one commit. Model: the 
         those terms allow it.
 Time:   the upload (model folders are a few MB).""",
     )
-    p.add_argument("folder", type=Path)
-    p.add_argument("repo_id")
+    p.add_argument("folder", type=Path, help="run folder / save_pretrained folder, or (--dataset) a dataset folder")
+    p.add_argument("repo_id", help="Hub repository, owner/name (created if missing)")
     p.add_argument("--dataset", action="store_true", help="push a prepared dataset (repo type dataset)")
-    p.add_argument("--private", action="store_true")
+    p.add_argument("--private", action="store_true", help="create the repository private (if it is created)")
     p.add_argument("--revision", default=None,
                    help="model: the revision the card's usage snippet pins (e.g. a tag you create next)")
     p.add_argument("--dataset-repo", default=None,

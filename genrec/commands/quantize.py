@@ -27,10 +27,11 @@ Time:   residual k-means, 3 x 256, on Beauty's 12,101 items: seconds on 2 CPU co
     )
     p.add_argument("--embeddings", required=True, type=Path, help="ItemEmbeddings .safetensors file")
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--method", choices=("residual_kmeans", "rqvae", "random"), default="residual_kmeans")
+    p.add_argument("--method", choices=("residual_kmeans", "rqvae", "random"), default="residual_kmeans",
+                   help="residual k-means (UNGER), RQ-VAE (TIGER) or random codes (the ablation baseline)")
     p.add_argument("--levels", type=int, default=3, help="code levels before the collision level")
     p.add_argument("--codebook-size", type=int, default=256, help="codes per level")
-    p.add_argument("--seed", type=int, default=2024)
+    p.add_argument("--seed", type=int, default=2024, help="seed of the k-means / RQ-VAE initialisation")
     p.add_argument("--resolve-collisions", choices=("none", "reassign"), default="none",
                    help="residual k-means: move colliding items to free leaves first")
     p.add_argument("--always-append-collision-level", action="store_true",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from genrec.commands import DATA_SOURCES, HelpFormatter
+from genrec.commands import DATA_SOURCES, HelpFormatter, add_report_to_flag
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,9 +33,9 @@ Writes: OUT/ = save_pretrained folder of the final model (config, model.safetens
         table, README.md model card with the metrics), loadable with AutoModel/AutoTokenizer after
         `import genrec`; OUT/data, OUT/embeddings, OUT/stage1, OUT/semantic_ids, OUT/stage2 (stages),
         OUT/fingerprints, OUT/run.json.
-Time:   ML-100K at 1 thread on a shared CPU: --profile default ~60 min (Stage II 16 epochs),
-        --profile quick ~1-2 min (a smoke run: its metrics mean nothing); --profile paper (20k Stage II
-        steps) is for a GPU.""",
+Time:   ML-100K on 2 CPU cores: --profile default DEFAULT_MIN min (Stage II 6 epochs), --profile long
+        about twice that (16 epochs), --quick 1-2 min (a smoke run: its metrics mean nothing); --profile
+        paper (20k Stage II steps) is for a GPU. docs/main-job.md has the measured times.""",
     )
     p.add_argument(
         "--dataset",
@@ -44,16 +44,23 @@ Time:   ML-100K at 1 thread on a shared CPU: --profile default ~60 min (Stage II
     )
     p.add_argument("--source", choices=DATA_SOURCES, default=None, help="how to read --dataset (default: inferred)")
     p.add_argument("--out", type=Path, default=Path("runs/ml-100k"), help="run folder")
-    p.add_argument("--profile", choices=("default", "quick", "paper"), default="default", help="training budget")
+    p.add_argument(
+        "--profile", choices=("default", "long", "quick", "paper"), default="default",
+        help="training budget: default (ML-100K under 20 min on 2 cores), long (Stage II 16 epochs instead of 6), "
+        "quick (a smoke run, its metrics mean nothing), paper (the UNGER paper's recipe, for a GPU)",
+    )
     p.add_argument("--quick", action="store_const", const="quick", dest="profile", help="same as --profile quick")
     p.add_argument("--encoder", default=None, help="semantic encoder (default: packaged all-MiniLM-L6-v2)")
-    p.add_argument("--max-history", type=int, default=20)
+    p.add_argument("--max-history", type=int, default=20, help="most recent history items kept per example")
     p.add_argument(
         "--levels", type=int, default=None,
         help="semantic-ID levels before the collision level (default: the profile's, 3; paper 4)",
     )
     p.add_argument("--codebook-size", type=int, default=256, help="codes per level")
-    p.add_argument("--seed", type=int, default=2024)
+    p.add_argument(
+        "--seed", type=int, default=2024,
+        help="one seed for every stage (initialisations, data order, k-means, validation samples)",
+    )
     p.add_argument("--overwrite", action="store_true", help="recompute every stage even if OUT has it")
     p.add_argument("--revision", default=None, help="branch, tag or commit of a Hub --dataset")
     p.add_argument(
@@ -88,6 +95,7 @@ Time:   ML-100K at 1 thread on a shared CPU: --profile default ~60 min (Stage II
         "--mixed-precision", choices=("no", "fp16", "bf16"), default="no",
         help="Stage I and II training precision on a GPU (bf16 on Ampere or newer); recorded in their fingerprints",
     )
+    add_report_to_flag(p)
     p.set_defaults(handler=run)
 
 
@@ -100,6 +108,6 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite, revision=args.revision, model=args.model, modality=args.modality,
         decode_modality=args.decode_modality, mask_probability=args.mask_probability,
         stage2_steps=args.stage2_steps, history_feed=args.history_feed, until=args.until,
-        mixed_precision=args.mixed_precision,
+        mixed_precision=args.mixed_precision, report_to=args.report_to,
     ))
     return 0

@@ -16,7 +16,7 @@ import functools
 import importlib.util
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -43,6 +43,7 @@ __all__ = [
     "resolve_log_with",
     "resolve_mixed_precision",
     "tracker_config",
+    "TRACKER_PACKAGES",
 ]
 
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
@@ -70,13 +71,54 @@ def resolve_mixed_precision(requested: str) -> str:
     return requested
 
 
-def resolve_log_with(log_with: str | None) -> str | None:
-    """``"auto"`` -> ``"tensorboard"`` when the tensorboard package is installed, else no tracker."""
-    if log_with == "auto":
-        return "tensorboard" if importlib.util.find_spec("tensorboard") is not None else None
-    if log_with in (None, "none", ""):
+#: The trackers ``--report-to`` / ``log_with`` may name (Accelerate's ``LoggerType`` values but ``all``) -> the
+#: package to install for it.
+TRACKER_PACKAGES = {
+    "tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio", "aim": "aim", "comet_ml": "comet_ml",
+    "mlflow": "mlflow", "clearml": "clearml", "dvclive": "dvclive", "swanlab": "swanlab",
+}
+
+
+def resolve_log_with(log_with: str | Sequence[str] | None) -> str | list[str] | None:
+    """What ``Accelerator(log_with=...)`` gets for a ``--report-to`` value (Accelerate's ``log_with`` semantics).
+
+    * ``"auto"`` (genrec's default): ``["tensorboard"]`` when the tensorboard package is installed, else no tracker;
+    * ``None``, ``"none"`` or ``""``: no tracker (no ``logs/`` folder is written);
+    * ``"all"``: every tracker installed in this environment (Accelerate's own ``"all"``; none installed: none);
+    * a tracker name, a comma-separated list of them or a sequence: those trackers.
+
+    Raises ``ValueError`` for a name Accelerate does not know and for a named tracker whose package is not
+    installed (``pip install wandb``): Accelerate would drop such a tracker silently and the run would log
+    nowhere. Called before anything trains, so a mistyped tracker costs nothing. Where the logs go does not
+    change what is trained, so no fingerprint or checkpoint identity holds it.
+    """
+    if log_with is None:
         return None
-    return log_with
+    names = log_with.split(",") if isinstance(log_with, str) else list(log_with)
+    names = [str(name).strip().lower() for name in names if str(name).strip()]
+    if not names or names == ["none"]:
+        return None
+    if names == ["auto"]:
+        return ["tensorboard"] if importlib.util.find_spec("tensorboard") is not None else None
+    if names == ["all"]:
+        return "all"
+    unknown = [name for name in names if name not in TRACKER_PACKAGES]
+    if unknown:
+        raise ValueError(
+            f"--report-to {','.join(names)}: unknown tracker {unknown[0]!r}; give a comma list of "
+            f"{', '.join(TRACKER_PACKAGES)}, or all, none or auto"
+        )
+    from accelerate.tracking import get_available_trackers
+
+    installed = {str(tracker) for tracker in get_available_trackers()}
+    missing = [name for name in names if name not in installed]
+    if missing:
+        packages = " ".join(TRACKER_PACKAGES[name] for name in missing)
+        raise ValueError(
+            f"--report-to {','.join(names)}: {', '.join(missing)} is not installed; pip install {packages} "
+            "(or choose --report-to none)"
+        )
+    return list(dict.fromkeys(names))
 
 
 def _release_previous_accelerator() -> None:
@@ -111,13 +153,14 @@ def build_accelerator(
     seed: int,
     mixed_precision: str = "no",
     gradient_accumulation_steps: int = 1,
-    log_with: str | None = "auto",
+    log_with: str | Sequence[str] | None = "auto",
     cpu: bool | None = None,
     ddp_find_unused_parameters: bool = False,
 ) -> Accelerator:
     """A seeded ``Accelerator`` whose data order depends only on ``(seed, epoch)``.
 
-    Logs (TensorBoard, when installed and ``log_with="auto"``) go to ``output_dir/logs``. ``set_seed`` is
+    Tracker logs (``log_with``, see :func:`resolve_log_with`: ``"auto"`` = TensorBoard when installed, ``"none"``,
+    ``"all"`` or tracker names) go to ``output_dir/logs``. ``set_seed`` is
     called before anything is built, so model initialisation is reproducible too. Call it once per
     training run: it releases the settings of a previous run's accelerator in the same process.
     ``ddp_find_unused_parameters``: under DDP, let steps leave trainable parameters without gradients (TTDS's

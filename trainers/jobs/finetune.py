@@ -57,6 +57,7 @@ def finetune(
     dtype: str = "auto",
     config_overrides: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
+    report_to: str = "auto",
 ) -> tuple[str, dict[str, Any]]:
     """Fine-tune what ``source`` (or ``base_model``) is on ``dataset``; returns (family, the job's summary).
 
@@ -66,6 +67,10 @@ def finetune(
       ``source`` any other causal LM, or ``base_model``: TTDS-style LoRA fine-tuning of that base
       (:func:`~genrec.trainers.jobs.ttds.run_ttds`: ``dtype``, ``config_overrides``, ``training``); family
       ``"ttds"``.
+
+    ``report_to``: where UNGER's Stage I and II write training logs (``--report-to``, see
+    :func:`~genrec.trainers.engine.accelerator.resolve_log_with`); TTDS training writes no tracker logs, so there
+    only ``"auto"`` and ``"none"`` are accepted.
     """
     from genrec.trainers.jobs.load import identify_model
 
@@ -77,10 +82,13 @@ def finetune(
     if model_type == "unger":
         return "unger", finetune_unger(
             source, dataset, out_dir, revision=revision, profile=profile, data_revision=data_revision,
-            stage2_steps=stage2_steps, seed=seed, transfer=transfer, overwrite=overwrite,
+            stage2_steps=stage2_steps, seed=seed, transfer=transfer, overwrite=overwrite, report_to=report_to,
         )
     if not transfer or stage2_steps is not None:
         raise ValueError("--scratch / --stage2-steps apply to UNGER sources only")
+    if report_to not in ("auto", "none"):
+        raise ValueError(f"--report-to {report_to}: TTDS training writes no tracker logs; --report-to applies to "
+                         "UNGER fine-tuning (--from an UNGER model)")
     from genrec.trainers.jobs.ttds import run_ttds
 
     init_from, base = (source, None) if model_type == "ttds" else (None, source or base_model)
@@ -119,6 +127,7 @@ def finetune_unger(
     transfer: bool = True,
     overwrite: bool = False,
     show_progress: bool = True,
+    report_to: str = "auto",
 ) -> dict[str, Any]:
     """Fine-tune the UNGER model ``source`` (folder or Hub repo at ``revision``) on ``dataset``, end to end.
 
@@ -140,6 +149,7 @@ def finetune_unger(
             control that measures what the transfer brings).
         overwrite: recompute every stage.
         show_progress: tqdm progress bars.
+        report_to: where Stage I and II write training logs (``genrec run --report-to``; in no fingerprint).
 
     Returns:
         The run summary (``run.json``), with ``finetune`` = {source, revision, transfer, source code layout}
@@ -166,7 +176,7 @@ def finetune_unger(
     summary = run_pipeline(
         dataset, out_dir, source=data_source, num_levels=levels, codebook_size=codebook_size, seed=seed,
         profile=run_profile, overwrite=overwrite, show_progress=show_progress,
-        always_append_collision_level=collision, data_revision=data_revision,
+        always_append_collision_level=collision, data_revision=data_revision, report_to=report_to,
         init_from=source_model if transfer else None,
         # the weights' digest too: a source folder retrained in place must not reuse this run's Stage II
         init_identity={"source": str(source), "revision": revision, "weights": state_digest(source_model)}

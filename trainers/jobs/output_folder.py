@@ -10,6 +10,11 @@ While a job writes into the folder it holds a lock file (``.genrec.lock``: PID, 
 job on the same folder stops at once with one line naming the holder. A lock whose process is gone (same
 host, PID no longer alive) is stale and taken over with a warning. Both files start with a dot, so ``genrec
 push`` never uploads them.
+
+A job that fails before it has finished anything (``keep_on_failure`` of :func:`owned_output_folder` says when
+that is: for ``genrec run``, before the dataset is prepared) leaves the folder as it found it: the files and
+folders it added (the manifest, the lock, the first stage's fingerprint) are removed, and so is the folder itself
+(with the parents it created) when the job created it. A typo'd dataset or an offline Hub then leaves no debris.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from genrec._version import __version__
@@ -160,18 +166,99 @@ def locked(out_dir: str | Path, *, job: str) -> Iterator[Path]:
             path.unlink(missing_ok=True)
 
 
+class _UndoOnFailure:
+    """Puts an output folder back as it was before a job that failed without finishing anything.
+
+    Made before the claim, it notes whether the folder (and which of its parents) existed; :meth:`after_claim`
+    notes which paths it held; on a failure that ``keep_on_failure`` does not vouch for, :meth:`remove_new_paths` (lock
+    still held) deletes every path added since, but the lock, and :meth:`remove_created_folders` (after the lock
+    is released) the folder and the parents the job created, when they are empty. Files that existed before are
+    never touched.
+    """
+
+    def __init__(self, out_dir: str | Path, keep_on_failure: Callable[[Path], bool]) -> None:
+        self.keep_on_failure = keep_on_failure
+        path = Path(out_dir).expanduser().absolute()
+        self.created = [folder for folder in (path, *path.parents) if not folder.exists()]  # deepest first
+        self.had_manifest = (path / MANIFEST_FILE).is_file()
+        self.before: set[str] = set()
+        self.undo = False
+
+    def after_claim(self, out: Path) -> None:
+        if out in self.created:
+            return  # everything in it is new
+        for root, dirs, files in os.walk(out):  # a genrec folder (claim refuses others): a few thousand paths at most
+            rel = Path(root).relative_to(out)
+            self.before.update((rel / name).as_posix() for name in (*dirs, *files))
+        if not self.had_manifest:
+            self.before.discard(MANIFEST_FILE)  # written by this claim
+
+    def _should_undo(self, out: Path, failed: bool) -> bool:
+        if not failed:
+            return False
+        try:
+            return not self.keep_on_failure(out)
+        except Exception:  # deciding must not replace the job's own error; keep the files
+            return False
+
+    def remove_new_paths(self, out: Path, failed: bool) -> None:
+        self.undo = self._should_undo(out, failed)
+        if not self.undo:
+            return
+        logger.debug("the job failed before it finished anything: removing what it wrote into %s", out)
+        for root, dirs, files in os.walk(out, topdown=True):
+            rel = Path(root).relative_to(out)
+            for name in files:
+                key = (rel / name).as_posix()
+                if key not in self.before and key != LOCK_FILE:
+                    (Path(root) / name).unlink(missing_ok=True)
+            for name in list(dirs):
+                if (rel / name).as_posix() not in self.before:
+                    dirs.remove(name)
+                    target = Path(root) / name
+                    if target.is_symlink():
+                        target.unlink()
+                    else:
+                        shutil.rmtree(target, ignore_errors=True)
+
+    def remove_created_folders(self) -> None:
+        if not self.undo:
+            return
+        for folder in self.created:  # deepest first; a folder someone else wrote into since stays
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+
+
 @contextlib.contextmanager
 def owned_output_folder(
-    out_dir: str | Path, *, job: str, inputs: dict[str, str | os.PathLike | None] | None = None
+    out_dir: str | Path,
+    *,
+    job: str,
+    inputs: dict[str, str | os.PathLike | None] | None = None,
+    keep_on_failure: Callable[[Path], bool] | None = None,
 ) -> Iterator[Path]:
     """:func:`claim_output_folder` and :func:`locked` for the block: the folder (absolute) is claimed and locked
     by the main process of a multi-process launch (the only one that writes shared files); a refusal is
-    raised on every process, so none waits for the others at a barrier."""
+    raised on every process, so none waits for the others at a barrier.
+
+    ``keep_on_failure``: when the block raises and this returns False for the folder (the job finished nothing
+    worth keeping, e.g. ``genrec run`` before its dataset was prepared), the folder is put back as it was before
+    the claim: the paths the job added are removed, and the folder itself (with the parents it created) when the
+    job created it. None: the folder keeps whatever the job wrote (a rerun resumes from it).
+    """
     hold = contextlib.ExitStack()
 
     def acquire() -> Path:
+        undo = _UndoOnFailure(out_dir, keep_on_failure) if keep_on_failure is not None else None
         out = claim_output_folder(out_dir, job=job, inputs=inputs).absolute()
+        if undo is not None:
+            undo.after_claim(out)
+            hold.callback(undo.remove_created_folders)  # runs last, after the lock is released
         hold.enter_context(locked(out, job=job))
+        if undo is not None:  # runs first, while the lock is held
+            hold.push(lambda kind, error, trace: undo.remove_new_paths(out, failed=kind is not None))
         return out
 
     out = on_main_process(acquire)

@@ -154,6 +154,7 @@ def run_mscgrec_stages(
             data_dir, emb_path, stage1_dir, config=UngerFusionConfig(**stage1_profile.stage1_config),
             epochs=profile.stage1_epochs, max_steps=profile.stage1_max_steps, patience=profile.stage1_patience,
             max_eval_examples=profile.stage1_max_eval_examples, seed=seed, show_progress=show_progress,
+            log_with=context.log_with,
         ).to_dict()
     context.record_stage("stage1", start, **{
         "path": stage1_dir, "mode": "collaborative_only",
@@ -214,7 +215,7 @@ def run_mscgrec_stages(
             warmup_steps=profile.stage2_warmup_steps, eval_every=profile.stage2_eval_every,
             patience=profile.stage2_patience, eval_beams=profile.eval_beams, test_beams=profile.test_beams,
             lr_schedule=profile.stage2_lr_schedule, max_eval_users=profile.max_eval_users, seed=seed,
-            show_progress=show_progress,
+            show_progress=show_progress, log_with=context.log_with,
         ).to_dict()
     context.record_stage("stage2", start, path=stage2_dir, steps=stage2["global_step"],
                          best_step=stage2["best_step"])

@@ -349,7 +349,7 @@ def train_stage1(
     checkpoint_every: int | None = None,
     keep_checkpoints: int = 2,
     resume: bool = True,
-    log_with: str | None = "auto",
+    log_with: str | Sequence[str] | None = "auto",
     logging_steps: int = 50,
     max_eval_examples: int | None = None,
     time_budget_s: float | None = None,
@@ -384,7 +384,9 @@ def train_stage1(
         keep_checkpoints: how many checkpoints to keep.
         resume: continue from the newest checkpoint in ``output_dir/checkpoints`` (refused if it belongs to
             another config/data); False deletes existing checkpoints and starts over.
-        log_with: Accelerate tracker; ``"auto"`` = TensorBoard when installed, else none.
+        log_with: Accelerate tracker(s) for ``output_dir/logs`` (``--report-to``): ``"auto"`` = TensorBoard when
+            installed, else none; ``"none"``, ``"all"`` or tracker names (see
+            :func:`~genrec.trainers.engine.accelerator.resolve_log_with`). Not part of the checkpoints' identity.
         logging_steps: optimiser steps between training-loss log lines.
         max_eval_examples: evaluate on a seeded random sample of N validation rows (quick runs); None = all.
         time_budget_s: stop after the first optimiser step that ends past this many seconds of this

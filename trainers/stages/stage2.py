@@ -358,7 +358,7 @@ def train_stage2(
     resume: bool = True,
     max_eval_users: int | None = None,
     evaluate_test: bool = True,
-    log_with: str | None = "auto",
+    log_with: str | Sequence[str] | None = "auto",
     logging_steps: int = 50,
     callbacks: Sequence[Callable[[TrainingState], None]] = (),
     show_progress: bool = True,
@@ -406,7 +406,9 @@ def train_stage2(
             another config / data / hyper-parameters); False deletes existing checkpoints and starts over.
         max_eval_users: validate on the first N validation users only (None: all); test always uses all.
         evaluate_test: evaluate the best model on the test split at the end.
-        log_with: Accelerate tracker; ``"auto"`` = TensorBoard when installed, else none.
+        log_with: Accelerate tracker(s) for ``output_dir/logs`` (``--report-to``): ``"auto"`` = TensorBoard when
+            installed, else none; ``"none"``, ``"all"`` or tracker names (see
+            :func:`~genrec.trainers.engine.accelerator.resolve_log_with`). Not part of the checkpoints' identity.
         logging_steps: optimiser steps between training-loss log lines.
         callbacks: called with the :class:`TrainingState` after every optimiser step (after its evaluation and
             checkpoint); may raise to stop the run.
