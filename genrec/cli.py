@@ -9,11 +9,11 @@ inside ``run`` so that ``genrec --help`` answers at once.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
 from genrec._version import __version__
+from genrec.cli_console import setup_console
 from genrec.cli_errors import USER_ERROR_EXIT, one_line, user_error_types
 from genrec.commands import (
     HelpFormatter,
@@ -47,7 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Generative recommendation with semantic IDs (UNGER, TTDS-style LLM recommenders).",
     )
     parser.add_argument("--version", action="version", version=f"genrec {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true",
+        help="debug logging, tracebacks of errors and the libraries' own progress bars",
+    )
     sub = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
     for module in VERB_MODULES:
         module.add_parser(sub)
@@ -62,14 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    setup_console(verbose=args.verbose)
     try:
         return int(args.handler(args) or 0)
     except user_error_types() as error:

@@ -49,6 +49,10 @@ def test_metrics_from_ranks_validates() -> None:
 def test_format_metrics_table() -> None:
     text = format_metrics(compute_metrics([["a"]], ["a"], ks=[1, 10]), title="test")
     assert "recall" in text and "@10" in text and "1.0000" in text
+    # leave-one-out: hr@K is recall@K, so the table does not repeat it; a table where they differ keeps it
+    assert "\nhr" not in text
+    differing = {"recall@10": 0.2, "hr@10": 0.3, "ndcg@10": 0.1}
+    assert "\nhr" in format_metrics(differing)
 
 
 def test_evaluate_metric_matches_library() -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from transformers.utils.logging import tqdm
+from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
 

@@ -192,7 +192,12 @@ class ResidualKMeansQuantizer(Quantizer):
                     "residual_mse": sum_sq(residual) / residual.numel(),
                 }
             )
-            logger.info("k-means level %d/%d: %s", level + 1, self.num_levels, info["levels"][-1])
+            stats = info["levels"][-1]
+            logger.info(
+                "k-means level %d/%d: %s of %s codes used, %s iterations%s, residual MSE %.4g", level + 1,
+                self.num_levels, stats.get("used_codes", "?"), stats.get("k", "?"), stats.get("n_iter", "?"),
+                "" if stats.get("converged", True) else " (iteration cap reached)", stats.get("residual_mse", float("nan")),
+            )
         del residual
         self._set_centroids(cents)
         self._memo_embeddings = torch.zeros(0, self._dim)

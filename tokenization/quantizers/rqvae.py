@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from transformers.utils.logging import tqdm
+from tqdm.auto import tqdm
 
 from .base import (
     CONFIG_NAME,

@@ -153,9 +153,11 @@ def compute_metrics(
 
 
 def format_metrics(metrics: dict[str, float], *, title: str | None = None) -> str:
-    """A small fixed-width table (metric rows x cut-off columns) for terminals and logs."""
-    names = ["recall", "ndcg", "mrr", "hr"]
+    """A small fixed-width table (metric rows x cut-off columns) for terminals and logs. The ``hr`` row is left
+    out when it equals ``recall`` at every cut-off (leave-one-out: one target per user)."""
     ks = sorted({int(key.split("@")[1]) for key in metrics if "@" in key})
+    hr_is_recall = all(metrics.get(f"hr@{k}") == metrics.get(f"recall@{k}") for k in ks)
+    names = ["recall", "ndcg", "mrr"] + ([] if hr_is_recall else ["hr"])
     lines = [title] if title else []
     header = "metric".ljust(8) + "".join(f"@{k}".rjust(10) for k in ks)
     lines.append(header)

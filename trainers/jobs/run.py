@@ -66,7 +66,7 @@ from genrec.trainers.jobs.profiles import (
     infer_source,
     resolve_profile,
 )
-from genrec.trainers.jobs.run_context import RunContext
+from genrec.trainers.jobs.run_context import RunContext, first_stage_finished
 from genrec.trainers.jobs.run_mscgrec import MODALITY_TABLES_DIR
 from genrec.trainers.jobs.transition import load_best_model, transition_stage_into_summary
 
@@ -96,6 +96,7 @@ def prepare_and_embed(
     if data_revision is not None:
         prepare_settings["revision"] = data_revision
     context.ledger.claim("prepare", prepare_settings, [data_dir])
+    prepared_before = (data_dir / "README.md").is_file()
 
     def prepare() -> None:  # the main process prepares; the others read the folder afterwards
         if not (data_dir / "README.md").is_file():
@@ -108,17 +109,20 @@ def prepare_and_embed(
             logger.info("reusing the prepared dataset in %s", data_dir)
 
     on_main_process(prepare)
-    context.record_stage("prepare", start, path=data_dir)
+    context.record_stage("prepare", start, reused=prepared_before, path=data_dir)
 
     # 2. semantic embeddings: a derived artefact of the run (never written into the dataset folder, which
     #    is pushed as is); the file carries its own content key (encoder + template + items), checked on reuse
     start = time.perf_counter()
+    embeddings_file = context.embeddings_dir / SEMANTIC_EMBEDDINGS_FILE
+    embedded_before = _modified_time(embeddings_file)
     emb_path, emb = embed_dataset(  # items split across the processes of a launch; the main process writes
         data_dir, out=context.embeddings_dir / SEMANTIC_EMBEDDINGS_FILE, encoder=encoder,
         show_progress=context.show_progress, map_batches=map_batches, write=is_main_process(),
     )
     wait_for_everyone()
-    context.record_stage("embed", start, path=Path(emb_path), items=int(emb.embeddings.shape[0]),
+    reused = embedded_before is not None and _modified_time(embeddings_file) == embedded_before
+    context.record_stage("embed", start, reused=reused, path=Path(emb_path), items=int(emb.embeddings.shape[0]),
                          dim=int(emb.embeddings.shape[1]))
     context.emb_path, context.emb = Path(emb_path), emb
     context.upstream = {"prepare": settings_digest(prepare_settings), "embeddings": emb.metadata.get("cache_key")}
@@ -149,6 +153,7 @@ def run_pipeline(
     history_feed: str = "item_sum",
     until: str | None = None,
     mixed_precision: str = "no",
+    report_to: str | list[str] | None = "auto",
 ) -> dict[str, Any]:
     """Run the main job on ``dataset`` into ``out_dir``; return (and write to ``run.json``) its summary.
 
@@ -162,7 +167,7 @@ def run_pipeline(
         num_levels, codebook_size: residual k-means semantic IDs (plus a collision level where needed);
             ``num_levels`` defaults to the profile's (3; the paper profile's cluster depth is 4).
         seed: one seed for every stage.
-        profile: "default", "quick" (CI smoke run), "paper", or a :class:`PipelineProfile`.
+        profile: "default", "long", "quick" (CI smoke run), "paper", or a :class:`PipelineProfile`.
         overwrite: recompute every stage (deletes the stages' folders first).
         show_progress: tqdm progress bars.
         always_append_collision_level: give every item a collision code, even without collisions (so that the
@@ -190,6 +195,10 @@ def run_pipeline(
             (what ablations, the Stage I retriever and code-table users need) without training Stage II;
             ``run.json`` records ``stopped_after`` and has no test metrics. A later call without ``until``
             reuses those stages and goes on.
+        report_to: where Stage I and II write training logs (``genrec run --report-to``): ``"auto"`` (TensorBoard
+            when installed), ``"none"``, ``"all"`` or tracker names (see
+            :func:`~genrec.trainers.engine.accelerator.resolve_log_with`; a tracker that is not installed fails
+            before any stage runs). In no fingerprint: it changes no result.
 
     Returns:
         The summary: per-stage seconds and outputs, Stage I validation metrics, Stage II validation and test
@@ -199,11 +208,13 @@ def run_pipeline(
     """
     from genrec.modeling.configuration_unger import UngerConfig
     from genrec.modeling.configuration_unger_fusion import UngerFusionConfig
+    from genrec.trainers.engine.accelerator import resolve_log_with
     from genrec.trainers.stages.quantize import check_quantizer_settings, quantize_embeddings
     from genrec.trainers.stages.stage1 import train_stage1
     from genrec.trainers.stages.stage2 import train_stage2
 
     run_profile = resolve_profile(profile)
+    log_with = resolve_log_with(report_to)
     if until is not None and until not in STOP_STAGES:
         raise ValueError(f"until={until!r}: choose one of {list(STOP_STAGES)} (or None to run every stage)")
     if until not in (None, "embed") and model == "mscgrec":
@@ -237,7 +248,7 @@ def run_pipeline(
     # evaluation are split across the processes; Stage I and II train data-parallel.
     if model == "mscgrec" and num_processes() > 1:
         raise ValueError("an MSCGRec run is one process (launch `genrec run --model mscgrec` without accelerate)")
-    with owned_output_folder(out_dir, job="run", inputs=inputs) as out_dir:
+    with owned_output_folder(out_dir, job="run", inputs=inputs, keep_on_failure=first_stage_finished) as out_dir:
         source = source or infer_source(dataset)
         data_dir, stage1_dir, sid_dir, stage2_dir = (out_dir / name for name in ("data", "stage1", "semantic_ids", "stage2"))
         emb_dir = out_dir / EMBEDDINGS_DIR
@@ -251,13 +262,14 @@ def run_pipeline(
             adopt_legacy_run(out_dir, ledger)
 
         on_main_process(start_afresh_or_adopt)
-        context = RunContext(out_dir, ledger, seed, show_progress=show_progress, summary={
+        context = RunContext(out_dir, ledger, seed, show_progress=show_progress, log_with=log_with, summary={
             "dataset": dataset, "source": source, "profile": asdict(run_profile), "seed": seed,
             "num_levels": num_levels, "codebook_size": codebook_size, "max_history": max_history,
             "encoder": encoder, "stages": {},
             **({"dataset_revision": data_revision} if data_revision else {}),
             **({"model": model} if model != "unger" else {}),
         })
+        context.load_previous()
         prepare_and_embed(context, dataset, source=source, max_history=max_history, encoder=encoder,
                           data_revision=data_revision)
         if until == "embed":
@@ -286,7 +298,8 @@ def run_pipeline(
             stage1_settings["mixed_precision"] = mixed_precision
         ledger.claim("stage1", stage1_settings, [stage1_dir])
         stage1_result_file = stage1_dir / "stage1_result.json"
-        if stage1_result_file.is_file() and (stage1_dir / "integrated_embeddings.safetensors").is_file():
+        stage1_reused = stage1_result_file.is_file() and (stage1_dir / "integrated_embeddings.safetensors").is_file()
+        if stage1_reused:
             logger.info("reusing Stage I in %s", stage1_dir)
             stage1 = json.loads(stage1_result_file.read_text())
         else:
@@ -294,9 +307,9 @@ def run_pipeline(
                 data_dir, context.emb_path, stage1_dir, config=UngerFusionConfig(**run_profile.stage1_config),
                 epochs=run_profile.stage1_epochs, max_steps=run_profile.stage1_max_steps,
                 patience=run_profile.stage1_patience, max_eval_examples=run_profile.stage1_max_eval_examples,
-                seed=seed, show_progress=show_progress, mixed_precision=mixed_precision,
+                seed=seed, show_progress=show_progress, mixed_precision=mixed_precision, log_with=log_with,
             ).to_dict()
-        context.record_stage("stage1", start, **{
+        context.record_stage("stage1", start, reused=stage1_reused, **{
             "path": stage1_dir,
             "steps": stage1["global_step"],
             "best_step": stage1["best_step"],
@@ -326,8 +339,9 @@ def run_pipeline(
             logger.info("reusing the semantic IDs in %s", sid_dir)
             return json.loads((sid_dir / "quantize.json").read_text())
 
+        quantize_reused = (sid_dir / "quantize.json").is_file()
         quantized = on_main_process(quantize)
-        context.record_stage("quantize", start, path=sid_dir / "tokenizer",
+        context.record_stage("quantize", start, reused=quantize_reused, path=sid_dir / "tokenizer",
                              codebook_sizes=quantized["codebook_sizes"], collision_rate=quantized["collision_rate"])
         if until == "quantize":
             return _stopped(context, until)
@@ -341,7 +355,8 @@ def run_pipeline(
             stage2_settings["init_from"] = init_identity or {"source": str(init_from)}
         ledger.claim("stage2", stage2_settings, [stage2_dir])
         stage2_result_file = stage2_dir / "stage2_result.json"
-        if stage2_result_file.is_file():
+        stage2_reused = stage2_result_file.is_file()
+        if stage2_reused:
             logger.info("reusing Stage II in %s", stage2_dir)
             stage2 = json.loads(stage2_result_file.read_text())
         else:
@@ -353,9 +368,9 @@ def run_pipeline(
                 patience=run_profile.stage2_patience, eval_beams=run_profile.eval_beams,
                 test_beams=run_profile.test_beams, lr_schedule=run_profile.stage2_lr_schedule,
                 max_eval_users=run_profile.max_eval_users, seed=seed, show_progress=show_progress,
-                init_from=init_from, mixed_precision=mixed_precision,
+                init_from=init_from, mixed_precision=mixed_precision, log_with=log_with,
             ).to_dict()
-        entry = context.record_stage("stage2", start, **{
+        entry = context.record_stage("stage2", start, reused=stage2_reused, **{
             "path": stage2_dir,
             "steps": stage2["global_step"],
             "best_step": stage2["best_step"],
@@ -383,11 +398,20 @@ def run_pipeline(
 
         def export() -> dict[str, Any]:
             export_run_model(best_model, tokenizer, context.best_dir, out_dir, dataset=dataset, summary=context.summary)
-            context.record_stage("export", start, path=out_dir)
+            # an export of a run whose every stage was reused rewrites the same model: it keeps its recorded time
+            context.record_stage("export", start, reused=not context.computed, path=out_dir)
             context.record(model_dir=context.relative(out_dir))
             return context.write_summary()
 
         return on_main_process(export)
+
+
+def _modified_time(path: Path) -> int | None:
+    """``path``'s modification time in nanoseconds (None: no such file): an unchanged time means reused."""
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
 
 
 def _stopped(context: RunContext, stage: str) -> dict[str, Any]:

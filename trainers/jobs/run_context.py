@@ -20,7 +20,15 @@ from genrec.trainers.jobs.fingerprints import EMBEDDINGS_DIR
 from genrec.trainers.jobs.ledger import StageLedger
 from genrec.trainers.jobs.profiles import RUN_SUMMARY_FILE
 
-__all__ = ["RunContext"]
+__all__ = ["RunContext", "first_stage_finished"]
+
+
+def first_stage_finished(out_dir: Path) -> bool:
+    """Whether the run folder holds a prepared dataset (``data/README.md``: prepare renames its folder into place
+    whole), the output of the main job's first stage. A run that fails before it leaves the folder as it found it
+    (:func:`~genrec.trainers.jobs.output_folder.owned_output_folder`'s ``keep_on_failure``); after it, what the
+    run wrote stays, so that a rerun resumes."""
+    return (Path(out_dir) / "data" / "README.md").is_file()
 
 
 @dataclass
@@ -47,6 +55,13 @@ class RunContext:
     #: Stage II's fingerprint digest (what the transition prior's fingerprint holds)
     stage2_digest: str | None = None
     best_dir: Path | None = None
+    #: ``run.json``'s stages as an earlier invocation left them: a stage this one only reuses keeps its time there
+    previous_stages: dict[str, Any] = field(default_factory=dict)
+    previous_total: float | None = None
+    #: the stages this invocation computed (not reused)
+    computed: set[str] = field(default_factory=set)
+    #: where Stage I and II write training logs (``Accelerator(log_with=...)``; ``--report-to``, in no fingerprint)
+    log_with: str | list[str] | None = "auto"
 
     @property
     def data_dir(self) -> Path:
@@ -65,11 +80,29 @@ class RunContext:
         """A path ``run.json`` records, as a usable path (older, absolute records as they are)."""
         return resolve_recorded(value, self.out_dir)
 
-    def record_stage(self, name: str, start: float, **outputs: Any) -> dict[str, Any]:
+    def load_previous(self) -> None:
+        """Read the times an earlier invocation recorded in ``run.json`` (nothing when there is none or it is not
+        JSON), so that a rerun which only reuses stages reports what they cost when they ran, not "0.0 s"."""
+        try:
+            previous = json.loads((self.out_dir / RUN_SUMMARY_FILE).read_text())
+        except (OSError, ValueError):
+            return
+        if isinstance(previous, dict) and isinstance(previous.get("stages"), dict):
+            self.previous_stages = previous["stages"]
+            self.previous_total = previous.get("total_seconds")
+
+    def record_stage(self, name: str, start: float, *, reused: bool = False, **outputs: Any) -> dict[str, Any]:
         """Record stage ``name``: its wall-clock seconds since ``start`` and its outputs (paths, steps, ...);
-        ``Path`` values are recorded relative to the run folder (:meth:`relative`)."""
+        ``Path`` values are recorded relative to the run folder (:meth:`relative`). A ``reused`` stage keeps the
+        seconds an earlier invocation recorded for it (:meth:`load_previous`), when there are some."""
         outputs = {key: self.relative(value) if isinstance(value, Path) else value for key, value in outputs.items()}
-        entry = {"seconds": round(time.perf_counter() - start, 2), **outputs}
+        seconds = round(time.perf_counter() - start, 2)
+        previous = self.previous_stages.get(name)
+        if reused and isinstance(previous, dict) and isinstance(previous.get("seconds"), int | float):
+            seconds = previous["seconds"]
+        else:
+            self.computed.add(name)
+        entry = {"seconds": seconds, **outputs}
         self.summary["stages"][name] = entry
         return entry
 
@@ -81,6 +114,10 @@ class RunContext:
         """``run.json`` (written whole or not at all), with the total time unless ``total`` is False (a step
         added to a finished run keeps the run's own total); returns the summary."""
         if total:
-            self.summary["total_seconds"] = round(time.perf_counter() - self.started, 2)
+            only_reused = not (self.computed - {"export"}) and self.previous_total is not None
+            # a rerun that computed nothing keeps the run's own total (its export only rewrote the same model)
+            self.summary["total_seconds"] = (
+                self.previous_total if only_reused else round(time.perf_counter() - self.started, 2)
+            )
         write_text_atomic(self.out_dir / RUN_SUMMARY_FILE, json.dumps(self.summary, indent=2) + "\n")
         return self.summary

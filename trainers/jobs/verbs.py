@@ -25,8 +25,8 @@ from genrec.trainers.stages.stage2_defaults import (
 )
 
 __all__ = [
-    "TRAIN_DEFAULTS", "embed", "evaluate", "finetune", "prepare", "push", "quantize", "recommend", "run",
-    "stage1", "train", "transition_prior",
+    "TRAIN_DEFAULTS", "embed", "evaluate", "finetune", "prepare", "push", "quantize", "recommend",
+    "recommend_dataset", "run", "stage1", "train", "transition_prior",
 ]
 
 #: ``genrec train``'s schedule defaults: the paper's Stage II recipe (UNGER §4.1.3).
@@ -60,29 +60,26 @@ def run(
     levels: int | None = None, codebook_size: int = 256, seed: int = 2024, profile: str = "default",
     overwrite: bool = False, revision: str | None = None, model: str = "unger", modality: Sequence[str] = (),
     decode_modality: str = "collaborative", mask_probability: float = 0.0, stage2_steps: int | None = None,
-    history_feed: str = "item_sum", until: str | None = None, mixed_precision: str = "no",
+    history_feed: str = "item_sum", until: str | None = None, mixed_precision: str = "no", report_to: str = "auto",
 ) -> str:
     """``genrec run``: :func:`~genrec.trainers.jobs.run.run_pipeline`; per stage its time and folder, then the
-    test metrics (``modality``: ``NAME=FILE`` entries, see :func:`modality_files`)."""
-    from genrec.trainers.evaluation.metrics import format_metrics
+    test metrics (``modality``: ``NAME=FILE`` entries, see :func:`modality_files`). A ``dataset`` that is no known
+    name, folder or Hub id fails at once, before torch loads and before ``out`` is touched."""
+    from genrec.trainers.jobs.profiles import infer_source
+
+    if source is None:
+        infer_source(dataset)  # ValueError naming the closest known name (run_pipeline infers it again)
     from genrec.trainers.jobs.run import run_pipeline
+    from genrec.trainers.jobs.run_report import format_run_report
 
     summary = run_pipeline(
         dataset, out, source=source, encoder=encoder, max_history=max_history, num_levels=levels,
         codebook_size=codebook_size, seed=seed, profile=profile, overwrite=overwrite, data_revision=revision,
         model=model, modalities=modality_files(modality), decode_modality=decode_modality,
         mask_probability=mask_probability, stage2_max_steps=stage2_steps, history_feed=history_feed, until=until,
-        mixed_precision=mixed_precision,
+        mixed_precision=mixed_precision, report_to=report_to,
     )
-    # run.json's paths are relative to the run folder
-    lines = [f"{name:9s} {stage['seconds']:8.1f} s  {Path(out) / stage['path']}" for name, stage in summary["stages"].items()]
-    if summary.get("stopped_after"):
-        return _lines(*lines, f"stopped after {summary['stopped_after']} (--until): {out}; rerun without --until to go on")
-    return _lines(
-        *lines,
-        format_metrics(summary["test_metrics"], title=f"test metrics ({dataset}, profile {profile})"),
-        f"model: {Path(out) / summary['model_dir']} (AutoModel / AutoTokenizer after `import genrec`)",
-    )
+    return format_run_report(summary, out, dataset=dataset)
 
 
 def transition_prior(run_dir: Path) -> str:
@@ -167,11 +164,16 @@ def stage1(
     encoder: str = "din", config: Mapping[str, Any] | None = None, epochs: int | None = None,
     max_steps: int | None = None, patience: int = 5, time_budget_min: float | None = None,
     mixed_precision: str = "no", seed: int = 2024, restart: bool = False, data_revision: str | None = None,
+    report_to: str = "auto",
 ) -> str:
     """``genrec stage1``: :func:`~genrec.trainers.stages.stage1.train_stage1` with an ``UngerFusionConfig`` of
-    ``mode``, ``encoder``, ``fusion`` (None: the config's) and the ``config`` overrides; the best step."""
+    ``mode``, ``encoder``, ``fusion`` (None: the config's) and the ``config`` overrides; the best step.
+    ``report_to``: the trackers of ``OUT/logs`` (checked before ``out`` is made)."""
     from genrec.modeling.configuration_unger_fusion import UngerFusionConfig
+    from genrec.trainers.engine.accelerator import resolve_log_with
     from genrec.trainers.stages.stage1 import train_stage1
+
+    resolve_log_with(report_to)  # a tracker that is not installed fails here, before anything is written
 
     values = {"mode": mode, "collaborative_encoder": encoder, **(config or {})}
     if fusion:
@@ -180,6 +182,7 @@ def stage1(
         data, embeddings, out, config=UngerFusionConfig(**values), epochs=epochs, max_steps=max_steps,
         patience=patience, time_budget_s=time_budget_min * 60 if time_budget_min else None,
         mixed_precision=mixed_precision, seed=seed, resume=not restart, data_revision=data_revision,
+        log_with=report_to,
     )
     return (
         f"stage1: {result.global_step} steps in {result.wall_time_s:.0f} s ({result.stop_reason}); best step "
@@ -195,13 +198,17 @@ def train(
     warmup_steps: int = PAPER_WARMUP_STEPS, batch_size: int = PAPER_BATCH_SIZE, lr: float = PAPER_LR,
     eval_every: int | None = None, eval_beams: int = 20, max_eval_users: int | None = None,
     patience: int | None = None, mixed_precision: str = "no", seed: int = 2024, restart: bool = False,
-    data_revision: str | None = None,
+    data_revision: str | None = None, report_to: str = "auto",
 ) -> str:
     """``genrec train``: :func:`~genrec.trainers.stages.stage2.train_stage2` with an ``UngerConfig`` of the
-    ``config`` overrides and the flags that are set; the best step and its test metrics."""
+    ``config`` overrides and the flags that are set; the best step and its test metrics. ``report_to``: the
+    trackers of ``OUT/logs`` (checked before anything loads)."""
     from genrec.modeling.configuration_unger import UngerConfig
+    from genrec.trainers.engine.accelerator import resolve_log_with
     from genrec.trainers.evaluation.metrics import format_metrics
     from genrec.trainers.stages.stage2 import train_stage2
+
+    resolve_log_with(report_to)  # a tracker that is not installed fails here, before anything is written
 
     values = dict(config or {})
     if history_mode:
@@ -214,7 +221,7 @@ def train(
         data, tokenizer, out, config=UngerConfig(**values), integrated_embeddings=integrated_embeddings,
         max_steps=max_steps, warmup_steps=warmup_steps, batch_size=batch_size, lr=lr, eval_every=eval_every,
         eval_beams=eval_beams, max_eval_users=max_eval_users, patience=patience, mixed_precision=mixed_precision,
-        seed=seed, resume=not restart, data_revision=data_revision,
+        seed=seed, resume=not restart, data_revision=data_revision, log_with=report_to,
     )
     return _lines(
         f"stage2: {result.global_step} steps in {result.wall_time_s:.0f} s; best step {result.best_step}",
@@ -254,12 +261,15 @@ def evaluate(
     return format_metrics(result["metrics"], title=f"{split} ({model})")
 
 
-def check_output_file(out: Path) -> None:
+def check_output_file(out: Path, example: str = "eval.json") -> None:
     """Refuse ``out`` as a file to write before any work is done: a folder, a path through a file, or a folder
-    genrec cannot write into (``IsADirectoryError`` / ``NotADirectoryError`` / ``PermissionError``)."""
+    genrec cannot write into (``IsADirectoryError`` / ``NotADirectoryError`` / ``PermissionError``); ``example``:
+    the file name the message suggests inside a folder given as ``out``."""
     out = Path(out)
     if out.is_dir():
-        raise IsADirectoryError(f"--out {out} is a folder: give the path of the JSON file to write, e.g. {out / 'eval.json'}")
+        suffix = Path(example).suffix.lstrip(".")
+        kind = {"json": "JSON", "": "output"}.get(suffix, suffix)
+        raise IsADirectoryError(f"--out {out} is a folder: give the path of the {kind} file to write, e.g. {out / example}")
     parent = out.parent.absolute()
     existing = next(folder for folder in (parent, *parent.parents) if folder.exists())
     if not existing.is_dir():
@@ -273,18 +283,72 @@ def check_output_file(out: Path) -> None:
 def recommend(
     model: str, history: Sequence[str], *, k: int = 10, num_beams: int | None = None, on_unknown: str = "raise",
     as_json: bool = False, revision: str | None = None, transition_weight: float | None = None,
+    exclude_history: bool = True,
 ) -> str:
-    """``genrec recommend``: the top-``k`` next items for one history (oldest first) by the model of any family;
-    one ``item_id<TAB>score`` line per item, best first (``as_json``: a JSON list)."""
+    """``genrec recommend --history``: the top-``k`` next items for one history (oldest first) by the model of any
+    family; one ``item_id<TAB>score`` line per item, best first (``as_json``: a JSON list). ``exclude_history``
+    (default True): the history's own items are not recommended. ``k`` above the catalogue is a ``ValueError``."""
     from genrec.trainers.jobs.load import load_recommender
 
     recommender = load_recommender(model, revision, transition_weight=transition_weight)
-    (ranked,) = recommender.recommend([history], k=k, num_beams=num_beams, on_unknown=on_unknown)
+    _check_k(k, recommender.num_items)
+    (ranked,) = recommender.recommend([history], k=k, num_beams=num_beams, on_unknown=on_unknown,
+                                      exclude_history=exclude_history)
     if not ranked:
+        if exclude_history and len(set(history)) >= recommender.num_items:
+            raise ValueError("the history holds every item of the catalogue: nothing is left to recommend "
+                             "(--no-exclude-history keeps the history's items)")
         raise ValueError(f"none of the history's item ids is known to the model: {history}")
     if as_json:
         return json.dumps([{"item_id": item, "score": score} for item, score in ranked])
     return _lines(*(f"{item}\t{score:.4f}" for item, score in ranked))
+
+
+def _check_k(k: int, num_items: int) -> None:
+    """``-k`` must be a positive int and at most the catalogue size (a larger one used to be capped silently)."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"-k must be a positive number of items, got {k!r}")
+    if k > num_items:
+        raise ValueError(f"-k {k} is more than the catalogue's {num_items} items")
+
+
+def recommend_dataset(
+    model: str, data: str, out: Path, *, split: str = "test", k: int = 10, num_beams: int | None = None,
+    batch_size: int | None = None, on_unknown: str = "raise", revision: str | None = None,
+    data_revision: str | None = None, transition_weight: float | None = None, exclude_history: bool = True,
+    show_progress: bool = True,
+) -> str:
+    """``genrec recommend --data``: batch inference, the top-``k`` of every user (row) of ``split`` of a prepared
+    dataset (:func:`~genrec.trainers.jobs.batch_recommend.recommend_split`: history = the row without its last
+    item, as evaluation reads it) written atomically to the parquet file ``out`` (columns user, rank, item,
+    score; an existing file is replaced, as ``genrec evaluate --out`` does). The dataset's catalogue must be the
+    model's. ``batch_size`` default: 256 users for UNGER models, 8 prompts for TTDS. Under ``accelerate launch``
+    the users are split across the processes and the main process writes the file. Returns a one-line summary."""
+    from genrec.data_scripts.prepare import load_genrec_dataset
+    from genrec.trainers.jobs.batch_recommend import recommend_split, write_topk_parquet
+    from genrec.trainers.jobs.load import load_recommender
+
+    out = Path(out)
+    check_output_file(out, example="topk.parquet")  # before any work, not after it
+    start = time.perf_counter()
+    recommender = load_recommender(model, revision, transition_weight=transition_weight)
+    _check_k(k, recommender.num_items)
+    sequences, items = load_genrec_dataset(data, revision=data_revision)
+    if split not in sequences:
+        raise ValueError(f"dataset {data} has no split {split!r} (splits: {list(sequences)})")
+    recommender.check_catalogue(items["item_id"], where=f"dataset {data}")
+    if batch_size is None:
+        batch_size = 8 if recommender.family == "ttds" else 256
+    result = recommend_split(
+        recommender, sequences[split], k=k, num_beams=num_beams, batch_size=batch_size, on_unknown=on_unknown,
+        exclude_history=exclude_history, desc=f"recommend {split}", show_progress=show_progress,
+    )
+    write_topk_parquet(out, result)
+    seconds = time.perf_counter() - start
+    skipped = (f"; {result.num_skipped_no_history} rows without a history item left out"
+               if result.num_skipped_no_history else "")
+    return (f"{len(result.users)} users of {split} x top {k} ({result.num_rows} rows) -> {out} "
+            f"({seconds:.1f} s{skipped})")
 
 
 def finetune(
@@ -292,15 +356,19 @@ def finetune(
     revision: str | None = None, data_revision: str | None = None, profile: str = "default",
     stage2_steps: int | None = None, scratch: bool = False, seed: int = 2024, overwrite: bool = False,
     dtype: str = "auto", config: Mapping[str, Any] | None = None, training: Mapping[str, Any] | None = None,
+    report_to: str = "auto",
 ) -> str:
     """``genrec finetune``: :func:`~genrec.trainers.jobs.finetune.finetune` (UNGER or TTDS, by what ``source``
     is); UNGER: the test metrics and the model folder; TTDS: the metrics per split (JSON)."""
+    from genrec.trainers.engine.accelerator import resolve_log_with
     from genrec.trainers.jobs.finetune import finetune as finetune_any
+
+    resolve_log_with(report_to)  # a tracker that is not installed fails here, before any model loads
 
     family, summary = finetune_any(
         dataset, out, source=source, base_model=base_model, revision=revision, data_revision=data_revision,
         profile=profile, stage2_steps=stage2_steps, seed=seed, transfer=not scratch, overwrite=overwrite,
-        dtype=dtype, config_overrides=dict(config or {}), training=dict(training or {}),
+        dtype=dtype, config_overrides=dict(config or {}), training=dict(training or {}), report_to=report_to,
     )
     if family == "unger":
         from genrec.trainers.evaluation.metrics import format_metrics
