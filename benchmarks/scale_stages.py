@@ -430,6 +430,9 @@ def render(results: dict[str, Any], plot: bool = True) -> str:
         lines += ["", notes]
     if plot and _plot(results, HERE / PLOT_NAME):
         lines += ["", f"![Scale: seconds per step and peak RSS per stage]({PLOT_NAME})"]
+    raw_data = HERE / "results" / "amazon_scale.md"  # written by hand from amazon_scale.py's JSON; kept verbatim
+    if raw_data.is_file():
+        lines += ["", raw_data.read_text().rstrip()]
     return "\n".join(lines) + "\n"
 
 
