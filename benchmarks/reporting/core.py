@@ -35,8 +35,8 @@ HEADLINE_ROWS: dict[str, tuple[tuple[str, str], ...]] = {
         ("ml100k-pop", "Most popular"),
     ),
     "beauty": (
-        ("beauty-genrec-default-2026-12-02", "genrec 16-epoch recipe + prior"),
-        ("beauty-genrec-default-2026-12-02-model-alone", "genrec 16-epoch, model alone"),
+        ("beauty-genrec-default-2026-12-02", "genrec long + prior"),
+        ("beauty-genrec-default-2026-12-02-model-alone", "genrec long, model alone"),
         ("beauty-recbole-sasrec", "SASRec (RecBole)"),
         ("beauty-markov", "1st-order Markov"),
         ("beauty-pop", "Most popular"),

@@ -33,8 +33,8 @@ Writes: OUT/ = save_pretrained folder of the final model (config, model.safetens
         table, README.md model card with the metrics), loadable with AutoModel/AutoTokenizer after
         `import genrec`; OUT/data, OUT/embeddings, OUT/stage1, OUT/semantic_ids, OUT/stage2 (stages),
         OUT/fingerprints, OUT/run.json.
-Time:   ML-100K on 2 CPU cores: --profile default DEFAULT_MIN min (Stage II 6 epochs), --profile long
-        about twice that (16 epochs), --quick 1-2 min (a smoke run: its metrics mean nothing); --profile
+Time:   ML-100K on 2 CPU cores: --profile default 16 min (Stage II 6 epochs), --profile long
+        about 40 min (16 epochs), --quick 1-2 min (a smoke run: its metrics mean nothing); --profile
         paper (20k Stage II steps) is for a GPU. docs/main-job.md has the measured times.""",
     )
     p.add_argument(

@@ -104,7 +104,11 @@ def prepare_and_embed(
             report = prepare_dataset(
                 source, data_dir, path=path, max_history=max_history, overwrite=True, revision=data_revision
             )
-            logger.info("prepared %s", report)
+            headline, *details = str(report).splitlines()
+            logger.info("prepared %s", headline)
+            for line in details:  # what was skipped or counted, when anything was ("skipped: nothing" is not news)
+                if line != "skipped: nothing" and not line.startswith("counts: "):
+                    logger.info("prepare: %s", line)
         else:
             logger.info("reusing the prepared dataset in %s", data_dir)
 
