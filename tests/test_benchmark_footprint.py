@@ -116,7 +116,7 @@ def test_perf_rows_are_declared_and_rendered_from_their_json(report: Any, tmp_pa
 def test_training_time_section_uses_stored_stage_seconds(report: Any, tmp_path: Path) -> None:
     from reporting import perf
 
-    row = next(row for row in report.ROWS if row.id == "beauty-genrec-default")
+    row = next(row for row in report.ROWS if row.id == "beauty-genrec-default-2026-12-02")
     ctx = report.Context(repo=tmp_path, results_dir=tmp_path / "results")
     details = {"stage2_steps": 1000, "stage2_best_step": 250, "stage_seconds": {
         "prepare": 1.0, "embed": 2.0, "stage1": 7.0, "quantize": 0.0, "stage2": 400.0, "export": 5.0}}
