@@ -45,6 +45,8 @@ class TTDSConfig(PretrainedConfig):
         base_model_name_or_path: the LLaMA-architecture causal LM (Hub name such as
             ``"meta-llama/Llama-2-7b-hf"`` or a local folder) that the adapter is trained on.
         base_model_revision: optional Hub revision of the base model.
+        base_model_sha256: for a packaged base (``"smollm2-135m"``, :mod:`packaged_bases`), the sha256 of its
+            weights file when the model was made; reloading refuses another file.
         llm_config: the base LLM's config as a dict (filled by ``TTDSForCausalLM.from_base``); used to check
             the base found on reload and to know the hidden size without loading it.
         base_vocab_size: vocabulary size of the base tokenizer before the semantic tokens were added.
@@ -121,6 +123,7 @@ class TTDSConfig(PretrainedConfig):
         self,
         base_model_name_or_path: str | None = None,
         base_model_revision: str | None = None,
+        base_model_sha256: str | None = None,
         llm_config: dict[str, Any] | None = None,
         base_vocab_size: int | None = None,
         vocab_size: int | None = None,
@@ -189,6 +192,7 @@ class TTDSConfig(PretrainedConfig):
             raise ValueError(f"num_collision_tokens must be >= 1, got {num_collision_tokens}")
         self.base_model_name_or_path = base_model_name_or_path
         self.base_model_revision = base_model_revision
+        self.base_model_sha256 = base_model_sha256
         self.llm_config = dict(llm_config) if llm_config is not None else None
         self.base_vocab_size = base_vocab_size
         self.vocab_size = vocab_size

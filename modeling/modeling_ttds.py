@@ -65,6 +65,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_ttds import TTDSConfig
 from .constrained_decoding import SemanticIDLogitsProcessor
+from .packaged_bases import base_load_arguments, file_sha256, packaged_base
 from .safe_weights import load_base_llm
 from .semantic_token_generator import SemanticTokenGenerator
 from .tokenization_ttds import extend_tokenizer
@@ -150,6 +151,16 @@ class TTDSPreTrainedModel(PreTrainedModel):
             module.reset_parameters()
 
 
+def load_ttds_base(name_or_path: Any, **kwargs: Any) -> Any:
+    """The base causal LM of a TTDS model by Hub name, folder or packaged name (``"smollm2-135m"``: the GGUF inside
+    an installed package, :mod:`packaged_bases`), from safetensors or GGUF only."""
+    # imported here: at module level it would re-enter genrec's Auto registration mid-import
+    from transformers import AutoModelForCausalLM
+
+    path, kwargs = base_load_arguments(name_or_path, kwargs)
+    return load_base_llm(AutoModelForCausalLM, path, **kwargs)
+
+
 class TTDSForCausalLM(TTDSPreTrainedModel):
     """The TTDS recommender: a LoRA-tuned causal LM over an extended vocabulary + twin-tower generators.
 
@@ -228,13 +239,13 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
         if base_model is None:
             if not config.base_model_name_or_path:
                 raise ValueError("TTDSConfig.base_model_name_or_path is not set and no base_model was given")
-            # imported here: at module level it would re-enter genrec's Auto registration mid-import
-            from transformers import AutoModelForCausalLM
-
-            base_model = load_base_llm(
-                AutoModelForCausalLM, config.base_model_name_or_path,
-                revision=config.base_model_revision, dtype=dtype, device_map=device_map, **base_kwargs,
+            base_model = load_ttds_base(
+                config.base_model_name_or_path, revision=config.base_model_revision, dtype=dtype,
+                device_map=device_map, **base_kwargs,
             )
+            packaged = packaged_base(config.base_model_name_or_path)
+            if packaged is not None:  # the saved model says which file it was trained on
+                config.base_model_sha256 = file_sha256(packaged.path())
         elif config.base_model_name_or_path is None:
             config.base_model_name_or_path = getattr(base_model, "name_or_path", None)
         config.llm_config = base_model.config.to_dict()
@@ -662,12 +673,15 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
             name = base_model_name_or_path or config.base_model_name_or_path
             if not name:
                 raise ValueError(f"{directory}/config.json records no base_model_name_or_path; pass one")
-            # imported here: at module level it would re-enter genrec's Auto registration mid-import
-            from transformers import AutoModelForCausalLM
-
-            base_model = load_base_llm(
-                AutoModelForCausalLM, name, revision=config.base_model_revision, dtype=dtype, device_map=device_map
-            )
+            packaged = packaged_base(name)
+            if packaged is not None and config.base_model_sha256:
+                found = file_sha256(packaged.path())
+                if found != config.base_model_sha256:
+                    raise ValueError(
+                        f"{directory} was trained on {name} with sha256 {config.base_model_sha256[:12]}..., but the "
+                        f"installed {packaged.file} has {found[:12]}...; install {packaged.distribution}"
+                    )
+            base_model = load_ttds_base(name, revision=config.base_model_revision, dtype=dtype, device_map=device_map)
         cls._check_base(config, base_model, directory)
         base_model.resize_token_embeddings(config.vocab_size, mean_resizing=False)
         with quiet_peft():

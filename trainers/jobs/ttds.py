@@ -48,6 +48,7 @@ import torch
 
 from genrec.modeling.configuration_ttds import TTDSConfig
 from genrec.modeling.modeling_ttds import TTDSForCausalLM
+from genrec.modeling.packaged_bases import base_load_arguments
 from genrec.modeling.tokenization_ttds import extend_tokenizer
 from genrec.tokenization.code_table import CodeTable
 from genrec.trainers.evaluation.evaluator import write_per_user_ranks
@@ -130,7 +131,9 @@ def run_ttds(
         model.train()
         base_model = model.config.base_model_name_or_path
     else:
-        tokenizer = AutoTokenizer.from_pretrained(base_model, revision=revision)
+        name_or_path, tokenizer_kwargs = base_load_arguments(base_model, {"revision": revision})
+        # a packaged base ("smollm2-135m") reads its tokenizer from the same GGUF file as its weights
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, **tokenizer_kwargs)
         config = TTDSConfig(
             base_model_name_or_path=base_model, base_model_revision=revision, **dict(config_overrides or {})
         )
