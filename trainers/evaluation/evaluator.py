@@ -69,9 +69,10 @@ SUBSAMPLE_SEED = 0  # fixed: every quick evaluation of a split sees the same use
 
 
 def load_examples(
-    data: Any, split: str = "test", *, max_history: int = 20, max_users: int | None = None
+    data: Any, split: str = "test", *, max_history: int | None = 20, max_users: int | None = None
 ) -> EvaluationExamples:
-    """Histories (the ``max_history`` most recent items) and targets of ``split``.
+    """Histories (the ``max_history`` most recent items; None: every item before the target) and targets of
+    ``split`` (``data``: a folder / Hub id, a ``DatasetDict``, or the split's ``Dataset`` itself).
 
     ``max_users`` keeps a seeded random sample of that many rows (in their original order), not the first
     rows: split files are ordered by user, and on Beauty the first 2,000 users score visibly lower than the
@@ -95,7 +96,8 @@ def load_examples(
             out.num_skipped_no_history += 1
             continue
         out.user_ids.append(str(users[row]))
-        out.histories.append([str(i) for i in sequence[:-1][-max_history:]])
+        history = sequence[:-1] if max_history is None else sequence[:-1][-max_history:]
+        out.histories.append([str(i) for i in history])
         out.targets.append(str(sequence[-1]))
     if out.num_skipped_no_history:
         logger.warning("%s: skipped %d rows without a history item", split, out.num_skipped_no_history)

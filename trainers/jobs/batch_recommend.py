@@ -2,8 +2,8 @@
 
 ``genrec recommend --model M --data D --split test --out topk.parquet`` calls :func:`recommend_split`. Each row of
 a ``sequences`` split is one user; its LAST item id is the target that evaluation holds out and the items before it
-are the history (:mod:`genrec.trainers.evaluation.evaluator` reads rows the same way). Batch inference recommends
-for exactly that history, so its lists are the ones evaluation scores (bit for bit with ``exclude_history=False``
+are the history, read by evaluation's own :func:`~genrec.trainers.evaluation.evaluator.load_examples`. Batch
+inference recommends for exactly that history, so its lists are the ones evaluation scores (bit for bit with ``exclude_history=False``
 and evaluation's ``k`` / beams / batch size), and a row's file entries equal ``recommend([history])`` for it.
 Rows without a history item (one item only) get no entries and are counted, as evaluation skips them.
 
@@ -16,7 +16,6 @@ gathered in row order) and the main process writes the file; the file equals a o
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +23,9 @@ from typing import Any
 
 from genrec.trainers.engine.files import write_atomic
 from genrec.trainers.engine.processes import map_batches, on_main_process
+from genrec.trainers.evaluation.evaluator import load_examples
 
-__all__ = ["TOPK_COLUMNS", "SplitRecommendations", "recommend_split", "split_histories", "write_topk_parquet"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["TOPK_COLUMNS", "SplitRecommendations", "recommend_split", "write_topk_parquet"]
 
 #: The columns of the top-k parquet file, in order.
 TOPK_COLUMNS = ("user", "rank", "item", "score")
@@ -58,25 +56,6 @@ class SplitRecommendations:
         return out
 
 
-def split_histories(rows: Any) -> tuple[list[str], list[list[str]], int]:
-    """``(users, histories, skipped)`` of a ``sequences`` split: each row's ``user_id`` (else its index) and the
-    row without its last item (the target), oldest first; rows with fewer than two items are skipped and counted."""
-    if "item_ids" not in rows.column_names:
-        raise ValueError(f"the split has no 'item_ids' column (columns: {rows.column_names})")
-    sequences = rows["item_ids"][:]  # one Arrow conversion, not row by row
-    ids = rows["user_id"][:] if "user_id" in rows.column_names else [str(i) for i in range(len(sequences))]
-    users: list[str] = []
-    histories: list[list[str]] = []
-    skipped = 0
-    for user, sequence in zip(ids, sequences, strict=True):
-        if sequence is None or len(sequence) < 2:
-            skipped += 1
-            continue
-        users.append(str(user))
-        histories.append([str(item) for item in sequence[:-1]])
-    return users, histories, skipped
-
-
 def recommend_split(
     recommender: Any,
     rows: Any,
@@ -103,9 +82,10 @@ def recommend_split(
         raise ValueError(f"-k {k} is more than the catalogue's {recommender.num_items} items")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch size must be a positive int, got {batch_size!r}")
-    users, histories, skipped = split_histories(rows)
-    if skipped:
-        logger.warning("%s: %d rows without a history item get no recommendations", desc, skipped)
+    # the rows as evaluation reads them (history = the row without its target), but every history item kept:
+    # the model truncates to its own max_history_items, and the whole history is what exclude_history leaves out
+    examples = load_examples(rows, desc, max_history=None)
+    users, histories, skipped = examples.user_ids, examples.histories, examples.num_skipped_no_history
     pass_users = getattr(recommender, "family", None) == "ttds"
 
     def recommend(batch: Sequence[tuple[str, list[str]]]) -> list[list[tuple[str | None, float]]]:
