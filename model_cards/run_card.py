@@ -38,6 +38,7 @@ __all__ = [
     "non_default_settings",
     "public_summary",
     "stage2_log_history",
+    "test_rankings",
     "usage_snippet",
     "write_training_curve",
 ]
@@ -95,25 +96,28 @@ def non_default_settings(config: Any) -> dict[str, Any]:
     }
 
 
-def example_history(data_dir: str | Path, tokenizer: Any, *, max_items: int = 3) -> list[str]:
-    """Real item ids for the usage snippet: the most recent history items of the first test user.
+def example_history(data_dir: str | Path, tokenizer: Any = None, *, max_items: int = 3) -> list[str]:
+    """Real item ids for the usage snippet (and ``genrec run``'s suggested commands): the most recent history
+    items of the first test user.
 
-    Falls back to the first items of the code table when the prepared data cannot be read.
+    With a ``tokenizer``, only items of its code table, falling back to the table's first items when the prepared
+    data cannot be read; without one, the data's items as they are, or an empty list.
     """
-    table = tokenizer.code_table
+    table = tokenizer.code_table if tokenizer is not None else None
+    fallback = list(table.item_ids[:max_items]) if table is not None else []
     if not Path(data_dir).is_dir():
-        return list(table.item_ids[:max_items])
+        return fallback
     try:
         from genrec.data_scripts.prepare import load_genrec_dataset
 
         sequences, _ = load_genrec_dataset(data_dir)
         row = sequences["test"][0]["item_ids"]
-        history = [item for item in row[:-1] if item in table]  # the last element is the target
+        history = [str(item) for item in row[:-1] if table is None or item in table]  # the last one is the target
         if history:
             return history[-max_items:]
     except (OSError, ValueError, KeyError, IndexError):
         pass
-    return list(table.item_ids[:max_items])
+    return fallback
 
 
 def usage_snippet(repo_id: str, history: Sequence[str], *, revision: str | None = None) -> str:
@@ -204,6 +208,23 @@ def public_summary(summary: Mapping[str, Any], run_dir: str | Path) -> dict[str,
     return clean(dict(summary))
 
 
+def test_rankings(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Label -> test metrics of each ranking a run measured (``run.json``'s ``summary``): the model alone
+    (``model_test_metrics``) and then ``model + transition prior (w = ...)`` (``test_metrics``) for a run with the
+    prior; the model alone (``test_metrics``) for a run without. What the card and ``genrec run``'s closing block
+    show, labelled the same way."""
+    test = dict(summary.get("test_metrics") or {})
+    prior = summary.get("transition_prior")
+    if not prior:
+        return {"model alone": test} if test else {}
+    rankings = {}
+    if summary.get("model_test_metrics"):
+        rankings["model alone"] = dict(summary["model_test_metrics"])
+    if test:
+        rankings[f"model + transition prior (w = {prior.get('weight')})"] = test
+    return rankings
+
+
 def _metric_table(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in metrics.items() if "@" in str(key) or key == "invalid_rate"}
 
@@ -252,12 +273,9 @@ def build_run_card(
             f"w = {prior.get('weight')} over {prior.get('num_transitions')} training pairs; "
             "recommend() ranks by (1 - w) p_model + w p_transition"
         )
-        model_alone = _metric_table(summary.get("model_test_metrics") or {})
-        with_prior = f"model + transition prior (w = {prior.get('weight')})"
-        if model_alone:
-            metric_columns["test"] = {"model alone": model_alone, with_prior: test}
-        elif test:
-            metric_columns["test"] = {with_prior: test}
+        rankings = {label: _metric_table(metrics) for label, metrics in test_rankings(summary).items()}
+        if rankings:
+            metric_columns["test"] = rankings
         if validation:  # Stage II's model selection: the model alone
             metric_columns["validation"] = {"model alone": validation}
     finetune = summary.get("finetune") or {}

@@ -11,26 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HEADLINE_METRICS", "example_history", "format_run_report", "metric_rows"]
+from genrec.model_cards.run_card import example_history, test_rankings
+
+__all__ = ["HEADLINE_METRICS", "format_run_report"]
 
 #: the columns of the closing table (hr@K equals recall@K under leave-one-out: one target per user)
 HEADLINE_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 
 
-def metric_rows(summary: dict[str, Any]) -> list[tuple[str, dict[str, float]]]:
-    """(label, test metrics) of each ranking the run measured: the model alone first, then the model with the
-    transition prior when the run has one (``run.json``'s ``model_test_metrics`` and ``test_metrics``)."""
-    test = summary.get("test_metrics") or {}
-    prior = summary.get("transition_prior")
-    if prior and summary.get("model_test_metrics"):
-        return [
-            ("model alone", summary["model_test_metrics"]),
-            (f"model + transition prior (w = {prior['weight']})", test),
-        ]
-    return [("model alone", test)]
-
-
-def _metric_table(rows: list[tuple[str, dict[str, float]]]) -> list[str]:
+def _metric_table(rankings: dict[str, dict[str, float]]) -> list[str]:
+    rows = list(rankings.items()) or [("model alone", {})]
     width = max(len(label) for label, _ in rows) + 2
     lines = ["  " + "".ljust(width) + "".join(name.rjust(11) for name in HEADLINE_METRICS)]
     for label, metrics in rows:
@@ -39,18 +29,6 @@ def _metric_table(rows: list[tuple[str, dict[str, float]]]) -> list[str]:
         )
         lines.append("  " + label.ljust(width) + values)
     return lines
-
-
-def example_history(data_dir: Path, *, max_items: int = 3) -> list[str]:
-    """Real item ids for the suggested ``genrec recommend`` command: the most recent history items of the first
-    test user (``["1", "50", "181"]``-like); empty when the prepared data cannot be read."""
-    try:
-        from genrec.data_scripts.prepare import load_genrec_dataset
-
-        sequences, _ = load_genrec_dataset(data_dir)
-        return [str(item) for item in sequences["test"][0]["item_ids"][:-1][-max_items:]]
-    except (OSError, ValueError, KeyError, IndexError):
-        return []
 
 
 def _logs_line(out: Path) -> str:
@@ -81,7 +59,7 @@ def format_run_report(summary: dict[str, Any], out: str | Path, *, dataset: str)
     beams = profile.get("test_beams") or profile.get("eval_beams", 20)
     users = int(test["num_users"]) if "num_users" in test else "?"
     lines += ["", f"test ({dataset}, {users} users, the full catalogue, {beams} beams; profile {profile_name}):"]
-    lines += _metric_table(metric_rows(summary))
+    lines += _metric_table(test_rankings(summary))
     if profile_name == "quick":
         lines += [
             "  ! the quick profile is a smoke test (a few dozen training steps): these figures say that every",
