@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "MANIFEST_FILE", "output_root", "recorded_path", "recorded_paths", "resolve_recorded", "write_atomic",
-    "write_text_atomic",
+    "MANIFEST_FILE", "modified_time", "output_root", "recorded_path", "recorded_paths", "resolve_recorded",
+    "write_atomic", "write_text_atomic",
 ]
 
 #: The manifest that marks a genrec output folder (written by :mod:`genrec.trainers.jobs.output_folder`).
@@ -40,6 +40,15 @@ MANIFEST_FILE = ".genrec_run.json"
 def _absolute(path: str | os.PathLike) -> Path:
     """``path`` made absolute lexically (``..`` folded, symlinks kept: both sides of a comparison get the same)."""
     return Path(os.path.normpath(Path(path).expanduser().absolute()))
+
+
+def modified_time(path: str | os.PathLike) -> int | None:
+    """``path``'s modification time in nanoseconds, None when there is no such file: a stage whose output file
+    has the same time before and after it ran only reused that file."""
+    try:
+        return Path(path).stat().st_mtime_ns
+    except OSError:
+        return None
 
 
 def output_root(folder: str | os.PathLike) -> Path:

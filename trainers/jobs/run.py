@@ -36,7 +36,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from genrec.trainers.engine.files import resolve_recorded
+from genrec.trainers.engine.files import modified_time, resolve_recorded
 from genrec.trainers.engine.processes import (
     is_main_process,
     map_batches,
@@ -96,10 +96,10 @@ def prepare_and_embed(
     if data_revision is not None:
         prepare_settings["revision"] = data_revision
     context.ledger.claim("prepare", prepare_settings, [data_dir])
-    prepared_before = (data_dir / "README.md").is_file()
+    prepared_before = first_stage_finished(context.out_dir)
 
     def prepare() -> None:  # the main process prepares; the others read the folder afterwards
-        if not (data_dir / "README.md").is_file():
+        if not prepared_before:
             path = None if source == "ml-100k" and dataset.lower().startswith(("ml", "movielens")) else dataset
             report = prepare_dataset(
                 source, data_dir, path=path, max_history=max_history, overwrite=True, revision=data_revision
@@ -119,13 +119,13 @@ def prepare_and_embed(
     #    is pushed as is); the file carries its own content key (encoder + template + items), checked on reuse
     start = time.perf_counter()
     embeddings_file = context.embeddings_dir / SEMANTIC_EMBEDDINGS_FILE
-    embedded_before = _modified_time(embeddings_file)
+    embedded_before = modified_time(embeddings_file)
     emb_path, emb = embed_dataset(  # items split across the processes of a launch; the main process writes
-        data_dir, out=context.embeddings_dir / SEMANTIC_EMBEDDINGS_FILE, encoder=encoder,
+        data_dir, out=embeddings_file, encoder=encoder,
         show_progress=context.show_progress, map_batches=map_batches, write=is_main_process(),
     )
     wait_for_everyone()
-    reused = embedded_before is not None and _modified_time(embeddings_file) == embedded_before
+    reused = embedded_before is not None and modified_time(embeddings_file) == embedded_before
     context.record_stage("embed", start, reused=reused, path=Path(emb_path), items=int(emb.embeddings.shape[0]),
                          dim=int(emb.embeddings.shape[1]))
     context.emb_path, context.emb = Path(emb_path), emb
@@ -408,14 +408,6 @@ def run_pipeline(
             return context.write_summary()
 
         return on_main_process(export)
-
-
-def _modified_time(path: Path) -> int | None:
-    """``path``'s modification time in nanoseconds (None: no such file): an unchanged time means reused."""
-    try:
-        return path.stat().st_mtime_ns
-    except OSError:
-        return None
 
 
 def _stopped(context: RunContext, stage: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from genrec.trainers.engine.files import write_text_atomic
+from genrec.trainers.engine.files import modified_time, write_text_atomic
 from genrec.trainers.engine.processes import on_main_process
 from genrec.trainers.jobs.run_context import RunContext
 
@@ -60,14 +60,14 @@ def transition_stage_into_summary(
     test_beams = profile.get("test_beams") or profile.get("eval_beams", 20)
     stage_dir = context.out_dir / TRANSITION_DIR
     result_file = stage_dir / TRANSITION_FILE
-    recorded_before = result_file.stat().st_mtime_ns if result_file.is_file() else None
+    recorded_before = modified_time(result_file)
     transition = run_transition_stage(
         model, tokenizer, context.data_dir, stage_dir, context.ledger,
         {"stage2": context.stage2_digest, "max_eval_users": profile.get("max_eval_users"),
          "eval_beams": profile.get("eval_beams", 20), "test_beams": test_beams},
         show_progress=context.show_progress,
     )
-    reused = recorded_before is not None and result_file.is_file() and result_file.stat().st_mtime_ns == recorded_before
+    reused = recorded_before is not None and modified_time(result_file) == recorded_before
     context.record_stage("transition_prior", start, reused=reused, path=stage_dir, weight=transition["weight"],
                          num_transitions=transition["num_transitions"])
     summary = context.summary
