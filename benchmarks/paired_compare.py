@@ -35,9 +35,18 @@ def load_ranks(path: Path) -> dict[str, tuple[str, int]]:
     return {u: (t, int(r)) for u, t, r in zip(users, targets, ranks, strict=True)}
 
 
-def compare(a: Path, b: Path, metrics: list[str], *, resamples: int = 10_000, seed: int = 0) -> dict[str, Any]:
-    """Paired bootstrap of each metric between the two result files (same users and targets required)."""
+def compare(
+    a: Path, b: Path, metrics: list[str], *, resamples: int = 10_000, seed: int = 0, common_users: bool = False,
+) -> dict[str, Any]:
+    """Paired bootstrap of each metric between the two result files (same users and targets required, or with
+    ``common_users`` the users both files rank: a model evaluated on a subset against a baseline on all)."""
     ranks_a, ranks_b = load_ranks(a), load_ranks(b)
+    if common_users:
+        shared = set(ranks_a) & set(ranks_b)
+        if not shared:
+            raise ValueError(f"{a} and {b} rank no user in common")
+        ranks_a = {u: r for u, r in ranks_a.items() if u in shared}
+        ranks_b = {u: r for u, r in ranks_b.items() if u in shared}
     if set(ranks_a) != set(ranks_b):
         only = sorted(set(ranks_a) ^ set(ranks_b))
         raise ValueError(f"the two files rank different users ({len(only)} differ, e.g. {only[:5]}): evaluate both "
@@ -61,8 +70,12 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
+    parser.add_argument("--common-users", action="store_true",
+                        help="pair only the users both files rank (e.g. a model evaluated on its first N test users "
+                             "against a baseline's file for the whole split); the count is printed")
     args = parser.parse_args()
-    result = compare(args.a, args.b, args.metrics, resamples=args.resamples, seed=args.seed)
+    result = compare(args.a, args.b, args.metrics, resamples=args.resamples, seed=args.seed,
+                     common_users=args.common_users)
     print(f"A = {args.a}\nB = {args.b}\n{result['comparisons'][0]['num_users']} paired users, "
           f"{args.resamples} bootstrap resamples")
     print(f"{'metric':<9}{'A':>8}{'B':>8}{'A - B':>9}   95 % interval      P(A > B)  only A  only B")

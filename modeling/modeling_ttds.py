@@ -535,8 +535,14 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
         num_return_sequences: int | None = None,
         eos_token_id: int,
         pad_token_id: int,
+        share_prompt: bool = True,
     ) -> tuple[torch.LongTensor, torch.FloatTensor]:
         """Constrained beam search over item codes after left-padded prompts.
+
+        ``share_prompt`` (default): the prompt is run through the LLM once per history, and its key/value cache
+        repeated for each beam; transformers' beam search would otherwise run it once per beam (the prompts are
+        ~60-200 tokens and the generated code M + 2, so that prefill is nearly all of the search's compute).
+        The same beams, and scores equal up to float rounding (tested against ``share_prompt=False``).
 
         Only tokens continuing the code of an existing item (``prefix_index``, the item CodeTable's
         ``prefix_index()``) can be generated, then eos. Returns ``codes`` (B, k, D) (per-level codes, not token
@@ -573,11 +579,25 @@ class TTDSForCausalLM(TTDSPreTrainedModel):
             return_dict_in_generate=True,
             output_scores=True,
         )
+        extra: dict[str, Any] = {}
+        if share_prompt and num_beams > 1 and input_ids.shape[1] > 1:
+            # all but the last prompt token, once per history; generate then feeds only the last token
+            mask = attention_mask[:, :-1]
+            positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)  # as generate counts left padding
+            prefix = self.llm(input_ids=input_ids[:, :-1], attention_mask=mask, position_ids=positions,
+                              use_cache=True)
+            # transformers >= 5.2x names the cache `cache` (output field and generate argument), older 5.x
+            # `past_key_values`
+            name = "cache" if "cache" in getattr(prefix, "__dataclass_fields__", {}) else "past_key_values"
+            cache = getattr(prefix, name)
+            cache.batch_repeat_interleave(num_beams)  # row b * num_beams + j = beam j of history b, as generate
+            extra[name] = cache
         out = self.llm.generate(
             input_ids=input_ids,
             attention_mask=attention_mask,
             generation_config=generation_config,
             logits_processor=LogitsProcessorList([processor]),
+            **extra,
         )
         sequences = out.sequences[:, input_ids.shape[1] :]
         if sequences.shape[1] < depth:

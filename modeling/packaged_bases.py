@@ -26,6 +26,7 @@ __all__ = [
     "PackagedBase",
     "PackagedBaseMissing",
     "base_load_arguments",
+    "encoder_arguments",
     "file_sha256",
     "packaged_base",
 ]
@@ -112,3 +113,17 @@ def file_sha256(path: str | Path, *, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def encoder_arguments(encoder: Any, pooling: str = "auto") -> tuple[Any, str]:
+    """``(encoder, pooling)`` for item-text embedding (``genrec embed --encoder``, ``genrec run --encoder``): a
+    packaged base's name becomes the path of its GGUF file, and ``auto`` pooling becomes ``mean`` for it.
+
+    Mean over the item text's tokens, not the last token: the issue asks for the paper's encoder family used
+    the way LLM-embedding recommenders use Llama-2-7b (mean-pooled last hidden states); a 135 M model's last
+    token summarises a title poorly. Anything else passes through unchanged.
+    """
+    base = packaged_base(encoder)
+    if base is None:
+        return encoder, pooling
+    return str(base.path()), "mean" if pooling == "auto" else pooling

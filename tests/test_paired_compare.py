@@ -38,3 +38,15 @@ def test_refuses_files_of_different_users_or_targets(benchmark_script, tmp_path:
     (tmp_path / "d.json").write_text(json.dumps({"metrics": {}}))
     with pytest.raises(ValueError, match="--per-user"):
         compare(a, tmp_path / "d.json", ["hr@1"])
+
+
+def test_common_users_pairs_a_subset_against_the_whole_split(benchmark_script, tmp_path: Path) -> None:
+    compare = benchmark_script("paired_compare.py").compare
+    whole = _write(tmp_path / "whole.json", ["1", "2", "3", "4"], ["w", "x", "y", "z"], [0, 1, 0, 1])
+    subset = _write(tmp_path / "subset.json", ["1", "2"], ["w", "x"], [1, 1])
+    with pytest.raises(ValueError, match="different users"):
+        compare(subset, whole, ["hr@1"], resamples=10)
+    hr = compare(subset, whole, ["hr@1"], resamples=10, common_users=True)["comparisons"][0]
+    assert hr["num_users"] == 2 and hr["mean_a"] == 1.0 and hr["mean_b"] == 0.5
+    with pytest.raises(ValueError, match="no user in common"):
+        compare(subset, _write(tmp_path / "other.json", ["9"], ["q"], [1]), ["hr@1"], common_users=True)

@@ -396,6 +396,21 @@ def test_a_few_steps_lower_the_loss(built):
     assert losses[-1] < losses[0] - 0.5, losses
 
 
+def test_the_shared_prompt_prefill_gives_the_beams_of_the_per_beam_prefill(built):
+    model, tokenizer = built
+    model.eval()
+    table = _item_table(model, n=20)
+    prompt_texts = ["Movie 1 about love. Answer:", "Answer:", "Movie 30 about space and war, friends. Answer:"]
+    enc = tokenizer(prompt_texts, padding=True, padding_side="left", return_tensors="pt")
+    kwargs = {"num_beams": 6, "num_return_sequences": 5, "eos_token_id": tokenizer.eos_token_id,
+              "pad_token_id": tokenizer.pad_token_id}
+    shared = model.generate_item_codes(enc["input_ids"], enc["attention_mask"], table.prefix_index(), **kwargs)
+    plain = model.generate_item_codes(enc["input_ids"], enc["attention_mask"], table.prefix_index(),
+                                      share_prompt=False, **kwargs)
+    assert torch.equal(shared[0], plain[0])
+    assert torch.allclose(shared[1], plain[1], atol=1e-5)
+
+
 def test_recommend_returns_only_valid_distinct_items(built):
     model, tokenizer = built
     model.eval()

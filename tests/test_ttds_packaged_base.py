@@ -43,6 +43,46 @@ def test_a_missing_packaged_base_names_its_install_command(monkeypatch) -> None:
         "meta-llama/Llama-2-7b-hf", {"revision": "abc"})
 
 
+def test_encoder_names_pass_through_and_a_missing_gguf_file_is_a_clear_error(tmp_path: Path) -> None:
+    from genrec.data_scripts.text_encoders import resolve_encoder
+    from genrec.modeling.packaged_bases import encoder_arguments
+
+    assert encoder_arguments(None) == (None, "auto")
+    assert encoder_arguments("sentence-transformers/all-MiniLM-L6-v2", "cls") == (
+        "sentence-transformers/all-MiniLM-L6-v2", "cls")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        resolve_encoder(tmp_path / "model.Q4_1.gguf")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_installed() is not None, reason=_installed() or "")
+def test_embed_with_the_packaged_llama_mean_pools_its_last_hidden_states(tmp_path: Path, capsys) -> None:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModel, AutoTokenizer
+
+    from genrec.cli import main
+    from genrec.data_scripts.embeddings import ItemEmbeddings
+    from genrec.data_scripts.hub_layout import write_config
+
+    titles = ["Toy Story (1995)", "GoldenEye (1995)", "Four Rooms (1995)"]
+    data = tmp_path / "data"
+    write_config(data, "items", Dataset.from_dict({"item_id": ["1", "2", "3"], "title": titles}), default=True)
+    out = tmp_path / "emb.safetensors"
+    assert main(["embed", "--data", str(data), "--encoder", "smollm2-135m", "--out", str(out), "--template",
+                 "{title}"]) == 0
+    capsys.readouterr()
+    emb = ItemEmbeddings.load(out)
+    assert emb.embeddings.shape == (3, 576) and emb.metadata["pooling"] == "mean"
+    assert emb.metadata["encoder_identity"] == f"gguf:{file_sha256(BASE.path())}"
+    # the same vector by hand: plain transformers on the GGUF, mean over the title's tokens
+    model = AutoModel.from_pretrained(BASE.folder(), gguf_file=BASE.file, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(BASE.folder(), gguf_file=BASE.file)
+    with torch.no_grad():
+        hidden = model(**tokenizer(titles[1], return_tensors="pt")).last_hidden_state[0]
+    assert torch.allclose(emb.embeddings[1], hidden.mean(0), atol=1e-4)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(_installed() is not None, reason=_installed() or "")
 def test_finetune_on_the_packaged_base_trains_saves_and_reloads(tmp_path: Path, capsys) -> None:
@@ -76,3 +116,20 @@ def test_finetune_on_the_packaged_base_trains_saves_and_reloads(tmp_path: Path, 
     recommender = TTDSRecommender.from_pretrained(out / "final")
     top = recommender.recommend([["1", "2", "3"]], k=5)[0]
     assert len(top) == 5 and all(item in {str(i) for i in range(1, 21)} for item, _ in top)
+    # peft alone: the adapter folder over the packaged base gives the very logits of the TTDS model's LLM.
+    # (AutoPeftModelForCausalLM cannot: it loads adapter_config.json's base name, `smollm2-135m`, with
+    # transformers, which knows no packaged names; genrec's load_ttds_base resolves it.)
+    import torch
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    from genrec.modeling.modeling_ttds import load_ttds_base
+
+    tokenizer = AutoTokenizer.from_pretrained(out / "final" / "adapter")
+    base = load_ttds_base("smollm2-135m", dtype=torch.float32)
+    base.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    llm = PeftModel.from_pretrained(base, out / "final" / "adapter").eval()
+    batch = tokenizer(["Recently watched: Film number 3"], return_tensors="pt")
+    with torch.no_grad():
+        expected = recommender.model.llm.eval()(**batch).logits
+        assert torch.allclose(llm(**batch).logits, expected, atol=1e-4)

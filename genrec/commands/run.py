@@ -50,7 +50,9 @@ Time:   ML-100K on 2 CPU cores: --profile default 16 min (Stage II 6 epochs), --
         "quick (a smoke run, its metrics mean nothing), paper (the UNGER paper's recipe, for a GPU)",
     )
     p.add_argument("--quick", action="store_const", const="quick", dest="profile", help="same as --profile quick")
-    p.add_argument("--encoder", default=None, help="semantic encoder (default: packaged all-MiniLM-L6-v2)")
+    p.add_argument("--encoder", default=None,
+                   help="semantic encoder: HF name or folder, a .gguf file, or smollm2-135m (the packaged "
+                        "SmolLM2-135M LLaMA, mean pooling) (default: packaged all-MiniLM-L6-v2)")
     p.add_argument("--max-history", type=int, default=20, help="most recent history items kept per example")
     p.add_argument(
         "--levels", type=int, default=None,

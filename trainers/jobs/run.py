@@ -88,6 +88,7 @@ def prepare_and_embed(
     ``context.emb`` and the upstream fingerprint digests (``prepare``, ``embeddings``) later stages hold."""
     from genrec.data_scripts.embeddings import embed_dataset
     from genrec.data_scripts.prepare import prepare_dataset
+    from genrec.modeling.packaged_bases import encoder_arguments
 
     data_dir = context.data_dir
     # 1. prepare (reused while the input files' contents, the source and max_history are the same)
@@ -120,8 +121,9 @@ def prepare_and_embed(
     start = time.perf_counter()
     embeddings_file = context.embeddings_dir / SEMANTIC_EMBEDDINGS_FILE
     embedded_before = modified_time(embeddings_file)
+    encoder, pooling = encoder_arguments(encoder)  # a packaged LLaMA's name (smollm2-135m) -> its GGUF file
     emb_path, emb = embed_dataset(  # items split across the processes of a launch; the main process writes
-        data_dir, out=embeddings_file, encoder=encoder,
+        data_dir, out=embeddings_file, encoder=encoder, pooling=pooling,
         show_progress=context.show_progress, map_batches=map_batches, write=is_main_process(),
     )
     wait_for_everyone()

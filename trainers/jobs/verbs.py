@@ -125,9 +125,11 @@ def embed(
     Under ``accelerate launch`` the items are split across the processes and gathered in catalogue order; the
     main process writes the file (the same file and cache key as one process)."""
     from genrec.data_scripts.embeddings import embed_dataset
+    from genrec.modeling.packaged_bases import encoder_arguments
     from genrec.trainers.engine.processes import is_main_process, map_batches, wait_for_everyone
 
     start = time.perf_counter()
+    encoder, pooling = encoder_arguments(encoder, pooling)  # a packaged LLaMA's name -> its GGUF file
     path, emb = embed_dataset(
         data, out=out, encoder=encoder, template=template, pooling=pooling, batch_size=batch_size,
         max_length=max_length, device=device, revision=revision, encoder_revision=encoder_revision,

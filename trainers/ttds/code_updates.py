@@ -48,6 +48,7 @@ def update_code_tables(
     model: TTDSForCausalLM, renderer: PromptRenderer, codes: CodeState, *, batch_size: int, pad_token_id: int,
     margin: float = 0.0, reset_dead_codes: bool = False, seed: int = 0, refresh_input_statistics: bool = False,
     refit_codebooks: bool = False, refit_iterations: int = 10,
+    representations: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """Recomputes both towers' codes from the current model and replaces the tables in ``codes``.
 
@@ -67,7 +68,9 @@ def update_code_tables(
     semantic code (first M positions) changed (``{tower}_codes_changed``), the fraction whose first code
     changed (``{tower}_first_level_changed``: the coarsest cell), the fraction whose full code,
     collision position included, changed (``{tower}_full_codes_changed``), and the number of centroids reset
-    (``{tower}_dead_codes_reset``). A tower whose new codes overflow the reserved collision tokens keeps its
+    (``{tower}_dead_codes_reset``). ``representations`` (tower -> (n, hidden)) are the towers' inputs when the
+    caller has just computed them with the same model (the first update, right after the codebooks were
+    initialised from them): encoding every entity again would give the same tensors. A tower whose new codes overflow the reserved collision tokens keeps its
     previous table (warning, counted in ``codes.rejected``); with no previous table the error is raised.
     """
     stats: dict[str, float] = {}
@@ -78,8 +81,11 @@ def update_code_tables(
         ids = data.item_ids if tower == "item" else data.user_ids
         generator = model.generator(tower)
         # collected on the CPU batch by batch; moved to the towers' device once for everything below
-        reps = compute_tower_codes(model, renderer, tower, batch_size=batch_size, pad_token_id=pad_token_id,
-                                   representations=True).to(generator.codebooks.device)
+        reps = (representations or {}).get(tower)
+        if reps is None:
+            reps = compute_tower_codes(model, renderer, tower, batch_size=batch_size, pad_token_id=pad_token_id,
+                                       representations=True)
+        reps = reps.to(generator.codebooks.device)
         old = codes.table(tower)
         previous = None
         if old is not None and old.item_ids == list(ids):

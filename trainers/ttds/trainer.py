@@ -97,8 +97,11 @@ class TTDSTrainer:
             batch[f"{tower}_text_input_ids"], batch[f"{tower}_text_attention_mask"] = ids.to(device), mask.to(device)
         return batch
 
-    def _init_codebooks(self) -> None:
+    def _init_codebooks(self) -> dict[str, torch.Tensor]:
+        """Initialises each tower's codebooks from every entity's representation; returns those
+        representations (the first code update reuses them instead of encoding everything again)."""
         towers = ["item", "user"] if self.model.config.user_tower else ["item"]
+        found = {}
         for tower in towers:
             reps = compute_tower_codes(self.model, self.renderer, tower, batch_size=self.args.encode_batch_size,
                                        pad_token_id=self.pad, representations=True)
@@ -106,6 +109,8 @@ class TTDSTrainer:
                 reps.to(next(self.model.generator(tower).parameters()).device),
                 iterations=self.args.codebook_init_iterations, seed=self.args.seed,
             )
+            found[tower] = reps
+        return found
 
     def _is_update_step(self, step: int) -> bool:
         """Whether the codes are recomputed right after optimiser step ``step`` (before the next batch)."""
@@ -117,8 +122,11 @@ class TTDSTrainer:
             return False
         return bool(args.code_update_steps) and joint > 0 and joint % args.code_update_steps == 0
 
-    def _update_codes(self, model: TTDSForCausalLM, step: int) -> dict[str, float]:
+    def _update_codes(
+        self, model: TTDSForCausalLM, step: int, representations: dict[str, torch.Tensor] | None = None,
+    ) -> dict[str, float]:
         stats = update_code_tables(model, self.renderer, self.codes, batch_size=self.args.encode_batch_size,
+                                   representations=representations,
                                    pad_token_id=self.pad, margin=self.args.code_update_margin,
                                    reset_dead_codes=self.args.reset_dead_codes, seed=self.args.seed,
                                    refresh_input_statistics=self.args.refresh_input_statistics,
@@ -230,8 +238,10 @@ class TTDSTrainer:
                 # run's very last step skips it: make it now, as an uninterrupted run did.
                 log_metrics(accelerator, state, self._update_codes(unwrapped, step), step=step, prefix="codes/")
         else:
-            self._init_codebooks()
-            log_metrics(accelerator, state, self._update_codes(unwrapped, 0), step=0, prefix="codes/")
+            # the first tables from the representations the codebooks were just fitted to (same model, no step
+            # in between: encoding every item and user again cost a full pass, minutes on a 135 M base on a CPU)
+            reps = self._init_codebooks()
+            log_metrics(accelerator, state, self._update_codes(unwrapped, 0, reps), step=0, prefix="codes/")
 
         def update_codes(state: TrainingState) -> None:
             # No update at the very last step: the saved tables must be ones the LLM has trained with.
