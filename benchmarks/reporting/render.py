@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .core import (
+    BENCH_DIR,
     DATASETS,
     HEADLINE_ROWS,
     METRIC_LABELS,
@@ -211,6 +212,7 @@ def render_markdown(rows: Sequence[Row], ctx: Context, plot_name: str | None = P
         lines += ["The Stage II variants and ablations: each panel's rows ran at equal Stage II steps, so compare a "
                   "row with its panel's reference, not across panels or with the plot above.", "",
                   f"![Test Recall@10 of the Stage II variants and ablations]({ablation_plot_name})", ""]
+    lines += render_ttds_section()
     lines += render_sections(rows, ctx)  # Speed, Memory and storage (nothing when no such row is declared)
     lines += ["## Not run yet", ""]
     pending = []
@@ -230,6 +232,22 @@ def render_markdown(rows: Sequence[Row], ctx: Context, plot_name: str | None = P
     lines += pending or ["Nothing: every declared row has a result."]
     lines.append("")
     return "\n".join(lines)
+
+
+#: written by benchmarks/ttds_table.py from the TTDS comparison's runs (the figures, intervals and commands in the
+#: JSON beside it)
+TTDS_TABLE = BENCH_DIR / "results" / "ml100k-ttds-smollm2.md"
+
+
+def render_ttds_section() -> list[str]:
+    """The TTDS section: a pretrained base vs the tiny one, dynamic vs static codes, the floors (when measured)."""
+    if not TTDS_TABLE.is_file():
+        return []
+    return ["## ML-100K: the LLM recommender (TTDS)", "",
+            "HR@K / NDCG@K on the first 300 test users (leave-one-out, full catalogue, 10 beams), every arm at equal "
+            "steps; the command, the code statistics and every interval are in "
+            f"`benchmarks/results/{TTDS_TABLE.with_suffix('.json').name}` (`benchmarks/ttds_table.py`); "
+            "discussion in docs/ttds.md.", "", TTDS_TABLE.read_text().rstrip(), ""]
 
 
 GROUP_ABOUT = {

@@ -231,10 +231,14 @@ def write_ttds_card(
     directory = Path(directory)
     config = TTDSConfig.from_pretrained(directory)
     table = CodeTable.load(directory / ITEM_TABLE_DIR)
+    from genrec.modeling.packaged_bases import packaged_base
+
+    packaged = packaged_base(config.base_model_name_or_path) if config.base_model_sha256 else None
     card = build_ttds_card(
         summary, config, table, repo_id=repo_id or directory.name, revision=revision,
         history=summary.get("example_history") or None, dataset_source=summary.get("dataset_source"),
         dataset_repo=dataset_repo,
+        packaged_base=(packaged.origin, packaged.install_command) if packaged is not None else None,
     )
     return save_model_card(directory, card)
 
