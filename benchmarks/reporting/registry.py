@@ -48,6 +48,12 @@ def default_rows() -> list[Row]:
                          seed_sources={s: f"runs/d{s}/run.json" for s in (2024, 2025, 2026)},
                          produce="genrec run --seed {seed} --out runs/d{seed}  # 2024, 2025: OMP_NUM_THREADS=1")
           for alone in (False, True)),
+        # the default with the packaged SmolLM2-135M (a LLaMA) as the text encoder instead of all-MiniLM-L6-v2,
+        # seed 2025 at 1 thread as runs/d2025 (equal Stage II steps; docs/quality.md pairs the two)
+        *(genrec_run_row("ml-100k", "default", model_alone=alone, label="smollm2-encoder",
+                         label_text="with the SmolLM2-135M text encoder", source="runs/e2025/run.json",
+                         produce="genrec run --seed 2025 --encoder smollm2-135m --out runs/e2025  # OMP_NUM_THREADS=1")
+          for alone in (False, True)),
         # the default of 2026-12-02 (Stage II 16 epochs; `--profile long` since 2026-12-06), kept beside it
         *(genrec_run_row("ml-100k", "default", model_alone=alone, label="2026-12-02",
                          label_text="of 2026-12-02 (Stage II 16 epochs, today's `long`)",
