@@ -13,7 +13,6 @@ same as Markdown next to it (``.md``: the section ``benchmarks/report.py`` puts 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ ARMS = {
     "tiny-ttds": ("tiny LLaMA from scratch, TTDS", "tiny-ttds.json", "run-ttds-train-base"),
     "tiny-ttss": ("tiny LLaMA from scratch, TTSS", "tiny-ttss.json", "run-ttss-train-base"),
 }
+FLOOR_LABELS = {"pop": "most popular", "markov": "first-order Markov chain"}
 PAIRS = [("smol-ttds", "smol-ttss"), ("smol-ttds", "markov"), ("smol-ttss", "markov"), ("smol-ttds", "tiny-ttds"),
          ("smol-ttss", "tiny-ttss"), ("tiny-ttds", "tiny-ttss")]
 
@@ -45,21 +45,14 @@ def _command(args: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def _compare() -> Any:
-    spec = importlib.util.spec_from_file_location("paired_compare", HERE / "paired_compare.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module.compare
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work-dir", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--resamples", type=int, default=10_000)
     args = parser.parse_args()
-    compare = _compare()
+    from paired_compare import compare  # the sibling script (benchmarks/ is on sys.path when this one runs)
+
     work = args.work_dir
     arms: dict[str, dict[str, Any]] = {}
     for key, (label, summary_file, run) in ARMS.items():
@@ -85,10 +78,10 @@ def main() -> None:
     for name, path in floors.items():  # the floors on the same users (their files rank every test user)
         ranked = json.loads(path.read_text())["per_user"]
         sub = [r for u, r in zip(ranked["user_id"], ranked["rank"], strict=True) if u in keep]
-        rows.append({"label": {"pop": "most popular", "markov": "first-order Markov chain"}[name],
+        rows.append({"label": FLOOR_LABELS[name],
                      "metrics": {m: round(float(per_user_scores(sub, m).mean()), 4) for m in METRICS}})
     comparisons = []
-    labels = {"markov": "first-order Markov chain", **{k: v["label"] for k, v in arms.items()}}
+    labels = {**FLOOR_LABELS, **{k: v["label"] for k, v in arms.items()}}
     for a, b in PAIRS:
         if a not in arms or (b != "markov" and b not in arms):
             continue

@@ -396,12 +396,19 @@ def test_a_few_steps_lower_the_loss(built):
     assert losses[-1] < losses[0] - 0.5, losses
 
 
-def test_the_shared_prompt_prefill_gives_the_beams_of_the_per_beam_prefill(built):
-    model, tokenizer = built
+_PROMPT_TEXTS = ["Movie 1 about love. Answer:", "Answer:", "Movie 30 about space and war, friends. Answer:"]
+
+
+def _left_padded_prompts(model, tokenizer):
+    """A 20-item code table and three left-padded prompts of different lengths (the model in eval mode)."""
     model.eval()
     table = _item_table(model, n=20)
-    prompt_texts = ["Movie 1 about love. Answer:", "Answer:", "Movie 30 about space and war, friends. Answer:"]
-    enc = tokenizer(prompt_texts, padding=True, padding_side="left", return_tensors="pt")
+    return table, tokenizer(_PROMPT_TEXTS, padding=True, padding_side="left", return_tensors="pt")
+
+
+def test_the_shared_prompt_prefill_gives_the_beams_of_the_per_beam_prefill(built):
+    model, tokenizer = built
+    table, enc = _left_padded_prompts(model, tokenizer)
     kwargs = {"num_beams": 6, "num_return_sequences": 5, "eos_token_id": tokenizer.eos_token_id,
               "pad_token_id": tokenizer.pad_token_id}
     shared = model.generate_item_codes(enc["input_ids"], enc["attention_mask"], table.prefix_index(), **kwargs)
@@ -413,10 +420,7 @@ def test_the_shared_prompt_prefill_gives_the_beams_of_the_per_beam_prefill(built
 
 def test_recommend_returns_only_valid_distinct_items(built):
     model, tokenizer = built
-    model.eval()
-    table = _item_table(model, n=20)
-    prompt_texts = ["Movie 1 about love. Answer:", "Answer:", "Movie 30 about space and war, friends. Answer:"]
-    enc = tokenizer(prompt_texts, padding=True, padding_side="left", return_tensors="pt")
+    table, enc = _left_padded_prompts(model, tokenizer)
     codes, scores = model.generate_item_codes(enc["input_ids"], enc["attention_mask"], table.prefix_index(),
                                               num_beams=6, num_return_sequences=5,
                                               eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
@@ -425,7 +429,7 @@ def test_recommend_returns_only_valid_distinct_items(built):
     assert bool((rows >= 0).all())  # every beam is an existing item
     assert all(len(set(r)) == 5 for r in rows.tolist())  # beams are distinct items
     assert bool((scores[:, :-1] >= scores[:, 1:]).all())  # best first
-    right = tokenizer(prompt_texts, padding=True, padding_side="right", return_tensors="pt")
+    right = tokenizer(_PROMPT_TEXTS, padding=True, padding_side="right", return_tensors="pt")
     with pytest.raises(ValueError, match="left-padded"):
         model.generate_item_codes(right["input_ids"], right["attention_mask"], table.prefix_index(), num_beams=2,
                                   eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)

@@ -48,7 +48,7 @@ import torch
 
 from genrec.modeling.configuration_ttds import TTDSConfig
 from genrec.modeling.modeling_ttds import TTDSForCausalLM
-from genrec.modeling.packaged_bases import base_load_arguments
+from genrec.modeling.packaged_bases import base_load_arguments, packaged_base
 from genrec.modeling.tokenization_ttds import extend_tokenizer
 from genrec.tokenization.code_table import CodeTable
 from genrec.trainers.evaluation.evaluator import write_per_user_ranks
@@ -231,8 +231,6 @@ def write_ttds_card(
     directory = Path(directory)
     config = TTDSConfig.from_pretrained(directory)
     table = CodeTable.load(directory / ITEM_TABLE_DIR)
-    from genrec.modeling.packaged_bases import packaged_base
-
     packaged = packaged_base(config.base_model_name_or_path) if config.base_model_sha256 else None
     card = build_ttds_card(
         summary, config, table, repo_id=repo_id or directory.name, revision=revision,
