@@ -8,6 +8,11 @@ W/data --per-user W/floors``; writes ``--out`` (JSON: every figure, interval and
 same as Markdown next to it (``.md``: the section ``benchmarks/report.py`` puts into RESULTS.md).
 
     python benchmarks/ttds_table.py --work-dir runs/ttds-smol-cmp --out benchmarks/results/ml100k-ttds-smollm2.json
+
+``--ranks-dir D`` takes each arm's ranks from ``D/<run folder name>.json`` instead, written by
+``genrec evaluate --model W/<run>/final --data W/data --beams 10 --k 1 5 10 --per-user --out D/<run>.json``: the
+same trained models evaluated on every test user (the training run evaluated the first 300). Every row's
+figures are computed from the ranks it is paired on.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ ARMS = {
     "tiny-ttds": ("tiny LLaMA from scratch, TTDS", "tiny-ttds.json", "run-ttds-train-base"),
     "tiny-ttss": ("tiny LLaMA from scratch, TTSS", "tiny-ttss.json", "run-ttss-train-base"),
 }
+RANKS_COMMAND = ("genrec evaluate --model WORK/RUN/final --data WORK/data --beams 10 --k 1 5 10 --batch-size 8 "
+                 "--per-user --out RANKS_DIR/RUN.json  # OMP_NUM_THREADS=1")
 FLOOR_LABELS = {"pop": "most popular", "markov": "first-order Markov chain"}
 PAIRS = [("smol-ttds", "smol-ttss"), ("smol-ttds", "markov"), ("smol-ttss", "markov"), ("smol-ttds", "tiny-ttds"),
          ("smol-ttss", "tiny-ttss"), ("tiny-ttds", "tiny-ttss")]
@@ -50,6 +57,8 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--resamples", type=int, default=10_000)
+    parser.add_argument("--ranks-dir", type=Path, default=None,
+                        help="each arm's per-user ranks from here (genrec evaluate --per-user, every test user)")
     args = parser.parse_args()
     from paired_compare import compare  # the sibling script (benchmarks/ is on sys.path when this one runs)
 
@@ -57,6 +66,8 @@ def main() -> None:
     arms: dict[str, dict[str, Any]] = {}
     for key, (label, summary_file, run) in ARMS.items():
         summary_path, ranks = work / summary_file, work / run / "test_ranks.json"
+        if args.ranks_dir is not None:
+            ranks = args.ranks_dir / f"{run}.json"
         if not summary_path.is_file() or not ranks.is_file():
             continue
         summary = json.loads(summary_path.read_text())
@@ -66,20 +77,25 @@ def main() -> None:
         raise SystemExit(f"no finished variant in {work}")
     floors = {name: work / "floors" / f"{name}.json" for name in ("pop", "markov")}
     users = json.loads(next(iter(arms.values()))["ranks"].read_text())["per_user"]["user_id"]
+    from genrec.trainers.evaluation.metrics import per_user_scores
+
+    def scores(ranks: list[int]) -> dict[str, float]:
+        return {m: round(float(per_user_scores(ranks, m).mean()), 4) for m in METRICS}
+
     rows = []
     for arm in arms.values():
-        rows.append({"label": arm["label"], "metrics": {m: arm["report"]["ttds_test"][m] for m in METRICS},
+        ranked = json.loads(arm["ranks"].read_text())["per_user"]
+        if ranked["user_id"] != users:
+            raise SystemExit(f"{arm['ranks']} ranks other users than the first arm's: pair them on the same users")
+        rows.append({"label": arm["label"], "metrics": scores(ranked["rank"]),
                      "steps": arm["report"]["steps"], "code_updates": arm["report"]["code_updates"],
                      "code_history": arm["report"]["code_history"], "seconds": arm["report"]["seconds"],
                      "command": _command(arm["command_args"] or {})})
-    from genrec.trainers.evaluation.metrics import per_user_scores
-
     keep = set(users)
     for name, path in floors.items():  # the floors on the same users (their files rank every test user)
         ranked = json.loads(path.read_text())["per_user"]
         sub = [r for u, r in zip(ranked["user_id"], ranked["rank"], strict=True) if u in keep]
-        rows.append({"label": FLOOR_LABELS[name],
-                     "metrics": {m: round(float(per_user_scores(sub, m).mean()), 4) for m in METRICS}})
+        rows.append({"label": FLOOR_LABELS[name], "metrics": scores(sub)})
     comparisons = []
     labels = {**FLOOR_LABELS, **{k: v["label"] for k, v in arms.items()}}
     for a, b in PAIRS:
@@ -89,6 +105,7 @@ def main() -> None:
         result = compare(arms[a]["ranks"], path_b, METRICS, resamples=args.resamples, common_users=True)
         comparisons.append({"a": labels[a], "b": labels[b], "comparisons": result["comparisons"]})
     out = {"what": __doc__.split("\n\n")[0], "work_dir": str(work), "num_users": len(users), "rows": rows,
+           **({"ranks_dir": str(args.ranks_dir), "ranks_command": RANKS_COMMAND} if args.ranks_dir else {}),
            "paired": comparisons, "resamples": args.resamples}
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(render(out) + "\n")

@@ -256,11 +256,13 @@ def build_run_card(
     validation = _metric_table(summary.get("validation_metrics") or {})
     code_table = code_table_summary(tokenizer.code_table)
     profile = summary.get("profile", {})
+    tiger = profile.get("stage1") is False  # the `tiger` profile: no Stage I, RQ-VAE codes of the text embeddings
     run_settings = {
         "profile": profile.get("name"),
         "seed": summary.get("seed"),
         "semantic-ID levels x codebook size": f"{summary.get('num_levels')} x {summary.get('codebook_size')}",
-        "Stage I steps (best)": f"{stages.get('stage1', {}).get('steps')} ({stages.get('stage1', {}).get('best_step')})",
+        "Stage I steps (best)": "none (TIGER: the text embeddings are quantized)" if tiger
+        else f"{stages.get('stage1', {}).get('steps')} ({stages.get('stage1', {}).get('best_step')})",
         "Stage II steps (best)": f"{stages.get('stage2', {}).get('steps')} ({stages.get('stage2', {}).get('best_step')})",
         "Stage II learning-rate schedule": profile.get("stage2_lr_schedule"),
         "validation / test beams": f"{profile.get('eval_beams')} / {profile.get('test_beams') or profile.get('eval_beams')}",
@@ -301,8 +303,9 @@ def build_run_card(
             [str(config.decode_modality), *map(str, config.history_modalities)]
         )
         run_settings["modality mask probability"] = config.mask_probability
+    family = "MSCGRec" if mscgrec else "TIGER-style" if tiger else "UNGER"
     return build_model_card(
-        title=f"{'MSCGRec' if mscgrec else 'UNGER'} generative recommender on {dataset}",
+        title=f"{family} generative recommender on {dataset}",
         summary=(
             "An MSCGRec model trained by `genrec run --model mscgrec`: every item quantized per modality (residual "
             "k-means of a sequential recommender's item embeddings and of the text embeddings, each with its own "
@@ -310,6 +313,12 @@ def build_run_card(
             "next item's codes in one modality under a prefix constraint. Metrics rank the full item corpus "
             "(leave-one-out test split)."
             if mscgrec
+            else "A TIGER-style model trained by `genrec run --profile tiger`: each item's code is an RQ-VAE "
+            "quantization of its text embedding (plus a collision level where codes collide); an encoder-decoder "
+            "(genrec's UNGER class, without Stage I fusion, distillation or transition prior) reads the history's "
+            "code sequence and generates the next item's codes under a prefix constraint. Metrics rank the full "
+            "item corpus (leave-one-out test split)."
+            if tiger
             else "An UNGER model trained by `genrec run`: unified semantic-collaborative item codes (Stage I + "
             "residual hierarchical k-means) and an encoder-decoder that generates the next item's codes under "
             "a prefix constraint (Stage II with intra-modality distillation). Metrics rank the full item corpus "
@@ -322,7 +331,7 @@ def build_run_card(
         results_note=_results_note(profile.get("name"), prior, test, validation,
                                    _metric_table(summary.get("model_test_metrics") or {})),
         intended_use=intended_use_section(
-            model="MSCGRec" if mscgrec else "UNGER", dataset=dataset, data_name=terms.name,
+            model=family, dataset=dataset, data_name=terms.name,
             num_items=len(tokenizer.code_table.item_ids),
             new_items=(
                 "A new item has no codes: adding items means quantizing them in every modality (new code "

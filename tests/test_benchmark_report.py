@@ -340,7 +340,9 @@ def test_registry_is_consistent(report: Any) -> None:
     for row in report.ROWS:
         assert row.dataset in report.DATASETS
         if row.kind == "published":
-            assert row.published and set(row.published) == set(report.QUALITY_METRICS) and row.source
+            # a paper may print only some cut-offs (TIGER: @5 and @10); the table shows the others as "–"
+            assert row.published and set(row.published) <= set(report.QUALITY_METRICS) and row.source
+            assert {"recall@10", "ndcg@10"} <= set(row.published)
         else:
             assert row.command and row.compute is not None and row.inputs is not None
 

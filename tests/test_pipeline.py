@@ -323,3 +323,87 @@ def test_until_stops_after_the_stage_and_a_later_run_goes_on(
     until = next(a for a in build_parser()._subparsers._group_actions[0].choices["run"]._actions
                  if a.dest == "until")
     assert tuple(until.choices) == STOP_STAGES  # the CLI's list (kept inline for a fast import) is the pipeline's
+
+
+def test_tiger_profiles_are_tigers_recipe() -> None:
+    """TIGER (Rajput et al., 2023): RQ-VAE codes of the text embeddings (3 x 256), no Stage I, plain
+    cross-entropy, no distillation, no transition prior. `tiger` keeps the default's Stage II network and length
+    (so that the two differ only by what UNGER adds); `tiger-paper` is TIGER's own network (flattened code
+    history, 4 + 4 layers, width 128, feed-forward 1024, dropout 0.1) at the paper profile's length."""
+    from genrec.cli import build_parser
+
+    default = PROFILES["default"]
+    for name in ("tiger", "tiger-paper"):
+        tiger = PROFILES[name]
+        assert tiger.stage1 is False and tiger.quantizer == "rqvae" and tiger.num_levels == 3
+        assert not tiger.transition_prior
+        config = tiger.stage2_config
+        assert config["distillation_weight"] == 0.0 and not config.get("constrained_training")
+        assert config.get("history_item_embedding", "none") == "none"  # no Stage I embeddings in the history
+    tiger = PROFILES["tiger"]
+    assert (tiger.stage2_epochs, tiger.stage2_lr_schedule) == (default.stage2_epochs, default.stage2_lr_schedule)
+    assert {k: v for k, v in default.stage2_config.items()
+            if k not in ("constrained_training", "history_item_embedding", "distillation_weight")} == {
+        k: v for k, v in tiger.stage2_config.items() if k != "distillation_weight"}
+    config = PROFILES["tiger-paper"].stage2_config
+    assert config["history_mode"] == "flattened" and config["dropout"] == 0.1
+    assert (config["d_model"], config["ffn_dim"], config["encoder_layers"], config["decoder_layers"]) == (128, 1024, 4, 4)
+    assert PROFILES["tiger-paper"].stage2_max_steps == PROFILES["paper"].stage2_max_steps
+    assert all(PROFILES[name].stage1 for name in PROFILES if not name.startswith("tiger"))
+    profile = next(a for a in build_parser()._subparsers._group_actions[0].choices["run"]._actions
+                   if a.dest == "profile")
+    assert set(profile.choices) == set(PROFILES)  # the CLI's list (inline for a fast import) is the pipeline's
+
+
+def test_tiger_profile_runs_without_stage1_on_rqvae_codes_of_the_text_embeddings(
+    quick_run: tuple[Path, dict], tmp_path: Path
+) -> None:
+    """The `tiger` profile in a folder holding another profile's stages: it reuses the data and the text
+    embeddings, deletes the Stage I it does not use, quantizes the text embeddings with an RQ-VAE and trains
+    Stage II without distillation; the exported card says what the model is."""
+    import dataclasses
+    import shutil
+
+    from safetensors import safe_open
+
+    out, _ = quick_run
+    tiger_dir = tmp_path / "tiger"
+    for name in ("data", "embeddings", "stage1", "fingerprints"):
+        shutil.copytree(out / name, tiger_dir / name)
+    tiger = PROFILES["tiger"]
+    small = dataclasses.replace(
+        tiger, stage2_epochs=None, stage2_max_steps=20, stage2_warmup_steps=5, stage2_eval_every=20,
+        stage2_config={**tiger.stage2_config, "d_model": 32, "num_attention_heads": 4, "ffn_dim": 64,
+                       "encoder_layers": 1, "decoder_layers": 1},
+        quantizer_config={"epochs": 3}, max_eval_users=64,
+    )
+    embeddings = next((tiger_dir / "embeddings").glob("*.safetensors"))
+    embedded = embeddings.stat().st_mtime_ns
+    summary = run_pipeline("ml-100k", tiger_dir, profile=small, show_progress=False)
+    assert list(summary["stages"]) == ["prepare", "embed", "quantize", "stage2", "export"]
+    assert embeddings.stat().st_mtime_ns == embedded and not (tiger_dir / "stage1").exists()
+    quantized = json.loads((tiger_dir / "semantic_ids" / "quantize.json").read_text())
+    assert quantized["method"] == "rqvae" and quantized["quantizer_config"] == {"epochs": 3}
+    assert quantized["codebook_sizes"][:3] == [256, 256, 256]
+    metrics = summary["test_metrics"]
+    assert metrics["num_users"] == 943 and metrics["invalid_rate"] == 0.0
+    assert "transition_prior" not in summary and "model_test_metrics" not in summary
+    config = json.loads((tiger_dir / "config.json").read_text())
+    assert config["integrated_dim"] == 0 and config["history_item_embedding"] == "none"
+    with safe_open(str(tiger_dir / "model.safetensors"), "pt") as weights:
+        names = list(weights.keys())  # safetensors' handle is not a dict
+    assert names and not [name for name in names if "distill" in name or "integrated" in name]
+    card = (tiger_dir / "README.md").read_text()
+    assert "TIGER-style generative recommender" in card and "none (TIGER" in card
+    with pytest.raises(ValueError, match="no Stage I"):
+        run_pipeline("ml-100k", tiger_dir, profile=small, until="stage1", show_progress=False)
+
+
+def test_a_profile_whose_stage2_network_cannot_be_built_fails_before_any_stage(tmp_path: Path) -> None:
+    """A custom profile's Stage II settings are checked first, not after Stage I and the quantizer have run."""
+    import dataclasses
+
+    bad = dataclasses.replace(PROFILES["quick"], stage2_config={"d_model": 32, "num_attention_heads": 6})
+    with pytest.raises(ValueError, match="divisible by num_attention_heads"):
+        run_pipeline("ml-100k", tmp_path / "bad", profile=bad, show_progress=False)
+    assert not (tmp_path / "bad" / "data").exists()

@@ -180,21 +180,31 @@ def compute_recbole(row: Row, ctx: Context, seed: int | None) -> dict[str, Any]:
             "versions": {**result["versions"], "genrec (export)": _version("genrec")}}
 
 
-def recbole_row(data: str, model: str, *, seeds: tuple[int, ...] = (2024,), max_minutes: float | None = None) -> Row:
-    """A RecBole model trained with RecBole's own code on dataset ``data``'s exported split."""
+def recbole_row(
+    data: str, model: str, *, seeds: tuple[int, ...] = (2024,), max_minutes: float | None = None, label: str = "",
+    use_gpu: bool = False,
+) -> Row:
+    """A RecBole model trained with RecBole's own code on dataset ``data``'s exported split. ``label``: a second
+    row of the same model (id suffix), e.g. ``converged`` (no time cap); ``use_gpu``: RecBole trains on a GPU
+    when there is one (RecBole falls back to the CPU)."""
     short = "ml100k" if data == "ml-100k" else data
     budget = f" --max-minutes {max_minutes:g}" if max_minutes else ""
+    if use_gpu:
+        budget += """ --config '{{"use_gpu": true}}'"""  # doubled: the command is a format template
     titles = {"SASRec": "SASRec, CE loss (RecBole 1.2.1)", "GRU4Rec": "GRU4Rec (RecBole 1.2.1)",
               "BERT4Rec": "BERT4Rec (RecBole 1.2.1)", "Pop": "Pop (RecBole 1.2.1)"}
-    work = f"runs/recbole-work/{short}-recbole-{model.lower()}/seed{{seed}}"
+    row_id = f"{short}-recbole-{model.lower()}" + (f"-{label}" if label else "")
+    work = f"runs/recbole-work/{row_id}/seed{{seed}}"
     note = "RecBole defaults; early stopping on valid MRR@10 (patience 10)"
     if model == "Pop":
         note = ("RecBole's Pop: masks items the user already had as training/validation targets, and counts an item "
                 "at most once per training batch of 2048")
     if max_minutes:
         note += f"; time budget {max_minutes:g} min"
+    elif label == "converged":
+        note += "; no time budget: trained until its early stopping fired"
     return Row(
-        id=f"{short}-recbole-{model.lower()}", title=titles[model], dataset=data, kind="measured",
+        id=row_id, title=titles[model] + (f", {label}" if label else ""), dataset=data, kind="measured",
         command=(f"{{python}} benchmarks/recbole_runner.py --data-path runs/recbole-data --dataset "
                  f"{recbole_dataset_name(data)} --model {model} --seed {{seed}} --threads {{threads}}{budget} "
                  f"--work-dir {work} --out {work}/result.json"),
@@ -205,7 +215,9 @@ def recbole_row(data: str, model: str, *, seeds: tuple[int, ...] = (2024,), max_
         fingerprint_extra={"recbole_env": list(RECBOLE_REQUIREMENTS), "export": RECBOLE_EXPORT_FORMAT},
         seeds=seeds,
         options={"data": data, "model": model, "max_minutes": max_minutes},
-        cost=f"up to {max_minutes:g} min per seed on one thread" if max_minutes else "about a minute",
+        cost=f"up to {max_minutes:g} min per seed on one thread" if max_minutes
+        else "until early stopping: hours on a CPU (benchmarks/quality_gpu.sh sasrec on a GPU)" if label == "converged"
+        else "about a minute",
         note=note,
     )
 
@@ -419,9 +431,11 @@ def genrec_run_row(
     suffix, what = ("-model-alone", ", the model alone (no transition prior)") if model_alone else ("", "")
     tag = f"-{label}" if label else ""
     version = f" {label_text}" if label_text else ""
+    # the `tiger` profile trains TIGER (no Stage I, no distillation, no prior): its rows say so
+    family = "TIGER (RQ-VAE codes of the text embeddings, no prior)" if profile.startswith("tiger") else "UNGER"
     return Row(
         id=f"{short}-genrec-{profile}{tag}{suffix}",
-        title=f"genrec UNGER, `{profile}` profile{version} (genrec run){what}",
+        title=f"genrec {family}, `{profile}` profile{version} (genrec run){what}",
         dataset=data, kind="read", command=produce, produce=produce, compute=compute_genrec_run,
         inputs=_source_inputs, missing=_missing_source, options=options,
         seeds=tuple(seed_sources) if seed_sources else (),
@@ -575,6 +589,19 @@ UNGER_TABLE_BEAUTY: dict[str, tuple[float, float, float, float]] = {
     "UNGER (Ours)": (0.0939, 0.1289, 0.0559, 0.0646),
 }
 REIMPLEMENTED_BY_UNGER = {"TIGER", "ColaRec"}
+
+
+TIGER_SOURCE = (
+    "Published: TIGER (Rajput et al., \"Recommender Systems with Generative Retrieval\", NeurIPS 2023), Table 2, "
+    "Beauty (it reports @5 and @10 only). The UNGER paper's own re-implementation of TIGER is its row above."
+)
+
+
+def tiger_published_row() -> Row:
+    """TIGER's own Beauty figures (its paper reports Recall and NDCG at 5 and 10; the @10 ones are quoted)."""
+    return Row(id="beauty-published-tiger-paper", title="TIGER, its own paper", dataset="beauty", kind="published",
+               published={"recall@10": 0.0648, "ndcg@10": 0.0384}, source=TIGER_SOURCE,
+               note="Recall@5 0.0454, NDCG@5 0.0321 in the same table")
 
 
 def published_row(name: str, values: tuple[float, float, float, float]) -> Row:

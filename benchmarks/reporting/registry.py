@@ -17,6 +17,7 @@ from .quality import (
     stage1_retriever_row,
     stage2_ablation_rows,
     stage2_variant_row,
+    tiger_published_row,
 )
 
 # What the paper-profile runs cost on the 2-core CPU machine (docs/quality.md, "The `paper` profile"): more than
@@ -41,6 +42,9 @@ def default_rows() -> list[Row]:
     ]
     rows += [recbole_row("beauty", m, max_minutes=120 if m != "Pop" else None)
              for m in ("SASRec", "GRU4Rec", "BERT4Rec", "Pop")]
+    # SASRec on Beauty until RecBole's early stopping fires (the 120-min row stopped at 25 epochs, still improving):
+    # a GPU run (benchmarks/quality_gpu.sh sasrec), or hours of a quiet CPU
+    rows.append(recbole_row("beauty", "SASRec", label="converged", use_gpu=True))
     rows += [
         # the default since 2026-12-06 (Stage II 6 epochs): seeds 2024 and 2025 at 1 thread beside each other,
         # seed 2026 alone at both cores (the run whose time the README quotes)
@@ -48,6 +52,17 @@ def default_rows() -> list[Row]:
                          seed_sources={s: f"runs/d{s}/run.json" for s in (2024, 2025, 2026)},
                          produce="genrec run --seed {seed} --out runs/d{seed}  # 2024, 2025: OMP_NUM_THREADS=1")
           for alone in (False, True)),
+        # TIGER (`--profile tiger`: RQ-VAE codes of the text embeddings, no Stage I, distillation or prior), on the
+        # default's prepared data and text embeddings (copied from runs/d{seed}), each seed at 1 thread
+        genrec_run_row("ml-100k", "tiger", seed_sources={s: f"runs/t{s}/run.json" for s in (2024, 2025, 2026)},
+                       produce="genrec run --profile tiger --seed {seed} --out runs/t{seed}  # OMP_NUM_THREADS=1"),
+        # TIGER's own network (flattened code history, width 128, 20k steps) on a GPU: benchmarks/quality_gpu.sh tiger
+        replace(genrec_run_row("beauty", "tiger-paper", source="runs/beauty-tiger-paper/run.json",
+                               produce="bash benchmarks/quality_gpu.sh tiger  # on a GPU"),
+                cost="a GPU: 20k flattened steps of TIGER's network; on 2 CPU cores ~12x a default step, days"),
+        genrec_run_row("beauty", "tiger", source="runs/beauty-tiger/run.json",
+                       produce="genrec run --dataset ../shared/data/amazon-beauty-2014 --profile tiger "
+                               "--out runs/beauty-tiger  # OMP_NUM_THREADS=1"),
         # the default with the packaged SmolLM2-135M (a LLaMA) as the text encoder instead of all-MiniLM-L6-v2,
         # seed 2025 at 1 thread as runs/d2025 (equal Stage II steps; docs/quality.md pairs the two)
         *(genrec_run_row("ml-100k", "default", model_alone=alone, label="smollm2-encoder",
@@ -99,6 +114,7 @@ def default_rows() -> list[Row]:
     rows += code_ablation_rows()
     rows += beauty_code_source_rows()
     rows += [published_row(name, values) for name, values in UNGER_TABLE_BEAUTY.items()]
+    rows.append(tiger_published_row())
     rows += perf_rows()  # the Speed and Memory and storage sections
     return rows
 

@@ -35,7 +35,10 @@ Writes: OUT/ = save_pretrained folder of the final model (config, model.safetens
         OUT/fingerprints, OUT/run.json.
 Time:   ML-100K on 2 CPU cores: --profile default 16 min (Stage II 6 epochs), --profile long
         about 40 min (16 epochs), --quick 1-2 min (a smoke run: its metrics mean nothing); --profile
-        paper (20k Stage II steps) is for a GPU. docs/main-job.md has the measured times.""",
+        paper (20k Stage II steps) is for a GPU. docs/main-job.md has the measured times.
+--profile tiger runs TIGER instead (the field's reference generative recommender, for side-by-side
+figures): the text embeddings -> RQ-VAE codes (3 x 256 + collision level) -> encoder-decoder over the
+flattened code history, no Stage I, distillation or transition prior (docs/quality.md, "TIGER").""",
     )
     p.add_argument(
         "--dataset",
@@ -45,9 +48,11 @@ Time:   ML-100K on 2 CPU cores: --profile default 16 min (Stage II 6 epochs), --
     p.add_argument("--source", choices=DATA_SOURCES, default=None, help="how to read --dataset (default: inferred)")
     p.add_argument("--out", type=Path, default=Path("runs/ml-100k"), help="run folder")
     p.add_argument(
-        "--profile", choices=("default", "long", "quick", "paper"), default="default",
+        "--profile", choices=("default", "long", "quick", "paper", "tiger", "tiger-paper"), default="default",
         help="training budget: default (ML-100K under 20 min on 2 cores), long (Stage II 16 epochs instead of 6), "
-        "quick (a smoke run, its metrics mean nothing), paper (the UNGER paper's recipe, for a GPU)",
+        "quick (a smoke run, its metrics mean nothing), paper (the UNGER paper's recipe, for a GPU), tiger "
+        "(the TIGER recipe: RQ-VAE codes of the text embeddings, no Stage I, distillation or prior), tiger-paper "
+        "(TIGER's own network at the paper profile's length, for a GPU)",
     )
     p.add_argument("--quick", action="store_const", const="quick", dest="profile", help="same as --profile quick")
     p.add_argument("--encoder", default=None,

@@ -6,7 +6,8 @@ One function per stage lists the settings and inputs that determine its outputs:
   the ``dataset`` string itself is left out, so the same folder reached by another path still matches;
 * the embeddings carry their own content key (encoder, template, pooling, item texts) inside the file;
 * ``stage1``: the profile's Stage I fields, the seed, the prepare fingerprint and the embeddings' key;
-* ``quantize``: levels, codebook size, seed and the Stage I fingerprint;
+* ``quantize``: method, levels, codebook size, seed and the Stage I fingerprint (the embeddings' key in a
+  run without Stage I);
 * ``stage2``: the profile's Stage II and evaluation fields, the seed and the quantize fingerprint (which
   holds Stage I's, which holds the data's).
 
@@ -81,12 +82,23 @@ def stage1_fingerprint(profile: Any, seed: int, upstream: dict[str, Any]) -> dic
     return {"format": FINGERPRINT_FORMAT, **_profile_fields(profile, STAGE1_FIELDS), "seed": seed, **upstream}
 
 
-def quantize_fingerprint(num_levels: int, codebook_size: int, seed: int, stage1_digest: str) -> dict[str, Any]:
-    """Settings that determine the semantic IDs."""
-    return {
-        "format": FINGERPRINT_FORMAT, "method": "residual_kmeans", "num_levels": num_levels,
-        "codebook_size": codebook_size, "seed": seed, "stage1": stage1_digest,
+def quantize_fingerprint(
+    num_levels: int, codebook_size: int, seed: int, stage1_digest: str | None, *, method: str = "residual_kmeans",
+    quantizer_config: dict[str, Any] | None = None, embeddings: str | None = None,
+) -> dict[str, Any]:
+    """Settings that determine the semantic IDs: of Stage I's integrated embeddings (``stage1_digest``) or,
+    in a run without Stage I (the ``tiger`` profile), of the text embeddings whose key is ``embeddings``."""
+    settings: dict[str, Any] = {
+        "format": FINGERPRINT_FORMAT, "method": method, "num_levels": num_levels,
+        "codebook_size": codebook_size, "seed": seed,
     }
+    if stage1_digest is not None:
+        settings["stage1"] = stage1_digest
+    else:
+        settings["embeddings"] = embeddings
+    if quantizer_config:  # only then: the fingerprints of residual k-means runs stay as they were
+        settings["quantizer_config"] = dict(quantizer_config)
+    return settings
 
 
 def stage2_fingerprint(profile: Any, seed: int, quantize_digest: str) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from genrec.trainers.engine.processes import (
 from genrec.trainers.jobs.export_root import staged_export
 from genrec.trainers.jobs.fingerprints import (
     EMBEDDINGS_DIR,
+    FINGERPRINT_FORMAT,
     SEMANTIC_EMBEDDINGS_FILE,
     adopt_legacy_run,
     prepare_fingerprint,
@@ -213,16 +214,17 @@ def run_pipeline(
         so that the folder can be copied or moved: join it to ``out_dir`` to use it.
     """
     from genrec.modeling.configuration_unger import UngerConfig
-    from genrec.modeling.configuration_unger_fusion import UngerFusionConfig
     from genrec.trainers.engine.accelerator import resolve_log_with
     from genrec.trainers.stages.quantize import check_quantizer_settings, quantize_embeddings
-    from genrec.trainers.stages.stage1 import train_stage1
     from genrec.trainers.stages.stage2 import train_stage2
 
     run_profile = resolve_profile(profile)
     log_with = resolve_log_with(report_to)
     if until is not None and until not in STOP_STAGES:
         raise ValueError(f"until={until!r}: choose one of {list(STOP_STAGES)} (or None to run every stage)")
+    if until == "stage1" and not run_profile.stage1:
+        raise ValueError(f"until='stage1': the {run_profile.name!r} profile has no Stage I (it quantizes the text "
+                         "embeddings); stop after 'embed' or 'quantize'")
     if until not in (None, "embed") and model == "mscgrec":
         raise ValueError(f"until={until!r} is an UNGER stage; an MSCGRec run can stop after 'embed'")
     if stage2_max_steps is not None:
@@ -246,6 +248,8 @@ def run_pipeline(
         raise ValueError("init_from (fine-tuning) is not available for MSCGRec runs")
     num_levels = run_profile.num_levels if num_levels is None else num_levels
     check_quantizer_settings(num_levels, codebook_size)  # before any stage trains, not after Stage I
+    if model == "unger":  # a profile's Stage II network that cannot be built fails now, not after Stage I
+        UngerConfig(**run_profile.stage2_config)
     # the run folder is genrec's or refused, and never the dataset or the model it reads (nor around them)
     inputs = {"--dataset": dataset, **({"--from": init_from} if isinstance(init_from, str | Path) else {})}
     # absolute: every path recorded in the folder is written relative to it (a copied or moved folder reruns)
@@ -297,40 +301,31 @@ def run_pipeline(
                         "choose)", len(context.emb), SAMPLED_LOSS_ABOVE_ITEMS, "; ".join(switched))
             context.record(profile=asdict(run_profile), sampled_losses=switched)
 
-        # 3. Stage I: integrated embeddings (resumes from its checkpoints; a finished run is reused)
-        start = time.perf_counter()
-        stage1_settings = stage1_fingerprint(run_profile, seed, context.upstream)
-        if mixed_precision != "no":  # only then: runs made in full precision keep their fingerprint
-            stage1_settings["mixed_precision"] = mixed_precision
-        ledger.claim("stage1", stage1_settings, [stage1_dir])
-        stage1_result_file = stage1_dir / "stage1_result.json"
-        stage1_reused = stage1_result_file.is_file() and (stage1_dir / "integrated_embeddings.safetensors").is_file()
-        if stage1_reused:
-            logger.info("reusing Stage I in %s", stage1_dir)
-            stage1 = json.loads(stage1_result_file.read_text())
-        else:
-            stage1 = train_stage1(
-                data_dir, context.emb_path, stage1_dir, config=UngerFusionConfig(**run_profile.stage1_config),
-                epochs=run_profile.stage1_epochs, max_steps=run_profile.stage1_max_steps,
-                patience=run_profile.stage1_patience, max_eval_examples=run_profile.stage1_max_eval_examples,
-                seed=seed, show_progress=show_progress, mixed_precision=mixed_precision, log_with=log_with,
-            ).to_dict()
-        context.record_stage("stage1", start, reused=stage1_reused, **{
-            "path": stage1_dir,
-            "steps": stage1["global_step"],
-            "best_step": stage1["best_step"],
-            "loop_seconds": stage1.get("loop_seconds"),  # summed over resumes (seconds: this invocation only)
-            "best_loop_seconds": stage1.get("best_loop_seconds"),
-            "validation_recall@10": stage1["validation_recall_at_10"],
-            "validation_ndcg@10": stage1["validation_ndcg_at_10"],
-        })
-        integrated = stage1_dir / "integrated_embeddings.safetensors"
+        # 3. Stage I: integrated embeddings (the profiles with a Stage I: every one but `tiger`)
+        if run_profile.stage1:
+            stage1_settings, integrated = _run_stage1(context, run_profile, mixed_precision)
+            quantize_input, quantize_upstream = integrated, {"stage1_digest": settings_digest(stage1_settings)}
+        else:  # TIGER: the text embeddings are quantized themselves; Stage II trains without distillation
+            def drop_stage1() -> None:  # a Stage I left by an earlier run with another profile is not this run's
+                if stage1_dir.exists():
+                    logger.warning("the %s profile has no Stage I: removing %s (an earlier run's)",
+                                   run_profile.name, stage1_dir)
+                    shutil.rmtree(stage1_dir)
+
+            on_main_process(drop_stage1)
+            ledger.claim("stage1", {"format": FINGERPRINT_FORMAT, "stage1": False, **context.upstream}, [stage1_dir])
+            integrated = None
+            quantize_input = context.emb_path
+            quantize_upstream = {"stage1_digest": None, "embeddings": context.upstream["embeddings"]}
         if until == "stage1":
             return _stopped(context, until)
 
-        # 4. semantic IDs of the integrated embeddings (quantize.json is written last: it marks a finished stage)
+        # 4. semantic IDs of the integrated (tiger: text) embeddings (quantize.json is written last: it marks a finished stage)
         start = time.perf_counter()
-        quantize_settings = quantize_fingerprint(num_levels, codebook_size, seed, settings_digest(stage1_settings))
+        quantize_settings = quantize_fingerprint(
+            num_levels, codebook_size, seed, **quantize_upstream, method=run_profile.quantizer,
+            quantizer_config=run_profile.quantizer_config,
+        )
         if always_append_collision_level:  # only then: run folders made without the option keep their fingerprint
             quantize_settings["always_append_collision_level"] = True
         ledger.claim("quantize", quantize_settings, [sid_dir])
@@ -338,7 +333,8 @@ def run_pipeline(
         def quantize() -> dict[str, Any]:  # the main process quantizes; the others read the code table after
             if not (sid_dir / "quantize.json").is_file():
                 return quantize_embeddings(
-                    integrated, sid_dir, num_levels=num_levels, codebook_size=codebook_size, seed=seed,
+                    quantize_input, sid_dir, method=run_profile.quantizer, num_levels=num_levels,
+                    codebook_size=codebook_size, seed=seed, quantizer_config=run_profile.quantizer_config,
                     overwrite=True, show_progress=show_progress,
                     always_append_collision_level=always_append_collision_level,
                 ).summary()
@@ -410,6 +406,44 @@ def run_pipeline(
             return context.write_summary()
 
         return on_main_process(export)
+
+
+
+def _run_stage1(context: RunContext, run_profile: PipelineProfile, mixed_precision: str) -> tuple[dict[str, Any], Path]:
+    """Stage I (integrated embeddings; resumes from its checkpoints, a finished run is reused): returns its
+    fingerprint settings and the integrated embeddings file."""
+    from genrec.modeling.configuration_unger_fusion import UngerFusionConfig
+    from genrec.trainers.stages.stage1 import train_stage1
+
+    ledger, seed, show_progress, log_with = context.ledger, context.seed, context.show_progress, context.log_with
+    data_dir, stage1_dir = context.data_dir, context.out_dir / "stage1"
+    start = time.perf_counter()
+    stage1_settings = stage1_fingerprint(run_profile, seed, context.upstream)
+    if mixed_precision != "no":  # only then: runs made in full precision keep their fingerprint
+        stage1_settings["mixed_precision"] = mixed_precision
+    ledger.claim("stage1", stage1_settings, [stage1_dir])
+    stage1_result_file = stage1_dir / "stage1_result.json"
+    stage1_reused = stage1_result_file.is_file() and (stage1_dir / "integrated_embeddings.safetensors").is_file()
+    if stage1_reused:
+        logger.info("reusing Stage I in %s", stage1_dir)
+        stage1 = json.loads(stage1_result_file.read_text())
+    else:
+        stage1 = train_stage1(
+            data_dir, context.emb_path, stage1_dir, config=UngerFusionConfig(**run_profile.stage1_config),
+            epochs=run_profile.stage1_epochs, max_steps=run_profile.stage1_max_steps,
+            patience=run_profile.stage1_patience, max_eval_examples=run_profile.stage1_max_eval_examples,
+            seed=seed, show_progress=show_progress, mixed_precision=mixed_precision, log_with=log_with,
+        ).to_dict()
+    context.record_stage("stage1", start, reused=stage1_reused, **{
+        "path": stage1_dir,
+        "steps": stage1["global_step"],
+        "best_step": stage1["best_step"],
+        "loop_seconds": stage1.get("loop_seconds"),  # summed over resumes (seconds: this invocation only)
+        "best_loop_seconds": stage1.get("best_loop_seconds"),
+        "validation_recall@10": stage1["validation_recall_at_10"],
+        "validation_ndcg@10": stage1["validation_ndcg_at_10"],
+    })
+    return stage1_settings, stage1_dir / "integrated_embeddings.safetensors"
 
 
 def _stopped(context: RunContext, stage: str) -> dict[str, Any]:

@@ -34,7 +34,9 @@ def _metric_table(rankings: dict[str, dict[str, float]]) -> list[str]:
 def _logs_line(out: Path) -> str:
     logs = [folder for folder in (out / "stage1" / "logs", out / "stage2" / "logs") if folder.is_dir()]
     if logs:
-        return f"  logs      tensorboard --logdir {out}   (Stage I and II training curves)"
+        which = " and ".join(name for name, folder in (("Stage I", "stage1"), ("Stage II", "stage2"))
+                             if (out / folder / "logs").is_dir())
+        return f"  logs      tensorboard --logdir {out}   ({which} training curves)"
     return "  logs      none written (pip install tensorboard, or --report-to a tracker you have)"
 
 
@@ -74,7 +76,8 @@ def format_run_report(summary: dict[str, Any], out: str | Path, *, dataset: str)
         f"run folder {out}",
         f"  model     {model}   (AutoModel / AutoTokenizer.from_pretrained after `import genrec`)",
         f"  card      {model / 'README.md'}",
-        f"  metrics   {out / 'run.json'}   (every stage's settings and times; test_metrics, model_test_metrics)",
+        f"  metrics   {out / 'run.json'}   (every stage's settings and times; test_metrics"
+        + (", model_test_metrics)" if summary.get("model_test_metrics") else ")"),
         _logs_line(out),
         "next",
     ]

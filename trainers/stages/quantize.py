@@ -82,13 +82,15 @@ def quantize_embeddings(
     seed: int = 2024,
     resolve_collisions: str = "none",
     always_append_collision_level: bool = False,
+    quantizer_config: dict[str, Any] | None = None,
     overwrite: bool = False,
     show_progress: bool = True,
 ) -> QuantizeResult:
     """Fit a quantizer on an ``ItemEmbeddings`` file and write quantizer, tokenizer and code table.
 
     ``resolve_collisions="reassign"`` (residual k-means only) moves colliding items to free leaves before
-    the CodeTable adds its collision level for whatever still collides.
+    the CodeTable adds its collision level for whatever still collides. ``quantizer_config``: further
+    arguments of the quantizer's class (e.g. an RQ-VAE's ``epochs``), recorded in ``quantize.json``.
     """
     from genrec.data_scripts.embeddings import ItemEmbeddings
     from genrec.tokenization.code_table import CodeTable
@@ -101,7 +103,7 @@ def quantize_embeddings(
     if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"{output_dir} is not empty; pass overwrite=True (--overwrite) to replace it")
     emb = ItemEmbeddings.load(embeddings)
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = dict(quantizer_config or {})
     if resolve_collisions != "none":
         if method != "residual_kmeans":
             raise ValueError("resolve_collisions='reassign' is only available for residual_kmeans")
@@ -142,6 +144,7 @@ def quantize_embeddings(
         "embeddings": str(embeddings),
         "embeddings_metadata": dict(emb.metadata),  # the embeddings file's header as is (its paths: relative to it)
         "method": method,
+        **({"quantizer_config": dict(quantizer_config)} if quantizer_config else {}),
         "seed": seed,
         "code_table_hash": table.content_hash,
     }
