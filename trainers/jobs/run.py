@@ -1,7 +1,8 @@
 """The main job: one dataset through every genrec stage into one run folder.
 
 prepare -> embed -> Stage I (integrated embeddings) -> quantize (semantic IDs of the integrated embeddings)
--> Stage II (generative recommender with distillation) -> test evaluation -> export.
+-> Stage II (generative recommender with distillation) -> test evaluation -> export. The TIGER profiles
+(``tiger``, ``tiger-paper``) skip Stage I: they quantize the text embeddings and train Stage II without distillation.
 
 This module only sequences library calls; each stage's logic lives in its own module. Stages already
 present in the run folder are reused (and interrupted trainings resume from their checkpoints) when they
@@ -301,7 +302,7 @@ def run_pipeline(
                         "choose)", len(context.emb), SAMPLED_LOSS_ABOVE_ITEMS, "; ".join(switched))
             context.record(profile=asdict(run_profile), sampled_losses=switched)
 
-        # 3. Stage I: integrated embeddings (the profiles with a Stage I: every one but `tiger`)
+        # 3. Stage I: integrated embeddings (every profile but the TIGER ones)
         if run_profile.stage1:
             stage1_settings, integrated = _run_stage1(context, run_profile, mixed_precision)
             quantize_input, quantize_upstream = integrated, {"stage1_digest": settings_digest(stage1_settings)}
@@ -406,7 +407,6 @@ def run_pipeline(
             return context.write_summary()
 
         return on_main_process(export)
-
 
 
 def _run_stage1(context: RunContext, run_profile: PipelineProfile, mixed_precision: str) -> tuple[dict[str, Any], Path]:
