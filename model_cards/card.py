@@ -35,6 +35,7 @@ CITATIONS = {
     "Semantic Token Generator*.",
     "mscgrec": "Vandenhirtz et al., *Multimodal Generative Recommendation for Fusing Semantic and Collaborative "
     "Signals* (MSCGRec).",
+    "tiger": "Rajput et al., *Recommender Systems with Generative Retrieval* (TIGER), NeurIPS 2023.",
 }
 
 #: BibTeX of the papers genrec implements, as their arXiv records give them (identifier, year, authors; the
@@ -54,6 +55,14 @@ BIBTEX = {
              Pan, Shirui and Wang, Senzhang},
   journal = {arXiv preprint arXiv:2409.09253},
   year    = {2024}
+}""",
+    "tiger": """@article{rajput2023tiger,
+  title   = {Recommender Systems with Generative Retrieval},
+  author  = {Rajput, Shashank and Mehta, Nikhil and Singh, Anima and Keshavan, Raghunandan H. and Vu, Trung and
+             Heldt, Lukasz and Hong, Lichan and Tay, Yi and Tran, Vinh Q. and Samost, Jonah and Kula, Maciej and
+             Chi, Ed H. and Sathiamoorthy, Maheswaran},
+  journal = {arXiv preprint arXiv:2305.05065},
+  year    = {2023}
 }""",
     "mscgrec": """@article{vandenhirtz2026mscgrec,
   title   = {Multimodal Generative Recommendation for Fusing Semantic and Collaborative Signals},

@@ -331,7 +331,7 @@ def build_run_card(
         results_note=_results_note(profile.get("name"), prior, test, validation,
                                    _metric_table(summary.get("model_test_metrics") or {})),
         intended_use=intended_use_section(
-            model=family, dataset=dataset, data_name=terms.name,
+            model="TIGER" if tiger else family, dataset=dataset, data_name=terms.name,
             num_items=len(tokenizer.code_table.item_ids),
             new_items=(
                 "A new item has no codes: adding items means quantizing them in every modality (new code "
@@ -350,10 +350,10 @@ def build_run_card(
         run_settings=run_settings,
         training=training,
         code_table=code_table,
-        papers=("mscgrec",) if mscgrec else (
+        papers=("mscgrec",) if mscgrec else ("tiger",) if tiger else (
             ("unger", "mscgrec") if getattr(config, "constrained_training", False) else ("unger",)
         ),
-        tags=("mscgrec",) if mscgrec else ("unger",),
+        tags=("mscgrec",) if mscgrec else ("tiger",) if tiger else ("unger",),
         base_model=base_model,
         training_curve=CURVE_FILE if (
             (run_dir / CURVE_FILE).is_file() if training_curve is None else training_curve

@@ -224,7 +224,7 @@ def test_bibtex_entries_are_the_arxiv_records() -> None:
     assert "{{UNGER}: Generative Recommendation with {A} Unified Code" in BIBTEX["unger"]
     assert "Unleash {LLMs} Potential" in BIBTEX["ttds"]
     years = {name: re.search(r"year\s*=\s*\{(\d{4})\}", entry).group(1) for name, entry in BIBTEX.items()}
-    assert years == {"unger": "2025", "ttds": "2024", "mscgrec": "2026"}
+    assert years == {"unger": "2025", "ttds": "2024", "mscgrec": "2026", "tiger": "2023"}
     for entry in BIBTEX.values():
         assert "arXiv:" in entry and entry.count("{") == entry.count("}")
 

@@ -395,6 +395,7 @@ def test_tiger_profile_runs_without_stage1_on_rqvae_codes_of_the_text_embeddings
     assert names and not [name for name in names if "distill" in name or "integrated" in name]
     card = (tiger_dir / "README.md").read_text()
     assert "TIGER-style generative recommender" in card and "none (TIGER" in card
+    assert "- tiger" in card and "- unger" not in card and "rajput2023tiger" in card  # its tag and citation
     with pytest.raises(ValueError, match="no Stage I"):
         run_pipeline("ml-100k", tiger_dir, profile=small, until="stage1", show_progress=False)
 
