@@ -145,7 +145,7 @@ PROFILES: dict[str, PipelineProfile] = {
     # default profile's Stage II size, feed and budget (per-item history, width 96, 4 + 4 layers, 6 epochs,
     # cosine), so that it runs in the default's time on a CPU and the two differ only by what UNGER adds;
     # `tiger-paper` is TIGER's own network (one encoder position per code, width 128, feed-forward 1024, 4 + 4
-    # layers, dropout 0.1: ~12x the default's step) at the paper profile's length, for a GPU. Interpretations
+    # layers, dropout 0.1: 6x the default's step, measured) at the paper profile's length, for a GPU. Interpretations
     # (docs/quality.md, "TIGER"): 4 heads of 32 (TIGER's T5 has 6 heads of 64 projected back to 128; genrec's
     # attention ties head width to d_model), no hashed user-id token, Adam with warm-up instead of TIGER's
     # inverse-square-root decay over 200k steps, the RQ-VAE trained with Adam (TIGER: 20k epochs of Adagrad).
