@@ -37,8 +37,9 @@ Time:   ML-100K on 2 CPU cores: --profile default 16 min (Stage II 6 epochs), --
         about 40 min (16 epochs), --quick 1-2 min (a smoke run: its metrics mean nothing); --profile
         paper (20k Stage II steps) is for a GPU. docs/main-job.md has the measured times.
 --profile tiger runs TIGER instead (the field's reference generative recommender, for side-by-side
-figures): the text embeddings -> RQ-VAE codes (3 x 256 + collision level) -> encoder-decoder over the
-flattened code history, no Stage I, distillation or transition prior (docs/quality.md, "TIGER").""",
+figures): the text embeddings -> RQ-VAE codes (3 x 256 + collision level) -> the default's encoder-decoder
+trained with plain cross-entropy, no Stage I, distillation or transition prior; --profile tiger-paper is
+TIGER's own network (one encoder position per code) at 20k steps, for a GPU (docs/quality.md, "TIGER").""",
     )
     p.add_argument(
         "--dataset",

@@ -32,11 +32,9 @@ def _metric_table(rankings: dict[str, dict[str, float]]) -> list[str]:
 
 
 def _logs_line(out: Path) -> str:
-    logs = [folder for folder in (out / "stage1" / "logs", out / "stage2" / "logs") if folder.is_dir()]
-    if logs:
-        which = " and ".join(name for name, folder in (("Stage I", "stage1"), ("Stage II", "stage2"))
-                             if (out / folder / "logs").is_dir())
-        return f"  logs      tensorboard --logdir {out}   ({which} training curves)"
+    logged = [name for name, folder in (("Stage I", "stage1"), ("Stage II", "stage2")) if (out / folder / "logs").is_dir()]
+    if logged:
+        return f"  logs      tensorboard --logdir {out}   ({' and '.join(logged)} training curves)"
     return "  logs      none written (pip install tensorboard, or --report-to a tracker you have)"
 
 
