@@ -23,6 +23,7 @@ import logging
 import os
 import platform
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -32,6 +33,14 @@ from genrec.trainers.stages.quantize import quantize_embeddings
 from genrec.trainers.stages.stage2 import train_stage2
 
 PAPER = {"recall@10": 0.0939, "recall@20": 0.1289, "ndcg@10": 0.0559, "ndcg@20": 0.0646}
+
+
+def training_target_counts(data: Path) -> Counter[str]:
+    """How often each item is the target of a training row of the prepared dataset ``data``."""
+    from genrec.data_scripts.prepare import load_genrec_dataset
+
+    sequences, _ = load_genrec_dataset(data)
+    return Counter(row[-1] for row in sequences["train"]["item_ids"] if row)
 
 
 def main() -> None:
@@ -51,6 +60,11 @@ def main() -> None:
     parser.add_argument("--eval-beams", type=int, default=20, help="beams of validation and test search")
     parser.add_argument("--levels", type=int, default=3, help="residual k-means levels (before the collision level)")
     parser.add_argument("--codebook-size", type=int, default=256, help="k-means clusters per level")
+    parser.add_argument("--resolve-collisions", choices=("none", "reassign"), default="none",
+                        help="residual k-means: move colliding items to free last-level centroids first")
+    parser.add_argument("--collision-order", choices=("input", "popularity"), default="input",
+                        help="how the collision level numbers a group's items: in the embeddings' order (the "
+                        "default) or most frequent training target first")
     parser.add_argument("--semantic-ids", type=Path, default=None,
                         help="use this quantize folder (e.g. a genrec run's semantic_ids/) instead of quantizing")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -61,6 +75,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     suffix = ("" if args.levels == 3 else f"_l{args.levels}") + ("" if args.codebook_size == 256 else f"_k{args.codebook_size}")
+    suffix += ("" if args.resolve_collisions == "none" else f"_{args.resolve_collisions}") + (
+        "" if args.collision_order == "input" else f"_{args.collision_order}")
     sid_dir = args.semantic_ids or args.work_dir / f"semantic_ids{suffix}"
     lock = args.work_dir / f"semantic_ids{suffix}.lock"
     args.work_dir.mkdir(parents=True, exist_ok=True)
@@ -69,7 +85,8 @@ def main() -> None:
             lock.mkdir()  # one process quantizes; the others wait for its result
             quantize_embeddings(
                 args.integrated, sid_dir, num_levels=args.levels, codebook_size=args.codebook_size, seed=args.seed,
-                overwrite=True, show_progress=False,
+                resolve_collisions=args.resolve_collisions, overwrite=True, show_progress=False,
+                item_counts=training_target_counts(args.data) if args.collision_order == "popularity" else None,
             )
             lock.rmdir()
         except FileExistsError:
@@ -89,7 +106,8 @@ def main() -> None:
     summary = {
         "variant": args.name, "config": json.loads(args.config), "train": json.loads(args.train),
         "eval_beams": args.eval_beams, "levels": args.levels,
-        "codebook_size": args.codebook_size, "semantic_ids": str(sid_dir), "distillation": result.distillation,
+        "codebook_size": args.codebook_size, "resolve_collisions": args.resolve_collisions,
+        "collision_order": args.collision_order, "semantic_ids": str(sid_dir), "distillation": result.distillation,
         "steps": result.global_step, "best_step": result.best_step, "wall_time_s": result.wall_time_s,
         "threads": torch.get_num_threads(), "hardware": f"{platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs, torch {torch.__version__}",

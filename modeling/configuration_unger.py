@@ -112,6 +112,10 @@ class UngerConfig(PretrainedConfig):
         constrained_training: normalise each step's softmax only over the valid children of the
             teacher-forced prefix in the code tree (default False). Beam search of such a model should score
             beams the same way (``recommend`` re-normalises the constrained scores by default).
+        label_smoothing: epsilon of label-smoothed cross-entropy on the code tokens (default 0: plain
+            cross-entropy). The smoothing mass is spread over the tokens the softmax normalises over: the valid
+            children of the prefix under ``constrained_training``, else the whole vocabulary (as
+            ``torch.nn.functional.cross_entropy(label_smoothing=)``). Training only; docs/quality.md measures it.
 
     Transition prior (genrec's addition, not the paper's; docs/quality.md measures it):
 
@@ -156,6 +160,7 @@ class UngerConfig(PretrainedConfig):
         integrated_dim: int = 0,
         integrated_embeddings_hash: str | None = None,
         constrained_training: bool = False,
+        label_smoothing: float = 0.0,
         num_transitions: int = 0,
         transition_weight: float = 0.0,
         use_cache: bool = True,
@@ -242,6 +247,9 @@ class UngerConfig(PretrainedConfig):
         self.integrated_dim = integrated_dim
         self.integrated_embeddings_hash = integrated_embeddings_hash
         self.constrained_training = as_bool(_OWNER, "constrained_training", constrained_training)
+        self.label_smoothing = as_float(_OWNER, "label_smoothing", label_smoothing, minimum=0)
+        if self.label_smoothing >= 1:
+            raise ValueError(f"{_OWNER}.label_smoothing must be < 1, got {self.label_smoothing}")
         self.num_transitions = as_int(_OWNER, "num_transitions", num_transitions, minimum=0)
         self.transition_weight = as_float(_OWNER, "transition_weight", transition_weight, minimum=0)
         if self.transition_weight > 1:

@@ -945,7 +945,20 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin, Tr
                     "from different code tables"
                 )
             logits = logits.masked_fill(~constraint_mask, torch.finfo(logits.dtype).min)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100)
+        flat, targets = logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1)
+        epsilon = getattr(self.config, "label_smoothing", 0.0)
+        if not epsilon:
+            return F.cross_entropy(flat, targets, ignore_index=-100)
+        if constraint_mask is None:
+            return F.cross_entropy(flat, targets, ignore_index=-100, label_smoothing=epsilon)
+        # smoothing over the allowed tokens only: the masked ones have no probability to smooth towards
+        log_p = F.log_softmax(flat, dim=-1)
+        allowed = constraint_mask.reshape(-1, constraint_mask.shape[-1])
+        real = targets != -100
+        nll = -log_p.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        uniform = -torch.where(allowed, log_p, torch.zeros_like(log_p)).sum(-1) / allowed.sum(-1).clamp(min=1)
+        per_token = (1 - epsilon) * nll + epsilon * uniform
+        return per_token[real].sum() / real.sum().clamp(min=1)
 
     def _distillation_loss(self, states: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """InfoNCE of the projected distillation states against the integrated embeddings (cosine / tau)."""

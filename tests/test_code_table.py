@@ -76,6 +76,17 @@ def test_collisions_get_an_extra_level_in_input_order(collided: CodeTable) -> No
     assert stats["prefix_nodes_per_depth"] == [1, 3, 3, 5]
 
 
+def test_collision_order_numbers_each_group_by_its_key() -> None:
+    codes = np.array([[0, 1], [0, 1], [2, 0], [0, 1], [1, 1]])
+    # minus training counts: i3 (5) first, then i0 and i1 tied at 2 (input order); singletons stay 0
+    table = CodeTable.from_codes(ids(5), codes, codebook_sizes=[3, 2], collision_order=[-2, -2, -9, -5, 0])
+    assert table.codes.tolist() == [[0, 1, 1], [0, 1, 2], [2, 0, 0], [0, 1, 0], [1, 1, 0]]
+    assert table.codebook_sizes == [3, 2, 3]
+    for bad in ([0, 1], [0, 0, 0, float("nan"), 0]):
+        with pytest.raises(ValueError, match="collision_order must hold 5 finite numbers"):
+            CodeTable.from_codes(ids(5), codes, collision_order=bad)
+
+
 def test_no_collision_adds_no_level_unless_asked() -> None:
     codes = np.array([[0, 1], [0, 3], [2, 0]])
     table = CodeTable.from_codes(["a", "b", "c"], codes)

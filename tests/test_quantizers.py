@@ -441,3 +441,23 @@ def test_numpy_float64_input() -> None:
     x, _ = blobs(n_clusters=3, per=10, dim=4)
     q = ResidualKMeansQuantizer(num_levels=1, codebook_size=3).fit(x.double().numpy(), show_progress=False)
     assert torch.equal(q.encode(np.asarray(x, dtype=np.float32)), q.codes_)
+
+
+def test_quantize_embeddings_numbers_collisions_by_training_count(tmp_path: Path) -> None:
+    from genrec.data_scripts.embeddings import ItemEmbeddings
+    from genrec.tokenization.code_table import CodeTable
+    from genrec.trainers.stages.quantize import quantize_embeddings
+
+    # a, b, c have one embedding (they collide at every level); d is alone
+    vectors = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    path = ItemEmbeddings(["a", "b", "c", "d"], vectors, {"encoder": "x"}).save(tmp_path / "e.safetensors")
+    plain = quantize_embeddings(path, tmp_path / "plain", num_levels=1, codebook_size=2, show_progress=False)
+    counted = quantize_embeddings(path, tmp_path / "counted", num_levels=1, codebook_size=2, show_progress=False,
+                                  item_counts={"b": 7, "c": 3})  # a is never a target: it counts 0
+    def collision(result) -> dict[str, int]:
+        table = CodeTable.load(result.output_dir / "tokenizer")
+        return {item: int(table.codes[row, -1]) for row, item in enumerate(table.item_ids)}
+    assert collision(plain) == {"a": 0, "b": 1, "c": 2, "d": 0}
+    assert collision(counted) == {"a": 2, "b": 0, "c": 1, "d": 0}
+    assert json.loads((tmp_path / "counted" / "quantize.json").read_text())["collision_order"] == "training count"
+    assert "collision_order" not in json.loads((tmp_path / "plain" / "quantize.json").read_text())

@@ -118,6 +118,31 @@ def test_rec_loss_is_cross_entropy_and_constrained_loss_normalises_over_valid_ch
         model(**inputs)
 
 
+def test_label_smoothing_spreads_its_mass_over_the_tokens_the_softmax_normalises_over(
+    tok: SemanticIDTokenizer,
+) -> None:
+    inputs = batch(tok)
+    labels = inputs["labels"]
+    free = tiny_model(tok, label_smoothing=0.2)
+    logits = free(**inputs).logits
+    flat = logits.reshape(-1, logits.shape[-1])
+    expected_free = F.cross_entropy(flat, labels.reshape(-1), label_smoothing=0.2)
+    assert torch.allclose(free(**inputs).loss_rec, expected_free, atol=1e-6)
+    constrained = tiny_model(tok, constrained_training=True, label_smoothing=0.2)
+    allowed = SemanticIDLogitsProcessor.from_tokenizer(tok).teacher_forcing_mask(labels, vocab_size=len(tok))
+    log_p = logits.masked_fill(~allowed, float("-inf")).log_softmax(-1)
+    nll = -log_p.gather(-1, labels[..., None]).squeeze(-1)
+    uniform = -log_p.masked_fill(~allowed, 0.0).sum(-1) / allowed.sum(-1)
+    out = constrained(**inputs)
+    assert torch.isfinite(out.loss_rec)
+    assert torch.allclose(out.loss_rec, (0.8 * nll + 0.2 * uniform).mean(), atol=1e-5)
+    assert out.loss_rec > tiny_model(tok, constrained_training=True)(**inputs).loss_rec  # smoothing costs nll
+    out.loss.backward()
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match="label_smoothing"):
+            tiny_model(tok, label_smoothing=bad)
+
+
 def test_distillation_token_does_not_change_code_logits(tok: SemanticIDTokenizer) -> None:
     model = tiny_model(tok, integrated_dim=8)
     inputs = batch(tok)

@@ -163,6 +163,7 @@ class CodeTable:
         codebook_sizes: Sequence[int] | None = None,
         collisions: str = "append",
         always_append: bool = False,
+        collision_order: Sequence[float] | np.ndarray | None = None,
     ) -> CodeTable:
         """A table from the semantic codes a quantizer produced, one row per item.
 
@@ -178,6 +179,10 @@ class CodeTable:
                 without collisions the codes are exactly the semantic codes. Set it for a catalogue that will
                 receive cold-start items (:meth:`add_items` can only resolve new collisions when the level
                 exists).
+            collision_order: optional (N,) sort key, one per item: within each collision group the items are
+                numbered by ascending key (ties in input order) instead of input order. Minus the training
+                counts numbers each group's most frequent item 0, so the collision token, which carries no
+                meaning of its own, at least says "the usual one" (docs/quality.md measures it).
         """
         if collisions not in ("append", "error"):
             raise ValueError(f"collisions must be 'append' or 'error', got {collisions!r}")
@@ -205,7 +210,14 @@ class CodeTable:
                 raise ValueError(
                     f"codebook_sizes has {len(sizes)} entries but codes have {num_semantic} semantic levels"
                 )
-        order = lex_order(semantic, sizes)
+        if collision_order is None:
+            order = lex_order(semantic, sizes)
+        else:
+            key = np.asarray(collision_order, dtype=np.float64)
+            if key.shape != (n,) or not np.isfinite(key).all():
+                raise ValueError(f"collision_order must hold {n} finite numbers (one per item), got shape {key.shape}")
+            first = np.argsort(key, kind="stable")  # a stable lexicographic sort keeps this order inside a group
+            order = first[lex_order(semantic[first], sizes)]
         starts = group_starts(semantic[order])
         if starts.all() and not always_append:
             return cls(ids, semantic, sizes, num_semantic)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,7 @@ def quantize_embeddings(
     resolve_collisions: str = "none",
     always_append_collision_level: bool = False,
     quantizer_config: dict[str, Any] | None = None,
+    item_counts: Mapping[str, int] | None = None,
     overwrite: bool = False,
     show_progress: bool = True,
 ) -> QuantizeResult:
@@ -91,6 +93,8 @@ def quantize_embeddings(
     ``resolve_collisions="reassign"`` (residual k-means only) moves colliding items to free leaves before
     the CodeTable adds its collision level for whatever still collides. ``quantizer_config``: further
     arguments of the quantizer's class (e.g. an RQ-VAE's ``epochs``), recorded in ``quantize.json``.
+    ``item_counts`` (item id -> training count; missing ids count 0): the collision level numbers each group's
+    most frequent item 0 instead of following the embeddings' order (``CodeTable.from_codes(collision_order=)``).
     """
     from genrec.data_scripts.embeddings import ItemEmbeddings
     from genrec.tokenization.code_table import CodeTable
@@ -119,6 +123,7 @@ def quantize_embeddings(
     table = CodeTable.from_codes(
         emb.item_ids, codes.cpu().numpy(), codebook_sizes=quantizer.codebook_sizes,
         always_append=always_append_collision_level,
+        collision_order=None if item_counts is None else [-float(item_counts.get(i, 0)) for i in emb.item_ids],
     )
     tokenizer = SemanticIDTokenizer.from_code_table(table)
 
@@ -145,6 +150,8 @@ def quantize_embeddings(
         "embeddings_metadata": dict(emb.metadata),  # the embeddings file's header as is (its paths: relative to it)
         "method": method,
         **({"quantizer_config": dict(quantizer_config)} if quantizer_config else {}),
+        **({"resolve_collisions": resolve_collisions} if resolve_collisions != "none" else {}),
+        **({"collision_order": "training count"} if item_counts is not None else {}),
         "seed": seed,
         "code_table_hash": table.content_hash,
     }
