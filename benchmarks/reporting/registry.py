@@ -52,6 +52,12 @@ def default_rows() -> list[Row]:
                          seed_sources={s: f"runs/d{s}/run.json" for s in (2024, 2025, 2026)},
                          produce="genrec run --seed {seed} --out runs/d{seed}  # 2024, 2025: OMP_NUM_THREADS=1")
           for alone in (False, True)),
+        # the same default on Beauty (seed 2024 at 1 thread beside a Stage II variant; data and text embeddings copied
+        # from runs/beauty-tiger): 6 epochs are 3,084 Stage II steps there, 38 % of the 16-epoch recipe's
+        *(genrec_run_row("beauty", "default", model_alone=alone, source="runs/beauty-def/run.json",
+                         produce="genrec run --dataset ../shared/data/amazon-beauty-2014 --out runs/beauty-def  "
+                                 "# OMP_NUM_THREADS=1")
+          for alone in (False, True)),
         # TIGER (`--profile tiger`: RQ-VAE codes of the text embeddings, no Stage I, distillation or prior), on the
         # default's prepared data and text embeddings (copied from runs/d{seed}), each seed at 1 thread
         genrec_run_row("ml-100k", "tiger", seed_sources={s: f"runs/t{s}/run.json" for s in (2024, 2025, 2026)},
