@@ -29,6 +29,20 @@ PAPER_PROFILE_COST = {
 }
 
 
+# the default profile's Stage II network (profiles.py), as the JSON stage2_variants.py takes
+_DEFAULT_STAGE2 = ('{"history_mode": "per_item", "constrained_training": true, "history_item_embedding": "integrated", '
+                   '"encoder_layers": 4, "dropout": 0.1, "distillation_weight": 0.1')
+#: (variant name, what it changes, its --config, further arguments): the Beauty candidates of docs/quality.md
+BEAUTY_CANDIDATES = (
+    ("pop", "the collision level numbers each group's items by training count", _DEFAULT_STAGE2 + "}",
+     " --collision-order popularity"),
+    ("reassign", "colliding items moved to free last-level centroids (no collision level)", _DEFAULT_STAGE2 + "}",
+     " --resolve-collisions reassign"),
+    ("dec8", "8 decoder layers instead of 4 (the paper's Figure 7: gains up to 8)",
+     _DEFAULT_STAGE2 + ', "decoder_layers": 8}', ""),
+    ("ls01", "label smoothing 0.1 over the allowed code tokens", _DEFAULT_STAGE2 + ', "label_smoothing": 0.1}', ""),
+)
+
 def default_rows() -> list[Row]:
     """The registry: every row of RESULTS.md, in declaration order."""
     rows: list[Row] = []
@@ -105,6 +119,16 @@ def default_rows() -> list[Row]:
                                produce="genrec run --dataset ../shared/data/amazon-beauty-2014 --profile paper "
                                        "--out runs/beauty-paper"),
                 cost=PAPER_PROFILE_COST["beauty"]),
+        # issue 33's training candidates: the default's Stage II (6 epochs) with one change each, on the Stage I and
+        # data of runs/beauty-def (whose own Stage II is the control), each at 1 thread beside another job
+        *(stage2_variant_row(
+            "beauty", name, source=f"runs/s2v/{name}.json", what=what,
+            produce="python benchmarks/stage2_variants.py --data runs/beauty-def/data --integrated "
+                    "runs/beauty-def/stage1/integrated_embeddings.safetensors --work-dir runs/s2v --name " + name
+                    + " --train '{\"epochs\": 6, \"lr_schedule\": \"cosine\"}' --warmup-steps 300 --eval-every 1000 "
+                    "--max-eval-users 5000 --threads 1 --config '" + config + "'"
+                    + extra)
+          for name, what, config, extra in BEAUTY_CANDIDATES),
         stage2_variant_row(
             "beauty", "default", source="runs/beauty-var/default.json",
             produce="python benchmarks/stage2_variants.py --data runs/beauty/data --integrated "
