@@ -36,11 +36,15 @@ PAPER = {"recall@10": 0.0939, "recall@20": 0.1289, "ndcg@10": 0.0559, "ndcg@20":
 
 
 def training_target_counts(data: Path) -> Counter[str]:
-    """How often each item is the target of a training row of the prepared dataset ``data``."""
+    """How often each item is the target of a training row of the prepared dataset ``data``: the popularity the
+    Markov floor backs off to (``markov_baseline.MarkovBaseline``), so "most frequent" means one thing."""
+    # markov_baseline: the sibling script (benchmarks/ is on sys.path when this one runs)
+    from markov_baseline import MarkovBaseline
+
     from genrec.data_scripts.prepare import load_genrec_dataset
 
     sequences, _ = load_genrec_dataset(data)
-    return Counter(row[-1] for row in sequences["train"]["item_ids"] if row)
+    return MarkovBaseline(sequences["train"]["item_ids"]).popularity
 
 
 def main() -> None:

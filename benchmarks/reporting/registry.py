@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 from .core import Row
@@ -29,19 +30,20 @@ PAPER_PROFILE_COST = {
 }
 
 
-# the default profile's Stage II network (profiles.py), as the JSON stage2_variants.py takes
-_DEFAULT_STAGE2 = ('{"history_mode": "per_item", "constrained_training": true, "history_item_embedding": "integrated", '
-                   '"encoder_layers": 4, "dropout": 0.1, "distillation_weight": 0.1')
+# the default profile's Stage II network (profiles.py), as stage2_variants.py's --config takes it
+_DEFAULT_STAGE2 = {"history_mode": "per_item", "constrained_training": True, "history_item_embedding": "integrated",
+                   "encoder_layers": 4, "dropout": 0.1, "distillation_weight": 0.1}
 #: (variant name, what it changes, its --config, further arguments): the Beauty candidates of docs/quality.md
 BEAUTY_CANDIDATES = (
-    ("pop", "the collision level numbers each group's items by training count", _DEFAULT_STAGE2 + "}",
+    ("pop", "the collision level numbers each group's items by training count", _DEFAULT_STAGE2,
      " --collision-order popularity"),
-    ("reassign", "colliding items moved to free last-level centroids (no collision level)", _DEFAULT_STAGE2 + "}",
+    ("reassign", "colliding items moved to free last-level centroids (no collision level)", _DEFAULT_STAGE2,
      " --resolve-collisions reassign"),
     ("dec8", "8 decoder layers instead of 4 (the paper's Figure 7: gains up to 8)",
-     _DEFAULT_STAGE2 + ', "decoder_layers": 8}', ""),
-    ("ls01", "label smoothing 0.1 over the allowed code tokens", _DEFAULT_STAGE2 + ', "label_smoothing": 0.1}', ""),
+     {**_DEFAULT_STAGE2, "decoder_layers": 8}, ""),
+    ("ls01", "label smoothing 0.1 over the allowed code tokens", {**_DEFAULT_STAGE2, "label_smoothing": 0.1}, ""),
 )
+
 
 def default_rows() -> list[Row]:
     """The registry: every row of RESULTS.md, in declaration order."""
@@ -126,7 +128,7 @@ def default_rows() -> list[Row]:
             produce="python benchmarks/stage2_variants.py --data runs/beauty-def/data --integrated "
                     "runs/beauty-def/stage1/integrated_embeddings.safetensors --work-dir runs/s2v --name " + name
                     + " --train '{\"epochs\": 6, \"lr_schedule\": \"cosine\"}' --warmup-steps 300 --eval-every 1000 "
-                    "--max-eval-users 5000 --threads 1 --config '" + config + "'"
+                    "--max-eval-users 5000 --threads 1 --config '" + json.dumps(config) + "'"
                     + extra)
           for name, what, config, extra in BEAUTY_CANDIDATES),
         stage2_variant_row(
