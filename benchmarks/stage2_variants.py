@@ -74,6 +74,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=2024)
     args = parser.parse_args()
+    if args.semantic_ids and (args.resolve_collisions != "none" or args.collision_order != "input"):
+        parser.error("--resolve-collisions / --collision-order choose how to quantize; --semantic-ids reuses codes "
+                     "already made: give one or the other")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if args.threads:
         torch.set_num_threads(args.threads)
