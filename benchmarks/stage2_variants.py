@@ -62,8 +62,9 @@ def main() -> None:
     parser.add_argument("--train", default="{}", help="JSON object of extra train_stage2 arguments, e.g. "
                         "'{\"lr_schedule\": \"cosine\"}'")
     parser.add_argument("--eval-beams", type=int, default=20, help="beams of validation and test search")
-    parser.add_argument("--levels", type=int, default=3, help="residual k-means levels (before the collision level)")
-    parser.add_argument("--codebook-size", type=int, default=256, help="k-means clusters per level")
+    parser.add_argument("--levels", type=int, default=None,
+                        help="residual k-means levels (before the collision level; default 3)")
+    parser.add_argument("--codebook-size", type=int, default=None, help="k-means clusters per level (default 256)")
     parser.add_argument("--resolve-collisions", choices=("none", "reassign"), default="none",
                         help="residual k-means: move colliding items to free last-level centroids first")
     parser.add_argument("--collision-order", choices=("input", "popularity"), default="input",
@@ -74,9 +75,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=2024)
     args = parser.parse_args()
-    if args.semantic_ids and (args.resolve_collisions != "none" or args.collision_order != "input"):
-        parser.error("--resolve-collisions / --collision-order choose how to quantize; --semantic-ids reuses codes "
-                     "already made: give one or the other")
+    quantize_flags = (args.levels is not None or args.codebook_size is not None
+                      or args.resolve_collisions != "none" or args.collision_order != "input")
+    if args.semantic_ids and quantize_flags:
+        parser.error("--levels / --codebook-size / --resolve-collisions / --collision-order choose how to quantize; "
+                     "--semantic-ids reuses codes already made: give one or the other")
+    args.levels = 3 if args.levels is None else args.levels
+    args.codebook_size = 256 if args.codebook_size is None else args.codebook_size
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -101,6 +106,7 @@ def main() -> None:
                 time.sleep(2)
     codes = json.loads((sid_dir / "quantize.json").read_text())
     print(f"semantic IDs: {codes['codebook_sizes']}, collision rate {codes['collision_rate']:.4f}", flush=True)
+    quantized_sizes = codes.get("diagnostics", {}).get("codebook_sizes", codes["codebook_sizes"])
 
     result = train_stage2(
         args.data, sid_dir / "tokenizer", args.work_dir / "runs" / args.name,
@@ -112,8 +118,10 @@ def main() -> None:
     )
     summary = {
         "variant": args.name, "config": json.loads(args.config), "train": json.loads(args.train),
-        "eval_beams": args.eval_beams, "levels": args.levels,
-        "codebook_size": args.codebook_size, "resolve_collisions": args.resolve_collisions,
+        # the quantizer's own levels (without the collision level), read from the codes when they were given
+        "eval_beams": args.eval_beams, "levels": len(quantized_sizes) if args.semantic_ids else args.levels,
+        "codebook_size": quantized_sizes[0] if args.semantic_ids else args.codebook_size,
+        "resolve_collisions": args.resolve_collisions,
         "collision_order": args.collision_order, "semantic_ids": str(sid_dir), "distillation": result.distillation,
         "steps": result.global_step, "best_step": result.best_step, "wall_time_s": result.wall_time_s,
         "threads": torch.get_num_threads(), "hardware": f"{platform.processor() or platform.machine()}, "

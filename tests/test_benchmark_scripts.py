@@ -28,3 +28,16 @@ def test_reporting_is_a_package() -> None:
 def test_script_imports(benchmark_script, script: Path) -> None:
     module = benchmark_script(str(script.relative_to(BENCH)), f"genrec_bench_import_{script.stem}")
     assert callable(getattr(module, "main", None)), f"{script.name} has no main()"
+
+
+@pytest.mark.parametrize("flag", [["--levels", "4"], ["--codebook-size", "64"], ["--resolve-collisions", "reassign"],
+                                  ["--collision-order", "popularity"]])
+def test_stage2_variants_refuses_quantize_flags_beside_given_codes(benchmark_script, monkeypatch, capsys, flag) -> None:
+    """Codes given with --semantic-ids are used as they are, so a flag that chooses how to quantize would be ignored."""
+    module = benchmark_script("stage2_variants.py", "genrec_bench_stage2_variants_args")
+    monkeypatch.setattr("sys.argv", ["stage2_variants.py", "--data", "d", "--integrated", "i", "--name", "n",
+                                     "--semantic-ids", "runs/x/semantic_ids", *flag])
+    with pytest.raises(SystemExit) as exc:
+        module.main()
+    assert exc.value.code == 2
+    assert "--semantic-ids reuses codes already made" in capsys.readouterr().err
