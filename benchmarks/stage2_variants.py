@@ -117,7 +117,7 @@ def main() -> None:
         eval_beams=args.eval_beams, **json.loads(args.train),
     )
     summary = {
-        "variant": args.name, "config": json.loads(args.config), "train": json.loads(args.train),
+        "variant": args.name, "seed": args.seed, "config": json.loads(args.config), "train": json.loads(args.train),
         # the quantizer's own levels (without the collision level), read from the codes when they were given
         "eval_beams": args.eval_beams, "levels": len(quantized_sizes) if args.semantic_ids else args.levels,
         "codebook_size": quantized_sizes[0] if args.semantic_ids else args.codebook_size,

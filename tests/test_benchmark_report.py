@@ -179,6 +179,33 @@ def test_genrec_runs_are_read_per_seed_as_they_finish(report: Any, tmp_path: Pat
         report.compute_genrec_run(row, _ctx(report, tmp_path), 3)
 
 
+def test_stage2_variant_rows_are_read_per_seed(report: Any, tmp_path: Path) -> None:
+    """A Stage II variant measured on several seeds' runs is one row: mean ± std of the seeds whose JSON exists;
+    a JSON that records another seed is refused (older JSONs record none and are taken as the row says)."""
+    row = report.stage2_variant_row(
+        "ml-100k", "deep", seed_sources={s: f"runs/v-{s}/deep.json" for s in (1, 2)},
+        produce="python benchmarks/stage2_variants.py --data runs/d{seed}/data --seed {seed} --name deep")
+
+    def finish(seed: int, recall: float, recorded: int | None) -> None:
+        out = tmp_path / "runs" / f"v-{seed}" / "deep.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        metrics = {"recall@10": recall, "recall@20": 0.2, "ndcg@10": 0.05, "ndcg@20": 0.07}
+        out.write_text(json.dumps({"variant": "deep", "test": metrics, "wall_time_s": 9.0,
+                                   **({} if recorded is None else {"seed": recorded})}))
+
+    md = tmp_path / "RESULTS.md"
+    finish(1, 0.10, None)
+    report.run_report([row], _ctx(report, tmp_path), markdown_path=md, plot=False)
+    assert "python benchmarks/stage2_variants.py --data runs/d2/data --seed 2 --name deep" in md.read_text()
+    finish(2, 0.14, 2)
+    report.run_report([row], _ctx(report, tmp_path), markdown_path=md, plot=False)
+    stored = json.loads((tmp_path / "results" / f"{row.id}.json").read_text())
+    assert stored["seeds_done"] == [1, 2] and stored["metrics"]["recall@10"] == pytest.approx(0.12)
+    finish(2, 0.14, 7)
+    with pytest.raises(ValueError, match="seed 7"):
+        report.compute_stage2_variant(row, _ctx(report, tmp_path), 2)
+
+
 def test_stage1_retriever_row_reads_the_scripts_json(report: Any, tmp_path: Path) -> None:
     """The Stage I retriever row is "not run yet" until stage1_retriever.py's JSON exists, then shows its test
     metrics; validation metrics are refused (the table is test-split only)."""

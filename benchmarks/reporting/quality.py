@@ -360,10 +360,13 @@ def _keep_ranks(row: Row, ctx: Context) -> None:
 def compute_stage2_variant(row: Row, ctx: Context, seed: int | None) -> dict[str, Any]:
     """Read a ``benchmarks/stage2_variants.py`` JSON (keys ``test``, ``wall_time_s``, ``variant``); an ablation
     arm with per-user ranks beside its reference's also gets the paired difference (``paired_compare.py``)."""
-    path = source_path(row, ctx)
+    per_seed = "seed_sources" in row.options
+    path = source_path(row, ctx, seed if per_seed else None)
     result = json.loads(path.read_text())
+    if per_seed and result.get("seed", seed) != seed:  # JSON files before 2026-12-06 do not record their seed
+        raise ValueError(f"{path}: a variant trained with seed {result['seed']}, but row {row.id} reads it as seed {seed}")
     details = {k: result.get(k) for k in ("variant", "steps", "best_step", "eval_beams", "threads", "hardware",
-                                          "config", "train", "distillation")}
+                                          "config", "train", "distillation", "semantic_ids")}
     if row.options.get("reference"):  # an ablation arm or its reference: keep the ranks it will be paired by
         _keep_ranks(row, ctx)
     files = _ranks_files(row, ctx)
@@ -373,8 +376,8 @@ def compute_stage2_variant(row: Row, ctx: Context, seed: int | None) -> dict[str
         details["paired_vs_reference"] = {"reference": row.options["reference"],
                                           "comparisons": paired["comparisons"]}
     return {
-        "metrics": result["test"], "wall_time_s": result.get("wall_time_s"), "seed": row.options.get("seed"),
-        "details": details,
+        "metrics": result["test"], "wall_time_s": result.get("wall_time_s"),
+        "seed": seed if per_seed else row.options.get("seed"), "details": details,
         "versions_note": "versions of the environment that read the JSON (stage2_variants.py records torch only)",
     }
 
@@ -443,14 +446,25 @@ def genrec_run_row(
     )
 
 
-def stage2_variant_row(data: str, name: str, *, source: str, produce: str, what: str | None = None) -> Row:
-    """One ``benchmarks/stage2_variants.py`` variant on ``data``, read from its JSON (``what``: in words)."""
+def stage2_variant_row(
+    data: str, name: str, *, produce: str, source: str | None = None, seed_sources: dict[int, str] | None = None,
+    what: str | None = None,
+) -> Row:
+    """One ``benchmarks/stage2_variants.py`` variant on ``data``, read from its JSON (``what``: in words) — or,
+    with ``seed_sources`` (seed -> JSON), one variant run per seed shown as mean ± std (``produce`` may then
+    hold ``{seed}``); a single ``source`` is seed 2024's."""
     short = "ml100k" if data == "ml-100k" else data
     title = f"genrec UNGER Stage II variant `{name}`" + (f": {what}" if what else "")
+    options: dict[str, Any] = {"variant": name}
+    if seed_sources:
+        options["seed_sources"] = dict(seed_sources)
+    else:
+        options.update(source=source, seed=2024)
     return Row(
         id=f"{short}-genrec-stage2-{name}", title=title, dataset=data,
         kind="read", command=produce, produce=produce, compute=compute_stage2_variant,
-        inputs=_source_inputs, missing=_missing_source, options={"source": source, "variant": name, "seed": 2024},
+        inputs=_source_inputs, missing=_missing_source, options=options,
+        seeds=tuple(seed_sources) if seed_sources else (),
     )
 
 

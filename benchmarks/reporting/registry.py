@@ -33,15 +33,23 @@ PAPER_PROFILE_COST = {
 # the default profile's Stage II network (profiles.py), as stage2_variants.py's --config takes it
 _DEFAULT_STAGE2 = {"history_mode": "per_item", "constrained_training": True, "history_item_embedding": "integrated",
                    "encoder_layers": 4, "dropout": 0.1, "distillation_weight": 0.1}
-#: (variant name, what it changes, its --config, further arguments): the Beauty candidates of docs/quality.md
+# and its training arguments (stage2_variants.py's --train)
+_DEFAULT_TRAIN = {"epochs": 6, "lr_schedule": "cosine"}
+#: (variant name, what it changes, its --config, its --train, further arguments): the Beauty candidates of
+#: docs/quality.md
 BEAUTY_CANDIDATES = (
-    ("pop", "the collision level numbers each group's items by training count", _DEFAULT_STAGE2,
+    ("pop", "the collision level numbers each group's items by training count", _DEFAULT_STAGE2, _DEFAULT_TRAIN,
      " --collision-order popularity"),
     ("reassign", "colliding items moved to free last-level centroids (no collision level)", _DEFAULT_STAGE2,
-     " --resolve-collisions reassign"),
+     _DEFAULT_TRAIN, " --resolve-collisions reassign"),
     ("dec8", "8 decoder layers instead of 4 (the paper's Figure 7: gains up to 8)",
-     {**_DEFAULT_STAGE2, "decoder_layers": 8}, ""),
-    ("ls01", "label smoothing 0.1 over the allowed code tokens", {**_DEFAULT_STAGE2, "label_smoothing": 0.1}, ""),
+     {**_DEFAULT_STAGE2, "decoder_layers": 8}, _DEFAULT_TRAIN, ""),
+    ("ls01", "label smoothing 0.1 over the allowed code tokens", {**_DEFAULT_STAGE2, "label_smoothing": 0.1},
+     _DEFAULT_TRAIN, ""),
+    ("lr2e3", "peak learning rate 2e-3 instead of 1e-3", _DEFAULT_STAGE2, {**_DEFAULT_TRAIN, "lr": 0.002}, ""),
+    ("bs128", "batches of 128 instead of 256 (twice the steps in the same 6 epochs)", _DEFAULT_STAGE2,
+     {**_DEFAULT_TRAIN, "batch_size": 128}, ""),
+    ("drop0", "no dropout instead of 0.1", {**_DEFAULT_STAGE2, "dropout": 0.0}, _DEFAULT_TRAIN, ""),
 )
 
 
@@ -127,10 +135,20 @@ def default_rows() -> list[Row]:
             "beauty", name, source=f"runs/s2v/{name}.json", what=what,
             produce="python benchmarks/stage2_variants.py --data runs/beauty-def/data --integrated "
                     "runs/beauty-def/stage1/integrated_embeddings.safetensors --work-dir runs/s2v --name " + name
-                    + " --train '{\"epochs\": 6, \"lr_schedule\": \"cosine\"}' --warmup-steps 300 --eval-every 1000 "
+                    + " --train '" + json.dumps(train) + "' --warmup-steps 300 --eval-every 1000 "
                     "--max-eval-users 5000 --threads 1 --config '" + json.dumps(config) + "'"
                     + extra)
-          for name, what, config, extra in BEAUTY_CANDIDATES),
+          for name, what, config, train, extra in BEAUTY_CANDIDATES),
+        # the one candidate that moved Beauty (8 decoder layers), on ML-100K: each seed's default run (runs/d{seed})
+        # gives its Stage I, codes and data, and its own Stage II is the control
+        stage2_variant_row(
+            "ml-100k", "dec8", seed_sources={s: f"runs/m2v-{s}/dec8.json" for s in (2024, 2025, 2026)},
+            what="8 decoder layers instead of 4, the default's Stage II otherwise",
+            produce="python benchmarks/stage2_variants.py --data runs/d{seed}/data --integrated "
+                    "runs/d{seed}/stage1/integrated_embeddings.safetensors --semantic-ids runs/d{seed}/semantic_ids "
+                    "--work-dir runs/m2v-{seed} --name dec8 --seed {seed} --train '" + json.dumps(_DEFAULT_TRAIN)
+                    + "' --warmup-steps 300 --eval-every 1000 --max-eval-users 5000 --threads 1 --config '"
+                    + json.dumps({**_DEFAULT_STAGE2, "decoder_layers": 8}) + "'"),
         stage2_variant_row(
             "beauty", "default", source="runs/beauty-var/default.json",
             produce="python benchmarks/stage2_variants.py --data runs/beauty/data --integrated "
