@@ -52,6 +52,12 @@ BEAUTY_CANDIDATES = (
     ("drop0", "no dropout instead of 0.1", {**_DEFAULT_STAGE2, "dropout": 0.0}, _DEFAULT_TRAIN, ""),
 )
 
+#: (variant name, what it changes, its --config): the Beauty candidates re-measured on ML-100K's three default runs
+ML100K_CANDIDATES = (
+    ("dec8", "8 decoder layers instead of 4, the default's Stage II otherwise", {**_DEFAULT_STAGE2, "decoder_layers": 8}),
+    ("drop0", "no dropout instead of 0.1, the default's Stage II otherwise", {**_DEFAULT_STAGE2, "dropout": 0.0}),
+)
+
 
 def default_rows() -> list[Row]:
     """The registry: every row of RESULTS.md, in declaration order."""
@@ -139,16 +145,16 @@ def default_rows() -> list[Row]:
                     "--max-eval-users 5000 --threads 1 --config '" + json.dumps(config) + "'"
                     + extra)
           for name, what, config, train, extra in BEAUTY_CANDIDATES),
-        # the one candidate that moved Beauty (8 decoder layers), on ML-100K: each seed's default run (runs/d{seed})
-        # gives its Stage I, codes and data, and its own Stage II is the control
-        stage2_variant_row(
-            "ml-100k", "dec8", seed_sources={s: f"runs/m2v-{s}/dec8.json" for s in (2024, 2025, 2026)},
-            what="8 decoder layers instead of 4, the default's Stage II otherwise",
+        # Beauty candidates that moved the model alone, on ML-100K: each seed's default run (runs/d{seed}) gives its
+        # Stage I, codes and data, and its own Stage II is the control
+        *(stage2_variant_row(
+            "ml-100k", name, seed_sources={s: f"runs/m2v-{s}/{name}.json" for s in (2024, 2025, 2026)}, what=what,
             produce="python benchmarks/stage2_variants.py --data runs/d{seed}/data --integrated "
                     "runs/d{seed}/stage1/integrated_embeddings.safetensors --semantic-ids runs/d{seed}/semantic_ids "
-                    "--work-dir runs/m2v-{seed} --name dec8 --seed {seed} --train '" + json.dumps(_DEFAULT_TRAIN)
+                    "--work-dir runs/m2v-{seed} --name " + name + " --seed {seed} --train '" + json.dumps(_DEFAULT_TRAIN)
                     + "' --warmup-steps 300 --eval-every 1000 --max-eval-users 5000 --threads 1 --config '"
-                    + json.dumps({**_DEFAULT_STAGE2, "decoder_layers": 8}) + "'"),
+                    + json.dumps(config) + "'")
+          for name, what, config in ML100K_CANDIDATES),
         stage2_variant_row(
             "beauty", "default", source="runs/beauty-var/default.json",
             produce="python benchmarks/stage2_variants.py --data runs/beauty/data --integrated "
