@@ -106,7 +106,7 @@ def main() -> None:
                 time.sleep(2)
     codes = json.loads((sid_dir / "quantize.json").read_text())
     print(f"semantic IDs: {codes['codebook_sizes']}, collision rate {codes['collision_rate']:.4f}", flush=True)
-    quantized_sizes = codes.get("diagnostics", {}).get("codebook_sizes", codes["codebook_sizes"])
+    quantized_sizes = codes["diagnostics"]["codebook_sizes"]  # the quantizer's levels, without the collision level
 
     result = train_stage2(
         args.data, sid_dir / "tokenizer", args.work_dir / "runs" / args.name,
@@ -118,9 +118,7 @@ def main() -> None:
     )
     summary = {
         "variant": args.name, "seed": args.seed, "config": json.loads(args.config), "train": json.loads(args.train),
-        # the quantizer's own levels (without the collision level), read from the codes when they were given
-        "eval_beams": args.eval_beams, "levels": len(quantized_sizes) if args.semantic_ids else args.levels,
-        "codebook_size": quantized_sizes[0] if args.semantic_ids else args.codebook_size,
+        "eval_beams": args.eval_beams, "levels": len(quantized_sizes), "codebook_size": quantized_sizes[0],
         "resolve_collisions": args.resolve_collisions,
         "collision_order": args.collision_order, "semantic_ids": str(sid_dir), "distillation": result.distillation,
         "steps": result.global_step, "best_step": result.best_step, "wall_time_s": result.wall_time_s,
