@@ -59,6 +59,18 @@ ML100K_CANDIDATES = (
 )
 
 
+
+def _candidate_command(run: str, work_dir: str, name: str, config: dict, train: dict, extra: str = "", *,
+                       given_codes: bool = False) -> str:
+    """The ``stage2_variants.py`` command of one candidate on the Stage I and data of the ``genrec run`` folder
+    ``run`` (``given_codes``: also its codes and seed, for per-seed rows whose ``run`` holds ``{seed}``)."""
+    codes = f" --semantic-ids {run}/semantic_ids" if given_codes else ""
+    seed = " --seed {seed}" if given_codes else ""
+    return (f"python benchmarks/stage2_variants.py --data {run}/data --integrated "
+            f"{run}/stage1/integrated_embeddings.safetensors{codes} --work-dir {work_dir} --name {name}{seed} "
+            f"--train '{json.dumps(train)}' --warmup-steps 300 --eval-every 1000 --max-eval-users 5000 --threads 1 "
+            f"--config '{json.dumps(config)}'{extra}")
+
 def default_rows() -> list[Row]:
     """The registry: every row of RESULTS.md, in declaration order."""
     rows: list[Row] = []
@@ -137,23 +149,14 @@ def default_rows() -> list[Row]:
                 cost=PAPER_PROFILE_COST["beauty"]),
         # issue 33's training candidates: the default's Stage II (6 epochs) with one change each, on the Stage I and
         # data of runs/beauty-def (whose own Stage II is the control), each at 1 thread beside another job
-        *(stage2_variant_row(
-            "beauty", name, source=f"runs/s2v/{name}.json", what=what,
-            produce="python benchmarks/stage2_variants.py --data runs/beauty-def/data --integrated "
-                    "runs/beauty-def/stage1/integrated_embeddings.safetensors --work-dir runs/s2v --name " + name
-                    + " --train '" + json.dumps(train) + "' --warmup-steps 300 --eval-every 1000 "
-                    "--max-eval-users 5000 --threads 1 --config '" + json.dumps(config) + "'"
-                    + extra)
+        *(stage2_variant_row("beauty", name, source=f"runs/s2v/{name}.json", what=what,
+                             produce=_candidate_command("runs/beauty-def", "runs/s2v", name, config, train, extra))
           for name, what, config, train, extra in BEAUTY_CANDIDATES),
         # Beauty candidates that moved the model alone, on ML-100K: each seed's default run (runs/d{seed}) gives its
         # Stage I, codes and data, and its own Stage II is the control
         *(stage2_variant_row(
             "ml-100k", name, seed_sources={s: f"runs/m2v-{s}/{name}.json" for s in (2024, 2025, 2026)}, what=what,
-            produce="python benchmarks/stage2_variants.py --data runs/d{seed}/data --integrated "
-                    "runs/d{seed}/stage1/integrated_embeddings.safetensors --semantic-ids runs/d{seed}/semantic_ids "
-                    "--work-dir runs/m2v-{seed} --name " + name + " --seed {seed} --train '" + json.dumps(_DEFAULT_TRAIN)
-                    + "' --warmup-steps 300 --eval-every 1000 --max-eval-users 5000 --threads 1 --config '"
-                    + json.dumps(config) + "'")
+            produce=_candidate_command("runs/d{seed}", "runs/m2v-{seed}", name, config, _DEFAULT_TRAIN, given_codes=True))
           for name, what, config in ML100K_CANDIDATES),
         stage2_variant_row(
             "beauty", "default", source="runs/beauty-var/default.json",
