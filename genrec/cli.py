@@ -69,8 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     setup_console(verbose=args.verbose)
+    completed = False
     try:
-        return int(args.handler(args) or 0)
+        status = int(args.handler(args) or 0)
+        completed = True
+        return status
     except user_error_types() as error:
         # Bad input or an environment fault: one clear line, no traceback (use -v for the traceback).
         # Anything else (KeyError, TypeError, ...) is a bug and keeps its traceback.
@@ -81,6 +84,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"genrec {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        # under torchrun / accelerate launch: close the process group while the interpreter is alive (a
+        # command that never imported torch has none, and the CLI stays light)
+        if "torch" in sys.modules:
+            from genrec.trainers.engine.processes import end_processes
+
+            end_processes(completed=completed)
 
 
 if __name__ == "__main__":  # pragma: no cover

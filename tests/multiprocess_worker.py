@@ -191,3 +191,6 @@ if __name__ == "__main__":
     state = PartialState()  # what the trainings ran under (the trainers build their Accelerator on it)
     result.update(distributed_type=str(state.distributed_type), num_processes=state.num_processes)
     (report_dir / f"{which}-rank{rank}.json").write_text(json.dumps(result))
+    from genrec.trainers.engine.processes import end_processes
+
+    end_processes()  # as the genrec CLI does: a live gloo group can abort the interpreter's exit

@@ -53,3 +53,41 @@ def test_push_refuses_what_is_not_a_model_folder_before_any_network(tmp_path, ca
     assert "is not a folder" in capsys.readouterr().err
     assert main(["push", str(tmp_path), "org/repo"]) == 2
     assert "no config.json" in capsys.readouterr().err
+
+
+def _one_process_group() -> None:
+    import socket
+
+    import torch.distributed as dist
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+
+
+def test_the_cli_closes_the_process_group_of_a_launch_even_after_an_error(tmp_path) -> None:
+    """Under torchrun / accelerate launch a process that exits with a live gloo group can abort in its teardown
+    (SIGABRT after the work is done: the launcher then reports the job failed); the CLI closes the group on the
+    way out, after a failure too."""
+    import torch.distributed as dist
+
+    _one_process_group()
+    try:
+        assert main(["prepare", "s3rec", "--path", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 2
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def test_end_processes_closes_the_group_once_and_is_a_no_op_without_one() -> None:
+    import torch.distributed as dist
+
+    from genrec.trainers.engine.processes import end_processes
+
+    end_processes()  # no group: nothing to do
+    _one_process_group()
+    end_processes()
+    assert not dist.is_initialized()
+    end_processes()

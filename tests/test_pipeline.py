@@ -328,7 +328,8 @@ def test_until_stops_after_the_stage_and_a_later_run_goes_on(
 def test_tiger_profiles_are_tigers_recipe() -> None:
     """TIGER (Rajput et al., 2023): RQ-VAE codes of the text embeddings (3 x 256), no Stage I, plain
     cross-entropy, no distillation, no transition prior. `tiger` keeps the default's Stage II network and length
-    (so that the two differ only by what UNGER adds); `tiger-paper` is TIGER's own network (flattened code
+    (so that the two differ only by what UNGER adds) with TIGER's own dropout, 0.1 (the default has the UNGER
+    paper's 0 since 2026-12-07); `tiger-paper` is TIGER's own network (flattened code
     history, 4 + 4 layers, width 128, feed-forward 1024, dropout 0.1) at the paper profile's length."""
     from genrec.cli import build_parser
 
@@ -342,9 +343,10 @@ def test_tiger_profiles_are_tigers_recipe() -> None:
         assert config.get("history_item_embedding", "none") == "none"  # no Stage I embeddings in the history
     tiger = PROFILES["tiger"]
     assert (tiger.stage2_epochs, tiger.stage2_lr_schedule) == (default.stage2_epochs, default.stage2_lr_schedule)
-    assert {k: v for k, v in default.stage2_config.items()
-            if k not in ("constrained_training", "history_item_embedding", "distillation_weight")} == {
-        k: v for k, v in tiger.stage2_config.items() if k != "distillation_weight"}
+    unger_only = ("constrained_training", "history_item_embedding", "distillation_weight", "dropout")
+    assert {k: v for k, v in default.stage2_config.items() if k not in unger_only} == {
+        k: v for k, v in tiger.stage2_config.items() if k not in unger_only}
+    assert (default.stage2_config["dropout"], tiger.stage2_config["dropout"]) == (0.0, 0.1)
     config = PROFILES["tiger-paper"].stage2_config
     assert config["history_mode"] == "flattened" and config["dropout"] == 0.1
     assert (config["d_model"], config["ffn_dim"], config["encoder_layers"], config["decoder_layers"]) == (128, 1024, 4, 4)

@@ -21,8 +21,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 __all__ = [
-    "is_main_process", "map_batches", "num_processes", "on_main_process", "process_device", "process_index",
-    "wait_for_everyone",
+    "end_processes", "is_main_process", "map_batches", "num_processes", "on_main_process", "process_device",
+    "process_index", "wait_for_everyone",
 ]
 
 
@@ -67,6 +67,24 @@ def wait_for_everyone() -> None:
     state = _state()
     if state is not None and state.num_processes > 1:
         state.wait_for_everyone()
+
+
+def end_processes(*, completed: bool = True) -> None:
+    """Close the launch's process group before the interpreter exits (nothing when there is none).
+
+    A process that exits with a live gloo group can abort in its own teardown ("terminate called without an
+    active exception", SIGABRT: pytorch/pytorch#190489) after its work is done, and the launcher then reports
+    the whole job failed. After a completed command every process first waits for the others (so none tears the
+    group down under a peer still in a collective); after a failure it closes without waiting, since the
+    others may never arrive.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if completed and dist.get_world_size() > 1:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def on_main_process(function: Callable[[], R]) -> R:
