@@ -12,6 +12,13 @@ UNGER model under-memorises transitions seen once or twice in training, where th
 A run folder is what ``genrec run`` writes (model + tokenizer at its top, the prepared dataset in ``data/``);
 ``--data`` points a bare model folder (e.g. a ``stage2_variants.py`` variant's ``best/``) at its dataset.
 5,000 Beauty users take ~3 minutes on one CPU core.
+
+Without decoding anything, the same table for **every** test user, at Recall@10 and NDCG@10, from per-user ranks
+files that already exist (``genrec evaluate --per-user``, a run's ``stage2/test_ranks.json``,
+``markov_baseline.py --per-user``): seconds instead of minutes, and NDCG per group, which the sample table lacks.
+
+    python benchmarks/studies/markov_gap.py --data runs/beauty/data --ranks default=runs/beauty/stage2/test_ranks.json \
+        --ranks markov=runs/beauty-floors/markov.json --json gap.json
 """
 
 from __future__ import annotations
@@ -90,9 +97,75 @@ def markov_gap(
     }
 
 
+def gap_from_ranks(data: Path, ranks: dict[str, Path], *, k: int = 10) -> dict[str, Any]:
+    """Per-transition-count Recall@k and NDCG@k of each per-user ranks file (name -> file), every test user.
+
+    The users are grouped, as in :func:`markov_gap`, by how often their *last history item -> target* occurs in
+    the training rows; every file must rank the same users with the same targets (the test split of ``data``).
+    """
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from paired_compare import load_ranks
+
+    from genrec.data_scripts.prepare import load_genrec_dataset
+    from genrec.trainers.evaluation.evaluator import load_examples
+    from genrec.trainers.evaluation.metrics import per_user_scores
+
+    if not ranks:
+        raise ValueError("give at least one --ranks NAME=FILE")
+    sequences, _ = load_genrec_dataset(data)
+    chain = MarkovBaseline(sequences["train"]["item_ids"])
+    examples = load_examples(data, "test", max_history=None)
+    group_of = {
+        user: _bucket(chain.transitions.get(history[-1], Counter()).get(target, 0))
+        for user, history, target in zip(examples.user_ids, examples.histories, examples.targets, strict=True)
+    }
+    target_of = dict(zip(examples.user_ids, examples.targets, strict=True))
+    per_file: dict[str, dict[str, np.ndarray]] = {}
+    for name, path in ranks.items():
+        users = load_ranks(path)
+        if set(users) != set(group_of):
+            raise ValueError(f"{path} ranks {len(users)} users, the test split of {data} has {len(group_of)}: "
+                             "give ranks of every test user of this dataset")
+        wrong = [u for u, (target, _) in users.items() if target != target_of[u]]
+        if wrong:
+            raise ValueError(f"{path}: {len(wrong)} users have another target than {data}'s test split "
+                             f"(e.g. user {wrong[0]})")
+        order = sorted(users)
+        rank = np.array([users[u][1] for u in order])
+        per_file[name] = {"users": np.array(order), "recall": per_user_scores(rank, f"recall@{k}"),
+                          "ndcg": per_user_scores(rank, f"ndcg@{k}")}
+    order = sorted(group_of)
+    groups = np.array([group_of[u] for u in order])
+    result: dict[str, Any] = {"data": str(data), "k": k, "num_users": len(order),
+                              "ranks": {name: str(path) for name, path in ranks.items()}, "groups": {}}
+    for group in (*BUCKETS, "all"):
+        mask = np.ones(len(order), bool) if group == "all" else groups == group
+        row: dict[str, Any] = {"users": int(mask.sum())}
+        for name, scores in per_file.items():
+            row[name] = ({f"recall@{k}": float(scores["recall"][mask].mean()),
+                          f"ndcg@{k}": float(scores["ndcg"][mask].mean())} if mask.any() else None)
+        result["groups"][group] = row
+    return result
+
+
+def _print_ranks_table(result: dict[str, Any]) -> None:
+    k, names = result["k"], list(result["ranks"])
+    print(f"{'train count of last->target':>28} {'users':>6} " + " ".join(
+        f"{name + f' R@{k}':>16} {name + f' N@{k}':>16}" for name in names))
+    for group, row in result["groups"].items():
+        if row["users"]:
+            print(f"{group:>28} {row['users']:>6} " + " ".join(
+                f"{row[n][f'recall@{k}']:>16.4f} {row[n][f'ndcg@{k}']:>16.4f}" for n in names))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", required=True, type=Path, help="a `genrec run` folder (or any saved model folder)")
+    parser.add_argument("--run", type=Path, default=None,
+                        help="a `genrec run` folder (or any saved model folder): decode a sample of test users")
+    parser.add_argument("--ranks", action="append", default=[], metavar="NAME=FILE",
+                        help="instead of --run: a per-user ranks file of every test user of --data (repeatable)")
     parser.add_argument("--data", type=Path, default=None, help="prepared dataset (default: RUN/data)")
     parser.add_argument("--max-users", type=int, default=5000, help="seeded sample of test users (0: all)")
     parser.add_argument("--beams", type=int, default=20)
@@ -101,6 +174,20 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if (args.run is None) == (not args.ranks):
+        parser.error("give either --run (decode a sample) or --ranks NAME=FILE with --data (every test user)")
+    if args.ranks:
+        if args.data is None:
+            parser.error("--ranks needs --data, the prepared dataset the ranks were computed on")
+        pairs = [spec.split("=", 1) for spec in args.ranks]
+        if any(len(pair) != 2 or not all(pair) for pair in pairs):
+            parser.error(f"--ranks takes NAME=FILE, got {args.ranks}")
+        result = gap_from_ranks(args.data, {name: Path(file) for name, file in pairs})
+        _print_ranks_table(result)
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2))
+            print("->", args.json)
+        return
     result = markov_gap(args.run, data=args.data, max_users=args.max_users or None, num_beams=args.beams)
     print(f"{'train count of last->target':>28} {'users':>6} {'model R@10':>11} {'Markov R@10':>12}")
     for group, row in result["groups"].items():
