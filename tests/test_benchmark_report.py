@@ -177,6 +177,24 @@ def test_genrec_runs_are_read_per_seed_as_they_finish(report: Any, tmp_path: Pat
         {"seed": 3, "profile": {"name": "default"}, "stopped_after": "quantize", "total_seconds": 1.0}))
     with pytest.raises(ValueError, match="stopped after quantize"):
         report.compute_genrec_run(row, _ctx(report, tmp_path), 3)
+    # a run of an earlier version of the profile (the default of 2026-12-06: Stage II dropout 0.1) is refused by
+    # today's row and read by a row labelled with that version
+    from dataclasses import asdict
+
+    from genrec.trainers.jobs.profiles import PROFILES
+
+    older = asdict(PROFILES["default"])
+    older["stage2_config"] = {**older["stage2_config"], "dropout": 0.1}
+    (tmp_path / "runs" / "ml-s3" / "run.json").write_text(json.dumps(
+        {"seed": 3, "profile": older, "test_metrics": {"recall@10": 0.5}, "total_seconds": 1.0}))
+    with pytest.raises(ValueError, match="another version of the 'default' profile .stage2_config"):
+        report.compute_genrec_run(row, _ctx(report, tmp_path), 3)
+    labelled = report.genrec_run_row("ml-100k", "default", label="2026-12-06", label_text="of 2026-12-06",
+                                     seed_sources={3: "runs/ml-s3/run.json"}, produce="genrec run --seed {seed}")
+    assert report.compute_genrec_run(labelled, _ctx(report, tmp_path), 3)["metrics"]["recall@10"] == 0.5
+    (tmp_path / "runs" / "ml-s3" / "run.json").write_text(json.dumps(
+        {"seed": 3, "profile": asdict(PROFILES["default"]), "test_metrics": {"recall@10": 0.5}, "total_seconds": 1}))
+    assert report.compute_genrec_run(row, _ctx(report, tmp_path), 3)["metrics"]["recall@10"] == 0.5
 
 
 def test_stage2_variant_rows_are_read_per_seed(report: Any, tmp_path: Path) -> None:

@@ -50,3 +50,24 @@ def test_common_users_pairs_a_subset_against_the_whole_split(benchmark_script, t
     assert hr["num_users"] == 2 and hr["mean_a"] == 1.0 and hr["mean_b"] == 0.5
     with pytest.raises(ValueError, match="no user in common"):
         compare(subset, _write(tmp_path / "other.json", ["9"], ["q"], [1]), ["hr@1"], common_users=True)
+
+
+def test_seeds_pool_per_user_not_per_file(benchmark_script, tmp_path: Path) -> None:
+    """Three seeds of A against one B: each user's score is A's mean over its seeds; users are resampled once
+    (not three times over), so the pooled comparison has the split's users, and mismatched seeds are refused."""
+    compare = benchmark_script("paired_compare.py").compare
+    users, targets = ["1", "2", "3", "4"], ["w", "x", "y", "z"]
+    seeds = [_write(tmp_path / f"a{s}.json", users, targets, ranks)
+             for s, ranks in enumerate(([1, 0, 0, 0], [1, 1, 0, 0], [1, 0, 0, 1]))]
+    b = _write(tmp_path / "b.json", users[::-1], targets[::-1], [0, 0, 0, 1])  # hits user 1 only
+    hr = compare(seeds[0], b, ["hr@1"], resamples=200, also_a=seeds[1:])["comparisons"][0]
+    assert hr["num_users"] == 4
+    assert hr["mean_a"] == pytest.approx((3 + 1 + 0 + 1) / 3 / 4) and hr["mean_b"] == 0.25
+    assert hr["diff"] == pytest.approx(hr["mean_a"] - 0.25)
+    other = _write(tmp_path / "other.json", ["1", "2", "3", "5"], targets, [1, 0, 0, 0])
+    with pytest.raises(ValueError, match="other users"):
+        compare(seeds[0], b, ["hr@1"], also_a=[other])
+    with pytest.raises(ValueError, match="another target"):
+        compare(seeds[0], b, ["hr@1"], also_b=[_write(tmp_path / "t.json", users, ["w", "x", "y", "q"], [0] * 4)])
+    with pytest.raises(ValueError, match="do not combine"):
+        compare(seeds[0], b, ["hr@1"], also_a=seeds[1:], common_users=True)

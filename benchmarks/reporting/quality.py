@@ -253,6 +253,8 @@ def compute_genrec_run(row: Row, ctx: Context, seed: int | None) -> dict[str, An
     if run.get("stopped_after"):
         raise ValueError(f"{path}: a run stopped after {run['stopped_after']} (--until), it has no test metrics")
     _check_stage2_length(path, profile, name)
+    if _is_current_profile_row(row):
+        _check_current_profile(path, profile, name)
     stages = {name: stage or {} for name, stage in (run.get("stages") or {}).items()}
     stage1, stage2 = stages.get("stage1", {}), stages.get("stage2", {})
     resumed_from = stage2.get("resumed_from")
@@ -304,6 +306,32 @@ def _check_stage2_length(path: Path, profile: Any, name: str | None) -> None:
             f"{path}: Stage II length (epochs, steps) {length}, but the {name!r} profile's is "
             f"{(shipped.stage2_epochs, shipped.stage2_max_steps)}: a run made with --stage2-steps is not a "
             f"{name!r}-profile run")
+
+
+def _is_current_profile_row(row: Row) -> bool:
+    """A row of the profile as genrec ships it today (no version label in its id, see :func:`genrec_run_row`)."""
+    short = "ml100k" if row.dataset == "ml-100k" else row.dataset
+    base = f"{short}-genrec-{row.options.get('profile')}"
+    return row.id in (base, f"{base}-model-alone")
+
+
+def _check_current_profile(path: Path, profile: Any, name: str | None) -> None:
+    """A row of today's profile shows runs of today's profile only: a run made by an earlier version of it (the
+    default of 2026-12-06 had Stage II dropout 0.1) belongs in a row labelled with that version."""
+    from dataclasses import asdict
+
+    from genrec.trainers.jobs.profiles import PROFILES
+
+    shipped = PROFILES.get(name or "")
+    if shipped is None or not isinstance(profile, dict):
+        return
+    today = asdict(shipped)
+    differ = sorted(key for key, value in profile.items() if key in today and today[key] != value)
+    if differ:
+        raise ValueError(
+            f"{path}: made by another version of the {name!r} profile ({', '.join(differ)} differ from today's: "
+            + "; ".join(f"{key} {profile[key]!r} vs {today[key]!r}" for key in differ)
+            + "): give the run a labelled row (genrec_run_row(label=...)) or rerun it")
 
 
 PAIRED_METRICS = ("recall@10", "ndcg@10")

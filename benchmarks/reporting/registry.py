@@ -88,15 +88,29 @@ def default_rows() -> list[Row]:
     # a GPU run (benchmarks/quality_gpu.sh sasrec), or hours of a quiet CPU
     rows.append(recbole_row("beauty", "SASRec", label="converged", use_gpu=True))
     rows += [
-        # the default since 2026-12-06 (Stage II 6 epochs): seeds 2024 and 2025 at 1 thread beside each other,
-        # seed 2026 alone at both cores (the run whose time the README quotes)
+        # the default since 2026-12-07 (Stage II without dropout): each run folder a copy of the 2026-12-06 run of
+        # its seed (runs/d{seed}, runs/beauty-def) whose data, embeddings, Stage I and codes the run reused (same
+        # fingerprints); Stage II and the prior retrained, each at 1 thread beside two other jobs
         *(genrec_run_row("ml-100k", "default", model_alone=alone,
+                         seed_sources={s: f"runs/z{s}/run.json" for s in (2024, 2025, 2026)},
+                         produce="genrec run --seed {seed} --out runs/z{seed}  # OMP_NUM_THREADS=1; runs/z{seed} a "
+                                 "copy of runs/d{seed}")
+          for alone in (False, True)),
+        *(genrec_run_row("beauty", "default", model_alone=alone, source="runs/beauty-z/run.json",
+                         produce="genrec run --dataset ../shared/data/amazon-beauty-2014 --out runs/beauty-z  "
+                                 "# OMP_NUM_THREADS=1; runs/beauty-z a copy of runs/beauty-def")
+          for alone in (False, True)),
+        # the default of 2026-12-06 (Stage II 6 epochs, dropout 0.1): seeds 2024 and 2025 at 1 thread beside each
+        # other, seed 2026 alone at both cores
+        *(genrec_run_row("ml-100k", "default", model_alone=alone, label="2026-12-06",
+                         label_text="of 2026-12-06 (Stage II dropout 0.1)",
                          seed_sources={s: f"runs/d{s}/run.json" for s in (2024, 2025, 2026)},
                          produce="genrec run --seed {seed} --out runs/d{seed}  # 2024, 2025: OMP_NUM_THREADS=1")
           for alone in (False, True)),
-        # the same default on Beauty (seed 2024 at 1 thread beside a Stage II variant; data and text embeddings copied
-        # from runs/beauty-tiger): 6 epochs are 3,084 Stage II steps there, 38 % of the 16-epoch recipe's
-        *(genrec_run_row("beauty", "default", model_alone=alone, source="runs/beauty-def/run.json",
+        # the same on Beauty (seed 2024 at 1 thread beside a Stage II variant; data and text embeddings copied from
+        # runs/beauty-tiger): 6 epochs are 3,084 Stage II steps there, 38 % of the 16-epoch recipe's
+        *(genrec_run_row("beauty", "default", model_alone=alone, label="2026-12-06",
+                         label_text="of 2026-12-06 (Stage II dropout 0.1)", source="runs/beauty-def/run.json",
                          produce="genrec run --dataset ../shared/data/amazon-beauty-2014 --out runs/beauty-def  "
                                  "# OMP_NUM_THREADS=1")
           for alone in (False, True)),

@@ -27,7 +27,7 @@ DEFAULT_KS: tuple[int, ...] = (1, 5, 10, 20)
 
 __all__ = [
     "DEFAULT_KS", "target_ranks", "metrics_from_ranks", "compute_metrics", "format_metrics", "per_user_scores",
-    "paired_bootstrap",
+    "paired_bootstrap", "paired_bootstrap_scores",
 ]
 
 
@@ -105,7 +105,22 @@ def paired_bootstrap(
     of resamples in which A's mean is above B's), plus the users where exactly one of them scores (``only_a``,
     ``only_b``: for HR, the discordant pairs of a McNemar test).
     """
-    a, b = per_user_scores(ranks_a, metric), per_user_scores(ranks_b, metric)
+    return paired_bootstrap_scores(per_user_scores(ranks_a, metric), per_user_scores(ranks_b, metric), metric,
+                                   resamples=resamples, confidence=confidence, seed=seed)
+
+
+def paired_bootstrap_scores(
+    a: np.ndarray,
+    b: np.ndarray,
+    metric: str,
+    *,
+    resamples: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, float]:
+    """:func:`paired_bootstrap` on per-user scores already computed (:func:`per_user_scores`), e.g. each user's
+    score averaged over several seeds' models, so that seeds pool without counting a user once per seed."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or a.size == 0:
         raise ValueError(f"paired comparison needs the same non-empty set of users, got {a.size} and {b.size}")
     if not 0.0 < confidence < 1.0:
