@@ -88,9 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # under torchrun / accelerate launch: close the process group while the interpreter is alive (a
         # command that never imported torch has none, and the CLI stays light)
         if "torch" in sys.modules:
-            from genrec.trainers.engine.processes import end_processes
+            from genrec.trainers.jobs.verbs import end_command
 
-            end_processes(completed=completed)
+            end_command(completed=completed)
 
 
 if __name__ == "__main__":  # pragma: no cover

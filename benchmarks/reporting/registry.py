@@ -30,7 +30,8 @@ PAPER_PROFILE_COST = {
 }
 
 
-# the default profile's Stage II network (profiles.py), as stage2_variants.py's --config takes it
+# the default profile's Stage II network of 2026-12-06 (profiles.py; dropout 0.1, today 0), the control of the
+# candidates below, as stage2_variants.py's --config takes it
 _DEFAULT_STAGE2 = {"history_mode": "per_item", "constrained_training": True, "history_item_embedding": "integrated",
                    "encoder_layers": 4, "dropout": 0.1, "distillation_weight": 0.1}
 # and its training arguments (stage2_variants.py's --train)
@@ -50,6 +51,11 @@ BEAUTY_CANDIDATES = (
     ("bs128", "batches of 128 instead of 256 (twice the steps in the same 6 epochs)", _DEFAULT_STAGE2,
      {**_DEFAULT_TRAIN, "batch_size": 128}, ""),
     ("drop0", "no dropout instead of 0.1", {**_DEFAULT_STAGE2, "dropout": 0.0}, _DEFAULT_TRAIN, ""),
+    # on top of no dropout (today's default): more updates, by length or by batch size
+    ("drop0-e16", "no dropout and 16 epochs (the `long` profile's length; 8,224 steps)",
+     {**_DEFAULT_STAGE2, "dropout": 0.0}, {**_DEFAULT_TRAIN, "epochs": 16}, ""),
+    ("drop0-bs128", "no dropout and batches of 128 (6,162 steps in the default's 6 epochs)",
+     {**_DEFAULT_STAGE2, "dropout": 0.0}, {**_DEFAULT_TRAIN, "batch_size": 128}, ""),
 )
 
 #: (variant name, what it changes, its --config): the Beauty candidates re-measured on ML-100K's three default runs

@@ -25,7 +25,7 @@ from genrec.trainers.stages.stage2_defaults import (
 )
 
 __all__ = [
-    "TRAIN_DEFAULTS", "embed", "evaluate", "finetune", "prepare", "push", "quantize", "recommend",
+    "TRAIN_DEFAULTS", "embed", "end_command", "evaluate", "finetune", "prepare", "push", "quantize", "recommend",
     "recommend_dataset", "run", "stage1", "train", "transition_prior",
 ]
 
@@ -37,6 +37,15 @@ TRAIN_DEFAULTS = {
 
 def _lines(*lines: str) -> str:
     return "\n".join(lines)
+
+
+def end_command(*, completed: bool) -> None:
+    """What every verb does on its way out: under ``accelerate launch`` / ``torchrun``, close the process group
+    while the interpreter is still alive (:func:`~genrec.trainers.engine.processes.end_processes`; a process that
+    exits with a live gloo group can abort in its teardown after its work is done)."""
+    from genrec.trainers.engine.processes import end_processes
+
+    end_processes(completed=completed)
 
 
 # ---------------------------------------------------------------------------------------------- the main job
