@@ -56,14 +56,10 @@ def test_push_refuses_what_is_not_a_model_folder_before_any_network(tmp_path, ca
 
 
 def _one_process_group() -> None:
-    import socket
-
     import torch.distributed as dist
+    from testing_utils import free_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
 
 
 def test_the_cli_closes_the_process_group_of_a_launch_even_after_an_error(tmp_path) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ import torch
 from huggingface_hub import CommitInfo, HfApi
 from safetensors.torch import load_file, save_file
 from test_remote_code import BLOCKER
+from testing_utils import free_port
 
 from genrec.cli import main
 from genrec.data_scripts.prepare import load_genrec_dataset, prepare_dataset
@@ -51,17 +51,11 @@ MODEL_FILES = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """olah on 127.0.0.1, offline, serving the git repositories under ``mirrors/<models|datasets>/<org>/<name>``."""
     root = tmp_path_factory.mktemp("olah")
-    port = _free_port()
+    port = free_port()
     (root / "mirrors").mkdir()
     (root / "olah.toml").write_text(
         f'[basic]\nhost = "127.0.0.1"\nport = {port}\nmirror-netloc = "127.0.0.1:{port}"\n'

@@ -11,26 +11,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from testing_utils import free_port
 
 WORKER = Path(__file__).with_name("multiprocess_worker.py")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _launch(which: str, out: Path, processes: int = 2, **env_vars: str) -> list[dict]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **env_vars}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_addr",
-               "127.0.0.1", "--master_port", str(_free_port()), str(WORKER), str(out), which]
+               "127.0.0.1", "--master_port", str(free_port()), str(WORKER), str(out), which]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     report_dir = Path(env_vars.get("REPORT_DIR", out))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 from fault_fixtures import save_random_unger
-from testing_utils import write_dataset
+from testing_utils import free_port, write_dataset
 
 import genrec  # noqa: F401  (registers the pipeline task and the Auto classes)
 from genrec.cli import main
@@ -374,9 +373,7 @@ raise SystemExit(main(sys.argv[1:]))
 @pytest.mark.skipif(sys.platform == "win32", reason="gloo rendezvous over localhost")
 def test_batch_inference_under_two_processes_equals_one(model_dir: Path, data_dir: Path, tmp_path: Path) -> None:
     """Two CPU processes (gloo) split the users; the main process writes the same file as one process."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     args = ["recommend", "--model", str(model_dir), "--data", str(data_dir), "-k", "5", "--batch-size", "4"]

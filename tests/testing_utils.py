@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import socket
 import uuid
 from pathlib import Path
 
@@ -68,3 +69,10 @@ def ring_splits(num_items: int, num_users: int, seed: int = 0) -> tuple[Splits, 
         splits["validation"].append((f"u{u}", seq[:-1][-21:]))
         splits["test"].append((f"u{u}", seq[-21:]))
     return splits, ids
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (a gloo rendezvous, a loopback Hub server)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -310,9 +310,8 @@ def _check_stage2_length(path: Path, profile: Any, name: str | None) -> None:
 
 def _is_current_profile_row(row: Row) -> bool:
     """A row of the profile as genrec ships it today (no version label in its id, see :func:`genrec_run_row`)."""
-    short = "ml100k" if row.dataset == "ml-100k" else row.dataset
-    base = f"{short}-genrec-{row.options.get('profile')}"
-    return row.id in (base, f"{base}-model-alone")
+    return row.id in (genrec_run_row_id(row.dataset, row.options.get("profile"), model_alone=alone)
+                      for alone in (False, True))
 
 
 def _check_current_profile(path: Path, profile: Any, name: str | None) -> None:
@@ -442,6 +441,12 @@ def stage1_retriever_row(data: str, run: str) -> Row:
     )
 
 
+def genrec_run_row_id(data: str, profile: str | None, *, label: str = "", model_alone: bool = False) -> str:
+    """The id of :func:`genrec_run_row`'s row (``label``: an earlier version of the profile)."""
+    short = "ml100k" if data == "ml-100k" else data
+    return f"{short}-genrec-{profile}" + (f"-{label}" if label else "") + ("-model-alone" if model_alone else "")
+
+
 def genrec_run_row(
     data: str, profile: str, *, produce: str, source: str | None = None, seed_sources: dict[int, str] | None = None,
     model_alone: bool = False, label: str = "", label_text: str = "",
@@ -451,7 +456,6 @@ def genrec_run_row(
     (``produce`` may then hold ``{seed}``). ``model_alone``: the run's ``model_test_metrics`` (the generative
     model without the transition prior that the default profile mixes in). ``label`` / ``label_text``: a row of
     an earlier version of the profile kept beside the current one (id suffix, words in the title)."""
-    short = "ml100k" if data == "ml-100k" else data
     options: dict[str, Any] = {"profile": profile}
     if model_alone:
         options["metrics"] = "model"
@@ -459,13 +463,12 @@ def genrec_run_row(
         options["seed_sources"] = dict(seed_sources)
     else:
         options["source"] = source
-    suffix, what = ("-model-alone", ", the model alone (no transition prior)") if model_alone else ("", "")
-    tag = f"-{label}" if label else ""
+    what = ", the model alone (no transition prior)" if model_alone else ""
     version = f" {label_text}" if label_text else ""
     # the `tiger` profile trains TIGER (no Stage I, no distillation, no prior): its rows say so
     family = "TIGER (RQ-VAE codes of the text embeddings, no prior)" if profile.startswith("tiger") else "UNGER"
     return Row(
-        id=f"{short}-genrec-{profile}{tag}{suffix}",
+        id=genrec_run_row_id(data, profile, label=label, model_alone=model_alone),
         title=f"genrec {family}, `{profile}` profile{version} (genrec run){what}",
         dataset=data, kind="read", command=produce, produce=produce, compute=compute_genrec_run,
         inputs=_source_inputs, missing=_missing_source, options=options,

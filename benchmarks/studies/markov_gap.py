@@ -35,6 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the tools a study reuses
 from markov_baseline import MarkovBaseline  # noqa: E402
+from paired_compare import load_ranks  # noqa: E402
 
 BUCKETS = ("0", "1", "2", "3-5", "6+")
 
@@ -105,9 +106,6 @@ def gap_from_ranks(data: Path, ranks: dict[str, Path], *, k: int = 10) -> dict[s
     """
     import numpy as np
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from paired_compare import load_ranks
-
     from genrec.data_scripts.prepare import load_genrec_dataset
     from genrec.trainers.evaluation.evaluator import load_examples
     from genrec.trainers.evaluation.metrics import per_user_scores
@@ -122,6 +120,7 @@ def gap_from_ranks(data: Path, ranks: dict[str, Path], *, k: int = 10) -> dict[s
         for user, history, target in zip(examples.user_ids, examples.histories, examples.targets, strict=True)
     }
     target_of = dict(zip(examples.user_ids, examples.targets, strict=True))
+    order = sorted(group_of)
     per_file: dict[str, dict[str, np.ndarray]] = {}
     for name, path in ranks.items():
         users = load_ranks(path)
@@ -132,11 +131,8 @@ def gap_from_ranks(data: Path, ranks: dict[str, Path], *, k: int = 10) -> dict[s
         if wrong:
             raise ValueError(f"{path}: {len(wrong)} users have another target than {data}'s test split "
                              f"(e.g. user {wrong[0]})")
-        order = sorted(users)
         rank = np.array([users[u][1] for u in order])
-        per_file[name] = {"users": np.array(order), "recall": per_user_scores(rank, f"recall@{k}"),
-                          "ndcg": per_user_scores(rank, f"ndcg@{k}")}
-    order = sorted(group_of)
+        per_file[name] = {"recall": per_user_scores(rank, f"recall@{k}"), "ndcg": per_user_scores(rank, f"ndcg@{k}")}
     groups = np.array([group_of[u] for u in order])
     result: dict[str, Any] = {"data": str(data), "k": k, "num_users": len(order),
                               "ranks": {name: str(path) for name, path in ranks.items()}, "groups": {}}
