@@ -9,7 +9,8 @@
 #   DATA=path/to/amazon-beauty-2014 bash benchmarks/quality_gpu.sh [paper|tiger|sasrec|rows]
 # DATA defaults to ../shared/data/amazon-beauty-2014; on a device machine, copy it under an ignored folder of the
 # checkout (e.g. runs/beauty-data, 4 MB) and carry that. SASRec needs RecBole's own venv (runs/recbole-venv,
-# created by benchmarks/report.py) and uses the GPU through RecBole's use_gpu.
+# created by benchmarks/report.py) and uses the GPU through RecBole's use_gpu; it saves its state after every
+# epoch, so that it too continues where a stopped call left it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
@@ -24,8 +25,8 @@ step() {  # a step stopped by its time limit says how to go on
 case "${1:-all}" in
   paper) step genrec run --dataset "$DATA" --profile paper --mixed-precision "$PRECISION" --out runs/beauty-paper ;;
   tiger) step genrec run --dataset "$DATA" --profile tiger-paper --mixed-precision "$PRECISION" --out runs/beauty-tiger-paper ;;
-  sasrec) python benchmarks/report.py --beauty-source "$DATA" --only beauty-recbole-sasrec-converged \
-            --force beauty-recbole-sasrec-converged ;;
+  sasrec) step python benchmarks/report.py --beauty-source "$DATA" --only beauty-recbole-sasrec-converged \
+            --force beauty-recbole-sasrec-converged ;;  # resumes after its last finished epoch (--state-dir)
   rows) python benchmarks/report.py --only beauty-genrec-paper beauty-genrec-tiger-paper \
           --force beauty-genrec-paper beauty-genrec-tiger-paper ;;
   all) for s in paper tiger sasrec rows; do "$0" "$s"; done ;;

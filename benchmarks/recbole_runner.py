@@ -16,6 +16,14 @@ whole item corpus, best checkpoint reloaded for the test).
 Prints and writes (``--out``) one JSON object: test and best-validation metrics (Recall/NDCG/MRR/HR@10,20,
 keys as genrec's ``compute_metrics`` names them), epochs, time to the best validation point, versions.
 RecBole's checkpoint (a pickle) lives in a temporary folder that is deleted afterwards.
+
+``--state-dir DIR`` makes the run resumable, for a training that outlasts one sitting (a converged Beauty
+SASRec is hours of a CPU): after every epoch the model, the optimizer, both random generators and the early
+stopping counters go to ``DIR/last.safetensors`` + ``DIR/state.json`` (and the best epoch's weights to
+``DIR/best.safetensors``), each written to a temporary name and renamed, so a run killed at any point leaves the
+last complete epoch. The same command started again continues from the epoch after it (the shuffling and the
+dropout draws continue where they stopped), and the test uses ``best.safetensors``: with a state folder no
+pickle is written or read. ``--max-minutes`` then counts the training time of all sittings together.
 """
 
 from __future__ import annotations
@@ -39,6 +47,82 @@ METRIC_NAMES = {"recall": "recall", "ndcg": "ndcg", "mrr": "mrr", "hit": "hr"}
 class TimeBudgetExceeded(Exception):
     """Raised from RecBole's end-of-epoch callback when ``--max-minutes`` has passed (after the checkpoint of
     the best epoch so far was saved), to stop training early; the test then uses that checkpoint."""
+
+
+STATE_VERSION = 1
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp)`` then rename ``tmp`` to ``path``: a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save_training_state(folder: Path, model, optimizer, generator, meta: dict[str, Any], *, best: bool) -> None:
+    """Write one finished epoch: weights, optimizer moments, random states (safetensors) and ``meta`` (json).
+
+    ``best``: this epoch is the best so far; its weights also become ``best.safetensors``. The json goes last,
+    so it never names an epoch whose tensors are not on disk yet.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    optim = optimizer.state_dict()
+    tensors = {f"model.{k}": v for k, v in weights.items()}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, entry in optim["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{index}.{key}"] = value.detach().cpu().contiguous().clone()
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    tensors["rng.torch"] = torch.get_rng_state()
+    tensors["rng.loader"] = generator.get_state()
+    _atomic_write(folder / "last.safetensors", lambda tmp: save_file(tensors, str(tmp)))
+    if best:
+        _atomic_write(folder / "best.safetensors", lambda tmp: save_file(weights, str(tmp)))
+    record = {"version": STATE_VERSION, **meta, "optimizer_param_groups": optim["param_groups"],
+              "optimizer_scalars": scalars}
+    _atomic_write(folder / "state.json", lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
+
+
+def load_training_state(folder: Path, model, optimizer, generator) -> dict[str, Any] | None:
+    """Restore what :func:`save_training_state` wrote into ``model``, ``optimizer`` and ``generator``; returns the
+    saved ``meta`` (``None`` when ``folder`` holds no state). A state of another version, or weights that do not
+    fit ``model``, is an error rather than a silent fresh start."""
+    import torch
+    from safetensors.torch import load_file
+
+    state_file = folder / "state.json"
+    if not state_file.is_file():
+        return None
+    record = json.loads(state_file.read_text())
+    if record.get("version") != STATE_VERSION:
+        raise ValueError(f"{state_file}: state version {record.get('version')!r}, this runner writes "
+                         f"{STATE_VERSION}; start in an empty --state-dir")
+    tensors = load_file(str(folder / "last.safetensors"))
+    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    per_param: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            per_param.setdefault(int(index), {})[name] = value
+    for index, values in record["optimizer_scalars"].items():
+        per_param.setdefault(int(index), {}).update(values)
+    optimizer.load_state_dict({"state": per_param, "param_groups": record["optimizer_param_groups"]})
+    torch.set_rng_state(tensors["rng.torch"])
+    generator.set_state(tensors["rng.loader"])
+    return {k: v for k, v in record.items() if k not in ("version", "optimizer_param_groups", "optimizer_scalars")}
+
+
+def load_best_weights(folder: Path, model) -> None:
+    """Load ``best.safetensors`` (the best validation epoch of a resumable run) into ``model``."""
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(str(folder / "best.safetensors")), strict=True)
 
 
 def patch_numpy_aliases() -> None:
@@ -132,28 +216,63 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
         trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
 
-        fit_start = time.perf_counter()
+        state_dir = Path(args.state_dir) if args.state_dir else None
         curve: list[dict[str, float]] = []
         best = {"epoch": -1, "score": float("-inf"), "seconds": 0.0}
+        earlier_seconds = 0.0  # training time of earlier sittings of a resumed run
+        stopped_by = None
+        sittings = 1
+        if state_dir is not None:
+            saved = load_training_state(state_dir, model, trainer.optimizer, train_data.generator)
+            if saved is not None:
+                trainer.start_epoch = saved["epoch"] + 1
+                trainer.cur_step = saved["cur_step"]
+                trainer.best_valid_score = saved["best_valid_score"]
+                trainer.best_valid_result = saved["best_valid_result"]
+                trainer.train_loss_dict = {int(k): v for k, v in saved["train_loss"].items()}
+                curve, best = saved["curve"], saved["best"]
+                earlier_seconds = saved["fit_seconds"]
+                # an early stop is final; a run that used up its epochs goes on if the cap was raised since
+                stopped_by = saved["stopped_by"] if saved["stopped_by"] == "early_stopping" else None
+                sittings = saved["sittings"] + 1
+                print(f"resuming from {state_dir} after epoch {saved['epoch']} "
+                      f"({earlier_seconds / 60:.1f} min of training so far)", flush=True)
+        fit_start = time.perf_counter() - earlier_seconds
 
         def on_epoch(epoch: int, valid_score: float) -> None:
             """Record the validation curve and the time at which the best validation point was reached."""
             seconds = time.perf_counter() - fit_start
             curve.append({"epoch": epoch, "valid_mrr@10": float(valid_score), "seconds": round(seconds, 2)})
-            if valid_score > best["score"]:  # RecBole's early_stopping also needs a strict improvement
+            if valid_score > best["score"]:
                 best.update(epoch=epoch, score=float(valid_score), seconds=seconds)
+            if state_dir is not None:
+                done = trainer.cur_step > trainer.stopping_step or epoch + 1 >= trainer.epochs
+                meta = {"epoch": epoch, "cur_step": trainer.cur_step, "best_valid_score": trainer.best_valid_score,
+                        "best_valid_result": dict(trainer.best_valid_result or {}),
+                        "train_loss": {str(k): float(v) for k, v in trainer.train_loss_dict.items()},
+                        "curve": curve, "best": best, "fit_seconds": seconds, "sittings": sittings,
+                        "stopped_by": ("early_stopping" if trainer.cur_step > trainer.stopping_step else "epochs")
+                        if done else None}
+                # RecBole's own checkpoint rule (a tie counts): the epoch whose weights its test would reload
+                save_training_state(state_dir, model, trainer.optimizer, train_data.generator, meta,
+                                    best=trainer.cur_step == 0)
             if args.max_minutes and seconds > 60 * args.max_minutes:
                 raise TimeBudgetExceeded
 
-        try:
-            trainer.fit(train_data, valid_data, saved=True, show_progress=False, callback_fn=on_epoch)
-            epochs_run = len(trainer.train_loss_dict)
-            stopped_by = "early_stopping" if epochs_run < trainer.epochs else "epochs"
-        except TimeBudgetExceeded:
-            stopped_by = f"time_budget ({args.max_minutes:g} min)"
+        if stopped_by is None:
+            try:
+                trainer.fit(train_data, valid_data, saved=state_dir is None, show_progress=False,
+                            callback_fn=on_epoch)
+                stopped_by = "early_stopping" if len(trainer.train_loss_dict) < trainer.epochs else "epochs"
+            except TimeBudgetExceeded:
+                stopped_by = f"time_budget ({args.max_minutes:g} min)"
         best_valid = trainer.best_valid_result
         fit_seconds = time.perf_counter() - fit_start
-        test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
+        if state_dir is not None:
+            load_best_weights(state_dir, model)
+            test = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
+        else:
+            test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
     finally:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
@@ -177,6 +296,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "num_train_rows": len(train_data.dataset),
         "epochs_run": len(trainer.train_loss_dict),
         "stopped_by": stopped_by,
+        "sittings": sittings,
         "best_epoch": best["epoch"],
         "seconds_to_best_validation": round(best["seconds"], 2),
         "fit_seconds": round(fit_seconds, 2),
@@ -201,6 +321,9 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="stop after the epoch at which this much training time has passed (the test uses the "
                         "best validation checkpoint so far); default: RecBole's epochs + early stopping only")
+    parser.add_argument("--state-dir", default=None,
+                        help="make the run resumable: each epoch's state goes here (safetensors + json) and the "
+                        "same command started again continues after the last finished epoch")
     parser.add_argument("--config", default="{}", help="JSON object of extra RecBole settings")
     parser.add_argument("--work-dir", default=tempfile.gettempdir() + "/recbole-work",
                         help="working directory (RecBole's log/ goes here)")
@@ -212,6 +335,8 @@ def main() -> None:
     args.data_path = str(Path(args.data_path).resolve())  # before run() changes into --work-dir
     if args.out is not None:
         args.out = args.out.resolve()
+    if args.state_dir is not None:
+        args.state_dir = str(Path(args.state_dir).resolve())
     result = run(args)
     text = json.dumps(result, indent=2)
     if args.out is not None:

@@ -68,6 +68,11 @@ DATASETS: dict[str, dict[str, str]] = {
     },
 }
 
+def row_prefix(data: str) -> str:
+    """The dataset part of a row id: ``ml-100k`` -> ``ml100k`` (ids predate the hyphenated key), others as given."""
+    return "ml100k" if data == "ml-100k" else data
+
+
 # RecBole's environment lives here (not in quality.py) because every command template may name its
 # interpreter ({python}).
 RECBOLE_VENV = "runs/recbole-venv"

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .core import DATASETS, Context, Row
+from .core import DATASETS, Context, Row, row_prefix
 from .store import load_row_json, machine_line, render_command, source_path, work_json_path
 
 SCALING_PLOT = "RESULTS_scaling.png"
@@ -133,7 +133,7 @@ MODEL_FILES = ("config.json", "model.safetensors", "code_table.parquet", "code_t
 
 def serving_row(data: str, source: str) -> Row:
     """ms per recommended user: UNGER (ours / prefix_allowed_tokens_fn) vs SASRec-shaped top-k."""
-    short = "ml100k" if data == "ml-100k" else data
+    short = row_prefix(data)
     return Row(
         id=f"{short}-speed-serving", title="Milliseconds per recommended user", dataset=data, kind="measured",
         command="python benchmarks/serving_speed.py --model-dir {source} --batch 1 256 --beams 20 100 "
@@ -169,7 +169,7 @@ def scaling_row() -> Row:
 
 def rss_row(data: str, source: str) -> Row:
     """Peak RSS of a short Stage II training and of serving."""
-    short = "ml100k" if data == "ml-100k" else data
+    short = row_prefix(data)
     return Row(
         id=f"{short}-memory-rss", title="Peak resident memory: training and serving", dataset=data,
         kind="measured",
@@ -189,7 +189,7 @@ def rss_row(data: str, source: str) -> Row:
 
 def storage_row(data: str, source: str) -> Row:
     """Parameter counts and bytes per item of a saved model (no training)."""
-    short = "ml100k" if data == "ml-100k" else data
+    short = row_prefix(data)
     return Row(
         id=f"{short}-storage-params", title="Bytes per item and parameter counts", dataset=data, kind="measured",
         command="python benchmarks/memory_storage.py static --model-dir {source} --json {json}",

@@ -11,6 +11,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from .core import (
     _missing_dataset,
     _with_scripts,
     recbole_python,
+    row_prefix,
 )
 from .store import _version, available_seeds, render_command, source_path
 
@@ -32,6 +34,9 @@ from .store import _version, available_seeds, render_command, source_path
 # runner re-adds) and pandas<2.2. The usual "setuptools<70" pin is NOT applied: it was for torch<2.2's
 # tensorboard shim (`setuptools.distutils`), and torch 2.13 itself requires setuptools>=77, so pip rejects it.
 RECBOLE_REQUIREMENTS = ("recbole==1.2.1", "numpy<2", "pandas<2.2", "torch==2.13.0")
+# installed beside them, outside the rows' fingerprints (they store a resumable run's state, they do not change a
+# figure): recbole_runner.py --state-dir writes safetensors, never RecBole's pickled checkpoints
+RECBOLE_TOOLS = ("safetensors",)
 RECBOLE_EXPORT_FORMAT = "genrec-recbole-export/1: user_id:token, item_id_list:token_seq (history), item_id:token"
 
 UNGER_SOURCE = (
@@ -78,7 +83,7 @@ def compute_markov(row: Row, ctx: Context, seed: int | None) -> dict[str, Any]:
 
 def markov_row(data: str, model: str) -> Row:
     """A pop or markov row on dataset ``data``."""
-    short = "ml100k" if data == "ml-100k" else data
+    short = row_prefix(data)
     title = {"pop": "Most popular (genrec pop)", "markov": "First-order Markov (genrec markov)"}[model]
     return Row(
         id=f"{short}-{model}", title=title, dataset=data, kind="measured",
@@ -104,15 +109,15 @@ def ensure_recbole_env(ctx: Context) -> Path:
     venv = ctx.repo / RECBOLE_VENV
     python = recbole_python(ctx)
     marker = venv / "genrec-bench-requirements.json"
-    wanted = {"requirements": list(RECBOLE_REQUIREMENTS)}
+    wanted = {"requirements": [*RECBOLE_REQUIREMENTS, *RECBOLE_TOOLS]}
     if python.exists() and marker.is_file() and json.loads(marker.read_text()) == wanted:
         return python
     if not python.exists():
         base = getattr(sys, "_base_executable", None) or sys.executable
         print(f"creating RecBole's environment {ctx.rel(venv)} ({base} -m venv)", flush=True)
         subprocess.run([base, "-m", "venv", str(venv)], check=True)
-    print(f"installing {' '.join(RECBOLE_REQUIREMENTS)} into {ctx.rel(venv)}", flush=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", *RECBOLE_REQUIREMENTS], check=True)
+    print(f"installing {' '.join(wanted['requirements'])} into {ctx.rel(venv)}", flush=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", *wanted["requirements"]], check=True)
     marker.write_text(json.dumps(wanted, indent=2) + "\n")
     return python
 
@@ -165,7 +170,9 @@ def compute_recbole(row: Row, ctx: Context, seed: int | None) -> dict[str, Any]:
            "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONWARNINGS": "ignore::FutureWarning"}
     log = work / "runner.log"
     print(f"  {command}\n  (log: {ctx.rel(log)})", flush=True)
-    with log.open("w") as handle:
+    with log.open("a") as handle:  # appended: a resumed run keeps the log of its earlier sittings
+        handle.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {command}\n")
+        handle.flush()
         proc = subprocess.run(shlex.split(command), cwd=ctx.repo, env=env, stdout=handle, stderr=subprocess.STDOUT)
     if proc.returncode != 0 or not out.is_file():
         tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
@@ -185,16 +192,20 @@ def recbole_row(
     use_gpu: bool = False,
 ) -> Row:
     """A RecBole model trained with RecBole's own code on dataset ``data``'s exported split. ``label``: a second
-    row of the same model (id suffix), e.g. ``converged`` (no time cap); ``use_gpu``: RecBole trains on a GPU
-    when there is one (RecBole falls back to the CPU)."""
-    short = "ml100k" if data == "ml-100k" else data
+    row of the same model (id suffix), e.g. ``converged`` (no time cap, and resumable: its state goes to the run's
+    ``state/`` folder after every epoch, and the same report command started again continues it, so that hours
+    of a CPU may span sittings); ``use_gpu``: RecBole trains on a GPU when there is one (RecBole falls back to
+    the CPU)."""
+    short = row_prefix(data)
     budget = f" --max-minutes {max_minutes:g}" if max_minutes else ""
+    row_id = f"{short}-recbole-{model.lower()}" + (f"-{label}" if label else "")
+    work = f"runs/recbole-work/{row_id}/seed{{seed}}"
+    if label == "converged":
+        budget += f" --state-dir {work}/state"
     if use_gpu:
         budget += """ --config '{{"use_gpu": true}}'"""  # doubled: the command is a format template
     titles = {"SASRec": "SASRec, CE loss (RecBole 1.2.1)", "GRU4Rec": "GRU4Rec (RecBole 1.2.1)",
               "BERT4Rec": "BERT4Rec (RecBole 1.2.1)", "Pop": "Pop (RecBole 1.2.1)"}
-    row_id = f"{short}-recbole-{model.lower()}" + (f"-{label}" if label else "")
-    work = f"runs/recbole-work/{row_id}/seed{{seed}}"
     note = "RecBole defaults; early stopping on valid MRR@10 (patience 10)"
     if model == "Pop":
         note = ("RecBole's Pop: masks items the user already had as training/validation targets, and counts an item "
@@ -202,7 +213,7 @@ def recbole_row(
     if max_minutes:
         note += f"; time budget {max_minutes:g} min"
     elif label == "converged":
-        note += "; no time budget: trained until its early stopping fired"
+        note += "; no time budget: trained until its early stopping fired (resumable across sittings)"
     return Row(
         id=row_id, title=titles[model] + (f", {label}" if label else ""), dataset=data, kind="measured",
         command=(f"{{python}} benchmarks/recbole_runner.py --data-path runs/recbole-data --dataset "
@@ -428,7 +439,7 @@ def stage1_retriever_row(data: str, run: str) -> Row:
     """UNGER Stage I's fusion model (DIN over integrated item embeddings) as a retriever on its own: one dot
     product per item, full ranking. Read from the ``--json`` of ``benchmarks/stage1_retriever.py`` on the
     default profile's run folder ``run`` (seed 2024)."""
-    short = "ml100k" if data == "ml-100k" else data
+    short = row_prefix(data)
     source = f"{run}/stage1_retriever.json"
     produce = f"python benchmarks/stage1_retriever.py --run {run} --json {source}"
     return Row(
@@ -443,7 +454,7 @@ def stage1_retriever_row(data: str, run: str) -> Row:
 
 def genrec_run_row_id(data: str, profile: str | None, *, label: str = "", model_alone: bool = False) -> str:
     """The id of :func:`genrec_run_row`'s row (``label``: an earlier version of the profile)."""
-    short = "ml100k" if data == "ml-100k" else data
+    short = row_prefix(data)
     return f"{short}-genrec-{profile}" + (f"-{label}" if label else "") + ("-model-alone" if model_alone else "")
 
 
@@ -484,7 +495,7 @@ def stage2_variant_row(
     """One ``benchmarks/stage2_variants.py`` variant on ``data``, read from its JSON (``what``: in words) — or,
     with ``seed_sources`` (seed -> JSON), one variant run per seed shown as mean ± std (``produce`` may then
     hold ``{seed}``); a single ``source`` is seed 2024's."""
-    short = "ml100k" if data == "ml-100k" else data
+    short = row_prefix(data)
     title = f"genrec UNGER Stage II variant `{name}`" + (f": {what}" if what else "")
     options: dict[str, Any] = {"variant": name}
     if seed_sources:
