@@ -56,6 +56,11 @@ BEAUTY_CANDIDATES = (
      {**_DEFAULT_STAGE2, "dropout": 0.0}, {**_DEFAULT_TRAIN, "epochs": 16}, ""),
     ("drop0-bs128", "no dropout and batches of 128 (6,162 steps in the default's 6 epochs)",
      {**_DEFAULT_STAGE2, "dropout": 0.0}, {**_DEFAULT_TRAIN, "batch_size": 128}, ""),
+    # on top of no dropout: capacity, by depth (the paper's Figure 7) or by width (its Figure 9)
+    ("drop0-dec8", "no dropout and 8 decoder layers instead of 4",
+     {**_DEFAULT_STAGE2, "dropout": 0.0, "decoder_layers": 8}, _DEFAULT_TRAIN, ""),
+    ("drop0-wide", "no dropout and twice the width (d_model 192, feed-forward 512; 6 heads of 32)",
+     {**_DEFAULT_STAGE2, "dropout": 0.0, "d_model": 192, "ffn_dim": 512}, _DEFAULT_TRAIN, ""),
 )
 
 #: (variant name, what it changes, its --config): the Beauty candidates re-measured on ML-100K's three default runs
