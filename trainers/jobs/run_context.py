@@ -94,21 +94,15 @@ class RunContext:
     def record_stage(self, name: str, start: float, *, reused: bool = False, **outputs: Any) -> dict[str, Any]:
         """Record stage ``name``: its wall-clock seconds since ``start`` and its outputs (paths, steps, ...);
         ``Path`` values are recorded relative to the run folder (:meth:`relative`). A ``reused`` stage keeps the
-        seconds an earlier invocation recorded for it (:meth:`load_previous`); where none are recorded (a copied
-        folder without its ``run.json``) its seconds are ``None`` and it is marked ``"reused": true`` rather than
-        shown as the instant it took to find its files."""
+        seconds an earlier invocation recorded for it (:meth:`load_previous`), when there are some."""
         outputs = {key: self.relative(value) if isinstance(value, Path) else value for key, value in outputs.items()}
-        seconds: float | None = round(time.perf_counter() - start, 2)
+        seconds = round(time.perf_counter() - start, 2)
         previous = self.previous_stages.get(name)
-        entry: dict[str, Any] = {}
-        if reused:
-            known = isinstance(previous, dict) and isinstance(previous.get("seconds"), int | float)
-            seconds = previous["seconds"] if known else None
-            if not known:
-                entry["reused"] = True
+        if reused and isinstance(previous, dict) and isinstance(previous.get("seconds"), int | float):
+            seconds = previous["seconds"]
         else:
             self.computed.add(name)
-        entry = {"seconds": seconds, **entry, **outputs}
+        entry = {"seconds": seconds, **outputs}
         self.summary["stages"][name] = entry
         return entry
 
