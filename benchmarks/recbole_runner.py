@@ -232,8 +232,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 trainer.train_loss_dict = {int(k): v for k, v in saved["train_loss"].items()}
                 curve, best = saved["curve"], saved["best"]
                 earlier_seconds = saved["fit_seconds"]
-                # an early stop is final; a run that used up its epochs goes on if the cap was raised since
-                stopped_by = saved["stopped_by"] if saved["stopped_by"] == "early_stopping" else None
+                # an early stop (RecBole's own rule on the saved counter) is final; a run that used up its epochs
+                # goes on if the cap was raised since (RecBole's loop starts at start_epoch)
+                stopped_by = "early_stopping" if trainer.cur_step > trainer.stopping_step else None
                 sittings = saved["sittings"] + 1
                 print(f"resuming from {state_dir} after epoch {saved['epoch']} "
                       f"({earlier_seconds / 60:.1f} min of training so far)", flush=True)
@@ -246,13 +247,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if valid_score > best["score"]:
                 best.update(epoch=epoch, score=float(valid_score), seconds=seconds)
             if state_dir is not None:
-                done = trainer.cur_step > trainer.stopping_step or epoch + 1 >= trainer.epochs
                 meta = {"epoch": epoch, "cur_step": trainer.cur_step, "best_valid_score": trainer.best_valid_score,
                         "best_valid_result": dict(trainer.best_valid_result or {}),
                         "train_loss": {str(k): float(v) for k, v in trainer.train_loss_dict.items()},
-                        "curve": curve, "best": best, "fit_seconds": seconds, "sittings": sittings,
-                        "stopped_by": ("early_stopping" if trainer.cur_step > trainer.stopping_step else "epochs")
-                        if done else None}
+                        "curve": curve, "best": best, "fit_seconds": seconds, "sittings": sittings}
                 # RecBole's own checkpoint rule (a tie counts): the epoch whose weights its test would reload
                 save_training_state(state_dir, model, trainer.optimizer, train_data.generator, meta,
                                     best=trainer.cur_step == 0)
