@@ -291,9 +291,11 @@ def build_run_card(
             base_model = str(finetune["source"])
     training: dict[str, Any] = {}
     for name in ("prepare", "embed", "stage1", "quantize", "stage2", "transition_prior", "export"):
-        if "seconds" in stages.get(name, {}):
-            training[f"{name} (s)"] = stages[name]["seconds"]
-    training["total (s)"] = summary.get("total_seconds", round(sum(training.values()), 2))
+        if "seconds" in stages.get(name, {}):  # None: reused from a killed sitting that left no time behind
+            seconds = stages[name]["seconds"]
+            training[f"{name} (s)"] = seconds if isinstance(seconds, int | float) else "unknown"
+    known = [value for value in training.values() if isinstance(value, int | float)]
+    training["total (s)"] = summary.get("total_seconds", round(sum(known), 2))
     for key, value in (summary.get("hardware") or {}).items():
         training[key.replace("_", " ")] = value
     history = example_history(run_dir / "data", tokenizer)

@@ -161,6 +161,26 @@ def test_legacy_run_folder_without_records_recomputes(base_run, data: Path, tmp_
     assert "has no fingerprint" in caplog.text
 
 
+def test_stages_reused_without_their_run_json_have_an_unknown_time(base_run, data: Path, tmp_path: Path, caplog) -> None:
+    """A sitting killed after its stages but before ``run.json``: the rerun reuses them and does not know what
+    they cost. Their time is ``None`` ("unknown" in the closing report and the card), not the fraction of a
+    second the rerun spent finding them, which read as if the stage had been free."""
+    from trainers.jobs.run_report import format_run_report
+
+    out = _copy(base_run[0], tmp_path)
+    (out / "run.json").unlink()
+    summary, reused = _rerun(data, out, caplog)
+    assert reused == set(STAGE_LOGS)
+    assert all(summary["stages"][name]["seconds"] is None for name in STAGE_LOGS)
+    assert isinstance(summary["total_seconds"], float)  # this sitting's own time
+    report = format_run_report(summary, out, dataset="s3rec")
+    assert all(any(line.startswith(name) and " unknown " in line for line in report.splitlines()) for name in STAGE_LOGS)
+    card = (out / "README.md").read_text()
+    assert "| stage2 (s) | unknown |" in card, card
+    again, _ = _rerun(data, out, caplog)  # what this sitting wrote is kept by the next one
+    assert all(again["stages"][name] == summary["stages"][name] for name in STAGE_LOGS)
+
+
 # ---------------------------------------------------------------------------- case 7: determinism, SIGKILL
 
 ARTEFACTS = (

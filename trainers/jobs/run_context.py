@@ -94,14 +94,18 @@ class RunContext:
     def record_stage(self, name: str, start: float, *, reused: bool = False, **outputs: Any) -> dict[str, Any]:
         """Record stage ``name``: its wall-clock seconds since ``start`` and its outputs (paths, steps, ...);
         ``Path`` values are recorded relative to the run folder (:meth:`relative`). A ``reused`` stage keeps the
-        seconds an earlier invocation recorded for it (:meth:`load_previous`), when there are some."""
+        seconds an earlier invocation recorded for it (:meth:`load_previous`); when there are none (that
+        invocation was killed before it wrote ``run.json``), its seconds are ``None`` — unknown, not the
+        fraction of a second it took to find the stage's outputs."""
         outputs = {key: self.relative(value) if isinstance(value, Path) else value for key, value in outputs.items()}
-        seconds = round(time.perf_counter() - start, 2)
+        seconds: float | None = round(time.perf_counter() - start, 2)
         previous = self.previous_stages.get(name)
         if reused and isinstance(previous, dict) and isinstance(previous.get("seconds"), int | float):
             seconds = previous["seconds"]
         else:
             self.computed.add(name)
+            if reused:  # done by an earlier invocation whose run.json is gone (or never written): time unknown
+                seconds = None
         entry = {"seconds": seconds, **outputs}
         self.summary["stages"][name] = entry
         return entry

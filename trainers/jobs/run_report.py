@@ -45,7 +45,9 @@ def format_run_report(summary: dict[str, Any], out: str | Path, *, dataset: str)
     width = max([len(name) for name in stages] + [len("total")]) + 2
     lines = ["stage".ljust(width) + "seconds".rjust(9) + "  output"]
     for name, stage in stages.items():  # run.json's paths are relative to the run folder
-        lines.append(name.ljust(width) + f"{stage['seconds']:9.1f}" + f"  {out / stage['path']}")
+        seconds = stage.get("seconds")  # None: reused from a sitting that was killed before it wrote run.json
+        shown = f"{seconds:9.1f}" if isinstance(seconds, int | float) else "unknown".rjust(9)
+        lines.append(name.ljust(width) + shown + f"  {out / stage['path']}")
     if summary.get("total_seconds") is not None:
         lines.append("total".ljust(width) + f"{summary['total_seconds']:9.1f}"
                      + f"  ({summary['total_seconds'] / 60:.1f} min; reused stages show the time they took)")
