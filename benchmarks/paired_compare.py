@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from genrec.trainers.evaluation.metrics import paired_bootstrap, paired_bootstrap_scores, per_user_scores
+from genrec.trainers.evaluation.metrics import paired_bootstrap_scores, per_user_scores
 
 
 def load_ranks(path: Path) -> dict[str, tuple[str, int]]:
@@ -50,56 +50,47 @@ def compare(
 ) -> dict[str, Any]:
     """Paired bootstrap of each metric between the two result files (same users and targets required, or with
     ``common_users`` the users both files rank: a model evaluated on a subset against a baseline on all).
-    ``also_a`` / ``also_b``: further files of the same model (other seeds), averaged per user with ``a`` / ``b``."""
-    if also_a or also_b:
-        if common_users:
-            raise ValueError("--common-users and several seeds per model do not combine: evaluate every seed on "
-                             "the whole split")
-        return _compare_pooled([a, *(also_a or [])], [b, *(also_b or [])], metrics, resamples=resamples, seed=seed)
-    ranks_a, ranks_b = load_ranks(a), load_ranks(b)
+    ``also_a`` / ``also_b``: further files of the same model (other seeds); each user's score is then the mean
+    over that model's files (one file is its own mean, so a plain comparison is the one-seed case)."""
+    pooled = bool(also_a or also_b)
+    if pooled and common_users:
+        raise ValueError("--common-users and several seeds per model do not combine: evaluate every seed on "
+                         "the whole split")
+    files_a, files_b = [a, *(also_a or [])], [b, *(also_b or [])]
+    ranks = {path: load_ranks(path) for path in [*files_a, *files_b]}
     if common_users:
-        shared = set(ranks_a) & set(ranks_b)
+        shared = set(ranks[a]) & set(ranks[b])
         if not shared:
             raise ValueError(f"{a} and {b} rank no user in common")
-        ranks_a = {u: r for u, r in ranks_a.items() if u in shared}
-        ranks_b = {u: r for u, r in ranks_b.items() if u in shared}
-    if set(ranks_a) != set(ranks_b):
-        only = sorted(set(ranks_a) ^ set(ranks_b))
-        raise ValueError(f"the two files rank different users ({len(only)} differ, e.g. {only[:5]}): evaluate both "
-                         "on the same split without --max-users")
-    users = sorted(ranks_a)
-    wrong = [u for u in users if ranks_a[u][0] != ranks_b[u][0]]
-    if wrong:
-        raise ValueError(f"{len(wrong)} users have different targets in the two files (e.g. user {wrong[0]}): "
-                         "they were not evaluated on the same split")
-    ra = [ranks_a[u][1] for u in users]
-    rb = [ranks_b[u][1] for u in users]
-    return {"a": str(a), "b": str(b), "resamples": resamples, "seed": seed,
-            "comparisons": [paired_bootstrap(ra, rb, m, resamples=resamples, seed=seed) for m in metrics]}
-
-
-def _compare_pooled(
-    files_a: list[Path], files_b: list[Path], metrics: list[str], *, resamples: int, seed: int
-) -> dict[str, Any]:
-    """Each model's per-user score averaged over its files (seeds), then the paired bootstrap over users."""
-    ranks = {path: load_ranks(path) for path in [*files_a, *files_b]}
-    users = sorted(ranks[files_a[0]])
-    targets = {u: ranks[files_a[0]][u][0] for u in users}
+        ranks = {path: {u: r for u, r in ranked.items() if u in shared} for path, ranked in ranks.items()}
+    users = sorted(ranks[a])
     for path, ranked in ranks.items():
-        if set(ranked) != set(users):
-            raise ValueError(f"{path} ranks other users than {files_a[0]} ({len(set(ranked) ^ set(users))} differ): "
-                             "every seed's file must cover the same split")
-        wrong = [u for u in users if ranked[u][0] != targets[u]]
-        if wrong:
-            raise ValueError(f"{path}: {len(wrong)} users have another target than in {files_a[0]} (e.g. {wrong[0]})")
+        _check_same_split(a, ranks[a], path, ranked)
 
     def mean_scores(files: list[Path], metric: str) -> np.ndarray:
         return np.mean([per_user_scores([ranks[f][u][1] for u in users], metric) for f in files], axis=0)
 
+    comparisons = [paired_bootstrap_scores(mean_scores(files_a, m), mean_scores(files_b, m), m,
+                                           resamples=resamples, seed=seed) for m in metrics]
+    if not pooled:
+        return {"a": str(a), "b": str(b), "resamples": resamples, "seed": seed, "comparisons": comparisons}
     return {"a": [str(f) for f in files_a], "b": [str(f) for f in files_b], "resamples": resamples, "seed": seed,
-            "pooled": "each user's score is the mean over the model's files (seeds)",
-            "comparisons": [paired_bootstrap_scores(mean_scores(files_a, m), mean_scores(files_b, m), m,
-                                                    resamples=resamples, seed=seed) for m in metrics]}
+            "pooled": "each user's score is the mean over the model's files (seeds)", "comparisons": comparisons}
+
+
+def _check_same_split(
+    reference: Path, expected: dict[str, tuple[str, int]], path: Path, ranked: dict[str, tuple[str, int]]
+) -> None:
+    """``path`` must rank the users of ``reference`` with the same targets: pairing users of two splits (or a
+    subset written with ``--max-users``) would compare different questions."""
+    if set(ranked) != set(expected):
+        only = sorted(set(ranked) ^ set(expected))
+        raise ValueError(f"{path} and {reference} rank different users ({len(only)} differ, e.g. {only[:5]}): "
+                         "evaluate every file on the same split without --max-users")
+    wrong = [u for u in sorted(expected) if ranked[u][0] != expected[u][0]]
+    if wrong:
+        raise ValueError(f"{path}: {len(wrong)} users have different targets than in {reference} (e.g. user "
+                         f"{wrong[0]}): they were not evaluated on the same split")
 
 
 def main() -> None:

@@ -65,9 +65,9 @@ def test_seeds_pool_per_user_not_per_file(benchmark_script, tmp_path: Path) -> N
     assert hr["mean_a"] == pytest.approx((3 + 1 + 0 + 1) / 3 / 4) and hr["mean_b"] == 0.25
     assert hr["diff"] == pytest.approx(hr["mean_a"] - 0.25)
     other = _write(tmp_path / "other.json", ["1", "2", "3", "5"], targets, [1, 0, 0, 0])
-    with pytest.raises(ValueError, match="other users"):
+    with pytest.raises(ValueError, match="different users"):
         compare(seeds[0], b, ["hr@1"], also_a=[other])
-    with pytest.raises(ValueError, match="another target"):
+    with pytest.raises(ValueError, match="different targets"):
         compare(seeds[0], b, ["hr@1"], also_b=[_write(tmp_path / "t.json", users, ["w", "x", "y", "q"], [0] * 4)])
     with pytest.raises(ValueError, match="do not combine"):
         compare(seeds[0], b, ["hr@1"], also_a=seeds[1:], common_users=True)
