@@ -97,7 +97,7 @@ def ranks(args: argparse.Namespace) -> dict[str, Any]:
             users += [str(u) for u in dataset.id2token(user_field, interaction[user_field].cpu().numpy())]
             targets += [str(t) for t in dataset.id2token(item_field, positive_items[order].cpu().numpy())]
             found += batch_ranks.tolist()
-    return {"model": f"RecBole {args.model} ({args.state_dir})", "split": "test", "metrics": metrics_from_ranks(found),
+    return {"model": f"RecBole {args.model} ({args.state_dir_given})", "split": "test", "metrics": metrics_from_ranks(found),
             "per_user": {"user_id": users, "target": targets, "rank": found, "k": max(KS)}}
 
 
@@ -118,12 +118,16 @@ def main() -> None:
     args = parser.parse_args()
     sys.argv = sys.argv[:1]  # RecBole's Config also parses sys.argv
     args.data_path = str(Path(args.data_path).resolve())
+    args.state_dir_given = args.state_dir  # recorded as given: no machine's absolute path in a committed file
     args.state_dir = str(Path(args.state_dir).resolve())
     args.out = args.out.resolve()
     expect = json.loads(args.expect.read_text())["test"] if args.expect else None
     if not (Path(args.state_dir) / "best.safetensors").is_file():
         parser.error(f"{args.state_dir} has no best.safetensors: give the --state-dir of a finished resumable run")
     result = ranks(args)
+    state = json.loads((Path(args.state_dir) / "state.json").read_text())
+    result["training"] = {"epochs_run": state["epoch"] + 1, "best_epoch": state["best"]["epoch"],
+                          "best_valid_mrr@10": state["best"]["score"], "fit_seconds": round(state["fit_seconds"], 1)}
     if expect is not None:
         wrong = {key: (value, expect.get(key)) for key, value in result["metrics"].items()
                  if expect.get(key) is None or abs(value - expect[key]) > 1e-6}
