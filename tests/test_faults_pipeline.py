@@ -165,7 +165,7 @@ def test_stages_reused_without_their_run_json_have_an_unknown_time(base_run, dat
     """A sitting killed after its stages but before ``run.json``: the rerun reuses them and does not know what
     they cost. Their time is ``None`` ("unknown" in the closing report and the card), not the fraction of a
     second the rerun spent finding them, which read as if the stage had been free."""
-    from trainers.jobs.run_report import format_run_report
+    from genrec.trainers.jobs.run_report import format_run_report
 
     out = _copy(base_run[0], tmp_path)
     (out / "run.json").unlink()

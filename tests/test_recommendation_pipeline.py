@@ -37,7 +37,11 @@ def test_pipeline_recommends_like_the_model(tmp_path) -> None:
     one = recommend(histories[0], k=5, num_beams=8)
     assert [(r["item_id"], r["score"]) for r in one] == expected[0]  # same process: bit-identical after reload
     both = recommend(histories, k=5, num_beams=8)
-    assert [[(r["item_id"], r["score"]) for r in rows] for rows in both] == expected
+    # a batch pads the shorter history, so its scores may differ from the model's batch in the last bit on some CPUs
+    # (seen on an Intel Xeon: 1 ulp); the items and their order must not
+    assert [[r["item_id"] for r in rows] for rows in both] == [[item for item, _ in rows] for rows in expected]
+    for rows, wanted in zip(both, expected, strict=True):
+        assert [r["score"] for r in rows] == pytest.approx([score for _, score in wanted], rel=1e-6)
     assert len(recommend(["1"])) == 10  # k defaults to 10
     assert recommend("1 2 3", k=5, num_beams=8) == one  # a string is one history, as tokenizer("1 2 3") reads it
     with pytest.raises(TypeError, match="list of item ids"):
