@@ -76,7 +76,7 @@ def ranks(args: argparse.Namespace) -> dict[str, Any]:
     work_dir.mkdir(parents=True, exist_ok=True)
     os.chdir(work_dir)
     config = Config(model=args.model, dataset=args.dataset,
-                    config_dict=recbole_config(args, tempfile.mkdtemp(prefix="recbole-ranks-")))
+                    config_dict=recbole_config(args, str(work_dir / "checkpoints")))  # nothing is saved there
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
     train_data, _, test_data = data_preparation(config, dataset)

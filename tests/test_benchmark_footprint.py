@@ -125,6 +125,17 @@ def test_training_time_section_uses_stored_stage_seconds(report: Any, tmp_path: 
     lines = perf.render_training_time([row], ctx)
     line = next(line for line in lines if row.id in line)
     assert "≈ 110.0 s" in line  # 1 + 2 + 7 + 0 + 400 x 250 / 1000
+    # a stage reused without its time (seconds: null) makes the figure a lower bound that says so, not a silent 0
+    details["stage_seconds"]["stage1"] = None
+    report.write_json(ctx.results_dir / f"{row.id}.json", {"runs": [{"seed": 2024, "details": details,
+                                                                     "wall_time_s": 415.0}]})
+    line = next(line for line in perf.render_training_time([row], ctx) if row.id in line)
+    assert "≥ 103.0 s" in line and "≈" not in line and "unknown time of stage1" in line
+    details["stage2_best_loop_seconds"] = 50.0  # the exact path bounds the same way
+    report.write_json(ctx.results_dir / f"{row.id}.json", {"runs": [{"seed": 2024, "details": details,
+                                                                     "wall_time_s": 415.0}]})
+    line = next(line for line in perf.render_training_time([row], ctx) if row.id in line)
+    assert "≥ 53.0 s" in line and "unknown time of stage1" in line
 
 
 def test_safetensors_counts_split_the_frozen_table(footprint: Any, tmp_path: Path) -> None:

@@ -431,18 +431,25 @@ def render_training_time(rows: Sequence[Row], ctx: Context) -> list[str]:
                                   "stage timings not in the stored row (`--force` it to re-read run.json)"))
                     continue
                 loops = d.get("stage_loop_seconds") or {}  # training loops summed over resumes, when recorded
-                before = sum((loops[k] if loops.get(k) is not None else v) or 0 for k, v in stages.items()
-                             if k not in ("stage2", "transition_prior", "export"))
+                earlier = {k: loops[k] if loops.get(k) is not None else v for k, v in stages.items()
+                           if k not in ("stage2", "transition_prior", "export")}
+                before = sum(v or 0 for v in earlier.values())
+                # A stage reused from a sitting that never wrote run.json has no known time (seconds: null): the
+                # sum is then a lower bound, said so, never a silent 0.
+                unknown = sorted(k for k, v in earlier.items() if v is None)
+                bound, note = ("≥ ", f"; unknown time of {', '.join(unknown)} (reused), counted as 0") if unknown \
+                    else ("", "")
                 if d.get("stage2_best_loop_seconds") is not None:  # exact
-                    table.append((row, run, _s(before + d["stage2_best_loop_seconds"]), _s(run.get("wall_time_s")),
+                    table.append((row, run, bound + _s(before + d["stage2_best_loop_seconds"]),
+                                  _s(run.get("wall_time_s")),
                                   f"stages before Stage II (training loops summed over resumes) + Stage II's loop "
-                                  f"time at its best step {best} of {steps} (validation included)"))
+                                  f"time at its best step {best} of {steps} (validation included){note}"))
                     continue
                 to_best = before + s2 * best / steps
-                reused = " (Stage I reused from another run: 0 s recorded)" if not stages.get("stage1") else ""
-                table.append((row, run, f"≈ {_s(to_best)}", _s(run.get("wall_time_s")),
+                reused = " (Stage I reused from another run: 0 s recorded)" if stages.get("stage1") == 0 else ""
+                table.append((row, run, f"{bound or '≈ '}{_s(to_best)}", _s(run.get("wall_time_s")),
                               f"all stages before Stage II + Stage II x best step {best} / {steps} steps (uniform "
-                              f"step time assumed; validation time included){reused}"))
+                              f"step time assumed; validation time included){reused}{note}"))
     if not table:
         return []
     lines = ["### Training wall time to the best validation point", "",
