@@ -37,7 +37,7 @@ HEADLINE_ROWS: dict[str, tuple[tuple[str, str], ...]] = {
     "beauty": (
         ("beauty-genrec-default-2026-12-02", "genrec long + prior"),
         ("beauty-genrec-default-2026-12-02-model-alone", "genrec long, model alone"),
-        ("beauty-recbole-sasrec", "SASRec (RecBole)"),
+        ("beauty-recbole-sasrec-converged", "SASRec (RecBole), converged"),
         ("beauty-markov", "1st-order Markov"),
         ("beauty-pop", "Most popular"),
         ("beauty-published-unger-ours", "UNGER paper (published)"),

@@ -101,6 +101,10 @@ def _row_note(status: Status) -> str:
             stops = {d.get("stopped_by") for d in details}
             parts.append(f"epochs {epochs} (best {best})" + (f", stopped by {'/'.join(sorted(map(str, stops)))}"
                                                             if stops - {None} else ""))
+            sittings = [d.get("sittings", 1) for d in details]
+            if max(sittings) > 1:
+                parts.append(f"trained in {', '.join(map(str, sittings))} sittings (resumed): its time is the "
+                             "training of every sitting (RecBole's timer, data loading excluded)")
             for d in details:
                 if str(d.get("stopped_by", "")).startswith("time_budget"):
                     patience = (d.get("recbole_config") or {}).get("stopping_step", 10)
