@@ -425,3 +425,32 @@ def test_forget_sources_drops_remembered_per_seed_paths(report: Any, tmp_path: P
     assert report.source_path(row, _ctx(report, tmp_path), 1) == old[f"{row.id}@1"]  # remembered
     ctx = _ctx(report, tmp_path, forget_sources=True)
     assert report.source_path(row, ctx, 1) == tmp_path / "runs" / "ml-s1" / "run.json"
+
+
+def test_a_resumed_recbole_row_says_its_time_is_every_sittings_training(report: Any, tmp_path: Path) -> None:
+    present = tmp_path / "present.txt"
+    present.write_text("abc")
+    row = _fake_row(report, present, [], row_id="toy-resumed")
+
+    def compute(row: Any, ctx: Any, seed: int | None) -> dict[str, Any]:
+        return {"metrics": {"recall@10": 0.1, "recall@20": 0.2, "ndcg@10": 0.05, "ndcg@20": 0.06},
+                "wall_time_s": 9000.0, "details": {"epochs_run": 77, "best_epoch": 65, "stopped_by": "early_stopping",
+                                                   "sittings": 4, "seconds_to_best_validation": 8000.0}}
+
+    md = tmp_path / "RESULTS.md"
+    report.run_report([report.Row(**{**row.__dict__, "compute": compute})], _ctx(report, tmp_path),
+                      markdown_path=md, plot=False)
+    line = next(line for line in md.read_text().splitlines() if "toy-resumed" in line and line.startswith("| "))
+    assert "150.0 min" in line and "epochs 77 (best 65 at 133.3 min)" in line and "trained in 4 sittings" in line
+    # a run of one sitting says nothing about sittings
+    md.unlink()
+    shutil.rmtree(tmp_path / "results")
+
+    def one_sitting(row: Any, ctx: Any, seed: int | None) -> dict[str, Any]:
+        stored = compute(row, ctx, seed)
+        stored["details"]["sittings"] = 1
+        return stored
+
+    report.run_report([report.Row(**{**row.__dict__, "compute": one_sitting})], _ctx(report, tmp_path),
+                      markdown_path=md, plot=False)
+    assert "sittings" not in md.read_text()
