@@ -99,17 +99,18 @@ def default_rows() -> list[Row]:
     # a GPU run (benchmarks/quality_gpu.sh sasrec), or hours of a quiet CPU
     rows.append(recbole_row("beauty", "SASRec", label="converged", use_gpu=True))
     rows += [
-        # the default since 2026-12-07 (Stage II without dropout): each run folder a copy of the 2026-12-06 run of
-        # its seed (runs/d{seed}, runs/beauty-def) whose data, embeddings, Stage I and codes the run reused (same
-        # fingerprints); Stage II and the prior retrained, each at 1 thread beside two other jobs
+        # the default since 2026-12-07 (Stage II without dropout): on ML-100K each run folder a copy of the
+        # 2026-12-06 run of its seed (runs/d{seed}) whose data, embeddings, Stage I and codes the run reused (same
+        # fingerprints), Stage II and the prior retrained, each at 1 thread beside two other jobs; on Beauty one run
+        # end to end from an empty folder (2026-12-07, fifth session; at 1 thread, niced, beside other jobs)
         *(genrec_run_row("ml-100k", "default", model_alone=alone,
                          seed_sources={s: f"runs/z{s}/run.json" for s in (2024, 2025, 2026)},
                          produce="genrec run --seed {seed} --out runs/z{seed}  # OMP_NUM_THREADS=1; runs/z{seed} a "
                                  "copy of runs/d{seed}")
           for alone in (False, True)),
         *(genrec_run_row("beauty", "default", model_alone=alone, source="runs/beauty-z/run.json",
-                         produce="genrec run --dataset ../shared/data/amazon-beauty-2014 --out runs/beauty-z  "
-                                 "# OMP_NUM_THREADS=1; runs/beauty-z a copy of runs/beauty-def")
+                         produce="genrec run --dataset ../shared/data/amazon-beauty-2014 --seed 2024 --out "
+                                 "runs/beauty-z  # OMP_NUM_THREADS=1, nice -n 19; end to end from an empty folder")
           for alone in (False, True)),
         # the default of 2026-12-06 (Stage II 6 epochs, dropout 0.1): seeds 2024 and 2025 at 1 thread beside each
         # other, seed 2026 alone at both cores
@@ -177,6 +178,13 @@ def default_rows() -> list[Row]:
         *(stage2_variant_row("beauty", name, source=f"runs/s2v/{name}.json", what=what,
                              produce=_candidate_command("runs/beauty-def", "runs/s2v", name, config, train, extra))
           for name, what, config, train, extra in BEAUTY_CANDIDATES),
+        # on top of no dropout: the paper's distillation weight, on the Stage I of the default's end-to-end Beauty
+        # run of 2026-12-07 (runs/beauty-z; its own Stage II, today's default, the control)
+        stage2_variant_row("beauty", "drop0-kd1", source="runs/s2v/drop0-kd1.json",
+                           what="no dropout and distillation weight λ = 1 (the paper's) instead of 0.1",
+                           produce=_candidate_command("runs/beauty-z", "runs/s2v", "drop0-kd1",
+                                                      {**_DEFAULT_STAGE2, "dropout": 0.0, "distillation_weight": 1.0},
+                                                      _DEFAULT_TRAIN)),
         # Beauty candidates that moved the model alone, on ML-100K: each seed's default run (runs/d{seed}) gives its
         # Stage I, codes and data, and its own Stage II is the control
         *(stage2_variant_row(
