@@ -271,9 +271,11 @@ def build_run_card(
     prior = summary.get("transition_prior")
     metric_columns: dict[str, dict[str, dict[str, Any]]] = {}
     if prior:
+        smoothing = prior.get("smoothing")
         run_settings["transition prior (weight chosen on validation)"] = (
-            f"w = {prior.get('weight')} over {prior.get('num_transitions')} training pairs; "
-            "recommend() ranks by (1 - w) p_model + w p_transition"
+            f"w = {prior.get('weight')}" + (f", smoothing c = {smoothing}" if smoothing else "")
+            + f" over {prior.get('num_transitions')} training pairs; recommend() ranks by (1 - w) p_model + w "
+            + ("count(last -> item) / (count(last -> *) + c)" if smoothing else "p_transition")
         )
         rankings = {label: _metric_table(metrics) for label, metrics in test_rankings(summary).items()}
         if rankings:

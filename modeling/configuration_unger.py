@@ -35,7 +35,8 @@ _HASH_EXCLUDED = frozenset(
 
 # Fields added after models were trained: at their default they leave the hash as it was, so that runs
 # started by an earlier version still resume (the hash is part of every checkpoint's fingerprint).
-_HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {"num_transitions": 0, "transition_weight": 0.0}
+_HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {"num_transitions": 0, "transition_weight": 0.0,
+                                             "transition_smoothing": 0.0}
 
 _OWNER = "UngerConfig"
 
@@ -125,6 +126,10 @@ class UngerConfig(PretrainedConfig):
         transition_weight: w in ``p = (1 - w) p_model + w p_transition(item | last history item)``, the
             interpolation ``recommend`` ranks by (0: the model alone). The generative model does not memorise
             item pairs seen once or twice in training; the table does, and the mixture beats both.
+        transition_smoothing: c in ``p_transition = count(last -> item) / (count(last -> *) + c)``, the
+            additive smoothing the installed table was fitted with (0: plain frequencies; a record, the table
+            holds the smoothed values). An item left only a few times in training then pushes its successors
+            less far up; docs/quality.md measures it.
     """
 
     model_type = "unger"
@@ -163,6 +168,7 @@ class UngerConfig(PretrainedConfig):
         label_smoothing: float = 0.0,
         num_transitions: int = 0,
         transition_weight: float = 0.0,
+        transition_smoothing: float = 0.0,
         use_cache: bool = True,
         pad_token_id: int = PAD_ID,
         eos_token_id: int = EOS_ID,
@@ -254,6 +260,7 @@ class UngerConfig(PretrainedConfig):
         self.transition_weight = as_float(_OWNER, "transition_weight", transition_weight, minimum=0)
         if self.transition_weight > 1:
             raise ValueError(f"UngerConfig.transition_weight must be in [0, 1], got {transition_weight!r}.")
+        self.transition_smoothing = as_float(_OWNER, "transition_smoothing", transition_smoothing, minimum=0)
         self.use_cache = as_bool(_OWNER, "use_cache", use_cache)
         super().__init__(
             pad_token_id=pad_token_id,

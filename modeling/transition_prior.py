@@ -58,17 +58,22 @@ class TransitionPriorMixin:
 
     @torch.no_grad()
     def set_transition_prior(
-        self, sources: Any, targets: Any, counts: Any = None, *, weight: float | None = None
+        self, sources: Any, targets: Any, counts: Any = None, *, weight: float | None = None,
+        smoothing: float = 0.0,
     ) -> None:
         """Install first-order transition counts: ``sources[j] -> targets[j]`` seen ``counts[j]`` times.
 
         Sources and targets are code-table rows (``tokenizer.code_table.lookup_indices(item_ids)``); counts
-        default to one per pair and repeated pairs add up. Stored as p(next | item) = count / item's total,
-        saved with the weights (``config.num_transitions`` pairs). ``weight`` sets ``config.transition_weight``
-        (kept when None). Why: the generative model ranks rare but exact "bought together" pairs below a
-        first-order chain; the mixture in :meth:`recommend` keeps both strengths (docs/quality.md).
+        default to one per pair and repeated pairs add up. Stored as p(next | item) = count / (item's total +
+        ``smoothing``), saved with the weights (``config.num_transitions`` pairs; ``config.transition_smoothing``
+        records ``smoothing``). ``weight`` sets ``config.transition_weight`` (kept when None). Why: the generative
+        model ranks rare but exact "bought together" pairs below a first-order chain; the mixture in
+        :meth:`recommend` keeps both strengths, and ``smoothing`` > 0 lets an item left only a few times in
+        training push its successors less far up (docs/quality.md).
         """
         config = self.config
+        if isinstance(smoothing, bool) or not isinstance(smoothing, numbers.Real) or not 0 <= smoothing < math.inf:
+            raise ValueError(f"smoothing must be a finite number >= 0, got {smoothing!r}")
         if config.num_items < 1:
             raise ValueError("a transition prior needs config.num_items (build the config from the tokenizer)")
         src = torch.as_tensor(np.asarray(sources), dtype=torch.int64).flatten()
@@ -86,13 +91,13 @@ class TransitionPriorMixin:
         if src.numel() == 0:  # nothing to install: no table (and no empty buffers in the saved weights)
             for name in ("transition_indptr", "transition_targets", "transition_probs"):
                 self._buffers.pop(name, None)
-            config.num_transitions, config.transition_weight = 0, 0.0
+            config.num_transitions, config.transition_weight, config.transition_smoothing = 0, 0.0, 0.0
             return
         pairs, inverse = torch.unique(src * config.num_items + dst, return_inverse=True)
         summed = torch.zeros(pairs.shape[0], dtype=torch.float64).index_add_(0, inverse, cnt)
         pair_src, pair_dst = pairs // config.num_items, pairs % config.num_items
         totals = torch.zeros(config.num_items, dtype=torch.float64).index_add_(0, pair_src, summed)
-        probs = summed / totals[pair_src]
+        probs = summed / (totals[pair_src] + float(smoothing))
         # by source, then most probable first (ties: lower row first) so that a row's prefix is its top successors
         order = np.lexsort((pair_dst.numpy(), -probs.numpy(), pair_src.numpy()))
         order = torch.from_numpy(order)
@@ -104,6 +109,7 @@ class TransitionPriorMixin:
         self.transition_targets.copy_(pair_dst[order].to(device))
         self.transition_probs.copy_(probs[order].float().to(device))
         config.num_transitions = int(pairs.shape[0])
+        config.transition_smoothing = float(smoothing)
         if weight is not None:
             self.set_transition_weight(weight)
 

@@ -410,3 +410,42 @@ def test_a_profile_whose_stage2_network_cannot_be_built_fails_before_any_stage(t
     with pytest.raises(ValueError, match="divisible by num_attention_heads"):
         run_pipeline("ml-100k", tmp_path / "bad", profile=bad, show_progress=False)
     assert not (tmp_path / "bad" / "data").exists()
+
+
+def test_transition_prior_verb_chooses_a_smoothing_and_the_model_ranks_as_measured(
+    quick_run: tuple[Path, dict], tmp_path: Path, capsys,
+) -> None:
+    """`genrec transition-prior RUN --smoothing auto`: (w, c) chosen on validation, the exported model carries
+    the smoothed table and ranks test as run.json says; a plain rerun goes back to c = 0 (a new fingerprint)."""
+    import shutil
+
+    from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
+
+    source, summary = quick_run
+    run_dir = tmp_path / "smoothed"
+    shutil.copytree(source, run_dir)
+    assert main(["transition-prior", str(run_dir), "--smoothing", "auto"]) == 0
+    assert "transition prior: w = " in capsys.readouterr().out
+    updated = json.loads((run_dir / "run.json").read_text())
+    prior = json.loads((run_dir / "transition_prior" / "transition_prior.json").read_text())
+    assert "smoothing" in prior and {"0.0", "0.3", "0.3/c=5.0"} <= set(prior["validation"])
+    assert "0.0/c=5.0" not in prior["validation"]  # the model alone is scored once
+    chosen = prior["validation"][f"{prior['weight']}" if not prior["smoothing"]
+                                 else f"{prior['weight']}/c={prior['smoothing']}"]["ndcg@10"]
+    assert chosen == max(m["ndcg@10"] for m in prior["validation"].values())
+    model = UngerForGenerativeRecommendation.from_pretrained(run_dir)
+    assert model.config.transition_smoothing == prior["smoothing"]
+    assert model.config.transition_weight == prior["weight"]
+    card = (run_dir / "README.md").read_text()
+    assert (f"smoothing c = {prior['smoothing']}" in card) == bool(prior["smoothing"])
+    assert main(["evaluate", "--model", str(run_dir), "--data", str(run_dir / "data"), "--out",
+                 str(tmp_path / "test.json")]) == 0
+    assert json.loads((tmp_path / "test.json").read_text())["metrics"] == pytest.approx(updated["test_metrics"])
+    assert main(["transition-prior", str(run_dir)]) == 0  # plain again
+    again = json.loads((run_dir / "transition_prior" / "transition_prior.json").read_text())
+    assert "smoothing" not in again and again["test_metrics"] == summary["test_metrics"]
+    assert UngerForGenerativeRecommendation.from_pretrained(run_dir).config.transition_smoothing == 0.0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["transition-prior", str(run_dir), "--smoothing", "-1"])
+    assert exit_info.value.code == 2 and "number >= 0" in capsys.readouterr().err

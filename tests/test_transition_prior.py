@@ -13,7 +13,12 @@ from test_unger_model import HISTORIES, IDS, make_tokenizer, register_auto, tiny
 from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
 from genrec.modeling.transition_prior import mix_transition_scores
 from genrec.tokenization.tokenization_semantic_id import SemanticIDTokenizer
-from genrec.trainers.stages.transition_prior import choose_transition_weight, transition_pairs
+from genrec.trainers.stages.transition_prior import (
+    choose_transition_mixture,
+    choose_transition_weight,
+    mixture_key,
+    transition_pairs,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -119,7 +124,7 @@ def test_new_config_fields_at_their_defaults_keep_the_config_hash(tok: SemanticI
     config = tiny_model(tok).config
     before = config.config_hash()
     values = config.init_values()
-    values.pop("num_transitions"), values.pop("transition_weight")
+    values.pop("num_transitions"), values.pop("transition_weight"), values.pop("transition_smoothing")
     assert type(config)(**values).config_hash() == before
     assert type(config)(**{**values, "transition_weight": 0.2}).config_hash() != before
 
@@ -139,3 +144,62 @@ def test_choose_transition_weight_picks_the_weight_that_validation_prefers(tok: 
 def test_mix_transition_scores_is_the_log_of_the_mixture() -> None:
     ranked = mix_transition_scores([("a", math.log(0.5), 0.0), ("b", math.log(0.1), 1.0)], 0.5)
     assert ranked == [("b", pytest.approx(math.log(0.55))), ("a", pytest.approx(math.log(0.25)))]
+
+
+def test_smoothing_divides_by_the_items_total_plus_c_and_is_recorded(tok: SemanticIDTokenizer, tmp_path: Path) -> None:
+    from transformers import AutoModel
+
+    register_auto()
+    model = tiny_model(tok)
+    src = _rows(tok, ["item1", "item1", "item1", "item1", "item2"])
+    dst = _rows(tok, ["item5", "item7", "item7", "item7", "item9"])
+    model.set_transition_prior(src, dst, weight=0.4, smoothing=2.0)
+    assert model.config.transition_smoothing == 2.0
+    assert [p for _, p in model.transition_successors(int(src[0]))] == pytest.approx([3 / 6, 1 / 6])
+    assert model.transition_successors(int(src[-1])) == [(int(dst[-1]), pytest.approx(1 / 3))]
+    expected = model.recommend(HISTORIES, tok, k=5, num_beams=10)
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path)
+    assert loaded.config.transition_smoothing == 2.0
+    assert loaded.recommend(HISTORIES, tok, k=5, num_beams=10) == expected
+    model.set_transition_prior(src, dst)  # refitted plain: the record follows the table
+    assert model.config.transition_smoothing == 0.0
+    for bad in (-1.0, math.inf, math.nan, True):
+        with pytest.raises(ValueError, match="smoothing"):
+            model.set_transition_prior(src, dst, smoothing=bad)
+    with pytest.raises(ValueError, match="transition_smoothing"):
+        type(model.config)(transition_smoothing=-0.5)
+
+
+def test_choose_transition_mixture_scores_each_smoothing_as_the_smoothed_table_would(tok: SemanticIDTokenizer) -> None:
+    """What validation measures for (w, c) is what the table fitted with c then recommends: the candidates'
+    probabilities rescaled by n / (n + c) equal the smoothed table's, user by user."""
+    torch.manual_seed(0)
+    model = tiny_model(tok)
+    histories = [[IDS[i], IDS[i + 1]] for i in range(0, 30, 2)]
+    # item IDS[1]'s row was left 3 times, every other last item once: smoothing moves them differently
+    rows = [h + [IDS[i * 2 + 5]] for i, h in enumerate(histories)] + [[IDS[1], IDS[7]], [IDS[1], IDS[9]]]
+    targets = [IDS[i + 5] for i in range(0, 30, 2)]
+    src, dst = transition_pairs(rows, tok)
+    left = np.bincount(src, minlength=len(tok.code_table))
+    model.set_transition_prior(src, dst)
+    weight, smoothing, table = choose_transition_mixture(
+        model, tok, histories, targets, num_beams=10, weights=(0.0, 0.3, 0.9), smoothings=(0.0, 1.0, 4.0), left=left)
+    assert set(table) == {"0.0"} | {mixture_key(w, c) for w in (0.3, 0.9) for c in (0.0, 1.0, 4.0)}
+    assert mixture_key(0.3, 0.0) == "0.3" and mixture_key(0.3, 4.0) == "0.3/c=4.0"
+    plain_w, plain_table = choose_transition_weight(model, tok, histories, targets, num_beams=10,
+                                                    weights=(0.0, 0.3, 0.9))
+    assert all(table[key] == plain_table[key] for key in plain_table)  # c = 0: the plain search, unchanged
+    best_metric = table[mixture_key(weight, smoothing)]["ndcg@10"]
+    assert best_metric == max(m["ndcg@10"] for m in table.values())
+    plain_candidates = model.transition_candidates(histories, tok, num_beams=10)
+    model.set_transition_prior(src, dst, smoothing=4.0)
+    smoothed_candidates = model.transition_candidates(histories, tok, num_beams=10)
+    for history, plain, smoothed in zip(histories, plain_candidates, smoothed_candidates, strict=True):
+        n = int(left[int(_rows(tok, [history[-1]])[0])])
+        assert [p * n / (n + 4.0) for _, _, p in plain] == pytest.approx([p for _, _, p in smoothed])
+    with pytest.raises(ValueError, match="plain table"):
+        choose_transition_mixture(model, tok, histories, targets, num_beams=10)
+    model.set_transition_prior(src, dst)
+    with pytest.raises(ValueError, match="times_left"):
+        choose_transition_mixture(model, tok, histories, targets, num_beams=10, smoothings=(0.0, 1.0))

@@ -32,7 +32,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -460,23 +460,29 @@ def _stopped(context: RunContext, stage: str) -> dict[str, Any]:
     return context.summary
 
 
-def add_transition_prior(run_dir: str | Path, *, show_progress: bool = True) -> dict[str, Any]:
+def add_transition_prior(
+    run_dir: str | Path, *, smoothings: Sequence[float] = (0.0,), show_progress: bool = True,
+) -> dict[str, Any]:
     """Give a finished ``genrec run`` folder (of any genrec version) the transition prior, in place.
 
-    The prior is fitted on the run's training rows, its weight chosen on validation with the run's own
-    validation sizes, test evaluated with it; the model at the folder's root is re-exported with the prior
-    installed and ``run.json`` gains ``transition_prior`` and ``model_test_metrics`` (``test_metrics`` become
-    the mixture's). Stage II is not touched. Returns the updated summary.
+    The prior is fitted on the run's training rows, its weight (and, with ``smoothings`` other than ``(0,)``,
+    its additive smoothing c among them) chosen on validation with the run's own validation sizes, test
+    evaluated with it; the model at the folder's root is re-exported with the prior installed and ``run.json``
+    gains ``transition_prior`` and ``model_test_metrics`` (``test_metrics`` become the mixture's). Stage II is
+    not touched. Returns the updated summary.
     """
     run_dir = Path(run_dir)
     summary_file = run_dir / RUN_SUMMARY_FILE
     if not summary_file.is_file():
         raise FileNotFoundError(f"{run_dir} has no {RUN_SUMMARY_FILE}: not a finished `genrec run` folder")
     with locked(run_dir, job="transition-prior"):
-        return _add_transition_prior_locked(run_dir, json.loads(summary_file.read_text()), show_progress)
+        return _add_transition_prior_locked(run_dir, json.loads(summary_file.read_text()), show_progress,
+                                            smoothings)
 
 
-def _add_transition_prior_locked(run_dir: Path, summary: dict[str, Any], show_progress: bool) -> dict[str, Any]:
+def _add_transition_prior_locked(
+    run_dir: Path, summary: dict[str, Any], show_progress: bool, smoothings: Sequence[float],
+) -> dict[str, Any]:
     # the run folder's own Stage II (a copied or moved run folder records another folder's path)
     best_dir = run_dir / "stage2" / "best"
     if not (best_dir / "config.json").is_file():
@@ -488,7 +494,7 @@ def _add_transition_prior_locked(run_dir: Path, summary: dict[str, Any], show_pr
     context = RunContext(run_dir, ledger, int(summary.get("seed", 0)), show_progress=show_progress, summary=summary,
                          stage2_digest=settings_digest(recorded or summary["stages"]["stage2"]), best_dir=best_dir)
     best_model, tokenizer = load_best_model(best_dir)
-    transition_stage_into_summary(context, best_model, tokenizer, summary.get("profile", {}))
+    transition_stage_into_summary(context, best_model, tokenizer, summary.get("profile", {}), smoothings=smoothings)
     start = time.perf_counter()
     if "mscgrec" in summary:
         from genrec.trainers.jobs.run_mscgrec import (

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,29 +53,32 @@ def load_best_model(best_dir: Path) -> tuple[Any, Any]:
 
 
 def transition_stage_into_summary(
-    context: RunContext, model: Any, tokenizer: Any, profile: dict[str, Any],
+    context: RunContext, model: Any, tokenizer: Any, profile: dict[str, Any], *,
+    smoothings: Sequence[float] = (0.0,),
 ) -> dict[str, Any]:
     """Run (or reuse) the transition-prior stage on ``model`` (the prior stays installed in it, with the chosen
-    weight) and record it in the run's summary; returns the stage's result."""
+    weight and smoothing; ``smoothings``: the c searched beside the weights, 0 alone = the plain prior) and
+    record it in the run's summary; returns the stage's result."""
     start = time.perf_counter()
     test_beams = profile.get("test_beams") or profile.get("eval_beams", 20)
     stage_dir = context.out_dir / TRANSITION_DIR
     result_file = stage_dir / TRANSITION_FILE
     recorded_before = modified_time(result_file)
-    transition = run_transition_stage(
-        model, tokenizer, context.data_dir, stage_dir, context.ledger,
-        {"stage2": context.stage2_digest, "max_eval_users": profile.get("max_eval_users"),
-         "eval_beams": profile.get("eval_beams", 20), "test_beams": test_beams},
-        show_progress=context.show_progress,
-    )
+    settings = {"stage2": context.stage2_digest, "max_eval_users": profile.get("max_eval_users"),
+                "eval_beams": profile.get("eval_beams", 20), "test_beams": test_beams}
+    if tuple(float(c) for c in smoothings) != (0.0,):  # the plain prior keeps the fingerprint it always had
+        settings["smoothings"] = [float(c) for c in smoothings]
+    transition = run_transition_stage(model, tokenizer, context.data_dir, stage_dir, context.ledger, settings,
+                                      show_progress=context.show_progress)
     reused = recorded_before is not None and modified_time(result_file) == recorded_before
+    smoothing = {"smoothing": transition["smoothing"]} if transition.get("smoothing") else {}
     context.record_stage("transition_prior", start, reused=reused, path=stage_dir, weight=transition["weight"],
-                         num_transitions=transition["num_transitions"])
+                         num_transitions=transition["num_transitions"], **smoothing)
     summary = context.summary
     context.record(
         model_test_metrics=summary.get("model_test_metrics") or summary["test_metrics"],
         test_metrics=transition["test_metrics"],
-        transition_prior={k: transition[k] for k in ("weight", "num_transitions", "validation")},
+        transition_prior={**{k: transition[k] for k in ("weight", "num_transitions", "validation")}, **smoothing},
     )
     return transition
 
@@ -94,11 +98,13 @@ def run_transition_stage(
     from genrec.trainers.stages.transition_prior import (
         SELECTION_METRIC,
         TRANSITION_WEIGHTS,
-        choose_transition_weight,
+        choose_transition_mixture,
         fit_transition_prior,
+        times_left,
     )
 
     settings = {**settings, "weights": list(TRANSITION_WEIGHTS), "metric": SELECTION_METRIC}
+    smoothings = settings.get("smoothings", [0.0])
     result_file = stage_dir / TRANSITION_FILE
     if ledger is None:  # no fingerprints to compare with: never reuse
         on_main_process(lambda: result_file.unlink(missing_ok=True))
@@ -107,21 +113,27 @@ def run_transition_stage(
     if result_file.is_file():
         logger.info("reusing the transition prior in %s", stage_dir)
         result = json.loads(result_file.read_text())
-        fit_transition_prior(model, tokenizer, data_dir, weight=result["weight"])
+        fit_transition_prior(model, tokenizer, data_dir, weight=result["weight"],
+                             smoothing=result.get("smoothing", 0.0))
         return result
     pairs = fit_transition_prior(model, tokenizer, data_dir)
     examples = load_examples(data_dir, "validation", max_history=model.config.max_history_items,
                              max_users=settings["max_eval_users"])
-    weight, table = choose_transition_weight(
-        model, tokenizer, examples.histories, examples.targets, num_beams=settings["eval_beams"]
+    weight, smoothing, table = choose_transition_mixture(
+        model, tokenizer, examples.histories, examples.targets, num_beams=settings["eval_beams"],
+        smoothings=smoothings, left=times_left(tokenizer, data_dir) if any(smoothings) else None,
     )
-    logger.info("transition prior: %d pairs; validation %s by weight %s; chosen %s", pairs, SELECTION_METRIC,
-                {w: round(m[SELECTION_METRIC], 4) for w, m in table.items()}, weight)
+    logger.info("transition prior: %d pairs; validation %s by weight%s %s; chosen %s", pairs, SELECTION_METRIC,
+                "/smoothing" if any(smoothings) else "",
+                {w: round(m[SELECTION_METRIC], 4) for w, m in table.items()},
+                f"w = {weight}, c = {smoothing}" if any(smoothings) else weight)
+    if smoothing:
+        fit_transition_prior(model, tokenizer, data_dir, smoothing=smoothing)
     model.set_transition_weight(weight)
     test = evaluate_model(model, tokenizer, data_dir, "test", num_beams=settings["test_beams"],
                           show_progress=show_progress)
-    result = {"weight": weight, "num_transitions": pairs, "validation_users": len(examples.targets),
-              "validation": table, "test_metrics": test["metrics"]}
+    result = {"weight": weight, **({"smoothing": smoothing} if any(smoothings) else {}), "num_transitions": pairs,
+              "validation_users": len(examples.targets), "validation": table, "test_metrics": test["metrics"]}
     stage_dir.mkdir(parents=True, exist_ok=True)
     on_main_process(lambda: write_text_atomic(result_file, json.dumps(result, indent=2) + "\n"))
     return result

@@ -91,18 +91,28 @@ def run(
     return format_run_report(summary, out, dataset=dataset)
 
 
-def transition_prior(run_dir: Path) -> str:
-    """``genrec transition-prior``: :func:`~genrec.trainers.jobs.run.add_transition_prior`; the model's test
-    metrics alone and with the prior."""
+def transition_prior(run_dir: Path, *, smoothing: str | float = 0.0) -> str:
+    """``genrec transition-prior``: :func:`~genrec.trainers.jobs.run.add_transition_prior` (``smoothing``: a
+    c >= 0, or ``"auto"`` to choose it on validation with the weight); the model's test metrics alone and with
+    the prior."""
     from genrec.trainers.evaluation.metrics import format_metrics
     from genrec.trainers.jobs.run import add_transition_prior
+    from genrec.trainers.stages.transition_prior import TRANSITION_SMOOTHINGS
 
-    summary = add_transition_prior(run_dir)
+    if smoothing == "auto":
+        smoothings: tuple[float, ...] = TRANSITION_SMOOTHINGS
+    else:
+        c = float(smoothing)
+        if not 0 <= c < float("inf"):
+            raise ValueError(f"smoothing must be 'auto' or a finite number >= 0, got {smoothing!r}")
+        smoothings = (c,)
+    summary = add_transition_prior(run_dir, smoothings=smoothings)
     prior = summary["transition_prior"]
+    chosen = f"w = {prior['weight']}" + (f", c = {prior['smoothing']}" if prior.get("smoothing") else "")
     return _lines(
-        f"transition prior: w = {prior['weight']} over {prior['num_transitions']} training pairs",
+        f"transition prior: {chosen} over {prior['num_transitions']} training pairs",
         format_metrics(summary["model_test_metrics"], title="test, the model alone"),
-        format_metrics(summary["test_metrics"], title=f"test, with the transition prior (w = {prior['weight']})"),
+        format_metrics(summary["test_metrics"], title=f"test, with the transition prior ({chosen})"),
     )
 
 

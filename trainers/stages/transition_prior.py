@@ -27,6 +27,15 @@ logger = logging.getLogger(__name__)
 # measured optimum lies (0.2-0.4 on ML-100K and Beauty) and coarse elsewhere.
 TRANSITION_WEIGHTS: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9)
 SELECTION_METRIC = "ndcg@10"
+# The additive smoothing c of p_transition = count / (n(last) + c) searched with ``--smoothing auto``
+# (``genrec transition-prior``); measured on Beauty, docs/quality.md ("What the prior costs").
+TRANSITION_SMOOTHINGS: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0)
+
+
+def mixture_key(weight: float, smoothing: float) -> str:
+    """The validation table's key of one (w, c): ``"0.3"`` for the plain prior (as before smoothing existed),
+    ``"0.2/c=5.0"`` for a smoothed one."""
+    return str(float(weight)) if not smoothing else f"{float(weight)}/c={float(smoothing)}"
 
 
 def transition_pairs(train_item_ids: Sequence[Sequence[str]], tokenizer: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -47,14 +56,26 @@ def transition_pairs(train_item_ids: Sequence[Sequence[str]], tokenizer: Any) ->
     return sources[known].astype(np.int64), targets[known].astype(np.int64)
 
 
-def fit_transition_prior(model: Any, tokenizer: Any, data_dir: str | Path, *, weight: float | None = None) -> int:
-    """Install the training rows' transition counts of ``data_dir`` in ``model``; returns the pairs stored."""
+def fit_transition_prior(
+    model: Any, tokenizer: Any, data_dir: str | Path, *, weight: float | None = None, smoothing: float = 0.0,
+) -> int:
+    """Install the training rows' transition counts of ``data_dir`` in ``model`` (``smoothing``: the additive
+    c of ``count / (n + c)``); returns the pairs stored."""
     from genrec.data_scripts.prepare import load_genrec_dataset
 
     sequences, _ = load_genrec_dataset(data_dir)
     sources, targets = transition_pairs(sequences["train"]["item_ids"][:], tokenizer)
-    model.set_transition_prior(sources, targets, weight=weight)
+    model.set_transition_prior(sources, targets, weight=weight, smoothing=smoothing)
     return int(model.config.num_transitions)
+
+
+def times_left(tokenizer: Any, data_dir: str | Path) -> np.ndarray:
+    """n(item): how often each code-table row is a training row's last history item (the prior's totals)."""
+    from genrec.data_scripts.prepare import load_genrec_dataset
+
+    sequences, _ = load_genrec_dataset(data_dir)
+    sources, _ = transition_pairs(sequences["train"]["item_ids"][:], tokenizer)
+    return np.bincount(sources, minlength=len(tokenizer.code_table))
 
 
 def choose_transition_weight(
@@ -71,17 +92,57 @@ def choose_transition_weight(
 
     One constrained decoding serves every weight (``model.transition_candidates``).
     """
-    if not weights:
-        raise ValueError("weights must hold at least one candidate weight")
+    weight, _, table = choose_transition_mixture(model, tokenizer, histories, targets, num_beams=num_beams,
+                                                 weights=weights, batch_size=batch_size)
+    return weight, table
+
+
+def choose_transition_mixture(
+    model: Any,
+    tokenizer: Any,
+    histories: Sequence[Sequence[str]],
+    targets: Sequence[str],
+    *,
+    num_beams: int = 20,
+    weights: Sequence[float] = TRANSITION_WEIGHTS,
+    smoothings: Sequence[float] = (0.0,),
+    left: np.ndarray | None = None,
+    batch_size: int = 256,
+) -> tuple[float, float, dict[str, dict[str, float]]]:
+    """The (weight, smoothing) with the best validation NDCG@10 (ties: the smaller smoothing, then weight), and
+    every pair's metrics keyed by :func:`mixture_key`.
+
+    The installed table must be the plain one (smoothing 0); a smoothed candidate's probability is the plain
+    one times ``n / (n + c)``, with ``n = left[last history item]`` (:func:`times_left`, needed when a
+    smoothing is not 0). One constrained decoding serves every pair (``model.transition_candidates``).
+    """
+    if not weights or not smoothings:
+        raise ValueError("weights and smoothings must each hold at least one candidate")
+    if getattr(model.config, "transition_smoothing", 0.0):
+        raise ValueError("choose_transition_mixture needs the plain table installed (fit it with smoothing=0)")
+    if any(smoothings) and left is None:
+        raise ValueError("a smoothing other than 0 needs left (times_left(tokenizer, data_dir))")
     # users split across the processes of a multi-process launch, gathered back in order (identical results)
     candidates = map_batches(
         lambda batch: model.transition_candidates(batch, tokenizer, num_beams=num_beams, batch_size=batch_size),
         list(histories), batch_size, desc="transition prior", show_progress=False,
     )
     k = max(20, num_beams)
+    lefts = [0] * len(candidates)
+    if left is not None:
+        code_table = tokenizer.code_table
+        for i, history in enumerate(histories):
+            known = [int(r) for r in code_table.lookup_indices(list(history)) if r >= 0]
+            lefts[i] = int(left[known[-1]]) if known else 0
     table: dict[str, dict[str, float]] = {}
-    for w in weights:
-        ranked = [[item for item, _ in mix_transition_scores(row, float(w))[:k]] for row in candidates]
-        table[str(float(w))] = compute_metrics(ranked, targets)
-    best = max((float(w) for w in weights), key=lambda w: (table[str(w)][SELECTION_METRIC], -w))
-    return best, table
+    for c in (float(c) for c in smoothings):
+        rows = candidates if not c else [
+            [(item, log_p, p * n / (n + c) if n else 0.0) for item, log_p, p in row]
+            for row, n in zip(candidates, lefts, strict=True)
+        ]
+        for w in (w for w in weights if w or not c):  # w = 0 is the model alone whatever c is: once
+            ranked = [[item for item, _ in mix_transition_scores(row, float(w))[:k]] for row in rows]
+            table[mixture_key(w, c)] = compute_metrics(ranked, targets)
+    pairs = [(float(w), float(c)) for c in smoothings for w in weights if w or not c]
+    best = max(pairs, key=lambda wc: (table[mixture_key(*wc)][SELECTION_METRIC], -wc[1], -wc[0]))
+    return best[0], best[1], table
