@@ -100,7 +100,11 @@ def evaluation(out: Path, rank: int) -> dict:
     from genrec.modeling.configuration_unger import UngerConfig
     from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
     from genrec.trainers.evaluation.evaluator import evaluate_model
-    from genrec.trainers.stages.transition_prior import choose_transition_weight, transition_pairs
+    from genrec.trainers.stages.transition_prior import (
+        choose_transition_mixture,
+        choose_transition_weight,
+        transition_pairs,
+    )
 
     ids = [f"p{k}" for k in range(30)]
     codes = np.random.default_rng(3).integers(0, 4, size=(len(ids), 2))
@@ -125,7 +129,11 @@ def evaluation(out: Path, rank: int) -> dict:
     model.set_transition_prior(sources, targets)
     weight, table = choose_transition_weight(model, tokenizer, [r[:-1] for r in rows], [r[-1] for r in rows],
                                              num_beams=20, batch_size=4)
-    return {"test": test, "weight": weight, "table": table, "users_decoded": sum(users_seen)}
+    smoothed = choose_transition_mixture(model, tokenizer, [r[:-1] for r in rows], [r[-1] for r in rows],
+                                         num_beams=20, batch_size=4, smoothings=(0.0, 1.0, 5.0),
+                                         left=np.bincount(sources, minlength=len(ids)))
+    return {"test": test, "weight": weight, "table": table, "smoothed": list(smoothed),
+            "users_decoded": sum(users_seen)}
 
 
 def embedding(out: Path, rank: int) -> dict:

@@ -68,9 +68,10 @@ def test_evaluation_split_across_two_processes_equals_one_process(tmp_path: Path
     for rank in two:
         assert rank["test"] == one["test"]  # metrics and per-user ranks, exactly
         assert rank["weight"] == one["weight"] and rank["table"] == one["table"]
+        assert rank["smoothed"] == one["smoothed"]  # the (w, c) search of `--smoothing auto`, its whole table
     # ... while each process decoded only its share of the users: 10 batches of 4 (5 each: 20 + 17 users) for the
-    # test evaluation, the same again for the weight search
-    assert one["users_decoded"] == 2 * 37 and sorted(r["users_decoded"] for r in two) == [2 * 17, 2 * 20]
+    # test evaluation, the same again for the weight search and for the (w, c) search
+    assert one["users_decoded"] == 3 * 37 and sorted(r["users_decoded"] for r in two) == [3 * 17, 3 * 20]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="gloo rendezvous over localhost")
