@@ -75,7 +75,8 @@ def test_dataset_columns_are_read_in_one_conversion(benchmark_script, tmp_path, 
     class Prior:  # records what fit_transition_prior hands the model
         config = type("C", (), {"num_transitions": 0})()
 
-        def set_transition_prior(self, sources, targets, weight):  # noqa: ANN001, ANN202
+        def set_transition_prior(self, sources, targets, weight, smoothing):  # noqa: ANN001, ANN202
+            assert smoothing == 0.0  # the plain prior unless a smoothing is asked for
             self.config.num_transitions = len(sources)
 
     assert fit_transition_prior(Prior(), tokenizer, data) > 0
