@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +33,18 @@ KEYS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 
 
 def rank_candidates(candidates: list[tuple[str, float, float]], weight: float, scale: float) -> list[str]:
-    """Items by ``(1 - w) p_model + w p_transition * scale``, best first (``scale = n / (n + c)``)."""
-    mixed = [(item, (1.0 - weight) * math.exp(log_p) + weight * p_trans * scale) for item, log_p, p_trans in candidates]
-    return [item for item, _ in sorted(mixed, key=lambda pair: -pair[1])]
+    """Items by ``(1 - w) p_model + w p_transition * scale``, best first (``scale = n / (n + c)``): the product's
+    mixture (``mix_transition_scores``) on rescaled transition probabilities."""
+    from genrec.modeling.transition_prior import mix_transition_scores
+
+    scaled = [(item, log_p, p_trans * scale) for item, log_p, p_trans in candidates]
+    return [item for item, _ in mix_transition_scores(scaled, weight)]
 
 
 def main(argv: list[str] | None = None) -> None:
     from transformers import AutoModel, AutoTokenizer
 
     import genrec  # noqa: F401  (registers the Auto classes)
-    from genrec.data_scripts.prepare import load_genrec_dataset
     from genrec.trainers.engine.processes import map_batches
     from genrec.trainers.evaluation.evaluator import load_examples, per_user_ranks, write_per_user_ranks
     from genrec.trainers.evaluation.metrics import compute_metrics
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         SELECTION_METRIC,
         TRANSITION_WEIGHTS,
         fit_transition_prior,
-        transition_pairs,
+        times_left,
     )
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -70,10 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     model = AutoModel.from_pretrained(str(args.run))
     tokenizer = AutoTokenizer.from_pretrained(str(args.run))
     data = args.data or args.run / "data"
-    sequences, _ = load_genrec_dataset(data)
     fit_transition_prior(model, tokenizer, data)
-    sources, _ = transition_pairs(sequences["train"]["item_ids"][:], tokenizer)
-    left = Counter(sources.tolist())  # n(last): how often each code-table row was left in training
+    left = times_left(tokenizer, data)  # n(last): how often each code-table row was left in training
     table = tokenizer.code_table
     k = max(20, args.beams)
     grid = [(float(w), c) for w in TRANSITION_WEIGHTS if w > 0 for c in SMOOTHING]
@@ -88,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         n_last = []
         for history in examples.histories:
             known = [int(r) for r in table.lookup_indices(list(history)) if r >= 0]
-            n_last.append(left.get(known[-1], 0) if known else 0)
+            n_last.append(int(left[known[-1]]) if known else 0)
         rankings = {}
         for w, c in [(0.0, 0.0), *grid]:
             rankings[(w, c)] = [rank_candidates(row, w, n / (n + c) if n else 0.0)[:k]
