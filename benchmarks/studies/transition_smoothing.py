@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     from genrec.trainers.stages.transition_prior import (
         SELECTION_METRIC,
         TRANSITION_WEIGHTS,
-        fit_transition_prior,
         times_left,
+        training_transitions,
     )
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -70,8 +70,9 @@ def main(argv: list[str] | None = None) -> None:
     model = AutoModel.from_pretrained(str(args.run))
     tokenizer = AutoTokenizer.from_pretrained(str(args.run))
     data = args.data or args.run / "data"
-    fit_transition_prior(model, tokenizer, data)
-    left = times_left(tokenizer, data)  # n(last): how often each code-table row was left in training
+    sources, targets = training_transitions(tokenizer, data)
+    model.set_transition_prior(sources, targets)
+    left = times_left(sources, len(tokenizer.code_table))  # n(last): how often each row was left in training
     table = tokenizer.code_table
     k = max(20, args.beams)
     grid = [(float(w), c) for w in TRANSITION_WEIGHTS if w > 0 for c in SMOOTHING]

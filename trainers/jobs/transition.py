@@ -101,6 +101,7 @@ def run_transition_stage(
         choose_transition_mixture,
         fit_transition_prior,
         times_left,
+        training_transitions,
     )
 
     settings = {**settings, "weights": list(TRANSITION_WEIGHTS), "metric": SELECTION_METRIC}
@@ -116,19 +117,21 @@ def run_transition_stage(
         fit_transition_prior(model, tokenizer, data_dir, weight=result["weight"],
                              smoothing=result.get("smoothing", 0.0))
         return result
-    pairs = fit_transition_prior(model, tokenizer, data_dir)
+    sources, targets = training_transitions(tokenizer, data_dir)  # read once, fitted plain and then smoothed
+    model.set_transition_prior(sources, targets)
+    pairs = int(model.config.num_transitions)
     examples = load_examples(data_dir, "validation", max_history=model.config.max_history_items,
                              max_users=settings["max_eval_users"])
     weight, smoothing, table = choose_transition_mixture(
         model, tokenizer, examples.histories, examples.targets, num_beams=settings["eval_beams"],
-        smoothings=smoothings, left=times_left(tokenizer, data_dir) if any(smoothings) else None,
+        smoothings=smoothings, left=times_left(sources, len(tokenizer.code_table)) if any(smoothings) else None,
     )
     logger.info("transition prior: %d pairs; validation %s by weight%s %s; chosen %s", pairs, SELECTION_METRIC,
                 "/smoothing" if any(smoothings) else "",
                 {w: round(m[SELECTION_METRIC], 4) for w, m in table.items()},
                 f"w = {weight}, c = {smoothing}" if any(smoothings) else weight)
     if smoothing:
-        fit_transition_prior(model, tokenizer, data_dir, smoothing=smoothing)
+        model.set_transition_prior(sources, targets, smoothing=smoothing)
     model.set_transition_weight(weight)
     test = evaluate_model(model, tokenizer, data_dir, "test", num_beams=settings["test_beams"],
                           show_progress=show_progress)

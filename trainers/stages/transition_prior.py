@@ -56,26 +56,29 @@ def transition_pairs(train_item_ids: Sequence[Sequence[str]], tokenizer: Any) ->
     return sources[known].astype(np.int64), targets[known].astype(np.int64)
 
 
+def training_transitions(tokenizer: Any, data_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`transition_pairs` of ``data_dir``'s training rows: the counts every fit of the prior installs (read
+    once, then fitted as often as needed)."""
+    from genrec.data_scripts.prepare import load_genrec_dataset
+
+    sequences, _ = load_genrec_dataset(data_dir)
+    return transition_pairs(sequences["train"]["item_ids"][:], tokenizer)
+
+
 def fit_transition_prior(
     model: Any, tokenizer: Any, data_dir: str | Path, *, weight: float | None = None, smoothing: float = 0.0,
 ) -> int:
     """Install the training rows' transition counts of ``data_dir`` in ``model`` (``smoothing``: the additive
     c of ``count / (n + c)``); returns the pairs stored."""
-    from genrec.data_scripts.prepare import load_genrec_dataset
-
-    sequences, _ = load_genrec_dataset(data_dir)
-    sources, targets = transition_pairs(sequences["train"]["item_ids"][:], tokenizer)
+    sources, targets = training_transitions(tokenizer, data_dir)
     model.set_transition_prior(sources, targets, weight=weight, smoothing=smoothing)
     return int(model.config.num_transitions)
 
 
-def times_left(tokenizer: Any, data_dir: str | Path) -> np.ndarray:
-    """n(item): how often each code-table row is a training row's last history item (the prior's totals)."""
-    from genrec.data_scripts.prepare import load_genrec_dataset
-
-    sequences, _ = load_genrec_dataset(data_dir)
-    sources, _ = transition_pairs(sequences["train"]["item_ids"][:], tokenizer)
-    return np.bincount(sources, minlength=len(tokenizer.code_table))
+def times_left(sources: np.ndarray, num_items: int) -> np.ndarray:
+    """n(item): how often each code-table row is a training row's last history item (the prior's totals), from
+    :func:`training_transitions`' sources."""
+    return np.bincount(sources, minlength=num_items)
 
 
 def choose_transition_weight(
@@ -121,7 +124,7 @@ def choose_transition_mixture(
     if getattr(model.config, "transition_smoothing", 0.0):
         raise ValueError("choose_transition_mixture needs the plain table installed (fit it with smoothing=0)")
     if any(smoothings) and left is None:
-        raise ValueError("a smoothing other than 0 needs left (times_left(tokenizer, data_dir))")
+        raise ValueError("a smoothing other than 0 needs left (times_left(sources, num_items))")
     # users split across the processes of a multi-process launch, gathered back in order (identical results)
     candidates = map_batches(
         lambda batch: model.transition_candidates(batch, tokenizer, num_beams=num_beams, batch_size=batch_size),
