@@ -19,6 +19,15 @@ def report(benchmark_script) -> Any:
     return benchmark_script("report.py", "genrec_benchmark_report")
 
 
+
+def _today(name: str) -> dict:
+    """A run.json's profile as today's genrec records it (every field of the shipped profile)."""
+    from dataclasses import asdict
+
+    from genrec.trainers.jobs.profiles import PROFILES
+
+    return asdict(PROFILES[name])
+
 def _fake_row(report: Any, input_file: Path, calls: list[int | None], *, row_id: str = "toy-row",
               seeds: tuple[int, ...] = ()) -> Any:
     """A row whose computation is a cheap Python function that records its calls."""
@@ -141,7 +150,7 @@ def test_genrec_runs_are_read_per_seed_as_they_finish(report: Any, tmp_path: Pat
         folder.mkdir(parents=True)
         metrics = {"recall@10": recall, "recall@20": 0.2, "ndcg@10": 0.05, "ndcg@20": 0.07, "num_users": 9}
         (folder / "run.json").write_text(json.dumps(
-            {"seed": seed, "profile": {"name": "default"}, "test_metrics": metrics, "total_seconds": 60.0}))
+            {"seed": seed, "profile": _today("default"), "test_metrics": metrics, "total_seconds": 60.0}))
 
     row = report.genrec_run_row(
         "ml-100k", "default", seed_sources={s: f"runs/ml-s{s}/run.json" for s in (1, 2, 3)},
@@ -192,9 +201,21 @@ def test_genrec_runs_are_read_per_seed_as_they_finish(report: Any, tmp_path: Pat
     labelled = report.genrec_run_row("ml-100k", "default", label="2026-12-06", label_text="of 2026-12-06",
                                      seed_sources={3: "runs/ml-s3/run.json"}, produce="genrec run --seed {seed}")
     assert report.compute_genrec_run(labelled, _ctx(report, tmp_path), 3)["metrics"]["recall@10"] == 0.5
+    # a run recorded before a profile field existed used that field's default: the plain prior before the default
+    # profile chose its smoothing (transition_smoothing "auto") is another version too
+    before_smoothing = {k: v for k, v in asdict(PROFILES["default"]).items() if k != "transition_smoothing"}
     (tmp_path / "runs" / "ml-s3" / "run.json").write_text(json.dumps(
-        {"seed": 3, "profile": asdict(PROFILES["default"]), "test_metrics": {"recall@10": 0.5}, "total_seconds": 1}))
-    assert report.compute_genrec_run(row, _ctx(report, tmp_path), 3)["metrics"]["recall@10"] == 0.5
+        {"seed": 3, "profile": before_smoothing, "test_metrics": {"recall@10": 0.5}, "total_seconds": 1.0}))
+    with pytest.raises(ValueError, match="transition_smoothing 0.0 vs 'auto'"):
+        report.compute_genrec_run(row, _ctx(report, tmp_path), 3)
+    stages = {"stage1": {"seconds": 300.0}, "stage2": {"seconds": 600.0}, "transition_prior": {"seconds": 60.0}}
+    (tmp_path / "runs" / "ml-s3" / "run.json").write_text(json.dumps(
+        {"seed": 3, "profile": asdict(PROFILES["default"]), "test_metrics": {"recall@10": 0.5}, "total_seconds": 1,
+         "stages": stages}))
+    read = report.compute_genrec_run(row, _ctx(report, tmp_path), 3)
+    assert read["metrics"]["recall@10"] == 0.5
+    # resumed (only the last invocation's 1 s in total_seconds): the wall time is every stage's own time summed
+    assert read["wall_time_s"] == 960.0 and read["details"]["last_invocation_seconds"] == 1
 
 
 def test_stage2_variant_rows_are_read_per_seed(report: Any, tmp_path: Path) -> None:
@@ -417,7 +438,7 @@ def test_forget_sources_drops_remembered_per_seed_paths(report: Any, tmp_path: P
         folder.mkdir(parents=True)
         metrics = {"recall@10": recall, "recall@20": 0.2, "ndcg@10": 0.05, "ndcg@20": 0.07, "num_users": 9}
         (folder / "run.json").write_text(json.dumps(
-            {"seed": 1, "profile": {"name": "default"}, "test_metrics": metrics, "total_seconds": 60.0}))
+            {"seed": 1, "profile": _today("default"), "test_metrics": metrics, "total_seconds": 60.0}))
     row = report.genrec_run_row("ml-100k", "default", seed_sources={1: "runs/ml-s1/run.json"},
                                 produce="genrec run --seed {seed}")
     old = {f"{row.id}@1": tmp_path / "runs" / "old-s1" / "run.json"}

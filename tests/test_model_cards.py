@@ -215,6 +215,17 @@ def test_run_card_with_the_transition_prior_shows_the_model_alone_beside_the_mix
     assert "**This run used the `quick` profile**" in results and "mean nothing" in results
 
 
+def test_a_smoothed_prior_is_named_with_its_c_in_the_card_and_the_run_report(tmp_path) -> None:
+    """The default profile chooses the prior's smoothing c with its weight: both say which mixture was measured."""
+    from genrec.model_cards.run_card import test_rankings
+
+    summary = _prior_summary(tmp_path, "default")
+    summary["transition_prior"]["smoothing"] = 5.0
+    assert list(test_rankings(summary)) == ["model alone", "model + transition prior (w = 0.3, c = 5.0)"]
+    summary["transition_prior"]["smoothing"] = 0.0  # chosen c = 0: the plain prior, named as before
+    assert list(test_rankings(summary))[1] == "model + transition prior (w = 0.3)"
+
+
 def test_bibtex_entries_are_the_arxiv_records() -> None:
     """Titles as the papers print them (acronyms braced), each with its arXiv identifier and year."""
     import re

@@ -416,12 +416,14 @@ def test_transition_prior_verb_chooses_a_smoothing_and_the_model_ranks_as_measur
     quick_run: tuple[Path, dict], tmp_path: Path, capsys,
 ) -> None:
     """`genrec transition-prior RUN --smoothing auto`: (w, c) chosen on validation, the exported model carries
-    the smoothed table and ranks test as run.json says; a plain rerun goes back to c = 0 (a new fingerprint)."""
+    the smoothed table and ranks test as run.json says; `--smoothing 0` goes back to the plain prior (a new
+    fingerprint) and no flag follows the run's profile (quick, like default: auto), as `genrec run` did."""
     import shutil
 
     from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
 
     source, summary = quick_run
+    assert "0.3/c=5.0" in summary["transition_prior"]["validation"]  # `genrec run` searched c (the profile's auto)
     run_dir = tmp_path / "smoothed"
     shutil.copytree(source, run_dir)
     assert main(["transition-prior", str(run_dir), "--smoothing", "auto"]) == 0
@@ -441,10 +443,16 @@ def test_transition_prior_verb_chooses_a_smoothing_and_the_model_ranks_as_measur
     assert main(["evaluate", "--model", str(run_dir), "--data", str(run_dir / "data"), "--out",
                  str(tmp_path / "test.json")]) == 0
     assert json.loads((tmp_path / "test.json").read_text())["metrics"] == pytest.approx(updated["test_metrics"])
-    assert main(["transition-prior", str(run_dir)]) == 0  # plain again
-    again = json.loads((run_dir / "transition_prior" / "transition_prior.json").read_text())
-    assert "smoothing" not in again and again["test_metrics"] == summary["test_metrics"]
+    assert main(["transition-prior", str(run_dir), "--smoothing", "0"]) == 0  # the plain prior
+    plain = json.loads((run_dir / "transition_prior" / "transition_prior.json").read_text())
+    assert "smoothing" not in plain and not any("/c=" in key for key in plain["validation"])
     assert UngerForGenerativeRecommendation.from_pretrained(run_dir).config.transition_smoothing == 0.0
+    assert main(["transition-prior", str(run_dir)]) == 0  # the profile's setting: the run's own search again
+    again = json.loads((run_dir / "transition_prior" / "transition_prior.json").read_text())
+    assert again["validation"] == summary["transition_prior"]["validation"]
+    assert (again["weight"], again["smoothing"]) == (summary["transition_prior"]["weight"],
+                                                     summary["transition_prior"].get("smoothing", 0.0))
+    assert again["test_metrics"] == summary["test_metrics"]
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
         main(["transition-prior", str(run_dir), "--smoothing", "-1"])

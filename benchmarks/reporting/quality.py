@@ -282,10 +282,16 @@ def compute_genrec_run(row: Row, ctx: Context, seed: int | None) -> dict[str, An
     else:
         metrics = run["test_metrics"]
         prior_weight = prior.get("weight")
+    # a resumed run's total_seconds is its last invocation's; every stage records the time it took when it ran
+    wall = run.get("total_seconds")
+    stage_total = sum(float(stage.get("seconds") or 0.0) for stage in stages.values())
+    summed = wall is not None and stage_total > float(wall) + 1.0
     return {
-        "metrics": metrics, "wall_time_s": run.get("total_seconds"), "seed": run.get("seed"),
+        "metrics": metrics, "wall_time_s": round(stage_total, 2) if summed else wall, "seed": run.get("seed"),
         "details": {"profile": name, "run_dataset": run.get("dataset"), "model_dir": run.get("model_dir"),
                     "transition_weight": prior_weight,
+                    "transition_smoothing": prior.get("smoothing") if prior_weight is not None else None,
+                    "wall_time_from_stages": summed, "last_invocation_seconds": wall if summed else None,
                     "num_users": metrics.get("num_users"), "invalid_rate": metrics.get("invalid_rate"),
                     "eval_beams": profile.get("eval_beams") if isinstance(profile, dict) else None,
                     "test_beams": profile.get("test_beams") if isinstance(profile, dict) else None,
@@ -329,20 +335,24 @@ def _is_current_profile_row(row: Row) -> bool:
 
 def _check_current_profile(path: Path, profile: Any, name: str | None) -> None:
     """A row of today's profile shows runs of today's profile only: a run made by an earlier version of it (the
-    default of 2026-12-06 had Stage II dropout 0.1) belongs in a row labelled with that version."""
-    from dataclasses import asdict
+    default of 2026-12-06 had Stage II dropout 0.1; a run recorded before a field existed used that field's
+    default, e.g. the plain prior before ``transition_smoothing``) belongs in a row labelled with that version."""
+    from dataclasses import MISSING, asdict, fields
 
-    from genrec.trainers.jobs.profiles import PROFILES
+    from genrec.trainers.jobs.profiles import PROFILES, PipelineProfile
 
     shipped = PROFILES.get(name or "")
     if shipped is None or not isinstance(profile, dict):
         return
     today = asdict(shipped)
-    differ = sorted(key for key, value in profile.items() if key in today and today[key] != value)
+    before = {f.name: f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+              for f in fields(PipelineProfile) if f.default is not MISSING or f.default_factory is not MISSING}
+    recorded = {key: profile.get(key, before.get(key, today[key])) for key in today}
+    differ = sorted(key for key, value in recorded.items() if today[key] != value)
     if differ:
         raise ValueError(
             f"{path}: made by another version of the {name!r} profile ({', '.join(differ)} differ from today's: "
-            + "; ".join(f"{key} {profile[key]!r} vs {today[key]!r}" for key in differ)
+            + "; ".join(f"{key} {recorded[key]!r} vs {today[key]!r}" for key in differ)
             + "): give the run a labelled row (genrec_run_row(label=...)) or rerun it")
 
 

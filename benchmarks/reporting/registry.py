@@ -99,19 +99,35 @@ def default_rows() -> list[Row]:
     # a GPU run (benchmarks/quality_gpu.sh sasrec), or hours of a quiet CPU
     rows.append(recbole_row("beauty", "SASRec", label="converged", use_gpu=True))
     rows += [
-        # the default since 2026-12-07 (Stage II without dropout): on ML-100K each run folder a copy of the
-        # 2026-12-06 run of its seed (runs/d{seed}) whose data, embeddings, Stage I and codes the run reused (same
-        # fingerprints), Stage II and the prior retrained, each at 1 thread beside two other jobs; on Beauty one run
-        # end to end from an empty folder (2026-12-07, fifth session; at 1 thread, niced, beside other jobs)
+        # the default since 2026-12-07, sixth session (Stage II without dropout, the prior's smoothing chosen on
+        # validation): on ML-100K each seed end to end from an empty folder at both cores, one after the other; on
+        # Beauty the fifth session's end-to-end run (runs/beauty-z) resumed by the new genrec run, which recomputed
+        # only the transition-prior stage (its settings changed; every other stage's fingerprint is the same)
         *(genrec_run_row("ml-100k", "default", model_alone=alone,
-                         seed_sources={s: f"runs/z{s}/run.json" for s in (2024, 2025, 2026)},
-                         produce="genrec run --seed {seed} --out runs/z{seed}  # OMP_NUM_THREADS=1; runs/z{seed} a "
-                                 "copy of runs/d{seed}")
+                          seed_sources={s: f"runs/z{s}/run.json" for s in (2024, 2025, 2026)},
+                          produce="genrec run --seed {seed} --out runs/z{seed}  # end to end, 2 idle cores")
           for alone in (False, True)),
         *(genrec_run_row("beauty", "default", model_alone=alone, source="runs/beauty-z/run.json",
                          produce="genrec run --dataset ../shared/data/amazon-beauty-2014 --seed 2024 --out "
-                                 "runs/beauty-z  # OMP_NUM_THREADS=1, nice -n 19; end to end from an empty folder")
+                                 "runs/beauty-z  # OMP_NUM_THREADS=1, nice -n 19; end to end from an empty folder, "
+                                 "then resumed by the genrec that chose the prior's smoothing")
           for alone in (False, True)),
+        # the default of 2026-12-07 before the smoothing (the plain prior): on ML-100K each run folder a copy of the
+        # 2026-12-06 run of its seed (runs/d{seed}) whose data, embeddings, Stage I and codes the run reused (same
+        # fingerprints; that Stage I trained on an AMD EPYC), Stage II and the prior retrained, each at 1 thread
+        # beside two other jobs; on Beauty the end-to-end run before the resume (its run.json kept aside)
+        *(genrec_run_row("ml-100k", "default", model_alone=alone, label="2026-12-07-plain",
+                         label_text="of 2026-12-07 before the smoothing (the plain prior)",
+                         seed_sources={s: f"runs/zplain{s}/run.json" for s in (2024, 2025, 2026)},
+                         produce="genrec run --seed {seed} --out runs/zplain{seed}  # genrec 048e850; OMP_NUM_THREADS=1; "
+                                 "runs/zplain{seed} a copy of runs/d{seed}")
+          for alone in (False, True)),
+        genrec_run_row("beauty", "default", label="2026-12-07-plain",
+                       label_text="of 2026-12-07 before the smoothing (the plain prior)",
+                       source="runs/beauty-z-run-plain.json",
+                       produce="genrec run --dataset ../shared/data/amazon-beauty-2014 --seed 2024 --out "
+                               "runs/beauty-z  # genrec 048e850; OMP_NUM_THREADS=1, nice -n 19; end to end from an "
+                               "empty folder; its run.json kept as runs/beauty-z-run-plain.json"),
         # the default of 2026-12-06 (Stage II 6 epochs, dropout 0.1): seeds 2024 and 2025 at 1 thread beside each
         # other, seed 2026 alone at both cores
         *(genrec_run_row("ml-100k", "default", model_alone=alone, label="2026-12-06",

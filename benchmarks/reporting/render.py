@@ -120,9 +120,19 @@ def _row_note(status: Status) -> str:
             parts.append(f"{beams} beams at test, {steps}")
             if d.get("stage2_resumed_from"):
                 parts.append("Stage II was resumed: the wall time is the last invocation's")
-            if d.get("transition_weight") is not None:
+            if d.get("wall_time_from_stages"):
+                parts.append(f"a resumed run: its wall time is every stage's own time summed (the last invocation "
+                             f"took {d.get('last_invocation_seconds')} s)")
+            # every seed's choice, in the seeds' order (each run chose its own on validation)
+            weights = ", ".join(str(x.get("transition_weight")) for x in details)
+            if d.get("transition_weight") is not None and any(x.get("transition_smoothing") for x in details):
+                chosen = ", ".join(f"({x.get('transition_weight')}, {x.get('transition_smoothing') or 0.0})"
+                                   for x in details)
+                parts.append(f"ranked with the smoothed transition prior, (1 - w) p_model + w count / (n(last) + c), "
+                             f"(w, c) = {chosen} chosen on validation (NDCG@10)")
+            elif d.get("transition_weight") is not None:
                 parts.append(f"ranked with the transition prior, (1 - w) p_model + w p_transition, w = "
-                             f"{d['transition_weight']} chosen on validation (NDCG@10)")
+                             f"{weights} chosen on validation (NDCG@10)")
         if details and details[0].get("variant"):
             parts.append(f"{details[0].get('steps')} steps, {details[0].get('eval_beams')} beams")
         if details and details[0].get("paired_vs_reference"):

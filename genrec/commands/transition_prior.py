@@ -26,18 +26,20 @@ RUN/run.json (test_metrics = the mixture's, model_test_metrics = the model alone
 touched. `genrec run` does this itself for the default profile; this verb is for folders made before.
 
 --smoothing auto also chooses the additive smoothing c of p_transition = count / (n(last) + c) on the same
-validation users (c = 0 is the plain prior): an item left only a few times in training then pushes its
-successors less far up. On Beauty it chose c = 5 and raised test Recall@10 by 0.002 at level NDCG@10
-(paired, docs/quality.md "What the prior costs"); `genrec run` keeps c = 0 until ML-100K is re-measured.
+validation users (c = 0, the plain prior, is a candidate): an item left only a few times in training then
+pushes its successors less far up. On Beauty it chose c = 5 and raised test Recall@10 by 0.002 at level
+NDCG@10 (paired, docs/quality.md "The transition prior"). Without --smoothing the run's profile decides:
+auto for the default profile (since 2026-12-07), the plain prior for `long` and for older run folders.
 
 Reads:  RUN (a finished `genrec run` folder, UNGER or MSCGRec).  Writes: RUN/transition_prior/, RUN's
         model (an MSCGRec run keeps its modality_tables/), RUN/run.json.
 Time:   ML-100K under a minute; Beauty (22k test users) 10-20 CPU minutes.""",
     )
     p.add_argument("run", type=Path, help="a finished `genrec run` folder")
-    p.add_argument("--smoothing", default="0", type=_smoothing,
+    p.add_argument("--smoothing", default=None, type=_smoothing,
                    help="additive smoothing c of the transition counts: a number >= 0, or auto (chosen on "
-                        "validation with the weight, from 0, 0.5, 1, 2, 5, 10, 20)")
+                        "validation with the weight, from 0, 0.5, 1, 2, 5, 10, 20); default: what the run's "
+                        "profile says (auto for `default`, 0 for `long` and older folders)")
     p.set_defaults(handler=run)
 
 

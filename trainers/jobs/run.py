@@ -461,12 +461,13 @@ def _stopped(context: RunContext, stage: str) -> dict[str, Any]:
 
 
 def add_transition_prior(
-    run_dir: str | Path, *, smoothings: Sequence[float] = (0.0,), show_progress: bool = True,
+    run_dir: str | Path, *, smoothings: Sequence[float] | None = None, show_progress: bool = True,
 ) -> dict[str, Any]:
     """Give a finished ``genrec run`` folder (of any genrec version) the transition prior, in place.
 
     The prior is fitted on the run's training rows, its weight (and, with ``smoothings`` other than ``(0,)``,
-    its additive smoothing c among them) chosen on validation with the run's own validation sizes, test
+    its additive smoothing c among them; None: what the run's profile records, the plain prior for a profile
+    recorded before ``transition_smoothing`` existed) chosen on validation with the run's own validation sizes, test
     evaluated with it; the model at the folder's root is re-exported with the prior installed and ``run.json``
     gains ``transition_prior`` and ``model_test_metrics`` (``test_metrics`` become the mixture's). Stage II is
     not touched. Returns the updated summary.
@@ -481,7 +482,7 @@ def add_transition_prior(
 
 
 def _add_transition_prior_locked(
-    run_dir: Path, summary: dict[str, Any], show_progress: bool, smoothings: Sequence[float],
+    run_dir: Path, summary: dict[str, Any], show_progress: bool, smoothings: Sequence[float] | None,
 ) -> dict[str, Any]:
     # the run folder's own Stage II (a copied or moved run folder records another folder's path)
     best_dir = run_dir / "stage2" / "best"

@@ -54,11 +54,15 @@ def load_best_model(best_dir: Path) -> tuple[Any, Any]:
 
 def transition_stage_into_summary(
     context: RunContext, model: Any, tokenizer: Any, profile: dict[str, Any], *,
-    smoothings: Sequence[float] = (0.0,),
+    smoothings: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """Run (or reuse) the transition-prior stage on ``model`` (the prior stays installed in it, with the chosen
-    weight and smoothing; ``smoothings``: the c searched beside the weights, 0 alone = the plain prior) and
-    record it in the run's summary; returns the stage's result."""
+    weight and smoothing; ``smoothings``: the c searched beside the weights, 0 alone = the plain prior; None:
+    the profile's ``transition_smoothing``) and record it in the run's summary; returns the stage's result."""
+    from genrec.trainers.stages.transition_prior import smoothing_candidates
+
+    if smoothings is None:
+        smoothings = smoothing_candidates(profile.get("transition_smoothing"))
     start = time.perf_counter()
     test_beams = profile.get("test_beams") or profile.get("eval_beams", 20)
     stage_dir = context.out_dir / TRANSITION_DIR

@@ -91,21 +91,15 @@ def run(
     return format_run_report(summary, out, dataset=dataset)
 
 
-def transition_prior(run_dir: Path, *, smoothing: str | float = 0.0) -> str:
+def transition_prior(run_dir: Path, *, smoothing: str | float | None = None) -> str:
     """``genrec transition-prior``: :func:`~genrec.trainers.jobs.run.add_transition_prior` (``smoothing``: a
-    c >= 0, or ``"auto"`` to choose it on validation with the weight); the model's test metrics alone and with
-    the prior."""
+    c >= 0, ``"auto"`` to choose it on validation with the weight, or None for what the run's profile says);
+    the model's test metrics alone and with the prior."""
     from genrec.trainers.evaluation.metrics import format_metrics
     from genrec.trainers.jobs.run import add_transition_prior
-    from genrec.trainers.stages.transition_prior import TRANSITION_SMOOTHINGS
+    from genrec.trainers.stages.transition_prior import smoothing_candidates
 
-    if smoothing == "auto":
-        smoothings: tuple[float, ...] = TRANSITION_SMOOTHINGS
-    else:
-        c = float(smoothing)
-        if not 0 <= c < float("inf"):
-            raise ValueError(f"smoothing must be 'auto' or a finite number >= 0, got {smoothing!r}")
-        smoothings = (c,)
+    smoothings = None if smoothing is None else smoothing_candidates(smoothing)
     summary = add_transition_prior(run_dir, smoothings=smoothings)
     prior = summary["transition_prior"]
     chosen = f"w = {prior['weight']}" + (f", c = {prior['smoothing']}" if prior.get("smoothing") else "")
