@@ -63,6 +63,23 @@ BEAUTY_CANDIDATES = (
      {**_DEFAULT_STAGE2, "dropout": 0.0, "d_model": 192, "ffn_dim": 512}, _DEFAULT_TRAIN, ""),
 )
 
+_DROP0 = {**_DEFAULT_STAGE2, "dropout": 0.0}  # today's default Stage II
+#: (variant name, what it changes, its --config, its --train, further arguments): candidates on top of today's default
+#: Stage II, on the Stage I of the default's end-to-end Beauty run of 2026-12-07 (runs/beauty-z; its own Stage II,
+#: the default's, is the control)
+BEAUTY_Z_CANDIDATES = (
+    ("drop0-kd1", "no dropout and distillation weight λ = 1 (the paper's) instead of 0.1",
+     {**_DROP0, "distillation_weight": 1.0}, _DEFAULT_TRAIN, ""),
+    ("drop0-kd0", "no dropout and no distillation (λ = 0) instead of λ = 0.1",
+     {**_DROP0, "distillation_weight": 0.0}, _DEFAULT_TRAIN, ""),
+    ("drop0-kd003", "no dropout and distillation weight λ = 0.03 instead of 0.1",
+     {**_DROP0, "distillation_weight": 0.03}, _DEFAULT_TRAIN, ""),
+    ("drop0-l4", "no dropout and 4 code levels (the paper's cluster depth, Table 4) instead of 3",
+     _DROP0, _DEFAULT_TRAIN, " --levels 4"),
+    ("drop0-lr2e3", "no dropout and peak learning rate 2e-3 instead of 1e-3",
+     _DROP0, {**_DEFAULT_TRAIN, "lr": 0.002}, ""),
+)
+
 #: (variant name, what it changes, its --config): the Beauty candidates re-measured on ML-100K's three default runs
 ML100K_CANDIDATES = (
     ("dec8", "8 decoder layers instead of 4, the default's Stage II otherwise", {**_DEFAULT_STAGE2, "decoder_layers": 8}),
@@ -196,11 +213,9 @@ def default_rows() -> list[Row]:
           for name, what, config, train, extra in BEAUTY_CANDIDATES),
         # on top of no dropout: the paper's distillation weight, on the Stage I of the default's end-to-end Beauty
         # run of 2026-12-07 (runs/beauty-z; its own Stage II, today's default, the control)
-        stage2_variant_row("beauty", "drop0-kd1", source="runs/s2v/drop0-kd1.json",
-                           what="no dropout and distillation weight λ = 1 (the paper's) instead of 0.1",
-                           produce=_candidate_command("runs/beauty-z", "runs/s2v", "drop0-kd1",
-                                                      {**_DEFAULT_STAGE2, "dropout": 0.0, "distillation_weight": 1.0},
-                                                      _DEFAULT_TRAIN)),
+        *(stage2_variant_row("beauty", name, source=f"runs/s2v/{name}.json", what=what,
+                             produce=_candidate_command("runs/beauty-z", "runs/s2v", name, config, train, extra))
+          for name, what, config, train, extra in BEAUTY_Z_CANDIDATES),
         # Beauty candidates that moved the model alone, on ML-100K: each seed's default run (runs/d{seed}) gives its
         # Stage I, codes and data, and its own Stage II is the control
         *(stage2_variant_row(
