@@ -475,3 +475,25 @@ def test_a_resumed_recbole_row_says_its_time_is_every_sittings_training(report: 
     report.run_report([report.Row(**{**row.__dict__, "compute": one_sitting})], _ctx(report, tmp_path),
                       markdown_path=md, plot=False)
     assert "sittings" not in md.read_text()
+
+
+def test_a_default_row_names_every_seeds_prior_and_a_resumed_runs_stage_time(report: Any, tmp_path: Path) -> None:
+    """Each seed chose its own (w, c) on validation: the row lists them all; a resumed run's time is its stages'."""
+    metrics = {"recall@10": 0.1, "recall@20": 0.2, "ndcg@10": 0.05, "ndcg@20": 0.06}
+    for seed, (weight, smoothing, total) in {1: (0.3, 20.0, 900.0), 2: (0.05, 5.0, 30.0)}.items():
+        folder = tmp_path / "runs" / f"ml-s{seed}"
+        folder.mkdir(parents=True)
+        (folder / "run.json").write_text(json.dumps({
+            "seed": seed, "profile": _today("default"), "test_metrics": metrics, "model_test_metrics": metrics,
+            "transition_prior": {"weight": weight, "smoothing": smoothing, "num_transitions": 10, "validation": {}},
+            "stages": {"stage2": {"seconds": 800.0}, "transition_prior": {"seconds": 20.0}}, "total_seconds": total}))
+    row = report.genrec_run_row("ml-100k", "default", seed_sources={s: f"runs/ml-s{s}/run.json" for s in (1, 2)},
+                                produce="genrec run --seed {seed}")
+    md = tmp_path / "R.md"
+    report.run_report([row], _ctx(report, tmp_path), markdown_path=md, plot=False)
+    line = next(line for line in md.read_text().splitlines() if f"`{row.id}`" in line and line.startswith("| "))
+    assert "(w, c) = (0.3, 20.0), (0.05, 5.0) chosen on validation" in line
+    stored = json.loads((tmp_path / "results" / f"{row.id}.json").read_text())
+    # seed 1 ran in one go (900 s >= its stages' 820 s); seed 2 was resumed: 30 s of reuse, 820 s of stages
+    assert [r["wall_time_s"] for r in stored["runs"]] == [900.0, 820.0]
+    assert "a resumed run (seed 2): its wall time is every stage's own time summed (the last invocation took 30.0 s)" in line

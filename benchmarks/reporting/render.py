@@ -120,9 +120,12 @@ def _row_note(status: Status) -> str:
             parts.append(f"{beams} beams at test, {steps}")
             if d.get("stage2_resumed_from"):
                 parts.append("Stage II was resumed: the wall time is the last invocation's")
-            if d.get("wall_time_from_stages"):
-                parts.append(f"a resumed run: its wall time is every stage's own time summed (the last invocation "
-                             f"took {d.get('last_invocation_seconds')} s)")
+            resumed = [run for run in stored["runs"] if (run.get("details") or {}).get("wall_time_from_stages")]
+            if resumed:
+                which = "" if len(stored["runs"]) == 1 else " (seed " + ", ".join(str(r.get("seed")) for r in resumed) + ")"
+                parts.append(f"a resumed run{which}: its wall time is every stage's own time summed (the last "
+                             f"invocation took " + ", ".join(f"{r['details'].get('last_invocation_seconds')} s"
+                                                             for r in resumed) + ")")
             # every seed's choice, in the seeds' order (each run chose its own on validation)
             weights = ", ".join(str(x.get("transition_weight")) for x in details)
             if d.get("transition_weight") is not None and any(x.get("transition_smoothing") for x in details):
