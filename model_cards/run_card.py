@@ -210,9 +210,9 @@ def public_summary(summary: Mapping[str, Any], run_dir: str | Path) -> dict[str,
 
 def test_rankings(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Label -> test metrics of each ranking a run measured (``run.json``'s ``summary``): the model alone
-    (``model_test_metrics``) and then ``model + transition prior (w = ...)`` (``test_metrics``; ``w = ..., c = ...``
-    when the prior's counts were smoothed) for a run with the prior; the model alone (``test_metrics``) for a run without. What the card and ``genrec run``'s closing block
-    show, labelled the same way."""
+    (``model_test_metrics``) and then ``model + transition prior (w = ...)`` (``test_metrics``; ``w = ..., c =
+    ...`` when the prior's counts were smoothed) for a run with the prior; the model alone (``test_metrics``) for a
+    run without. What the card and ``genrec run``'s closing block show, labelled the same way."""
     test = dict(summary.get("test_metrics") or {})
     prior = summary.get("transition_prior")
     if not prior:

@@ -203,3 +203,19 @@ def test_choose_transition_mixture_scores_each_smoothing_as_the_smoothed_table_w
     model.set_transition_prior(src, dst)
     with pytest.raises(ValueError, match="times_left"):
         choose_transition_mixture(model, tok, histories, targets, num_beams=10, smoothings=(0.0, 1.0))
+
+
+def test_a_profiles_smoothing_setting_is_checked_when_the_profile_is_made() -> None:
+    """`auto` or a number c >= 0; anything else fails before a stage runs, and the grid keeps the plain prior."""
+    import dataclasses
+
+    from genrec.trainers.jobs.profiles import PROFILES
+    from genrec.trainers.stages.transition_smoothing import TRANSITION_SMOOTHINGS, smoothing_candidates
+
+    assert PROFILES["default"].transition_smoothing == "auto" and PROFILES["long"].transition_smoothing == 0.0
+    assert dataclasses.replace(PROFILES["long"], transition_smoothing="5").transition_smoothing == 5.0
+    for bad in ("often", -1.0, float("nan"), float("inf"), True, None):
+        with pytest.raises(ValueError, match="'auto' or a finite number >= 0"):
+            dataclasses.replace(PROFILES["default"], transition_smoothing=bad)
+    assert 0.0 in TRANSITION_SMOOTHINGS and smoothing_candidates("auto") == TRANSITION_SMOOTHINGS
+    assert smoothing_candidates(None) == (0.0,) and smoothing_candidates(2) == (2.0,)

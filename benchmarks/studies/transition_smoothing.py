@@ -28,7 +28,6 @@ from typing import Any
 
 import torch
 
-SMOOTHING = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0)
 KEYS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 
 
@@ -53,6 +52,9 @@ def main(argv: list[str] | None = None) -> None:
         TRANSITION_WEIGHTS,
         times_left,
         training_transitions,
+    )
+    from genrec.trainers.stages.transition_smoothing import (
+        TRANSITION_SMOOTHINGS as SMOOTHING,  # the product's grid
     )
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -44,15 +44,12 @@ Time:   ML-100K under a minute; Beauty (22k test users) 10-20 CPU minutes.""",
 
 
 def _smoothing(value: str) -> str | float:
-    if value == "auto":
-        return value
+    from genrec.trainers.stages.transition_smoothing import parse_transition_smoothing
+
     try:
-        c = float(value)
+        return parse_transition_smoothing(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected 'auto' or a number >= 0, got {value!r}") from None
-    if not 0 <= c < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a number >= 0, got {value!r}")
-    return c
 
 
 def run(args: argparse.Namespace) -> int:

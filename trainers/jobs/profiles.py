@@ -9,6 +9,7 @@ from typing import Any
 
 from genrec.data_scripts.dataset_names import KNOWN_DATASETS, is_hub_repo_id, unknown_dataset
 from genrec.trainers.stages.stage2_defaults import PAPER_MAX_STEPS, PAPER_WARMUP_STEPS
+from genrec.trainers.stages.transition_smoothing import parse_transition_smoothing
 
 __all__ = [
     "MODEL_FAMILIES",
@@ -67,6 +68,10 @@ class PipelineProfile:
     stage1: bool = True
     quantizer: str = "residual_kmeans"
     quantizer_config: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # a custom profile's bad smoothing fails here, not after Stage II has trained
+        object.__setattr__(self, "transition_smoothing", parse_transition_smoothing(self.transition_smoothing))
 
 
 # The default until 2026-12-06, now the `long` profile (about an hour on ML-100K at 1 thread of a shared CPU).

@@ -59,7 +59,7 @@ def transition_stage_into_summary(
     """Run (or reuse) the transition-prior stage on ``model`` (the prior stays installed in it, with the chosen
     weight and smoothing; ``smoothings``: the c searched beside the weights, 0 alone = the plain prior; None:
     the profile's ``transition_smoothing``) and record it in the run's summary; returns the stage's result."""
-    from genrec.trainers.stages.transition_prior import smoothing_candidates
+    from genrec.trainers.stages.transition_smoothing import smoothing_candidates
 
     if smoothings is None:
         smoothings = smoothing_candidates(profile.get("transition_smoothing"))

@@ -97,7 +97,7 @@ def transition_prior(run_dir: Path, *, smoothing: str | float | None = None) -> 
     the model's test metrics alone and with the prior."""
     from genrec.trainers.evaluation.metrics import format_metrics
     from genrec.trainers.jobs.run import add_transition_prior
-    from genrec.trainers.stages.transition_prior import smoothing_candidates
+    from genrec.trainers.stages.transition_smoothing import smoothing_candidates
 
     smoothings = None if smoothing is None else smoothing_candidates(smoothing)
     summary = add_transition_prior(run_dir, smoothings=smoothings)

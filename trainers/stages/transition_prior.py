@@ -27,27 +27,6 @@ logger = logging.getLogger(__name__)
 # measured optimum lies (0.2-0.4 on ML-100K and Beauty) and coarse elsewhere.
 TRANSITION_WEIGHTS: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9)
 SELECTION_METRIC = "ndcg@10"
-# The additive smoothing c of p_transition = count / (n(last) + c) searched when a profile (the default's
-# ``transition_smoothing="auto"``) or ``genrec transition-prior --smoothing auto`` asks for it; measured on
-# Beauty and ML-100K, docs/quality.md ("The transition prior").
-TRANSITION_SMOOTHINGS: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0)
-
-
-def smoothing_candidates(setting: str | float | None) -> tuple[float, ...]:
-    """The c searched for a smoothing setting: ``"auto"`` -> :data:`TRANSITION_SMOOTHINGS` (0 among them, so
-    the plain prior stays a candidate), a number c >= 0 -> ``(c,)``, None -> ``(0.0,)`` (a profile recorded
-    before the setting existed: the plain prior)."""
-    if setting is None:
-        return (0.0,)
-    if setting == "auto":
-        return TRANSITION_SMOOTHINGS
-    try:
-        c = float(setting)
-    except (TypeError, ValueError):
-        raise ValueError(f"smoothing must be 'auto' or a finite number >= 0, got {setting!r}") from None
-    if not 0 <= c < float("inf"):
-        raise ValueError(f"smoothing must be 'auto' or a finite number >= 0, got {setting!r}")
-    return (c,)
 
 
 def mixture_key(weight: float, smoothing: float) -> str:
