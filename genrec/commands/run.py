@@ -22,8 +22,9 @@ prepare the dataset -> embed its items (text encoder) -> UNGER Stage I (integrat
 collaborative embeddings) -> residual k-means semantic IDs -> UNGER Stage II (generative recommender
 with distillation) -> test evaluation (constrained beam search over the full corpus) -> transition
 prior (profiles default and quick: the training rows' first-order transitions mixed into the
-model's ranking, (1 - w) p_model + w p_transition, w chosen on validation; run.json keeps the model's
-own test metrics beside the mixture's as model_test_metrics) -> export.
+model's ranking, (1 - w) p_model + w p_transition, w and the counts' smoothing c in count / (n + c)
+chosen on validation; run.json keeps the model's own test metrics beside the mixture's as
+model_test_metrics) -> export.
 Run the same command again to resume an interrupted run: a finished stage is reused, an interrupted
 training resumes, but only while the stage's fingerprint (OUT/fingerprints/) matches today's settings
 and inputs; a stage made with other ones is recomputed, with every stage after it (the log names why).
