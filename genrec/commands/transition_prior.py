@@ -39,12 +39,12 @@ Time:   ML-100K under a minute; Beauty (22k test users) 10-20 CPU minutes.""",
     p.add_argument("--smoothing", default=None, type=_smoothing,
                    help="additive smoothing c of the transition counts: a number >= 0, or auto (chosen on "
                         "validation with the weight, from 0, 0.5, 1, 2, 5, 10, 20); default: what the run's "
-                        "profile says (auto for `default`, 0 for `long` and older folders)")
+                        "profile says (auto since 2026-12-07, 0 for `long` and older run folders)")
     p.set_defaults(handler=run)
 
 
 def _smoothing(value: str) -> str | float:
-    from genrec.trainers.stages.transition_smoothing import parse_transition_smoothing
+    from genrec.trainers.jobs.profiles import parse_transition_smoothing  # the profiles' own check
 
     try:
         return parse_transition_smoothing(value)
