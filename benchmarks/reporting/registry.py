@@ -36,6 +36,7 @@ _DEFAULT_STAGE2 = {"history_mode": "per_item", "constrained_training": True, "hi
                    "encoder_layers": 4, "dropout": 0.1, "distillation_weight": 0.1}
 # and its training arguments (stage2_variants.py's --train)
 _DEFAULT_TRAIN = {"epochs": 6, "lr_schedule": "cosine"}
+_DROP0 = {**_DEFAULT_STAGE2, "dropout": 0.0}  # today's default Stage II (no dropout since 2026-12-07)
 #: (variant name, what it changes, its --config, its --train, further arguments): the Beauty candidates of
 #: docs/quality.md
 BEAUTY_CANDIDATES = (
@@ -50,20 +51,19 @@ BEAUTY_CANDIDATES = (
     ("lr2e3", "peak learning rate 2e-3 instead of 1e-3", _DEFAULT_STAGE2, {**_DEFAULT_TRAIN, "lr": 0.002}, ""),
     ("bs128", "batches of 128 instead of 256 (twice the steps in the same 6 epochs)", _DEFAULT_STAGE2,
      {**_DEFAULT_TRAIN, "batch_size": 128}, ""),
-    ("drop0", "no dropout instead of 0.1", {**_DEFAULT_STAGE2, "dropout": 0.0}, _DEFAULT_TRAIN, ""),
+    ("drop0", "no dropout instead of 0.1", _DROP0, _DEFAULT_TRAIN, ""),
     # on top of no dropout (today's default): more updates, by length or by batch size
     ("drop0-e16", "no dropout and 16 epochs (the `long` profile's length; 8,224 steps)",
-     {**_DEFAULT_STAGE2, "dropout": 0.0}, {**_DEFAULT_TRAIN, "epochs": 16}, ""),
+     _DROP0, {**_DEFAULT_TRAIN, "epochs": 16}, ""),
     ("drop0-bs128", "no dropout and batches of 128 (6,162 steps in the default's 6 epochs)",
-     {**_DEFAULT_STAGE2, "dropout": 0.0}, {**_DEFAULT_TRAIN, "batch_size": 128}, ""),
+     _DROP0, {**_DEFAULT_TRAIN, "batch_size": 128}, ""),
     # on top of no dropout: capacity, by depth (the paper's Figure 7) or by width (its Figure 9)
     ("drop0-dec8", "no dropout and 8 decoder layers instead of 4",
-     {**_DEFAULT_STAGE2, "dropout": 0.0, "decoder_layers": 8}, _DEFAULT_TRAIN, ""),
+     {**_DROP0, "decoder_layers": 8}, _DEFAULT_TRAIN, ""),
     ("drop0-wide", "no dropout and twice the width (d_model 192, feed-forward 512; 6 heads of 32)",
-     {**_DEFAULT_STAGE2, "dropout": 0.0, "d_model": 192, "ffn_dim": 512}, _DEFAULT_TRAIN, ""),
+     {**_DROP0, "d_model": 192, "ffn_dim": 512}, _DEFAULT_TRAIN, ""),
 )
 
-_DROP0 = {**_DEFAULT_STAGE2, "dropout": 0.0}  # today's default Stage II
 #: (variant name, what it changes, its --config, its --train, further arguments): candidates on top of today's default
 #: Stage II, on the Stage I of the default's end-to-end Beauty run of 2026-12-07 (runs/beauty-z; its own Stage II,
 #: the default's, is the control)
@@ -83,7 +83,7 @@ BEAUTY_Z_CANDIDATES = (
 #: (variant name, what it changes, its --config): the Beauty candidates re-measured on ML-100K's three default runs
 ML100K_CANDIDATES = (
     ("dec8", "8 decoder layers instead of 4, the default's Stage II otherwise", {**_DEFAULT_STAGE2, "decoder_layers": 8}),
-    ("drop0", "no dropout instead of 0.1, the default's Stage II otherwise", {**_DEFAULT_STAGE2, "dropout": 0.0}),
+    ("drop0", "no dropout instead of 0.1, the default's Stage II otherwise", _DROP0),
 )
 
 
