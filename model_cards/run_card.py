@@ -269,6 +269,8 @@ def build_run_card(
         "validation / test beams": f"{profile.get('eval_beams')} / {profile.get('test_beams') or profile.get('eval_beams')}",
         "validation users": profile.get("max_eval_users") or "all",
     }
+    if "stage2_lr" in profile:  # recorded since the field exists (earlier runs trained at the paper's 1e-3)
+        run_settings["Stage II peak learning rate"] = profile["stage2_lr"]
     prior = summary.get("transition_prior")
     metric_columns: dict[str, dict[str, dict[str, Any]]] = {}
     if prior:

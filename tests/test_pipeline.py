@@ -142,12 +142,38 @@ def test_cli_recommend_and_evaluate_read_the_run_folder(quick_run: tuple[Path, d
     assert "--out" in capsys.readouterr().err
 
 
+def test_stage2_learning_rate_comes_from_the_profile_and_a_change_retrains_only_stage2(
+    quick_run: tuple[Path, dict], tmp_path: Path
+) -> None:
+    """The profile's ``stage2_lr`` is the rate Stage II trains at; changing it retrains Stage II and nothing before
+    it, and a run at the paper's 1e-3 keeps the fingerprint of runs made before the field existed."""
+    import shutil
+    from dataclasses import replace
+
+    from genrec.trainers.stages.stage2_defaults import PAPER_LR
+
+    out, summary = quick_run
+    assert PROFILES["quick"].stage2_lr == PAPER_LR and summary["profile"]["stage2_lr"] == PAPER_LR
+    assert "stage2_lr" not in json.loads((out / "fingerprints" / "stage2.json").read_text())["settings"]
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    stage1_weights = next((copy / "stage1").rglob("*.safetensors"))
+    stage1_at = stage1_weights.stat().st_mtime_ns
+    faster = run_pipeline("ml-100k", copy, profile=replace(PROFILES["quick"], stage2_lr=5e-3), show_progress=False)
+    assert faster["profile"]["stage2_lr"] == 5e-3
+    assert json.loads((copy / "fingerprints" / "stage2.json").read_text())["settings"]["stage2_lr"] == 5e-3
+    assert stage1_weights.stat().st_mtime_ns == stage1_at  # Stage I reused
+    hparams = [path.read_text() for path in (copy / "stage2" / "logs").rglob("hparams.yml")]
+    assert hparams and all("\nlr: 0.005\n" in text for text in hparams)  # the optimizer's peak rate
+    assert faster["model_test_metrics"] != summary["model_test_metrics"]  # retrained at the new rate
+
+
 def test_paper_profile_is_the_papers_table_4() -> None:
     """UNGER §4.1.3 / Table 4: cluster depth 4, 20k steps, warm-up 2k from 1e-7 (the trainer's default start),
     the flattened code-sequence history, plain training, no early stop, 100 beams at test."""
     paper = PROFILES["paper"]
     assert paper.num_levels == 4 and paper.stage2_max_steps == 20000 and paper.stage2_epochs is None
-    assert paper.stage2_warmup_steps == 2000 and paper.stage2_lr_schedule == "constant"
+    assert paper.stage2_warmup_steps == 2000 and paper.stage2_lr_schedule == "constant" and paper.stage2_lr == 1e-3
     assert paper.stage2_patience is None and paper.test_beams == 100
     assert paper.stage2_config == {"history_mode": "flattened"}  # constrained_training off, as in the paper
     assert paper.stage1_patience is not None and paper.stage1_epochs >= 100  # to convergence, not a budget
@@ -329,7 +355,8 @@ def test_tiger_profiles_are_tigers_recipe() -> None:
     """TIGER (Rajput et al., 2023): RQ-VAE codes of the text embeddings (3 x 256), no Stage I, plain
     cross-entropy, no distillation, no transition prior. `tiger` keeps the default's Stage II network and length
     (so that the two differ only by what UNGER adds) with TIGER's own dropout, 0.1 (the default has the UNGER
-    paper's 0 since 2026-12-07); `tiger-paper` is TIGER's own network (flattened code
+    paper's 0 since 2026-12-07) and the paper's peak learning rate 1e-3 (the default's is 2e-3 since 2026-12-07);
+    `tiger-paper` is TIGER's own network (flattened code
     history, 4 + 4 layers, width 128, feed-forward 1024, dropout 0.1) at the paper profile's length."""
     from genrec.cli import build_parser
 
@@ -347,6 +374,7 @@ def test_tiger_profiles_are_tigers_recipe() -> None:
     assert {k: v for k, v in default.stage2_config.items() if k not in unger_only} == {
         k: v for k, v in tiger.stage2_config.items() if k not in unger_only}
     assert (default.stage2_config["dropout"], tiger.stage2_config["dropout"]) == (0.0, 0.1)
+    assert (default.stage2_lr, tiger.stage2_lr) == (2e-3, 1e-3)  # TIGER's rows were measured at 1e-3
     config = PROFILES["tiger-paper"].stage2_config
     assert config["history_mode"] == "flattened" and config["dropout"] == 0.1
     assert (config["d_model"], config["ffn_dim"], config["encoder_layers"], config["decoder_layers"]) == (128, 1024, 4, 4)

@@ -78,6 +78,9 @@ BEAUTY_Z_CANDIDATES = (
      _DROP0, _DEFAULT_TRAIN, " --levels 4"),
     ("drop0-lr2e3", "no dropout and peak learning rate 2e-3 instead of 1e-3",
      _DROP0, {**_DEFAULT_TRAIN, "lr": 0.002}, ""),
+    # the learning rate one step further (2e-3, today's default since the evening of 2026-12-07, moved Recall)
+    ("drop0-lr3e3", "no dropout and peak learning rate 3e-3 instead of 1e-3",
+     _DROP0, {**_DEFAULT_TRAIN, "lr": 0.003}, ""),
 )
 
 #: (variant name, what it changes, its --config): the Beauty candidates re-measured on ML-100K's three default runs
@@ -116,18 +119,38 @@ def default_rows() -> list[Row]:
     # a GPU run (benchmarks/quality_gpu.sh sasrec), or hours of a quiet CPU
     rows.append(recbole_row("beauty", "SASRec", label="converged", use_gpu=True))
     rows += [
-        # the default since 2026-12-07, sixth session (Stage II without dropout, the prior's smoothing chosen on
-        # validation): on ML-100K each seed end to end from an empty folder at both cores, one after the other; on
-        # Beauty the fifth session's end-to-end run (runs/beauty-z) resumed by the new genrec run, which recomputed
-        # only the transition-prior stage (its settings changed; every other stage's fingerprint is the same)
+        # the default since the evening of 2026-12-07 (seventh session: Stage II's peak learning rate 2e-3): each
+        # run folder of the version below (the same data, embeddings, Stage I and codes: same fingerprints) resumed
+        # by the genrec that changed the rate, which retrained Stage II and recomputed the prior; at 1 thread, the
+        # ML-100K seeds one after the other beside the Beauty run
         *(genrec_run_row("ml-100k", "default", model_alone=alone,
                           seed_sources={s: f"runs/z{s}/run.json" for s in (2024, 2025, 2026)},
-                          produce="genrec run --seed {seed} --out runs/z{seed}  # end to end, 2 idle cores")
+                          produce="genrec run --seed {seed} --out runs/z{seed}  # OMP_NUM_THREADS=1; resumes the run "
+                                  "of the 2026-12-07-lr1e3 row (Stage II and the prior recomputed)")
           for alone in (False, True)),
         *(genrec_run_row("beauty", "default", model_alone=alone, source="runs/beauty-z/run.json",
                          produce="genrec run --dataset ../shared/data/amazon-beauty-2014 --seed 2024 --out "
-                                 "runs/beauty-z  # OMP_NUM_THREADS=1, nice -n 19; end to end from an empty folder, "
-                                 "then resumed by the genrec that chose the prior's smoothing")
+                                 "runs/beauty-z  # OMP_NUM_THREADS=1; resumes the run of the 2026-12-07-lr1e3 row "
+                                 "(Stage II and the prior recomputed)")
+          for alone in (False, True)),
+        # the default of 2026-12-07 with the paper's peak learning rate 1e-3 (sixth session: Stage II without
+        # dropout, the prior's smoothing chosen on validation): on ML-100K each seed end to end from an empty folder
+        # at both cores, one after the other; on Beauty the fifth session's end-to-end run resumed by the genrec
+        # that chose the prior's smoothing, which recomputed only the transition-prior stage. Each run folder kept
+        # as a copy (runs/zlr1e3-{seed}, runs/beauty-z-lr1e3) before the seventh session resumed it
+        *(genrec_run_row("ml-100k", "default", model_alone=alone, label="2026-12-07-lr1e3",
+                         label_text="of 2026-12-07 with Stage II's peak learning rate 1e-3",
+                         seed_sources={s: f"runs/zlr1e3-{s}/run.json" for s in (2024, 2025, 2026)},
+                         produce="genrec run --seed {seed} --out runs/z{seed}  # genrec 9e96d57; end to end, 2 idle "
+                                 "cores; copied to runs/zlr1e3-{seed}")
+          for alone in (False, True)),
+        *(genrec_run_row("beauty", "default", model_alone=alone, label="2026-12-07-lr1e3",
+                         label_text="of 2026-12-07 with Stage II's peak learning rate 1e-3",
+                         source="runs/beauty-z-lr1e3/run.json",
+                         produce="genrec run --dataset ../shared/data/amazon-beauty-2014 --seed 2024 --out "
+                                 "runs/beauty-z  # genrec 9e96d57; OMP_NUM_THREADS=1, nice -n 19; end to end from an "
+                                 "empty folder, then resumed by the genrec that chose the prior's smoothing; copied "
+                                 "to runs/beauty-z-lr1e3")
           for alone in (False, True)),
         # the default of 2026-12-07 before the smoothing (the plain prior): on ML-100K each run folder a copy of the
         # 2026-12-06 run of its seed (runs/d{seed}) whose data, embeddings, Stage I and codes the run reused (same
@@ -226,9 +249,16 @@ def default_rows() -> list[Row]:
         # the sixth session (runs/z{seed}) gives its Stage I, codes and data; its own Stage II is the control
         stage2_variant_row(
             "ml-100k", "drop0-lr2e3", seed_sources={s: f"runs/m2v-{s}/drop0-lr2e3.json" for s in (2024, 2025, 2026)},
-            what="peak learning rate 2e-3 instead of 1e-3, today's default Stage II otherwise",
+            what="peak learning rate 2e-3 instead of 1e-3, the default's Stage II of the sixth session otherwise",
             produce=_candidate_command("runs/z{seed}", "runs/m2v-{seed}", "drop0-lr2e3", _DROP0,
                                        {**_DEFAULT_TRAIN, "lr": 0.002}, given_codes=True)),
+        # one step further, on the same run folders (whose Stage II, retrained at 2e-3 by the seventh session's
+        # genrec run, equals drop0-lr2e3's user for user)
+        stage2_variant_row(
+            "ml-100k", "drop0-lr3e3", seed_sources={s: f"runs/m2v-{s}/drop0-lr3e3.json" for s in (2024, 2025, 2026)},
+            what="peak learning rate 3e-3 instead of 1e-3, the default's Stage II of the sixth session otherwise",
+            produce=_candidate_command("runs/z{seed}", "runs/m2v-{seed}", "drop0-lr3e3", _DROP0,
+                                       {**_DEFAULT_TRAIN, "lr": 0.003}, given_codes=True)),
         stage2_variant_row(
             "beauty", "default", source="runs/beauty-var/default.json",
             produce="python benchmarks/stage2_variants.py --data runs/beauty/data --integrated "

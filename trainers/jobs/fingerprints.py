@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from genrec.trainers.jobs.ledger import FINGERPRINT_DIR, StageLedger, file_sha256, settings_digest
+from genrec.trainers.stages.stage2_defaults import PAPER_LR
 
 logger = logging.getLogger(__name__)
 
@@ -103,10 +104,14 @@ def quantize_fingerprint(
 
 def stage2_fingerprint(profile: Any, seed: int, quantize_digest: str) -> dict[str, Any]:
     """Settings that determine Stage II and its test metrics."""
-    return {
+    settings = {
         "format": FINGERPRINT_FORMAT, **_profile_fields(profile, STAGE2_FIELDS), "seed": seed,
         "quantize": quantize_digest,
     }
+    lr = _profile_fields(profile, ("stage2_lr",)).get("stage2_lr", PAPER_LR)
+    if lr != PAPER_LR:  # only then: runs at the paper's rate (every run made before the field) keep their fingerprint
+        settings["stage2_lr"] = lr
+    return settings
 
 
 def adopt_legacy_run(run_dir: Path, ledger: StageLedger) -> bool:

@@ -369,7 +369,7 @@ def run_pipeline(
                 epochs=run_profile.stage2_epochs,
                 warmup_steps=run_profile.stage2_warmup_steps, eval_every=run_profile.stage2_eval_every,
                 patience=run_profile.stage2_patience, eval_beams=run_profile.eval_beams,
-                test_beams=run_profile.test_beams, lr_schedule=run_profile.stage2_lr_schedule,
+                test_beams=run_profile.test_beams, lr_schedule=run_profile.stage2_lr_schedule, lr=run_profile.stage2_lr,
                 max_eval_users=run_profile.max_eval_users, seed=seed, show_progress=show_progress,
                 init_from=init_from, mixed_precision=mixed_precision, log_with=log_with,
             ).to_dict()

@@ -214,7 +214,7 @@ def run_mscgrec_stages(
             max_steps=profile.stage2_max_steps, epochs=profile.stage2_epochs,
             warmup_steps=profile.stage2_warmup_steps, eval_every=profile.stage2_eval_every,
             patience=profile.stage2_patience, eval_beams=profile.eval_beams, test_beams=profile.test_beams,
-            lr_schedule=profile.stage2_lr_schedule, max_eval_users=profile.max_eval_users, seed=seed,
+            lr_schedule=profile.stage2_lr_schedule, lr=profile.stage2_lr, max_eval_users=profile.max_eval_users, seed=seed,
             show_progress=show_progress, log_with=context.log_with,
         ).to_dict()
     context.record_stage("stage2", start, path=stage2_dir, steps=stage2["global_step"],
