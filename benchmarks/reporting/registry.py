@@ -102,6 +102,18 @@ def _candidate_command(run: str, work_dir: str, name: str, config: dict, train: 
             f"--train '{json.dumps(train)}' --warmup-steps 300 --eval-every 1000 --max-eval-users 5000 --threads 1 "
             f"--config '{json.dumps(config)}'{extra}")
 
+
+def _default_rows(*, ml_sources: str, ml_produce: str, beauty_source: str, beauty_produce: str, label: str = "",
+                  label_text: str = "") -> list[Row]:
+    """One version of the `default` profile: its ML-100K rows (seeds 2024-2026; ``ml_sources`` holds ``{seed}``)
+    and its Beauty rows, each with the prior and the model alone (``label``: an earlier version)."""
+    rows = [genrec_run_row("ml-100k", "default", model_alone=alone, label=label, label_text=label_text,
+                           seed_sources={s: ml_sources.format(seed=s) for s in (2024, 2025, 2026)},
+                           produce=ml_produce) for alone in (False, True)]
+    return rows + [genrec_run_row("beauty", "default", model_alone=alone, label=label, label_text=label_text,
+                                  source=beauty_source, produce=beauty_produce) for alone in (False, True)]
+
+
 def default_rows() -> list[Row]:
     """The registry: every row of RESULTS.md, in declaration order."""
     rows: list[Row] = []
@@ -123,35 +135,28 @@ def default_rows() -> list[Row]:
         # run folder of the version below (the same data, embeddings, Stage I and codes: same fingerprints) resumed
         # by the genrec that changed the rate, which retrained Stage II and recomputed the prior; at 1 thread, the
         # ML-100K seeds one after the other beside the Beauty run
-        *(genrec_run_row("ml-100k", "default", model_alone=alone,
-                          seed_sources={s: f"runs/z{s}/run.json" for s in (2024, 2025, 2026)},
-                          produce="genrec run --seed {seed} --out runs/z{seed}  # OMP_NUM_THREADS=1; resumes the run "
-                                  "of the 2026-12-07-lr1e3 row (Stage II and the prior recomputed)")
-          for alone in (False, True)),
-        *(genrec_run_row("beauty", "default", model_alone=alone, source="runs/beauty-z/run.json",
-                         produce="genrec run --dataset ../shared/data/amazon-beauty-2014 --seed 2024 --out "
-                                 "runs/beauty-z  # OMP_NUM_THREADS=1; resumes the run of the 2026-12-07-lr1e3 row "
-                                 "(Stage II and the prior recomputed)")
-          for alone in (False, True)),
+        *_default_rows(
+            ml_sources="runs/z{seed}/run.json",
+            ml_produce="genrec run --seed {seed} --out runs/z{seed}  # OMP_NUM_THREADS=1; resumes the run of the "
+                       "2026-12-07-lr1e3 row (Stage II and the prior recomputed)",
+            beauty_source="runs/beauty-z/run.json",
+            beauty_produce="genrec run --dataset ../shared/data/amazon-beauty-2014 --seed 2024 --out runs/beauty-z  "
+                           "# OMP_NUM_THREADS=1; resumes the run of the 2026-12-07-lr1e3 row (Stage II and the prior "
+                           "recomputed)"),
         # the default of 2026-12-07 with the paper's peak learning rate 1e-3 (sixth session: Stage II without
         # dropout, the prior's smoothing chosen on validation): on ML-100K each seed end to end from an empty folder
         # at both cores, one after the other; on Beauty the fifth session's end-to-end run resumed by the genrec
         # that chose the prior's smoothing, which recomputed only the transition-prior stage. Each run folder kept
         # as a copy (runs/zlr1e3-{seed}, runs/beauty-z-lr1e3) before the seventh session resumed it
-        *(genrec_run_row("ml-100k", "default", model_alone=alone, label="2026-12-07-lr1e3",
-                         label_text="of 2026-12-07 with Stage II's peak learning rate 1e-3",
-                         seed_sources={s: f"runs/zlr1e3-{s}/run.json" for s in (2024, 2025, 2026)},
-                         produce="genrec run --seed {seed} --out runs/z{seed}  # genrec 9e96d57; end to end, 2 idle "
-                                 "cores; copied to runs/zlr1e3-{seed}")
-          for alone in (False, True)),
-        *(genrec_run_row("beauty", "default", model_alone=alone, label="2026-12-07-lr1e3",
-                         label_text="of 2026-12-07 with Stage II's peak learning rate 1e-3",
-                         source="runs/beauty-z-lr1e3/run.json",
-                         produce="genrec run --dataset ../shared/data/amazon-beauty-2014 --seed 2024 --out "
-                                 "runs/beauty-z  # genrec 9e96d57; OMP_NUM_THREADS=1, nice -n 19; end to end from an "
-                                 "empty folder, then resumed by the genrec that chose the prior's smoothing; copied "
-                                 "to runs/beauty-z-lr1e3")
-          for alone in (False, True)),
+        *_default_rows(
+            label="2026-12-07-lr1e3", label_text="of 2026-12-07 with Stage II's peak learning rate 1e-3",
+            ml_sources="runs/zlr1e3-{seed}/run.json",
+            ml_produce="genrec run --seed {seed} --out runs/z{seed}  # genrec 9e96d57; end to end, 2 idle cores; "
+                       "copied to runs/zlr1e3-{seed}",
+            beauty_source="runs/beauty-z-lr1e3/run.json",
+            beauty_produce="genrec run --dataset ../shared/data/amazon-beauty-2014 --seed 2024 --out runs/beauty-z  "
+                           "# genrec 9e96d57; OMP_NUM_THREADS=1, nice -n 19; end to end from an empty folder, then "
+                           "resumed by the genrec that chose the prior's smoothing; copied to runs/beauty-z-lr1e3"),
         # the default of 2026-12-07 before the smoothing (the plain prior): on ML-100K each run folder a copy of the
         # 2026-12-06 run of its seed (runs/d{seed}) whose data, embeddings, Stage I and codes the run reused (same
         # fingerprints; that Stage I trained on an AMD EPYC), Stage II and the prior retrained, each at 1 thread
@@ -168,20 +173,17 @@ def default_rows() -> list[Row]:
                        produce="genrec run --dataset ../shared/data/amazon-beauty-2014 --seed 2024 --out "
                                "runs/beauty-z  # genrec 048e850; OMP_NUM_THREADS=1, nice -n 19; end to end from an "
                                "empty folder; its run.json kept as runs/beauty-z-run-plain.json"),
-        # the default of 2026-12-06 (Stage II 6 epochs, dropout 0.1): seeds 2024 and 2025 at 1 thread beside each
-        # other, seed 2026 alone at both cores
-        *(genrec_run_row("ml-100k", "default", model_alone=alone, label="2026-12-06",
-                         label_text="of 2026-12-06 (Stage II dropout 0.1)",
-                         seed_sources={s: f"runs/d{s}/run.json" for s in (2024, 2025, 2026)},
-                         produce="genrec run --seed {seed} --out runs/d{seed}  # 2024, 2025: OMP_NUM_THREADS=1")
-          for alone in (False, True)),
-        # the same on Beauty (seed 2024 at 1 thread beside a Stage II variant; data and text embeddings copied from
-        # runs/beauty-tiger): 6 epochs are 3,084 Stage II steps there, 38 % of the 16-epoch recipe's
-        *(genrec_run_row("beauty", "default", model_alone=alone, label="2026-12-06",
-                         label_text="of 2026-12-06 (Stage II dropout 0.1)", source="runs/beauty-def/run.json",
-                         produce="genrec run --dataset ../shared/data/amazon-beauty-2014 --out runs/beauty-def  "
-                                 "# OMP_NUM_THREADS=1")
-          for alone in (False, True)),
+        # the default of 2026-12-06 (Stage II 6 epochs, dropout 0.1): on ML-100K seeds 2024 and 2025 at 1 thread
+        # beside each other, seed 2026 alone at both cores; on Beauty seed 2024 at 1 thread beside a Stage II variant
+        # (data and text embeddings copied from runs/beauty-tiger): 6 epochs are 3,084 Stage II steps there, 38 % of
+        # the 16-epoch recipe's
+        *_default_rows(
+            label="2026-12-06", label_text="of 2026-12-06 (Stage II dropout 0.1)",
+            ml_sources="runs/d{seed}/run.json",
+            ml_produce="genrec run --seed {seed} --out runs/d{seed}  # 2024, 2025: OMP_NUM_THREADS=1",
+            beauty_source="runs/beauty-def/run.json",
+            beauty_produce="genrec run --dataset ../shared/data/amazon-beauty-2014 --out runs/beauty-def  "
+                           "# OMP_NUM_THREADS=1"),
         # TIGER (`--profile tiger`: RQ-VAE codes of the text embeddings, no Stage I, distillation or prior), on the
         # default's prepared data and text embeddings (copied from runs/d{seed}), each seed at 1 thread
         genrec_run_row("ml-100k", "tiger", seed_sources={s: f"runs/t{s}/run.json" for s in (2024, 2025, 2026)},
