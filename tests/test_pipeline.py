@@ -166,6 +166,9 @@ def test_stage2_learning_rate_comes_from_the_profile_and_a_change_retrains_only_
     hparams = [path.read_text() for path in (copy / "stage2" / "logs").rglob("hparams.yml")]
     assert hparams and all("\nlr: 0.005\n" in text for text in hparams)  # the optimizer's peak rate
     assert faster["model_test_metrics"] != summary["model_test_metrics"]  # retrained at the new rate
+    for bad in (0, -1e-3, float("nan"), float("inf"), True, "2e-3"):
+        with pytest.raises(ValueError, match="stage2_lr must be a positive number"):
+            replace(PROFILES["quick"], stage2_lr=bad)
 
 
 def test_paper_profile_is_the_papers_table_4() -> None:

@@ -3,6 +3,7 @@ model families it trains, and how it reads a ``--dataset`` argument."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,11 @@ class PipelineProfile:
     def __post_init__(self) -> None:
         # a custom profile's bad smoothing fails here, not after Stage II has trained
         object.__setattr__(self, "transition_smoothing", parse_transition_smoothing(self.transition_smoothing))
+        # and a bad learning rate before Stage I, not as a NaN loss (or no training at all) in Stage II
+        lr = self.stage2_lr
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+            raise ValueError(f"profile {self.name!r}: stage2_lr must be a positive number (Stage II's peak "
+                             f"learning rate; the paper's is {PAPER_LR}), got {lr!r}")
 
 
 # The default until 2026-12-06, now the `long` profile (about an hour on ML-100K at 1 thread of a shared CPU).
