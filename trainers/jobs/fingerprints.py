@@ -104,14 +104,10 @@ def quantize_fingerprint(
 
 def stage2_fingerprint(profile: Any, seed: int, quantize_digest: str) -> dict[str, Any]:
     """Settings that determine Stage II and its test metrics."""
-    settings = {
-        "format": FINGERPRINT_FORMAT, **_profile_fields(profile, STAGE2_FIELDS), "seed": seed,
-        "quantize": quantize_digest,
-    }
-    lr = _profile_fields(profile, ("stage2_lr",)).get("stage2_lr", PAPER_LR)
-    if lr != PAPER_LR:  # only then: runs at the paper's rate (every run made before the field) keep their fingerprint
-        settings["stage2_lr"] = lr
-    return settings
+    fields = _profile_fields(profile, (*STAGE2_FIELDS, "stage2_lr"))
+    if fields.get("stage2_lr", PAPER_LR) == PAPER_LR:  # runs at the paper's rate (all made before the field) keep
+        fields.pop("stage2_lr", None)  # their fingerprint
+    return {"format": FINGERPRINT_FORMAT, **fields, "seed": seed, "quantize": quantize_digest}
 
 
 def adopt_legacy_run(run_dir: Path, ledger: StageLedger) -> bool:
