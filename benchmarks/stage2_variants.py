@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from genrec.modeling.configuration_unger import UngerConfig
+from genrec.trainers.engine.files import resolve_recorded
 from genrec.trainers.stages.quantize import quantize_embeddings
 from genrec.trainers.stages.stage2 import train_stage2
 
@@ -45,6 +46,17 @@ def training_target_counts(data: Path) -> Counter[str]:
 
     sequences, _ = load_genrec_dataset(data)
     return MarkovBaseline(sequences["train"]["item_ids"]).popularity
+
+
+def check_codes_source(sid_dir: Path, codes: dict, integrated: Path) -> None:
+    """Refuse a work folder's shared codes that were quantized from other integrated embeddings than ``integrated``
+    (two Stage I runs' candidates in one --work-dir would otherwise train on the wrong codes without a word)."""
+    made_from = resolve_recorded(codes.get("embeddings", ""), sid_dir).resolve()  # relative to the folder or absolute
+    if made_from != integrated.resolve():
+        raise SystemExit(
+            f"{sid_dir} holds codes quantized from {made_from}, not from --integrated {integrated.resolve()}: give "
+            "each Stage I its own --work-dir (or pass its run's codes with --semantic-ids)"
+        )
 
 
 def main() -> None:
@@ -105,6 +117,8 @@ def main() -> None:
             while not (sid_dir / "quantize.json").is_file():
                 time.sleep(2)
     codes = json.loads((sid_dir / "quantize.json").read_text())
+    if args.semantic_ids is None:
+        check_codes_source(sid_dir, codes, args.integrated)
     print(f"semantic IDs: {codes['codebook_sizes']}, collision rate {codes['collision_rate']:.4f}", flush=True)
     quantized_sizes = codes["diagnostics"]["codebook_sizes"]  # the quantizer's levels, without the collision level
 

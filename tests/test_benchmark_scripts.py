@@ -41,3 +41,36 @@ def test_stage2_variants_refuses_quantize_flags_beside_given_codes(benchmark_scr
         module.main()
     assert exc.value.code == 2
     assert "--semantic-ids reuses codes already made" in capsys.readouterr().err
+
+
+def test_profile_variant_changes_named_fields_only_and_refuses_unknown_ones(benchmark_script, tmp_path) -> None:
+    """A candidate profile is the named profile with the given fields changed and a name that says which."""
+    from genrec.trainers.jobs.profiles import PROFILES
+
+    module = benchmark_script("profile_variant.py", "genrec_bench_profile_variant")
+    profile = module.changed_profile("default", {"stage1_epochs": 30})
+    assert profile.stage1_epochs == 30
+    assert profile.name == "default+stage1_epochs=30"
+    assert profile.stage2_config == PROFILES["default"].stage2_config and profile.stage2_lr == PROFILES["default"].stage2_lr
+    with pytest.raises(SystemExit, match="unknown PipelineProfile field"):
+        module.changed_profile("default", {"stage1_epoch": 30})
+    source = tmp_path / "run"
+    for folder in ("data", "embeddings", "fingerprints", "stage1"):
+        (source / folder).mkdir(parents=True)
+        (source / folder / "x.json").write_text("{}")
+    (source / "fingerprints" / "prepare.json").write_text('{"p": 1}')
+    module.reuse_inputs(source, tmp_path / "out")
+    copied = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert copied == ["data/x.json", "embeddings/x.json", "fingerprints/prepare.json"]  # nothing of Stage I or later
+
+
+def test_stage2_variants_refuses_shared_codes_of_other_integrated_embeddings(benchmark_script, tmp_path) -> None:
+    """A work folder's codes are reused only for the integrated embeddings they were quantized from."""
+    module = benchmark_script("stage2_variants.py", "genrec_bench_stage2_variants_codes")
+    sid = tmp_path / "semantic_ids"
+    sid.mkdir()
+    mine, other = tmp_path / "a" / "integrated.safetensors", tmp_path / "b" / "integrated.safetensors"
+    module.check_codes_source(sid, {"embeddings": str(mine)}, mine)  # absolute record (older quantize.json)
+    module.check_codes_source(sid, {"embeddings": "../a/integrated.safetensors"}, mine)  # relative to the folder
+    with pytest.raises(SystemExit, match="give each Stage I its own --work-dir"):
+        module.check_codes_source(sid, {"embeddings": str(mine)}, other)

@@ -81,6 +81,9 @@ BEAUTY_Z_CANDIDATES = (
     # the learning rate one step further (2e-3, today's default since the evening of 2026-12-07, moved Recall)
     ("drop0-lr3e3", "no dropout and peak learning rate 3e-3 instead of 1e-3",
      _DROP0, {**_DEFAULT_TRAIN, "lr": 0.003}, ""),
+    # today's default Stage II (no dropout, 2e-3) at the `long` profile's length: does length still add?
+    ("drop0-lr2e3-e16", "no dropout, peak learning rate 2e-3 and 16 epochs (today's default at `long`'s length)",
+     _DROP0, {**_DEFAULT_TRAIN, "epochs": 16, "lr": 0.002}, ""),
 )
 
 #: (variant name, what it changes, its --config): the Beauty candidates re-measured on ML-100K's three default runs
@@ -101,6 +104,11 @@ def _candidate_command(run: str, work_dir: str, name: str, config: dict, train: 
             f"{run}/stage1/integrated_embeddings.safetensors{codes} --work-dir {work_dir} --name {name}{seed} "
             f"--train '{json.dumps(train)}' --warmup-steps 300 --eval-every 1000 --max-eval-users 5000 --threads 1 "
             f"--config '{json.dumps(config)}'{extra}")
+
+
+def _profile_variant_row(row: Row, profile_name: str) -> Row:
+    """A ``genrec_run_row`` of a ``benchmarks/profile_variant.py`` run, which records its changed profile's name."""
+    return replace(row, options={**row.options, "profile": profile_name})
 
 
 def _default_rows(*, ml_sources: str, ml_produce: str, beauty_source: str, beauty_produce: str, label: str = "",
@@ -200,6 +208,18 @@ def default_rows() -> list[Row]:
         *(genrec_run_row("ml-100k", "default", model_alone=alone, label="smollm2-encoder",
                          label_text="with the SmolLM2-135M text encoder", source="runs/e2025/run.json",
                          produce="genrec run --seed 2025 --encoder smollm2-135m --out runs/e2025  # OMP_NUM_THREADS=1")
+          for alone in (False, True)),
+        # the default with Stage I's epoch cap raised from 8 to 30 (patience 2 still decides): on Beauty the 8-epoch
+        # Stage I stops at its cap with the best validation at the last step. The prepared data and text embeddings
+        # copied from runs/beauty-z; every later stage computed anew, at 1 thread beside a Stage II variant
+        *(_profile_variant_row(
+            genrec_run_row("beauty", "default", model_alone=alone, label="stage1-e30",
+                           label_text="with Stage I's epoch cap 30 instead of 8",
+                           source="runs/beauty-s1e30/run.json",
+                           produce="python benchmarks/profile_variant.py --dataset ../shared/data/amazon-beauty-2014 "
+                                   "--set '{\"stage1_epochs\": 30}' --out runs/beauty-s1e30 --reuse-inputs "
+                                   "runs/beauty-z  # OMP_NUM_THREADS=1"),
+            "default+stage1_epochs=30")
           for alone in (False, True)),
         # the default of 2026-12-02 (Stage II 16 epochs; `--profile long` since 2026-12-06), kept beside it
         *(genrec_run_row("ml-100k", "default", model_alone=alone, label="2026-12-02",
