@@ -447,19 +447,22 @@ def compute_stage1_retriever(row: Row, ctx: Context, seed: int | None) -> dict[s
     }
 
 
-def stage1_retriever_row(data: str, run: str) -> Row:
+def stage1_retriever_row(data: str, run: str, *, label: str = "", label_text: str = "") -> Row:
     """UNGER Stage I's fusion model (DIN over integrated item embeddings) as a retriever on its own: one dot
     product per item, full ranking. Read from the ``--json`` of ``benchmarks/stage1_retriever.py`` on the
-    default profile's run folder ``run`` (seed 2024)."""
+    default profile's run folder ``run`` (seed 2024; ``label`` / ``label_text``: a variant's run, id suffix and
+    words in the title)."""
     short = row_prefix(data)
     source = f"{run}/stage1_retriever.json"
     produce = f"python benchmarks/stage1_retriever.py --run {run} --json {source}"
+    version = f", {label_text}" if label_text else ""
     return Row(
-        id=f"{short}-genrec-stage1-retriever",
-        title="genrec UNGER Stage I alone (DIN retriever over the integrated item embeddings)",
+        id=f"{short}-genrec-stage1-retriever" + (f"-{label}" if label else ""),
+        title=f"genrec UNGER Stage I alone (DIN retriever over the integrated item embeddings){version}",
         dataset=data, kind="read", command=produce, produce=produce, compute=compute_stage1_retriever,
         inputs=_source_inputs, missing=_missing_source, options={"source": source, "seed": 2024},
-        note="the default profile's Stage I (seed 2024); full-softmax ranking over every item, no codes, "
+        note=("that run's" if label else "the default profile's") + " Stage I (seed 2024); full-softmax ranking over "
+             "every item, no codes, "
              "no beam search; wall time: ranking the test users only",
     )
 

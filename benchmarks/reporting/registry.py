@@ -261,6 +261,16 @@ def default_rows() -> list[Row]:
         *(stage2_variant_row("beauty", name, source=f"runs/s2v/{name}.json", what=what,
                              produce=_candidate_command("runs/beauty-z", "runs/s2v", name, config, train, extra))
           for name, what, config, train, extra in BEAUTY_Z_CANDIDATES),
+        # today's default Stage II retrained with two more seeds (initialisation, data order, validation sample) on
+        # the Stage I and codes of runs/beauty-z: how far a retrain alone moves Beauty's test figures. Seed 2024's is
+        # the drop0-lr2e3 candidate (codes quantized from the same embeddings with seed 2024; its ranks are
+        # byte-identical to the default's Stage II)
+        stage2_variant_row(
+            "beauty", "default-seeds", what="today's default Stage II, seeds 2024-2026 on one Stage I and one code table",
+            seed_sources={2024: "runs/s2v/drop0-lr2e3.json", 2025: "runs/s2v-seeds/default-s2025.json",
+                          2026: "runs/s2v-seeds/default-s2026.json"},
+            produce=_candidate_command("runs/beauty-z", "runs/s2v-seeds", "default-s{seed}", _DROP0,
+                                       {**_DEFAULT_TRAIN, "lr": 0.002}, given_codes=True)),
         # Beauty candidates that moved the model alone, on ML-100K: each seed's default run (runs/d{seed}) gives its
         # Stage I, codes and data, and its own Stage II is the control
         *(stage2_variant_row(
@@ -291,6 +301,8 @@ def default_rows() -> list[Row]:
     rows += [
         stage1_retriever_row("ml-100k", "runs/ml-100k-s2024"),
         stage1_retriever_row("beauty", "runs/beauty"),
+        stage1_retriever_row("beauty", "runs/beauty-s1e30", label="stage1-e30",
+                             label_text="Stage I to convergence (epoch cap 30: 12 epochs, the best at 10)"),
     ]
     rows += stage2_ablation_rows()
     rows += code_ablation_rows()
