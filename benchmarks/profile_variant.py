@@ -45,6 +45,10 @@ def reuse_inputs(source: Path, out: Path) -> None:
     """Copy ``source``'s prepared data and text embeddings (and their fingerprints) into a new run folder."""
     if out.exists() and any(out.iterdir()):
         return  # a run folder in progress keeps what it has
+    needed = [source / stage for stage in INPUT_STAGES] + [source / "fingerprints" / n for n in INPUT_FINGERPRINTS]
+    missing = [str(path) for path in needed if not path.exists()]
+    if missing:
+        raise SystemExit(f"--reuse-inputs {source}: not a finished run folder (missing {', '.join(missing)})")
     for stage in INPUT_STAGES:
         shutil.copytree(source / stage, out / stage)
     (out / "fingerprints").mkdir(parents=True, exist_ok=True)

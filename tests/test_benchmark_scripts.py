@@ -62,6 +62,8 @@ def test_profile_variant_changes_named_fields_only_and_refuses_unknown_ones(benc
     module.reuse_inputs(source, tmp_path / "out")
     copied = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file())
     assert copied == ["data/x.json", "embeddings/x.json", "fingerprints/prepare.json"]  # nothing of Stage I or later
+    with pytest.raises(SystemExit, match="not a finished run folder"):
+        module.reuse_inputs(tmp_path / "nowhere", tmp_path / "out2")
 
 
 def test_stage2_variants_refuses_shared_codes_of_other_integrated_embeddings(benchmark_script, tmp_path) -> None:
