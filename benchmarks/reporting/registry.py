@@ -271,6 +271,14 @@ def default_rows() -> list[Row]:
                           2026: "runs/s2v-seeds/default-s2026.json"},
             produce=_candidate_command("runs/beauty-z", "runs/s2v-seeds", "default-s{seed}", _DROP0,
                                        {**_DEFAULT_TRAIN, "lr": 0.002}, given_codes=True)),
+        # and at the paper's peak learning rate 1e-3 (the default's until the seventh session): is 2e-3's gain larger
+        # than a retrain? Seed 2024's run is the row beauty-genrec-default-2026-12-07-lr1e3-model-alone
+        stage2_variant_row(
+            "beauty", "lr1e3-seeds", what="the default's Stage II at the paper's peak learning rate 1e-3, seeds 2025 and "
+            "2026 on the Stage I and codes of runs/beauty-z (seed 2024: the default of 2026-12-07 at 1e-3)",
+            seed_sources={2025: "runs/s2v-seeds/lr1e3-s2025.json", 2026: "runs/s2v-seeds/lr1e3-s2026.json"},
+            produce=_candidate_command("runs/beauty-z", "runs/s2v-seeds", "lr1e3-s{seed}", _DROP0, _DEFAULT_TRAIN,
+                                       given_codes=True)),
         # Beauty candidates that moved the model alone, on ML-100K: each seed's default run (runs/d{seed}) gives its
         # Stage I, codes and data, and its own Stage II is the control
         *(stage2_variant_row(
