@@ -20,11 +20,10 @@ import argparse
 import json
 import logging
 import shutil
-from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from genrec.trainers.jobs.profiles import PROFILES, PipelineProfile
+from genrec.trainers.jobs.profiles import PROFILES, PipelineProfile, profile_with_changes
 from genrec.trainers.jobs.run import run_pipeline
 
 INPUT_STAGES = ("data", "embeddings")
@@ -32,13 +31,11 @@ INPUT_FINGERPRINTS = ("prepare.json",)
 
 
 def changed_profile(base: str, changes: dict[str, Any]) -> PipelineProfile:
-    """``PROFILES[base]`` with ``changes`` applied, named after them; unknown field names are an error."""
-    known = {f.name for f in fields(PipelineProfile)} - {"name"}
-    unknown = sorted(set(changes) - known)
-    if unknown:
-        raise SystemExit(f"unknown PipelineProfile field(s) {unknown}; known: {sorted(known)}")
-    name = base + "+" + ",".join(f"{k}={json.dumps(v, sort_keys=True)}" for k, v in sorted(changes.items()))
-    return replace(PROFILES[base], name=name, **changes)
+    """``profile_with_changes`` for the command line: a bad field or value ends the script with its message."""
+    try:
+        return profile_with_changes(base, changes)
+    except (TypeError, ValueError) as error:
+        raise SystemExit(str(error)) from None
 
 
 def reuse_inputs(source: Path, out: Path) -> None:

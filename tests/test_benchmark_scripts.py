@@ -54,6 +54,8 @@ def test_profile_variant_changes_named_fields_only_and_refuses_unknown_ones(benc
     assert profile.stage2_config == PROFILES["default"].stage2_config and profile.stage2_lr == PROFILES["default"].stage2_lr
     with pytest.raises(SystemExit, match="unknown PipelineProfile field"):
         module.changed_profile("default", {"stage1_epoch": 30})
+    with pytest.raises(SystemExit, match="stage2_lr"):  # the profile's own checks apply to the new values
+        module.changed_profile("default", {"stage2_lr": 0})
     source = tmp_path / "run"
     for folder in ("data", "embeddings", "fingerprints", "stage1"):
         (source / folder).mkdir(parents=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+from genrec.trainers.jobs.profiles import profile_with_changes
+
 from .core import Row
 from .perf import perf_rows
 from .quality import (
@@ -106,9 +108,17 @@ def _candidate_command(run: str, work_dir: str, name: str, config: dict, train: 
             f"--config '{json.dumps(config)}'{extra}")
 
 
-def _profile_variant_row(row: Row, profile_name: str) -> Row:
-    """A ``genrec_run_row`` of a ``benchmarks/profile_variant.py`` run, which records its changed profile's name."""
-    return replace(row, options={**row.options, "profile": profile_name})
+def _profile_variant_rows(data: str, base: str, changes: dict, *, out: str, reuse: str, label: str,
+                          label_text: str, note: str) -> list[Row]:
+    """The two ``genrec_run_row`` rows (with the prior, the model alone) of a ``benchmarks/profile_variant.py`` run
+    of ``base`` with ``changes``; the run records its changed profile's name, which the rows expect."""
+    dataset = "" if data == "ml-100k" else " --dataset ../shared/data/amazon-beauty-2014"
+    produce = (f"python benchmarks/profile_variant.py{dataset} --set '{json.dumps(changes)}' --out {out} "
+               f"--reuse-inputs {reuse}  # {note}")
+    name = profile_with_changes(base, changes).name
+    return [replace(row, options={**row.options, "profile": name})
+            for row in (genrec_run_row(data, base, model_alone=alone, label=label, label_text=label_text,
+                                       source=f"{out}/run.json", produce=produce) for alone in (False, True))]
 
 
 def _default_rows(*, ml_sources: str, ml_produce: str, beauty_source: str, beauty_produce: str, label: str = "",
@@ -212,15 +222,9 @@ def default_rows() -> list[Row]:
         # the default with Stage I's epoch cap raised from 8 to 30 (patience 2 still decides): on Beauty the 8-epoch
         # Stage I stops at its cap with the best validation at the last step. The prepared data and text embeddings
         # copied from runs/beauty-z; every later stage computed anew, at 1 thread beside a Stage II variant
-        *(_profile_variant_row(
-            genrec_run_row("beauty", "default", model_alone=alone, label="stage1-e30",
-                           label_text="with Stage I's epoch cap 30 instead of 8",
-                           source="runs/beauty-s1e30/run.json",
-                           produce="python benchmarks/profile_variant.py --dataset ../shared/data/amazon-beauty-2014 "
-                                   "--set '{\"stage1_epochs\": 30}' --out runs/beauty-s1e30 --reuse-inputs "
-                                   "runs/beauty-z  # OMP_NUM_THREADS=1"),
-            "default+stage1_epochs=30")
-          for alone in (False, True)),
+        *_profile_variant_rows("beauty", "default", {"stage1_epochs": 30}, out="runs/beauty-s1e30",
+                               reuse="runs/beauty-z", label="stage1-e30",
+                               label_text="with Stage I's epoch cap 30 instead of 8", note="OMP_NUM_THREADS=1"),
         # the default of 2026-12-02 (Stage II 16 epochs; `--profile long` since 2026-12-06), kept beside it
         *(genrec_run_row("ml-100k", "default", model_alone=alone, label="2026-12-02",
                          label_text="of 2026-12-02 (Stage II 16 epochs, today's `long`)",

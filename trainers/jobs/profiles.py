@@ -3,8 +3,10 @@ model families it trains, and how it reads a ``--dataset`` argument."""
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -228,6 +230,18 @@ def infer_source(dataset: str) -> str:
     if is_hub_repo_id(dataset):
         return "hub"  # a Hub dataset id in genrec's layout
     raise unknown_dataset(dataset)
+
+
+def profile_with_changes(base: str, changes: Mapping[str, Any]) -> PipelineProfile:
+    """The shipped profile ``base`` with some fields changed, named after the changes (``default+stage1_epochs=30``)
+    so that a run folder's recorded profile says what differed from the shipped one (benchmarks/profile_variant.py).
+    An unknown field is a ``ValueError`` naming the known ones; the profile's own checks apply to the values."""
+    known = {f.name for f in fields(PipelineProfile)} - {"name"}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise ValueError(f"unknown PipelineProfile field(s) {unknown}; known: {sorted(known)}")
+    name = base + "+" + ",".join(f"{k}={json.dumps(v, sort_keys=True)}" for k, v in sorted(changes.items()))
+    return replace(resolve_profile(base), name=name, **changes)
 
 
 def resolve_profile(profile: str | PipelineProfile) -> PipelineProfile:
