@@ -21,7 +21,7 @@ from .config_fields import as_bool, as_float, as_int, as_int_list, as_optional_i
 __all__ = ["HISTORY_ITEM_EMBEDDINGS", "HISTORY_MODES", "UngerConfig"]
 
 HISTORY_MODES = ("flattened", "per_item")
-HISTORY_ITEM_EMBEDDINGS = ("none", "id", "integrated")
+HISTORY_ITEM_EMBEDDINGS = ("none", "id", "integrated", "integrated+id")
 
 #: Ids of the special tokens of genrec's semantic-ID vocabulary (``SemanticIDTokenizer``).
 PAD_ID, EOS_ID, BOS_ID, UNK_ID = 0, 1, 2, 3
@@ -85,7 +85,8 @@ class UngerConfig(PretrainedConfig):
             (``per_item`` mode only). ``"none"`` (default, the paper): the sum of its code embeddings.
             ``"id"``: plus a learned per-item embedding (identity the code sum blurs: transitions seen once or
             twice in training are memorised per item, as an ID-based recommender does). ``"integrated"``: plus
-            a learned linear map of the item's frozen Stage-I integrated embedding. Our option, not the
+            a learned linear map of the item's frozen Stage-I integrated embedding. ``"integrated+id"``: both
+            (measured on Beauty in docs/quality.md, "Training candidates on Beauty"). Our option, not the
             paper's (docs/quality.md measures it). The item is found from its codes inside the model (a sorted
             key buffer installed by :meth:`~UngerForGenerativeRecommendation.set_history_items`), so
             tokenizer, ``generate`` and ``recommend`` are unchanged.

@@ -390,18 +390,18 @@ class UngerEncoder(nn.Module):
                     f"history_item_embedding={mode!r} needs config.num_items (build the config with "
                     "UngerConfig.from_tokenizer / bind_to_tokenizer)"
                 )
-            if mode == "integrated" and config.integrated_dim < 1:
+            if mode in ("integrated", "integrated+id") and config.integrated_dim < 1:
                 raise ValueError(
-                    "history_item_embedding='integrated' needs the width of the Stage-I integrated embeddings "
+                    f"history_item_embedding={mode!r} needs the width of the Stage-I integrated embeddings "
                     "(config.integrated_dim > 0; train_stage2 sets it from integrated_embeddings)"
                 )
             # Sorted mixed-radix keys of the items' codes and their code-table rows: the encoder finds each
             # history item's row from its code tokens (installed by set_history_items; saved with the model).
             self.register_buffer("history_item_keys", torch.full((n,), -1, dtype=torch.long), persistent=True)
             self.register_buffer("history_item_rows", torch.arange(n, dtype=torch.long), persistent=True)
-            if mode == "id":
+            if mode in ("id", "integrated+id"):
                 self.history_item_ids = nn.Embedding(n + 1, d, padding_idx=n)
-            else:
+            if mode in ("integrated", "integrated+id"):
                 self.register_buffer(
                     "history_item_features", torch.zeros(n, config.integrated_dim), persistent=True
                 )
@@ -461,9 +461,9 @@ class UngerEncoder(nn.Module):
         mode = getattr(config, "history_item_embedding", "none")
         if mode != "none":
             rows = self.history_item_rows_of(input_ids.view(batch, width // depth, depth), item_mask)
-            if mode == "id":
+            if mode in ("id", "integrated+id"):
                 x = x + self.history_item_ids(rows)
-            else:
+            if mode in ("integrated", "integrated+id"):
                 found = (rows < config.num_items).unsqueeze(-1)
                 features = self.history_item_features[rows.clamp(max=config.num_items - 1)] * found
                 x = x + self.history_item_proj(features)
@@ -719,11 +719,11 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin, Tr
             )
         encoder = self.encoder
         self._install_history_keys(codes)
-        if mode == "integrated":
+        if mode in ("integrated", "integrated+id"):
             if features is None:
                 installed = getattr(self, "integrated_embeddings", None)
                 if installed is None or not bool(installed.abs().sum() > 0):
-                    raise ValueError("history_item_embedding='integrated' needs the Stage-I integrated embeddings")
+                    raise ValueError(f"history_item_embedding={mode!r} needs the Stage-I integrated embeddings")
                 features = installed
             table, digest = self._checked_integrated_table(features, "history item features")
             encoder.history_item_features.copy_(table.to(encoder.history_item_features.device))

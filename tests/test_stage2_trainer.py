@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from genrec.trainers.stages.stage2 import (
     TEST_RANKS_FILE,
     build_stage2_optimizer,
     collate_trimmed,
+    cropped_history_rows,
     train_stage2,
 )
 
@@ -144,6 +146,40 @@ def test_epochs_set_the_steps(ring: tuple[Path, Path, Path], tmp_path: Path) -> 
         train_stage2(data, tokenizer_dir, tmp_path / "bad", epochs=0, **FAST)
 
 
+def test_cropped_history_rows_are_recent_suffixes_with_the_same_target() -> None:
+    histories = [["a", "b", "c", "d"], ["x"], ["p", "q"]]
+    extra, targets = cropped_history_rows(histories, ["e", "y", "r"], copies=2, seed=3)
+    # the one-item history gets no copy; the others two each, never the whole history
+    assert targets == ["e", "e", "r", "r"]
+    assert all(h == ["a", "b", "c", "d"][-len(h):] and 1 <= len(h) <= 3 for h in extra[:2])
+    assert extra[2:] == [["q"], ["q"]]
+    last, _ = cropped_history_rows(histories, ["e", "y", "r"], copies=1, max_items=1)
+    assert last == [["d"], ["q"]]
+    assert cropped_history_rows(histories, ["e", "y", "r"], copies=0.5, seed=1) == cropped_history_rows(
+        histories, ["e", "y", "r"], copies=0.5, seed=1)
+    many = cropped_history_rows([["a", "b"]] * 1000, ["c"] * 1000, copies=0.5, seed=0)[1]
+    assert 400 < len(many) < 600
+    with pytest.raises(ValueError, match="copies"):
+        cropped_history_rows(histories, ["e", "y", "r"], copies=-1)
+    with pytest.raises(ValueError, match="max_items"):
+        cropped_history_rows(histories, ["e", "y", "r"], copies=1, max_items=0)
+
+
+def test_history_cropping_adds_rows_and_changes_the_run_identity(
+    ring: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    data, tokenizer_dir, _ = ring
+    kwargs = dict(config=tiny_config(), max_steps=2, eval_every=2, evaluate_test=False, max_eval_users=4, **FAST)
+    plain = train_stage2(data, tokenizer_dir, tmp_path, **kwargs)
+    rows = len(ring_splits()[0]["train"])
+    assert plain.num_train_examples == rows
+    # the same folder with cropping is another run: its checkpoints are refused, not silently resumed
+    with pytest.raises(ValueError, match="config, data, tokenizer or hyper-parameters"):
+        train_stage2(data, tokenizer_dir, tmp_path, crop_copies=1.0, **kwargs)
+    cropped = train_stage2(data, tokenizer_dir, tmp_path / "crop", crop_copies=1.0, crop_max_items=1, **kwargs)
+    assert rows < cropped.num_train_examples < 2 * rows
+
+
 def test_plain_training_without_embeddings(ring: tuple[Path, Path, Path], tmp_path: Path) -> None:
     data, tokenizer_dir, _ = ring
     result = train_stage2(
@@ -239,7 +275,7 @@ def test_stage2_learns_a_learnable_sequence_task(history_mode: str, tmp_path: Pa
     assert result.test_metrics["ndcg@10"] >= 0.5, result.test_metrics
 
 
-@pytest.mark.parametrize("mode", ["id", "integrated"])
+@pytest.mark.parametrize("mode", ["id", "integrated", "integrated+id"])
 def test_history_item_embedding_finds_items_by_code_and_round_trips(
     mode: str, ring: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
@@ -266,13 +302,14 @@ def test_history_item_embedding_finds_items_by_code_and_round_trips(
     expected = [[table.index_of(i) for i in h] for h in histories]
     assert [[r for r in row if r != n] for row in rows.tolist()] == expected
     assert (rows == n).sum().item() == width // depth * 2 - 4  # the padding positions
-    before = model.get_encoder()(**enc).last_hidden_state
-    with torch.no_grad():
-        if mode == "id":
-            model.encoder.history_item_ids.weight.zero_()
-        else:
-            model.encoder.history_item_proj.weight.zero_()
-    assert not torch.allclose(before, model.get_encoder()(**enc).last_hidden_state)
+    parts = {"id": "history_item_ids", "integrated": "history_item_proj"}
+    assert {name for name in parts.values() if hasattr(model.encoder, name)} == {parts[m] for m in mode.split("+")}
+    for name in parts.values():  # each of the mode's parts reaches the encoder output
+        if hasattr(model.encoder, name):
+            before = model.get_encoder()(**enc).last_hidden_state
+            with torch.no_grad():
+                getattr(model.encoder, name).weight.zero_()
+            assert not torch.allclose(before, model.get_encoder()(**enc).last_hidden_state)
     saved = load_file(str(tmp_path / "run" / "best" / "model.safetensors"))
     keys = saved["encoder.history_item_keys"]
     assert keys.tolist() == sorted(keys.tolist()) and bool((keys >= 0).all()) and len(set(keys.tolist())) == n
@@ -287,9 +324,10 @@ def test_history_item_embedding_rejects_what_it_cannot_serve(ring: tuple[Path, P
         tiny_config(history_item_embedding="ids")
     with pytest.raises(ValueError, match="num_items"):
         UngerForGenerativeRecommendation(tiny_config(history_item_embedding="id"))
-    with pytest.raises(ValueError, match="integrated"):
-        train_stage2(data, tokenizer_dir, tmp_path / "run", config=tiny_config(history_item_embedding="integrated"),
-                     max_steps=1, **FAST)
+    for mode in ("integrated", "integrated+id"):
+        with pytest.raises(ValueError, match=re.escape(f"history_item_embedding='{mode}' needs")):
+            train_stage2(data, tokenizer_dir, tmp_path / "run", config=tiny_config(history_item_embedding=mode),
+                         max_steps=1, **FAST)
     tokenizer = SemanticIDTokenizer.from_pretrained(str(tokenizer_dir))
     model = UngerForGenerativeRecommendation(tiny_config(history_item_embedding="id").bind_to_tokenizer(tokenizer))
     with pytest.raises(ValueError, match="row order"):

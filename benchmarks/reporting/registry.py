@@ -88,6 +88,21 @@ BEAUTY_Z_CANDIDATES = (
      _DROP0, {**_DEFAULT_TRAIN, "epochs": 16, "lr": 0.002}, ""),
 )
 
+#: (variant name, what it changes, its --config, its --train): candidates on today's default Stage II (no dropout, peak
+#: learning rate 2e-3) with the Stage I, codes and seed 2024 of runs/beauty-z (ninth session; the control is the
+#: default-seeds row's seed 2024): what makes the model memorise transitions seen once or twice in training
+_DEFAULT_LR = {**_DEFAULT_TRAIN, "lr": 0.002}
+BEAUTY_MEMORY_CANDIDATES = (
+    ("crop1-e3", "one history-cropped copy of every training row (its last 1..all-but-one items, same target), "
+     "3 epochs over the doubled rows (2,820 steps against 3,084)", _DROP0, {**_DEFAULT_LR, "epochs": 3, "crop_copies": 1.0}),
+    ("crop1-last-e3", "one copy of every training row that keeps only its last item (same target), 3 epochs over the "
+     "doubled rows", _DROP0, {**_DEFAULT_LR, "epochs": 3, "crop_copies": 1.0, "crop_max_items": 1}),
+    ("hid-id", "a learned per-item history embedding instead of the integrated one",
+     {**_DROP0, "history_item_embedding": "id"}, _DEFAULT_LR),
+    ("hid-integrated-id", "a learned per-item history embedding on top of the integrated one",
+     {**_DROP0, "history_item_embedding": "integrated+id"}, _DEFAULT_LR),
+)
+
 #: (variant name, what it changes, its --config): the Beauty candidates re-measured on ML-100K's three default runs
 ML100K_CANDIDATES = (
     ("dec8", "8 decoder layers instead of 4, the default's Stage II otherwise", {**_DEFAULT_STAGE2, "decoder_layers": 8}),
@@ -283,6 +298,11 @@ def default_rows() -> list[Row]:
             seed_sources={2025: "runs/s2v-seeds/lr1e3-s2025.json", 2026: "runs/s2v-seeds/lr1e3-s2026.json"},
             produce=_candidate_command("runs/beauty-z", "runs/s2v-seeds", "lr1e3-s{seed}", _DROP0, _DEFAULT_TRAIN,
                                        given_codes=True)),
+        # what makes the model memorise rare transitions (ninth session), on the default's Stage II of runs/beauty-z
+        *(stage2_variant_row("beauty", name, source=f"runs/s2v-crop/{name}.json", what=what,
+                             produce=_candidate_command("runs/beauty-z", "runs/s2v-crop", name, config, train,
+                                                        given_codes=True).replace("{seed}", "2024"))
+          for name, what, config, train in BEAUTY_MEMORY_CANDIDATES),
         # Beauty candidates that moved the model alone, on ML-100K: each seed's default run (runs/d{seed}) gives its
         # Stage I, codes and data, and its own Stage II is the control
         *(stage2_variant_row(

@@ -163,7 +163,7 @@ def evaluate_model(
         k_values: cut-offs; the beam search returns ``max(k_values)`` items per user.
         num_beams: beam width (>= max(k_values); the UNGER paper uses 100 for its tables, we default to 20).
         batch_size: users per beam search.
-        max_users: evaluate the first N rows only (quick checks); None = every user.
+        max_users: evaluate a seeded random sample of N rows (quick checks, validation; see :func:`load_examples`); None = every user.
         show_progress: tqdm bar over batches (silent when not on a TTY; the main process's only).
         check_items: for a dataset folder / Hub id, refuse it unless its ``items`` catalogue is the model's
             (see :func:`check_catalogue`).

@@ -74,6 +74,7 @@ __all__ = [
     "Stage2Result",
     "build_stage2_optimizer",
     "collate_trimmed",
+    "cropped_history_rows",
     "encode_split",
     "load_stage2_tokenizer",
     "resolve_stage2_config",
@@ -125,8 +126,60 @@ def load_stage2_tokenizer(tokenizer: str | Path | SemanticIDTokenizer) -> Semant
     raise TypeError(f"tokenizer must be a SemanticIDTokenizer or a folder, got {type(tokenizer).__name__}")
 
 
-def encode_split(rows: Any, split: str, tokenizer: SemanticIDTokenizer, *, max_history: int, source: str) -> Stage2Data:
-    """Encode one split's rows (history -> input_ids/attention_mask, target -> labels + code-table row)."""
+def cropped_history_rows(
+    histories: Sequence[Sequence[str]],
+    targets: Sequence[str],
+    *,
+    copies: float,
+    max_items: int | None = None,
+    seed: int = 0,
+) -> tuple[list[list[str]], list[str]]:
+    """Extra training rows: a recent suffix of a history with the same target (history cropping).
+
+    Why: a training row ties its target to the whole history of the user it came from, so a transition
+    "A, then B" seen once or twice in training is learnt in that user's context and is not recalled for a
+    test user whose last item is A but whose earlier items differ. A copy that keeps only the last
+    1..``max_items`` items (uniform; never the whole history) trains the same target from the recent items
+    alone. Each row with at least two history items gets ``floor(copies)`` copies and one more with
+    probability ``copies - floor(copies)``; rows with one item would copy themselves and get none.
+    Deterministic in ``seed`` (the copies are part of the training data's fingerprint).
+    """
+    if copies < 0:
+        raise ValueError(f"copies must be >= 0, got {copies}")
+    if max_items is not None and max_items < 1:
+        raise ValueError(f"max_items must be a positive number of items, got {max_items}")
+    rng = np.random.default_rng(seed)
+    whole, fraction = int(math.floor(copies)), copies - math.floor(copies)
+    extra_histories: list[list[str]] = []
+    extra_targets: list[str] = []
+    for history, target in zip(histories, targets, strict=True):
+        longest = len(history) - 1 if max_items is None else min(len(history) - 1, max_items)
+        if longest < 1:
+            continue
+        count = whole + int(fraction > 0 and rng.random() < fraction)
+        for _ in range(count):
+            keep = int(rng.integers(1, longest + 1))
+            extra_histories.append(list(history[-keep:]))
+            extra_targets.append(target)
+    return extra_histories, extra_targets
+
+
+def encode_split(
+    rows: Any,
+    split: str,
+    tokenizer: SemanticIDTokenizer,
+    *,
+    max_history: int,
+    source: str,
+    crop_copies: float = 0.0,
+    crop_max_items: int | None = None,
+    crop_seed: int = 0,
+) -> Stage2Data:
+    """Encode one split's rows (history -> input_ids/attention_mask, target -> labels + code-table row).
+
+    ``crop_copies`` > 0 appends :func:`cropped_history_rows` (training augmentation; the history is first cut
+    to ``max_history`` items, so a copy is always a suffix of what the model would read).
+    """
     # [:]: one Arrow conversion, not row-by-row formatting of a datasets Column (see stage1._encode_split)
     sequences = rows["item_ids"][:]
     users = rows["user_id"][:] if "user_id" in rows.column_names else [str(i) for i in range(len(sequences))]
@@ -151,6 +204,13 @@ def encode_split(rows: Any, split: str, tokenizer: SemanticIDTokenizer, *, max_h
     histories = [sequences[r][:-1] for r in keep]
     targets = [sequences[r][-1] for r in keep]
     truncated = sum(len(h) > max_history for h in histories)
+    if crop_copies:
+        extra, extra_targets = cropped_history_rows(
+            [h[-max_history:] for h in histories], targets, copies=crop_copies, max_items=crop_max_items,
+            seed=crop_seed,
+        )
+        logger.info("%s: %d cropped-history copies added to the %d %s rows", source, len(extra), len(histories), split)
+        histories, targets = histories + extra, targets + extra_targets
     encoded = tokenizer.encode_history(histories, max_items=max_history, padding_side="left", return_tensors="pt")
     labels = tokenizer.encode_targets(targets, add_eos=True)
     target_rows = torch.from_numpy(table.lookup_indices(targets).astype(np.int64))
@@ -187,7 +247,9 @@ def resolve_stage2_config(
             logger.warning("config.integrated_dim=%d but no integrated embeddings given: no distillation", base.integrated_dim)
         values["integrated_dim"] = 0
         values["integrated_embeddings_hash"] = None
-    elif base.distillation_weight <= 0 and getattr(base, "history_item_embedding", "none") != "integrated":
+    elif base.distillation_weight <= 0 and getattr(base, "history_item_embedding", "none") not in (
+        "integrated", "integrated+id"
+    ):
         logger.info("distillation_weight=0: the integrated embeddings are not used")
         values["integrated_dim"] = 0
         values["integrated_embeddings_hash"] = None
@@ -365,6 +427,8 @@ def train_stage2(
     init_from: Any = None,
     init_revision: str | None = None,
     data_revision: str | None = None,
+    crop_copies: float = 0.0,
+    crop_max_items: int | None = None,
 ) -> Stage2Result:
     """Train UNGER Stage II on a prepared dataset; keep the best validation model; report its test metrics.
 
@@ -417,6 +481,10 @@ def train_stage2(
             transferable weights initialise this model (:func:`genrec.trainers.stages.weight_transfer.transfer_stage2_weights`:
             the transformer and the code-token rows both vocabularies have; the catalogue stays this dataset's).
         data_revision: branch, tag or commit of a Hub ``data``.
+        crop_copies, crop_max_items: history cropping (our option, not the paper's; 0 = off): each training
+            row with two or more history items gets ``crop_copies`` extra copies (on average) that keep only its
+            last 1..``crop_max_items`` items (None: up to all but one), seeded by ``seed``
+            (:func:`cropped_history_rows`). An epoch then covers the copies too.
     """
     from genrec.data_scripts.dataset_loading import check_trainable
     from genrec.data_scripts.prepare import load_genrec_dataset
@@ -463,7 +531,10 @@ def train_stage2(
         if name not in sequences:
             raise ValueError(f"{source_name}: the sequences config has no {name!r} split (has {list(sequences)})")
     check_trainable(sequences, source_name)
-    train = encode_split(sequences["train"], "train", tokenizer, max_history=config.max_history_items, source=source_name)
+    train = encode_split(
+        sequences["train"], "train", tokenizer, max_history=config.max_history_items, source=source_name,
+        crop_copies=crop_copies, crop_max_items=crop_max_items, crop_seed=seed,
+    )
 
     model_class = MSCGRecForGenerativeRecommendation if isinstance(config, MSCGRecConfig) else UngerForGenerativeRecommendation
     model = model_class(config)
@@ -477,12 +548,12 @@ def train_stage2(
     if config.constrained_training:
         model.set_prefix_index(tokenizer.code_table.prefix_index(), tokenizer.code_token_offsets)
     if getattr(config, "history_item_embedding", "none") != "none":
-        if config.history_item_embedding == "integrated" and embeddings is None:
-            raise ValueError("history_item_embedding='integrated' needs integrated_embeddings (Stage I's output)")
-        model.set_history_items(
-            tokenizer.code_table.codes,
-            embeddings.embeddings if config.history_item_embedding == "integrated" else None,
-        )
+        reads_integrated = config.history_item_embedding in ("integrated", "integrated+id")
+        if reads_integrated and embeddings is None:
+            raise ValueError(
+                f"history_item_embedding={config.history_item_embedding!r} needs integrated_embeddings (Stage I's output)"
+            )
+        model.set_history_items(tokenizer.code_table.codes, embeddings.embeddings if reads_integrated else None)
     distill = config.uses_distillation
     transfer_report: dict[str, Any] | None = None
     if init_from is not None:
@@ -514,6 +585,8 @@ def train_stage2(
     }
     if lr_schedule != "constant":  # the paper's constant schedule keeps the fingerprints of earlier runs
         hparams.update(lr_schedule=lr_schedule, min_lr_ratio=min_lr_ratio)
+    if crop_copies:  # off keeps the fingerprints of earlier runs
+        hparams.update(crop_copies=crop_copies, crop_max_items=crop_max_items)
     if transfer_report is not None:  # a fine-tuning run resumes only from checkpoints of the same source weights
         hparams["init_from"] = transfer_report["source_digest"]
     fingerprint = _fingerprint(config, train, hparams)
