@@ -323,6 +323,15 @@ def default_rows() -> list[Row]:
             what="peak learning rate 3e-3 instead of 1e-3, the default's Stage II of the sixth session otherwise",
             produce=_candidate_command("runs/z{seed}", "runs/m2v-{seed}", "drop0-lr3e3", _DROP0,
                                        {**_DEFAULT_TRAIN, "lr": 0.003}, given_codes=True)),
+        # the Beauty memorisation candidate that memorised most (ninth session), on the same ML-100K run folders; today's
+        # default Stage II (2e-3) the control
+        stage2_variant_row(
+            "ml-100k", "hid-integrated-id",
+            seed_sources={s: f"runs/m2v-{s}/hid-integrated-id.json" for s in (2024, 2025, 2026)},
+            what="a learned per-item history embedding on top of the integrated one, today's default Stage II otherwise",
+            produce=_candidate_command("runs/z{seed}", "runs/m2v-{seed}", "hid-integrated-id",
+                                       {**_DROP0, "history_item_embedding": "integrated+id"}, _DEFAULT_LR,
+                                       given_codes=True)),
         stage2_variant_row(
             "beauty", "default", source="runs/beauty-var/default.json",
             produce="python benchmarks/stage2_variants.py --data runs/beauty/data --integrated "
