@@ -18,10 +18,16 @@ from transformers import PretrainedConfig
 
 from .config_fields import as_bool, as_float, as_int, as_int_list, as_optional_int, reject_unknown_keys
 
-__all__ = ["HISTORY_ITEM_EMBEDDINGS", "HISTORY_MODES", "UngerConfig"]
+__all__ = ["HISTORY_ITEM_EMBEDDINGS", "HISTORY_MODES", "UngerConfig", "history_item_parts"]
 
 HISTORY_MODES = ("flattened", "per_item")
 HISTORY_ITEM_EMBEDDINGS = ("none", "id", "integrated", "integrated+id")
+
+
+def history_item_parts(mode: str) -> frozenset[str]:
+    """The per-item vectors a ``history_item_embedding`` mode adds to a history position: a subset of
+    ``{"id", "integrated"}`` (one place that knows ``"integrated+id"`` means both)."""
+    return frozenset() if mode == "none" else frozenset(mode.split("+"))
 
 #: Ids of the special tokens of genrec's semantic-ID vocabulary (``SemanticIDTokenizer``).
 PAD_ID, EOS_ID, BOS_ID, UNK_ID = 0, 1, 2, 3

@@ -49,7 +49,7 @@ from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 
-from .configuration_unger import UngerConfig
+from .configuration_unger import UngerConfig, history_item_parts
 from .constrained_decoding import SemanticIDLogitsProcessor, code_tree_fingerprint, prefix_index_from_codes
 from .safe_weights import SafetensorsOnlyMixin
 from .transition_prior import TransitionPriorMixin, mix_transition_scores
@@ -390,7 +390,8 @@ class UngerEncoder(nn.Module):
                     f"history_item_embedding={mode!r} needs config.num_items (build the config with "
                     "UngerConfig.from_tokenizer / bind_to_tokenizer)"
                 )
-            if mode in ("integrated", "integrated+id") and config.integrated_dim < 1:
+            parts = history_item_parts(mode)
+            if "integrated" in parts and config.integrated_dim < 1:
                 raise ValueError(
                     f"history_item_embedding={mode!r} needs the width of the Stage-I integrated embeddings "
                     "(config.integrated_dim > 0; train_stage2 sets it from integrated_embeddings)"
@@ -399,9 +400,9 @@ class UngerEncoder(nn.Module):
             # history item's row from its code tokens (installed by set_history_items; saved with the model).
             self.register_buffer("history_item_keys", torch.full((n,), -1, dtype=torch.long), persistent=True)
             self.register_buffer("history_item_rows", torch.arange(n, dtype=torch.long), persistent=True)
-            if mode in ("id", "integrated+id"):
+            if "id" in parts:
                 self.history_item_ids = nn.Embedding(n + 1, d, padding_idx=n)
-            if mode in ("integrated", "integrated+id"):
+            if "integrated" in parts:
                 self.register_buffer(
                     "history_item_features", torch.zeros(n, config.integrated_dim), persistent=True
                 )
@@ -461,9 +462,10 @@ class UngerEncoder(nn.Module):
         mode = getattr(config, "history_item_embedding", "none")
         if mode != "none":
             rows = self.history_item_rows_of(input_ids.view(batch, width // depth, depth), item_mask)
-            if mode in ("id", "integrated+id"):
+            parts = history_item_parts(mode)
+            if "id" in parts:
                 x = x + self.history_item_ids(rows)
-            if mode in ("integrated", "integrated+id"):
+            if "integrated" in parts:
                 found = (rows < config.num_items).unsqueeze(-1)
                 features = self.history_item_features[rows.clamp(max=config.num_items - 1)] * found
                 x = x + self.history_item_proj(features)
@@ -719,7 +721,7 @@ class UngerForGenerativeRecommendation(UngerPreTrainedModel, GenerationMixin, Tr
             )
         encoder = self.encoder
         self._install_history_keys(codes)
-        if mode in ("integrated", "integrated+id"):
+        if "integrated" in history_item_parts(mode):
             if features is None:
                 installed = getattr(self, "integrated_embeddings", None)
                 if installed is None or not bool(installed.abs().sum() > 0):

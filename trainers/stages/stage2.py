@@ -43,7 +43,7 @@ from torch.utils.data import TensorDataset
 
 from genrec.data_scripts.embeddings import ItemEmbeddings
 from genrec.modeling.configuration_mscgrec import MSCGRecConfig
-from genrec.modeling.configuration_unger import UngerConfig
+from genrec.modeling.configuration_unger import UngerConfig, history_item_parts
 from genrec.modeling.modeling_mscgrec import MSCGRecForGenerativeRecommendation
 from genrec.modeling.modeling_unger import UngerForGenerativeRecommendation
 from genrec.tokenization.code_table import CodeTable
@@ -248,8 +248,8 @@ def resolve_stage2_config(
             logger.warning("config.integrated_dim=%d but no integrated embeddings given: no distillation", base.integrated_dim)
         values["integrated_dim"] = 0
         values["integrated_embeddings_hash"] = None
-    elif base.distillation_weight <= 0 and getattr(base, "history_item_embedding", "none") not in (
-        "integrated", "integrated+id"
+    elif base.distillation_weight <= 0 and "integrated" not in history_item_parts(
+        getattr(base, "history_item_embedding", "none")
     ):
         logger.info("distillation_weight=0: the integrated embeddings are not used")
         values["integrated_dim"] = 0
@@ -549,7 +549,7 @@ def train_stage2(
     if config.constrained_training:
         model.set_prefix_index(tokenizer.code_table.prefix_index(), tokenizer.code_token_offsets)
     if getattr(config, "history_item_embedding", "none") != "none":
-        reads_integrated = config.history_item_embedding in ("integrated", "integrated+id")
+        reads_integrated = "integrated" in history_item_parts(config.history_item_embedding)
         if reads_integrated and embeddings is None:
             raise ValueError(
                 f"history_item_embedding={config.history_item_embedding!r} needs integrated_embeddings (Stage I's output)"
